@@ -1,0 +1,246 @@
+/**
+ * Configuration of the `mpac-mcp` shim (bridge.md §2): environment variables,
+ * workspace detection, derived session id and port, local vs remote mode.
+ * Everything is read from an `env` object passed in (never `process.env`
+ * directly) and the result is frozen.
+ */
+import { createHash } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { homedir, userInfo } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { derivePort, deriveSessionId } from './workspace-id.js'
+
+export type Env = Readonly<Record<string, string | undefined>>
+
+export const DEFAULT_ROLES: readonly string[] = ['contributor']
+export const DEFAULT_CAPABILITIES: readonly string[] = [
+  'conflict.ack',
+  'conflict.escalate',
+  'conflict.resolve',
+  'intent.broadcast',
+  'intent.claim',
+  'intent.withdraw',
+  'op.commit'
+]
+export const GOODBYE_DISPOSITIONS = ['withdraw', 'transfer', 'expire'] as const
+export type GoodbyeDisposition = typeof GOODBYE_DISPOSITIONS[number]
+
+/** A configuration value that cannot be used. Thrown before anything connects. */
+export class ConfigError extends Error {
+  readonly code = 'MPAC_ERR_CONFIG_INVALID'
+  constructor (message: string) {
+    super(message)
+    this.name = 'ConfigError'
+  }
+}
+
+export interface Identity {
+  readonly principalId: string
+  readonly displayName: string
+  readonly roles: readonly string[]
+  readonly capabilities: readonly string[]
+}
+
+export interface ShimConfig {
+  /** The local workspace (reported as `workspace_dir` by every tool, even in remote mode). */
+  readonly workspaceDir: string
+  readonly sessionId: string
+  /** True when the session id came from `MPAC_SESSION_ID`, the URL path, or is derived in local mode. */
+  readonly sessionIdPinned: boolean
+  readonly isRemote: boolean
+  /** The URL the client connects to. Local: `ws://<host>:<port>/session/<session id>`. Remote: `MPAC_COORDINATOR_URL` verbatim. */
+  readonly url: string
+  readonly host: string
+  readonly port: number
+  /** Remote mode only: sent as `Authorization: Bearer` and as the HELLO credential. */
+  readonly token: string | undefined
+  readonly identity: Identity
+  readonly goodbyeDisposition: GoodbyeDisposition
+  /** Seconds without participants after which an auto-started sidecar exits. */
+  readonly sidecarIdleExitSec: number
+  /** Per-user state directory (`$XDG_STATE_HOME/mpac-mcp`). */
+  readonly stateDir: string
+  /** Safety-net timeout of one coordinator request, in ms (replies normally arrive in milliseconds). */
+  readonly requestTimeoutMs: number
+  /** How long take_over_task waits for the claim decision after the coordinator accepted the claim. */
+  readonly claimWaitMs: number
+}
+
+/** Empty counts as unset everywhere (bridge.md §2.1 treated some empty values as real values: a bug). */
+function read (env: Env, name: string): string | undefined {
+  const value = env[name]
+  if (value === undefined) return undefined
+  const trimmed = value.trim()
+  return trimmed === '' ? undefined : trimmed
+}
+
+function expandHome (path: string, env: Env): string {
+  if (path === '~' || path.startsWith('~/')) {
+    return join(read(env, 'HOME') ?? homedir(), path.slice(1))
+  }
+  return path
+}
+
+/** Comma-separated list: trimmed, blanks dropped, deduplicated, sorted; empty → fallback. */
+export function parseList (value: string | undefined, fallback: readonly string[]): string[] {
+  if (value === undefined) return [...fallback]
+  const items = [...new Set(value.split(',').map(s => s.trim()).filter(s => s !== ''))].sort()
+  return items.length === 0 ? [...fallback] : items
+}
+
+function parseInteger (env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = read(env, name)
+  if (raw === undefined) return fallback
+  if (!/^\d+$/.test(raw)) throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got ${JSON.stringify(raw)}`)
+  const n = Number(raw)
+  if (n < min || n > max) throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got ${n}`)
+  return n
+}
+
+/**
+ * Workspace detection (bridge.md §2.2): from `start`, resolved, walk up to the
+ * first ancestor holding a `.git` entry (file or directory); without one, the
+ * start directory itself.
+ */
+export function detectWorkspace (start: string): string {
+  const origin = resolve(start)
+  let dir = origin
+  for (;;) {
+    if (existsSync(join(dir, '.git'))) return dir
+    const parent = dirname(dir)
+    if (parent === dir) return origin
+    dir = parent
+  }
+}
+
+/**
+ * Which workspace a call works on. The tool argument `repo_path` wins over
+ * `MPAC_WORKSPACE_DIR` (the Python bridge did the reverse, contrary to its own
+ * docs: bridge.md §9.12); both go through workspace detection, except that an
+ * explicit `MPAC_WORKSPACE_DIR` is taken as is.
+ */
+export function resolveWorkspace (env: Env, cwd: string, repoPath?: string | null): string {
+  if (repoPath !== undefined && repoPath !== null && repoPath.trim() !== '') {
+    return detectWorkspace(expandHome(repoPath.trim(), env))
+  }
+  const fromEnv = read(env, 'MPAC_WORKSPACE_DIR')
+  if (fromEnv !== undefined) return resolve(expandHome(fromEnv, env))
+  return detectWorkspace(cwd)
+}
+
+function safeUserName (env: Env): string {
+  const fromEnv = read(env, 'USER') ?? read(env, 'USERNAME')
+  if (fromEnv !== undefined) return fromEnv
+  try {
+    return userInfo().username
+  } catch {
+    return 'user'
+  }
+}
+
+/**
+ * Default agent name: `mpac-mcp-<user>`. Stable across restarts (the Python
+ * bridge used the pid, so every restart was a new identity: bridge.md §9.13).
+ * Two agents of the same user in the same workspace must set distinct
+ * `MPAC_AGENT_NAME`s, or they would share one principal.
+ */
+export function defaultAgentName (env: Env): string {
+  return `mpac-mcp-${safeUserName(env)}`
+}
+
+/**
+ * Default principal id: `agent:<name>@<first 10 hex of SHA-1(workspace + "\n" + name)>`.
+ * It depends only on the workspace and the agent name, so a restarted agent
+ * is the same principal: its re-HELLO reactivates its SUSPENDED intents and
+ * the shim rebuilds its ownership from the coordinator's summary.
+ */
+export function defaultPrincipalId (workspaceDir: string, agentName: string): string {
+  const digest = createHash('sha1').update(`${workspaceDir}\n${agentName}`, 'utf8').digest('hex').slice(0, 10)
+  return `agent:${agentName}@${digest}`
+}
+
+/** Session id carried by a coordinator URL path `/session/<id>` (empty segments dropped, trailing ones ignored). */
+export function sessionFromUrlPath (pathname: string): string | undefined {
+  const segments = pathname.split('/').filter(s => s !== '')
+  if (segments[0] === 'session' && segments[1] !== undefined) return decodeURIComponent(segments[1])
+  return undefined
+}
+
+export function stateDirFor (env: Env): string {
+  const xdg = read(env, 'XDG_STATE_HOME')
+  const base = xdg !== undefined ? resolve(expandHome(xdg, env)) : join(read(env, 'HOME') ?? homedir(), '.local', 'state')
+  return join(base, 'mpac-mcp')
+}
+
+export interface LoadOptions {
+  /** Where workspace detection starts when neither `repo_path` nor `MPAC_WORKSPACE_DIR` is given. */
+  readonly cwd?: string
+  /** The tool argument `repo_path`. */
+  readonly repoPath?: string | null
+}
+
+export function loadShimConfig (env: Env, options: LoadOptions = {}): ShimConfig {
+  const workspaceDir = resolveWorkspace(env, options.cwd ?? process.cwd(), options.repoPath)
+  const derivedSession = deriveSessionId(workspaceDir)
+
+  const agentName = read(env, 'MPAC_AGENT_NAME') ?? defaultAgentName(env)
+  const identity: Identity = Object.freeze({
+    principalId: read(env, 'MPAC_PRINCIPAL_ID') ?? defaultPrincipalId(workspaceDir, agentName),
+    displayName: agentName,
+    roles: Object.freeze(parseList(read(env, 'MPAC_AGENT_ROLES'), DEFAULT_ROLES)),
+    capabilities: Object.freeze(parseList(read(env, 'MPAC_AGENT_CAPABILITIES'), DEFAULT_CAPABILITIES))
+  })
+
+  const disposition = read(env, 'MPAC_GOODBYE_DISPOSITION') ?? 'withdraw'
+  if (!(GOODBYE_DISPOSITIONS as readonly string[]).includes(disposition)) {
+    throw new ConfigError(`MPAC_GOODBYE_DISPOSITION must be one of ${GOODBYE_DISPOSITIONS.join(', ')}, got ${JSON.stringify(disposition)}`)
+  }
+
+  const common = {
+    workspaceDir,
+    identity,
+    goodbyeDisposition: disposition as GoodbyeDisposition,
+    sidecarIdleExitSec: parseInteger(env, 'MPAC_SIDECAR_IDLE_EXIT', 600, 0, 86_400 * 365),
+    stateDir: stateDirFor(env),
+    requestTimeoutMs: parseInteger(env, 'MPAC_REQUEST_TIMEOUT_MS', 15_000, 100, 600_000),
+    claimWaitMs: parseInteger(env, 'MPAC_CLAIM_WAIT_MS', 5_000, 0, 600_000)
+  }
+
+  const remoteUrl = read(env, 'MPAC_COORDINATOR_URL')
+  if (remoteUrl === undefined) {
+    const host = read(env, 'MPAC_SIDECAR_HOST') ?? '127.0.0.1'
+    const port = parseInteger(env, 'MPAC_SIDECAR_PORT', derivePort(workspaceDir), 1, 65_535)
+    const urlHost = host.includes(':') ? `[${host}]` : host
+    return Object.freeze({
+      ...common,
+      sessionId: derivedSession,
+      sessionIdPinned: true,
+      isRemote: false,
+      url: `ws://${urlHost}:${port}/session/${encodeURIComponent(derivedSession)}`,
+      host,
+      port,
+      token: undefined
+    })
+  }
+
+  let parsed: URL
+  try {
+    parsed = new URL(remoteUrl)
+  } catch {
+    throw new ConfigError(`MPAC_COORDINATOR_URL is not a URL: ${JSON.stringify(remoteUrl)}`)
+  }
+  if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') {
+    throw new ConfigError(`MPAC_COORDINATOR_URL must start with ws:// or wss://, got ${JSON.stringify(parsed.protocol)}`)
+  }
+  const pinnedSession = read(env, 'MPAC_SESSION_ID') ?? sessionFromUrlPath(parsed.pathname)
+  return Object.freeze({
+    ...common,
+    sessionId: pinnedSession ?? derivedSession,
+    sessionIdPinned: pinnedSession !== undefined,
+    isRemote: true,
+    url: remoteUrl,
+    host: parsed.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1',
+    port: parsed.port !== '' ? Number(parsed.port) : (parsed.protocol === 'wss:' ? 443 : 80),
+    token: read(env, 'MPAC_COORDINATOR_TOKEN')
+  })
+}
