@@ -1,0 +1,347 @@
+import Database from 'better-sqlite3'
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { crc32 } from 'node:zlib'
+import type { CoreInput } from '../coordinator/types.js'
+import { silentLogger } from './managed.js'
+import type { ManagedSessionStore, QuarantinedSession, StoreLogger } from './managed.js'
+import { StoreDamagedError } from './types.js'
+import type { JournalStats, StoredSession } from './types.js'
+
+export interface SqliteStoreOptions {
+  /** Directory holding `mpac.db` (created with mode 0700 when missing). */
+  readonly dir: string
+  readonly logger?: StoreLogger
+  /**
+   * 'FULL' (default): `append` returns only after the WAL is synced to disk, so
+   * an acknowledged input survives a power cut. 'NORMAL' survives a process
+   * crash but may lose the last commits on a power cut; for benchmarks.
+   */
+  readonly synchronous?: 'FULL' | 'NORMAL'
+}
+
+/** The name of the database file inside the data directory. */
+export const DATABASE_FILE = 'mpac.db'
+
+/** The schema version kept in `PRAGMA user_version`. */
+const SCHEMA_VERSION = 1
+
+/** A WAL file is truncated back to this size after a checkpoint (it may grow past it in between). */
+const WAL_SIZE_LIMIT = 64 * 1024 * 1024
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS sessions (
+  session_id TEXT PRIMARY KEY,
+  created_at INTEGER NOT NULL,
+  closed_at INTEGER,
+  quarantined INTEGER NOT NULL DEFAULT 0,
+  quarantine_reason TEXT
+);
+CREATE TABLE IF NOT EXISTS journal (
+  session_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  crc INTEGER NOT NULL,
+  PRIMARY KEY (session_id, seq)
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+  session_id TEXT PRIMARY KEY,
+  seq INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  crc INTEGER NOT NULL
+);
+`
+
+/**
+ * The checksum of one stored row: CRC-32 (IEEE, as zlib computes it) of the
+ * UTF-8 text `<session id> NUL <seq> NUL <body>`. Binding the session id and
+ * the sequence number into it also catches a row moved to the wrong place.
+ */
+export function rowChecksum (sessionId: string, seq: number, body: string): number {
+  return crc32(body, crc32(`${sessionId}\u0000${seq}\u0000`))
+}
+
+/** What the store keeps in memory about a session it has touched. */
+interface SessionState {
+  exists: boolean
+  quarantineReason: string | undefined
+  /** Sequence number of the last stored journal entry (or of the snapshot when the journal is empty). */
+  lastSeq: number
+  entries: number
+  bytes: number
+  snapshotBytes: number
+}
+
+interface StateRow {
+  present: number | null
+  quarantined: number | null
+  reason: string | null
+  snapSeq: number | null
+  snapBytes: number | null
+  maxSeq: number | null
+  entries: number
+  bytes: number | null
+}
+
+interface SessionRow { quarantined: number; quarantine_reason: string | null }
+interface SnapshotRow { seq: unknown; body: unknown; crc: unknown }
+type JournalRow = [seq: unknown, body: unknown, crc: unknown]
+
+/**
+ * The default `SessionStore`: one SQLite database (`mpac.db`) in the data
+ * directory, in WAL mode with `synchronous=FULL`, so that when `append`
+ * returns the entries are on disk. Every journal and snapshot row carries a
+ * checksum verified on `load`; a bad final journal row (a torn write) is
+ * dropped with a warning, any other damage quarantines that session only.
+ *
+ * One process owns a data directory: the store caches per-session counters.
+ */
+export class SqliteStore implements ManagedSessionStore {
+  readonly #db: Database.Database
+  readonly #log: StoreLogger
+  readonly #states = new Map<string, SessionState>()
+  readonly #stmt
+
+  constructor (options: SqliteStoreOptions) {
+    mkdirSync(options.dir, { recursive: true, mode: 0o700 })
+    this.#log = options.logger ?? silentLogger
+    this.#db = new Database(join(options.dir, DATABASE_FILE))
+    try {
+      this.#db.pragma('journal_mode = WAL')
+      this.#db.pragma(`synchronous = ${options.synchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`)
+      this.#db.pragma('busy_timeout = 5000')
+      this.#db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT}`)
+      const version = this.#db.pragma('user_version', { simple: true }) as number
+      if (version > SCHEMA_VERSION) {
+        throw new Error(`${join(options.dir, DATABASE_FILE)} has schema version ${version}; this version of mpac-mcp reads ${SCHEMA_VERSION}`)
+      }
+      this.#db.transaction(() => {
+        this.#db.exec(SCHEMA)
+        this.#db.pragma(`user_version = ${SCHEMA_VERSION}`)
+      })()
+    } catch (err) {
+      this.#db.close()
+      throw err
+    }
+    const db = this.#db
+    this.#stmt = {
+      listSessions: db.prepare<[], { session_id: string }>('SELECT session_id FROM sessions WHERE quarantined = 0 ORDER BY session_id').pluck(),
+      listQuarantined: db.prepare<[], { session_id: string; quarantine_reason: string | null }>(
+        'SELECT session_id, quarantine_reason FROM sessions WHERE quarantined <> 0 ORDER BY session_id'),
+      session: db.prepare<[string], SessionRow>('SELECT quarantined, quarantine_reason FROM sessions WHERE session_id = ?'),
+      state: db.prepare<{ id: string }, StateRow>(`SELECT
+        (SELECT 1 FROM sessions WHERE session_id = @id) AS present,
+        (SELECT quarantined FROM sessions WHERE session_id = @id) AS quarantined,
+        (SELECT quarantine_reason FROM sessions WHERE session_id = @id) AS reason,
+        (SELECT seq FROM snapshots WHERE session_id = @id) AS snapSeq,
+        (SELECT length(CAST(body AS BLOB)) FROM snapshots WHERE session_id = @id) AS snapBytes,
+        (SELECT MAX(seq) FROM journal WHERE session_id = @id) AS maxSeq,
+        (SELECT COUNT(*) FROM journal WHERE session_id = @id) AS entries,
+        (SELECT SUM(length(CAST(body AS BLOB))) FROM journal WHERE session_id = @id) AS bytes`),
+      insertSession: db.prepare<[string, number]>('INSERT INTO sessions (session_id, created_at) VALUES (?, ?)'),
+      insertEntry: db.prepare<[string, number, string, number]>('INSERT INTO journal (session_id, seq, body, crc) VALUES (?, ?, ?, ?)'),
+      snapshot: db.prepare<[string], SnapshotRow>('SELECT seq, body, crc FROM snapshots WHERE session_id = ?'),
+      journal: db.prepare<[string], JournalRow>('SELECT seq, body, crc FROM journal WHERE session_id = ? ORDER BY seq').raw(),
+      upsertSnapshot: db.prepare<[string, number, string, number]>(`INSERT INTO snapshots (session_id, seq, body, crc) VALUES (?, ?, ?, ?)
+        ON CONFLICT (session_id) DO UPDATE SET seq = excluded.seq, body = excluded.body, crc = excluded.crc`),
+      deleteJournalUpTo: db.prepare<[string, number]>('DELETE FROM journal WHERE session_id = ? AND seq <= ?'),
+      deleteEntry: db.prepare<[string, number]>('DELETE FROM journal WHERE session_id = ? AND seq = ?'),
+      deleteJournal: db.prepare<[string]>('DELETE FROM journal WHERE session_id = ?'),
+      deleteSnapshot: db.prepare<[string]>('DELETE FROM snapshots WHERE session_id = ?'),
+      deleteSession: db.prepare<[string]>('DELETE FROM sessions WHERE session_id = ?'),
+      quarantine: db.prepare<[string, string]>('UPDATE sessions SET quarantined = 1, quarantine_reason = ? WHERE session_id = ?'),
+      markClosed: db.prepare<[number, string]>('UPDATE sessions SET closed_at = ? WHERE session_id = ?'),
+      closedBefore: db.prepare<[number], { session_id: string }>(
+        'SELECT session_id FROM sessions WHERE closed_at IS NOT NULL AND closed_at < ? ORDER BY session_id').pluck()
+    }
+  }
+
+  listSessions (): string[] {
+    return this.#stmt.listSessions.all() as unknown as string[]
+  }
+
+  listQuarantined (): QuarantinedSession[] {
+    return this.#stmt.listQuarantined.all().map(row => ({ sessionId: row.session_id, reason: row.quarantine_reason ?? 'unknown' }))
+  }
+
+  load (sessionId: string): StoredSession | undefined {
+    const session = this.#stmt.session.get(sessionId)
+    if (session === undefined) return undefined
+    if (session.quarantined !== 0) {
+      throw new StoreDamagedError(sessionId, `quarantined: ${session.quarantine_reason ?? 'unknown'}`)
+    }
+
+    let snapshot: unknown
+    let base = 0
+    let snapshotBytes = 0
+    const snap = this.#stmt.snapshot.get(sessionId)
+    if (snap !== undefined) {
+      const seq = snap.seq
+      if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) {
+        this.#quarantine(sessionId, 'snapshot row has an invalid sequence number')
+      }
+      base = seq as number
+      const parsed = parseRow(sessionId, base, snap.body, snap.crc)
+      if (!parsed.ok) this.#quarantine(sessionId, `snapshot at seq ${base}: ${parsed.problem}`)
+      snapshot = parsed.value
+      snapshotBytes = Buffer.byteLength(snap.body as string)
+    }
+
+    const rows = this.#stmt.journal.all(sessionId) as unknown as JournalRow[]
+    const journal: CoreInput[] = []
+    let bytes = 0
+    for (let i = 0; i < rows.length; i++) {
+      const [seq, body, crc] = rows[i] as JournalRow
+      const expected = base + i + 1
+      if (seq !== expected) {
+        this.#quarantine(sessionId, `journal entry ${expected} is missing (found ${String(seq)})`)
+      }
+      const parsed = parseRow(sessionId, expected, body, crc)
+      if (!parsed.ok) {
+        if (i === rows.length - 1) {
+          // A torn final write: the input was never acknowledged (its outputs
+          // go out only after `append` returns), so dropping it loses nothing.
+          this.#stmt.deleteEntry.run(sessionId, expected)
+          this.#log.warn({ sessionId, seq: expected, problem: parsed.problem }, 'dropped a damaged final journal entry (torn write)')
+          break
+        }
+        this.#quarantine(sessionId, `journal entry ${expected}: ${parsed.problem}`)
+      }
+      journal.push(parsed.value as CoreInput)
+      bytes += Buffer.byteLength(body as string)
+    }
+
+    this.#states.set(sessionId, {
+      exists: true,
+      quarantineReason: undefined,
+      lastSeq: base + journal.length,
+      entries: journal.length,
+      bytes,
+      snapshotBytes
+    })
+    return { snapshot, journal }
+  }
+
+  append (sessionId: string, inputs: readonly CoreInput[]): JournalStats {
+    const state = this.#state(sessionId)
+    if (inputs.length > 0) {
+      this.#assertUsable(sessionId, state)
+      const bodies = inputs.map(input => JSON.stringify(input))
+      const first = inputs[0]?.now
+      const createdAt = typeof first === 'number' && Number.isFinite(first) ? Math.trunc(first) : Date.now()
+      let added = 0
+      this.#db.transaction(() => {
+        if (!state.exists) this.#stmt.insertSession.run(sessionId, createdAt)
+        for (let i = 0; i < bodies.length; i++) {
+          const body = bodies[i] as string
+          const seq = state.lastSeq + i + 1
+          this.#stmt.insertEntry.run(sessionId, seq, body, rowChecksum(sessionId, seq, body))
+          added += Buffer.byteLength(body)
+        }
+      })()
+      state.exists = true
+      state.lastSeq += bodies.length
+      state.entries += bodies.length
+      state.bytes += added
+    }
+    return { entriesSinceSnapshot: state.entries, bytesSinceSnapshot: state.bytes }
+  }
+
+  saveSnapshot (sessionId: string, snapshot: unknown): void {
+    const state = this.#state(sessionId)
+    this.#assertUsable(sessionId, state)
+    const body = JSON.stringify(snapshot)
+    if (typeof body !== 'string') throw new TypeError('snapshot is not JSON-serialisable')
+    const seq = state.lastSeq
+    this.#db.transaction(() => {
+      if (!state.exists) this.#stmt.insertSession.run(sessionId, Date.now())
+      this.#stmt.upsertSnapshot.run(sessionId, seq, body, rowChecksum(sessionId, seq, body))
+      this.#stmt.deleteJournalUpTo.run(sessionId, seq)
+    })()
+    state.exists = true
+    state.entries = 0
+    state.bytes = 0
+    state.snapshotBytes = Buffer.byteLength(body)
+  }
+
+  delete (sessionId: string): void {
+    this.#db.transaction(() => { this.#deleteRows(sessionId) })()
+    this.#states.delete(sessionId)
+  }
+
+  markClosed (sessionId: string, at: number): void {
+    this.#stmt.markClosed.run(Math.trunc(at), sessionId)
+  }
+
+  purgeClosed (olderThan: number): string[] {
+    const ids = this.#db.transaction(() => {
+      const found = this.#stmt.closedBefore.all(olderThan) as unknown as string[]
+      for (const id of found) this.#deleteRows(id)
+      return found
+    })()
+    for (const id of ids) {
+      this.#states.delete(id)
+      this.#log.info({ sessionId: id }, 'deleted a closed session past its retention')
+    }
+    return ids
+  }
+
+  sessionBytes (sessionId: string): number {
+    const state = this.#state(sessionId)
+    return state.snapshotBytes + state.bytes
+  }
+
+  close (): void {
+    if (this.#db.open) this.#db.close()
+    this.#states.clear()
+  }
+
+  #deleteRows (sessionId: string): void {
+    this.#stmt.deleteJournal.run(sessionId)
+    this.#stmt.deleteSnapshot.run(sessionId)
+    this.#stmt.deleteSession.run(sessionId)
+  }
+
+  #state (sessionId: string): SessionState {
+    let state = this.#states.get(sessionId)
+    if (state === undefined) {
+      const row = this.#stmt.state.get({ id: sessionId }) as StateRow
+      state = {
+        exists: row.present !== null,
+        quarantineReason: row.quarantined !== null && row.quarantined !== 0 ? (row.reason ?? 'unknown') : undefined,
+        lastSeq: Math.max(row.maxSeq ?? 0, row.snapSeq ?? 0),
+        entries: row.entries,
+        bytes: row.bytes ?? 0,
+        snapshotBytes: row.snapBytes ?? 0
+      }
+      this.#states.set(sessionId, state)
+    }
+    return state
+  }
+
+  #assertUsable (sessionId: string, state: SessionState): void {
+    if (state.quarantineReason !== undefined) {
+      throw new StoreDamagedError(sessionId, `quarantined: ${state.quarantineReason}`)
+    }
+  }
+
+  #quarantine (sessionId: string, reason: string): never {
+    this.#stmt.quarantine.run(reason, sessionId)
+    const state = this.#state(sessionId)
+    state.quarantineReason = reason
+    this.#log.error({ sessionId, reason }, 'session quarantined: its stored state is damaged; other sessions are unaffected (see docs/storage.md)')
+    throw new StoreDamagedError(sessionId, reason)
+  }
+}
+
+type Parsed = { ok: true; value: unknown } | { ok: false; problem: string }
+
+function parseRow (sessionId: string, seq: number, body: unknown, crc: unknown): Parsed {
+  if (typeof body !== 'string') return { ok: false, problem: 'body is not text' }
+  if (typeof crc !== 'number' || crc !== rowChecksum(sessionId, seq, body)) return { ok: false, problem: 'checksum mismatch' }
+  try {
+    return { ok: true, value: JSON.parse(body) }
+  } catch {
+    return { ok: false, problem: 'body is not JSON' }
+  }
+}

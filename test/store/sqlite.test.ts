@@ -1,0 +1,226 @@
+import Database from 'better-sqlite3'
+import { statSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import type { CoreInput } from '../../src/coordinator/types.js'
+import { DATABASE_FILE, MemoryStore, openStore, SqliteStore, StoreDamagedError } from '../../src/store/index.js'
+import { captureLogs } from './fixtures/logs.js'
+
+const tick = (now: number): CoreInput => ({ kind: 'tick', now })
+const msg = (now: number, text: string): CoreInput => ({
+  kind: 'message',
+  now,
+  envelope: { message_type: 'INTENT_ANNOUNCE', message_id: `m-${now}`, payload: { objective: text } },
+  verdict: { accepted: true }
+})
+/** The part of a tap test the helpers below use. */
+interface TestLike { testdir (): string; teardown (fn: () => void): void }
+
+const bytesOf = (inputs: readonly CoreInput[]) => inputs.reduce((n, i) => n + Buffer.byteLength(JSON.stringify(i)), 0)
+
+/** Opens a store in a fresh directory and closes it at the end of the test. */
+function open (t: TestLike, dir = join(t.testdir(), 'data')) {
+  const logs = captureLogs()
+  const store = new SqliteStore({ dir, logger: logs })
+  t.teardown(() => store.close())
+  return { store, logs, dir }
+}
+
+/** A second, independent connection to the database file, as a disk fault or a hand edit would touch it. */
+function raw (t: TestLike, dir: string) {
+  const db = new Database(join(dir, DATABASE_FILE))
+  t.teardown(() => db.close())
+  return db
+}
+
+t.test('creates the data directory with mode 0700 and a WAL database', async t => {
+  const { store, dir } = open(t)
+  t.equal(statSync(dir).mode & 0o777, 0o700)
+  store.append('s1', [tick(1)])
+  t.equal(raw(t, dir).pragma('journal_mode', { simple: true }), 'wal')
+})
+
+t.test('append then load round-trips inputs, also after reopening', async t => {
+  const { store, dir } = open(t)
+  t.equal(store.load('s1'), undefined)
+  const first = [msg(1, 'héllo ✓'), tick(2)]
+  const second = [{ kind: 'close', now: 3, reason: 'manual' } as const]
+  t.same(store.append('s1', first), { entriesSinceSnapshot: 2, bytesSinceSnapshot: bytesOf(first) })
+  t.same(store.append('s1', second), { entriesSinceSnapshot: 3, bytesSinceSnapshot: bytesOf([...first, ...second]) })
+  t.same(store.load('s1'), { snapshot: undefined, journal: [...first, ...second] })
+  t.same(store.listSessions(), ['s1'])
+  store.close()
+
+  const { store: again } = open(t, dir)
+  t.same(again.listSessions(), ['s1'])
+  t.same(again.load('s1'), { snapshot: undefined, journal: [...first, ...second] })
+  t.equal(again.sessionBytes('s1'), bytesOf([...first, ...second]))
+  t.same(again.append('s1', [tick(4)]), { entriesSinceSnapshot: 4, bytesSinceSnapshot: bytesOf([...first, ...second, tick(4)]) },
+    'stats are recomputed from disk')
+})
+
+t.test('an empty append stores nothing', async t => {
+  const { store } = open(t)
+  t.same(store.append('s1', []), { entriesSinceSnapshot: 0, bytesSinceSnapshot: 0 })
+  t.equal(store.load('s1'), undefined)
+  t.same(store.listSessions(), [])
+})
+
+t.test('a snapshot plus the journal tail; the covered journal rows are removed', async t => {
+  const { store, dir } = open(t)
+  store.append('s1', [tick(1), tick(2), tick(3)])
+  store.append('other', [tick(1)])
+  store.saveSnapshot('s1', { lamport_clock: 3 })
+  const db = raw(t, dir)
+  const count = (id: string) => db.prepare('SELECT COUNT(*) FROM journal WHERE session_id = ?').pluck().get(id)
+  t.equal(count('s1'), 0, 'compacted')
+  t.equal(count('other'), 1, 'other sessions untouched')
+  t.same(store.append('s1', [tick(4), tick(5)]), { entriesSinceSnapshot: 2, bytesSinceSnapshot: bytesOf([tick(4), tick(5)]) })
+  t.same(store.load('s1'), { snapshot: { lamport_clock: 3 }, journal: [tick(4), tick(5)] })
+  t.same(db.prepare('SELECT seq FROM journal WHERE session_id = ? ORDER BY seq').pluck().all('s1'), [4, 5])
+  t.same(db.prepare('SELECT seq FROM snapshots WHERE session_id = ?').pluck().get('s1'), 3)
+  t.equal(store.sessionBytes('s1'), Buffer.byteLength('{"lamport_clock":3}') + bytesOf([tick(4), tick(5)]))
+
+  store.saveSnapshot('s1', { lamport_clock: 5 })
+  t.equal(count('s1'), 0)
+  store.close()
+  const { store: again } = open(t, dir)
+  t.same(again.load('s1'), { snapshot: { lamport_clock: 5 }, journal: [] })
+  t.same(again.append('s1', [tick(6)]).entriesSinceSnapshot, 1)
+  t.same(again.load('s1'), { snapshot: { lamport_clock: 5 }, journal: [tick(6)] })
+})
+
+t.test('a damaged final journal row is dropped with a warning (torn write)', async t => {
+  for (const [name, damage] of [
+    ['bad checksum', 'UPDATE journal SET crc = crc + 1 WHERE session_id = ? AND seq = 3'],
+    ['garbage body', "UPDATE journal SET body = X'00ff13' WHERE session_id = ? AND seq = 3"],
+    ['truncated body', 'UPDATE journal SET body = substr(body, 1, 10) WHERE session_id = ? AND seq = 3']
+  ] as const) {
+    t.test(name, async t => {
+      const { store, dir } = open(t)
+      store.append('s1', [tick(1), tick(2), tick(3)])
+      store.close()
+      raw(t, dir).prepare(damage).run('s1')
+
+      const { store: again, logs } = open(t, dir)
+      t.same(again.load('s1'), { snapshot: undefined, journal: [tick(1), tick(2)] })
+      const warning = logs.lines.find(l => l.level === 'warn')
+      t.match(warning, { obj: { sessionId: 's1', seq: 3 }, msg: /torn write/ })
+      t.same(again.listQuarantined(), [])
+      t.same(again.append('s1', [tick(30)]).entriesSinceSnapshot, 3, 'the dropped slot is reused')
+      t.same(again.load('s1'), { snapshot: undefined, journal: [tick(1), tick(2), tick(30)] })
+    })
+  }
+})
+
+t.test('damage before the final row quarantines that session only', async t => {
+  const { store, dir } = open(t)
+  store.append('bad', [tick(1), tick(2), tick(3)])
+  store.append('good', [tick(1), tick(2)])
+  raw(t, dir).prepare('UPDATE journal SET body = ? WHERE session_id = ? AND seq = 2').run(JSON.stringify(tick(99)), 'bad')
+
+  const err = t.throws(() => store.load('bad')) as StoreDamagedError
+  t.ok(err instanceof StoreDamagedError)
+  t.equal(err.code, 'MPAC_ERR_STORE_DAMAGED')
+  t.equal(err.sessionId, 'bad')
+  t.match(err.message, /journal entry 2: checksum mismatch/)
+  t.same(store.listSessions(), ['good'])
+  t.same(store.listQuarantined(), [{ sessionId: 'bad', reason: 'journal entry 2: checksum mismatch' }])
+  t.same(store.load('good'), { snapshot: undefined, journal: [tick(1), tick(2)] })
+  t.same(store.append('good', [tick(3)]).entriesSinceSnapshot, 3, 'other sessions keep working')
+  t.throws(() => store.load('bad'), StoreDamagedError, 'stays damaged')
+  t.throws(() => store.append('bad', [tick(4)]), StoreDamagedError, 'refuses new entries')
+  t.throws(() => store.saveSnapshot('bad', {}), StoreDamagedError, 'refuses a snapshot')
+  store.close()
+
+  const { store: again, logs } = open(t, dir)
+  t.same(again.listSessions(), ['good'], 'the quarantine is durable')
+  t.throws(() => again.load('bad'), StoreDamagedError)
+  t.throws(() => again.append('bad', [tick(4)]), StoreDamagedError)
+  t.same(logs.lines.filter(l => l.level === 'error'), [], 'logged once, when detected')
+  again.delete('bad')
+  t.same(again.listQuarantined(), [])
+  t.equal(again.load('bad'), undefined)
+  again.append('bad', [tick(1)])
+  t.same(again.load('bad'), { snapshot: undefined, journal: [tick(1)] }, 'a deleted session starts afresh')
+})
+
+t.test('the quarantine is logged clearly', async t => {
+  const { store, dir, logs } = open(t)
+  store.append('s1', [tick(1), tick(2), tick(3)])
+  raw(t, dir).prepare('DELETE FROM journal WHERE session_id = ? AND seq = 2').run('s1')
+  t.throws(() => store.load('s1'), { name: 'StoreDamagedError', message: /entry 2 is missing/ })
+  t.match(logs.lines, [{ level: 'error', obj: { sessionId: 's1', reason: /entry 2 is missing/ }, msg: /quarantined/ }])
+})
+
+t.test('a damaged snapshot quarantines the session', async t => {
+  const { store, dir } = open(t)
+  store.append('s1', [tick(1)])
+  store.saveSnapshot('s1', { a: 1 })
+  store.append('s1', [tick(2)])
+  raw(t, dir).prepare(`UPDATE snapshots SET body = '{"a":2}' WHERE session_id = ?`).run('s1')
+  t.throws(() => store.load('s1'), { name: 'StoreDamagedError', message: /snapshot at seq 1: checksum mismatch/ })
+})
+
+t.test('a row copied from another session does not pass the checksum', async t => {
+  const { store, dir } = open(t)
+  store.append('a', [tick(1), tick(2)])
+  store.append('b', [tick(1), tick(2)])
+  raw(t, dir).prepare(`UPDATE journal SET body = (SELECT body FROM journal WHERE session_id = 'b' AND seq = 1),
+    crc = (SELECT crc FROM journal WHERE session_id = 'b' AND seq = 1) WHERE session_id = 'a' AND seq = 1`).run()
+  t.throws(() => store.load('a'), StoreDamagedError)
+  t.ok(store.load('b'))
+})
+
+t.test('retention purges closed sessions older than the cutoff', async t => {
+  const { store, dir, logs } = open(t)
+  store.append('old', [tick(1)])
+  store.saveSnapshot('old', { x: 1 })
+  store.append('old', [tick(2)])
+  store.append('recent', [tick(1)])
+  store.append('open', [tick(1)])
+  store.markClosed('old', 1_000)
+  store.markClosed('recent', 5_000)
+  t.same(store.purgeClosed(2_000), ['old'])
+  t.equal(store.load('old'), undefined)
+  t.equal(store.sessionBytes('old'), 0)
+  t.same(store.listSessions(), ['open', 'recent'])
+  const db = raw(t, dir)
+  t.equal(db.prepare(`SELECT COUNT(*) FROM journal WHERE session_id = 'old'`).pluck().get(), 0)
+  t.equal(db.prepare(`SELECT COUNT(*) FROM snapshots WHERE session_id = 'old'`).pluck().get(), 0)
+  t.match(logs.lines, [{ level: 'info', obj: { sessionId: 'old' } }])
+  store.close()
+  const { store: again } = open(t, dir)
+  t.same(again.purgeClosed(2_000), [], 'nothing left to purge')
+  t.same(again.purgeClosed(10_000), ['recent'], 'closed_at survives a restart')
+  t.same(again.listSessions(), ['open'])
+})
+
+t.test('delete removes every row of the session', async t => {
+  const { store, dir } = open(t)
+  store.append('s1', [tick(1), tick(2)])
+  store.saveSnapshot('s1', {})
+  store.append('s1', [tick(3)])
+  store.delete('s1')
+  t.equal(store.load('s1'), undefined)
+  const db = raw(t, dir)
+  for (const table of ['sessions', 'journal', 'snapshots']) {
+    t.equal(db.prepare(`SELECT COUNT(*) FROM ${table}`).pluck().get(), 0, table)
+  }
+})
+
+t.test('refuses a database written by a newer schema', async t => {
+  const { store, dir } = open(t)
+  store.close()
+  raw(t, dir).pragma('user_version = 99')
+  t.throws(() => new SqliteStore({ dir }), /schema version 99/)
+})
+
+t.test('openStore picks the store from the data directory', async t => {
+  const memory = openStore()
+  t.ok(memory instanceof MemoryStore)
+  t.ok(openStore({ dataDir: ':memory:' }) instanceof MemoryStore)
+  const sqlite = openStore({ dataDir: t.testdir() })
+  t.teardown(() => sqlite.close())
+  t.ok(sqlite instanceof SqliteStore)
+})
