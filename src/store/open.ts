@@ -3,10 +3,9 @@ import { MemoryStore } from './memory.js'
 import { SqliteStore } from './sqlite.js'
 
 export interface OpenStoreOptions {
-  /**
-   * The data directory (`--data-dir` / `MPAC_DATA_DIR`). Undefined or
-   * `':memory:'` selects the in-memory store: nothing survives a restart.
-   */
+  /** `--store`: 'sqlite' (default) or 'memory' (nothing survives a restart). */
+  readonly store?: 'sqlite' | 'memory'
+  /** `--data-dir` / `MPAC_DATA_DIR`: where `mpac.db` lives. Required for 'sqlite'; `':memory:'` also selects memory. */
   readonly dataDir?: string | undefined
   readonly logger?: StoreLogger
   /** See `SqliteStoreOptions.synchronous`. Default 'FULL'. */
@@ -15,8 +14,8 @@ export interface OpenStoreOptions {
 
 /** Opens the store the server runs on: SQLite in `dataDir`, or memory. */
 export function openStore (options: OpenStoreOptions = {}): ManagedSessionStore {
-  const { dataDir, logger, synchronous } = options
-  if (dataDir === undefined || dataDir === ':memory:') return new MemoryStore()
+  const { store, dataDir, logger, synchronous } = options
+  if (store === 'memory' || dataDir === undefined || dataDir === ':memory:') return new MemoryStore()
   return new SqliteStore({
     dir: dataDir,
     ...(logger === undefined ? {} : { logger }),
