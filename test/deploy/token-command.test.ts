@@ -2,7 +2,7 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { runTokenCommand } from '../../src/server/token-command.js'
 import { TokenTable, tokenDigest } from '../../src/server/token-table.js'
 
@@ -19,12 +19,11 @@ async function run (argv: string[]): Promise<{ code: number, out: string, err: s
   return { code, out, err }
 }
 
-async function tempDir (t: Tap): Promise<string> {
+async function tempDir (t: Test): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'mpac-token-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   return dir
 }
-type Tap = Parameters<Parameters<typeof t.test>[1]>[0]
 
 t.test('token new prints a fresh token and an entry the server accepts', async t => {
   const r = await run(['new', '--session', 'proj-a', '--session', 'proj-b', '--role', 'owner', '--role', 'reviewer', '--principal', 'agent:alice'])
