@@ -335,8 +335,8 @@ const F_ROOT = 1 // consumed exactly "/"
 const F_SLASH = 2 // last char `/` (after something else)
 const F_OTHER = 3 // last char not `/`
 
-function stepShape (f: number, slash: boolean): number {
-  if (!slash) return F_OTHER
+/** The shape after consuming a `/`, or -1 when that would make `//`. */
+function afterSlash (f: number): number {
   if (f === F_START) return F_ROOT
   if (f === F_OTHER) return F_SLASH
   return -1
@@ -387,7 +387,7 @@ function intersectGlobs (ca: CompiledGlob, cb: CompiledGlob): boolean {
           canSlash = x.l === Lab.AnyChar && y.l === Lab.AnyChar
           canOther = true
         }
-        if (canSlash) { const g = stepShape(f, true); if (g >= 0) push(x.to, y.to, g) }
+        if (canSlash) { const g = afterSlash(f); if (g >= 0) push(x.to, y.to, g) }
         if (canOther) push(x.to, y.to, F_OTHER)
       }
     }

@@ -164,6 +164,9 @@ t.test('semantic summary sources', async t => {
   const bare = { intent_semantics: { postconditions: 'a lone string' } }
   t.equal(duplicateCandidate(intent('ib', 'B', 'x', bare), intent('ia', 'A', 'y', bare), SHARED)?.reason, 'same_postcondition', 'postconditions given as one string is accepted')
 
+  const blankSymbol = { intent_semantics: { symbol: '   ', postconditions: 'p' } }
+  t.strictSame((duplicateCandidate(intent('ib', 'B', 'x', blankSymbol), intent('ia', 'A', 'y', blankSymbol), SHARED)?.current as { symbols: string[] }).symbols, [], 'a blank symbol string is dropped')
+
   const blankAction = { intent_semantics: { action: '   ', symbol: 'm.f' } }
   const withAction = { intent_semantics: { action: 'edit', symbol: 'm.f' } }
   const ba = duplicateCandidate(intent('ib', 'B', 'x', blankAction), intent('ia', 'A', 'y', withAction), SHARED)
