@@ -1,0 +1,47 @@
+import type { CoreInput } from '../coordinator/types.js'
+
+/**
+ * Durable state of sessions: per session, the latest snapshot and the journal
+ * of inputs applied after it. Synchronous by design (better-sqlite3): when
+ * `append` returns, the entries are durable, so the runtime may send the
+ * outputs of those inputs.
+ */
+export interface SessionStore {
+  /** Ids of every session with stored state (quarantined ones excluded). */
+  listSessions (): string[]
+  /**
+   * The latest snapshot (undefined when none was taken yet) and every journal
+   * entry after it, in order; undefined when the session is unknown.
+   * Throws `StoreDamagedError` when a checksum fails anywhere but a torn final record.
+   */
+  load (sessionId: string): StoredSession | undefined
+  /**
+   * Appends inputs to the session's journal, durably, in one transaction
+   * (group commit). Returns the size of the journal since the last snapshot,
+   * so the caller can decide when to snapshot.
+   */
+  append (sessionId: string, inputs: readonly CoreInput[]): JournalStats
+  /** Stores a snapshot taken after every input appended so far and drops the journal it covers. */
+  saveSnapshot (sessionId: string, snapshot: unknown): void
+  /** Removes everything stored for the session. */
+  delete (sessionId: string): void
+  close (): void
+}
+
+export interface JournalStats {
+  readonly entriesSinceSnapshot: number
+  readonly bytesSinceSnapshot: number
+}
+
+export interface StoredSession {
+  readonly snapshot: unknown | undefined
+  readonly journal: readonly CoreInput[]
+}
+
+export class StoreDamagedError extends Error {
+  readonly code = 'MPAC_ERR_STORE_DAMAGED'
+  constructor (readonly sessionId: string, detail: string) {
+    super(`session ${sessionId}: stored state is damaged (${detail})`)
+    this.name = 'StoreDamagedError'
+  }
+}
