@@ -93,8 +93,8 @@ export function normalizeScope (scope: Scope): NormalizedScope {
 }
 
 function intersects (a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
-  const [small, large] = a.size <= b.size ? [a, b] : [b, a]
-  for (const x of small) if (large.has(x)) return true
+  if (a.size > b.size) return intersects(b, a)
+  for (const x of a) if (b.has(x)) return true
   return false
 }
 
