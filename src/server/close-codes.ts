@@ -1,0 +1,33 @@
+/**
+ * WebSocket close codes the sidecar uses. The 44xx codes mirror HTTP
+ * statuses (hocuspocus style); 1009/1011/1012 are the RFC 6455 codes.
+ * Documented in docs/configuration.md.
+ */
+export const CLOSE = {
+  /** A frame larger than --max-frame-bytes. */
+  TOO_BIG: { code: 1009, reason: 'frame too large' },
+  INTERNAL: { code: 1011, reason: 'internal error' },
+  /** Graceful shutdown (SIGTERM/SIGINT): reconnect with backoff. */
+  RESTART: { code: 1012, reason: 'service restart' },
+  /** Sideband query before HELLO without a bearer header, in the authenticated profile. */
+  UNAUTHORIZED: { code: 4401, reason: 'authentication required' },
+  /** The connection's token was removed from the token table (or expired). */
+  TOKEN_REVOKED: { code: 4401, reason: 'token revoked' },
+  FORBIDDEN: { code: 4403, reason: 'forbidden' },
+  /** No such path or session id. */
+  NOT_FOUND: { code: 4004, reason: 'unknown path; use /session/<id>' },
+  /** No admitted HELLO within --prehello-timeout. */
+  PREHELLO_TIMEOUT: { code: 4408, reason: 'no HELLO in time' },
+  /** Another connection was admitted for the same principal. */
+  REPLACED: { code: 4409, reason: 'replaced by a newer connection' },
+  /** Rate limit, pre-HELLO frame cap, session caps, slow consumer. */
+  RATE_LIMITED: { code: 4429, reason: 'rate limit exceeded' },
+  PREHELLO_FRAMES: { code: 4429, reason: 'too many frames before HELLO' },
+  SLOW_CONSUMER: { code: 4429, reason: 'slow consumer: send buffer full' },
+  TOO_MANY_SESSIONS: { code: 4429, reason: 'session limit reached' },
+  TOO_MANY_TOKEN_SESSIONS: { code: 4429, reason: 'session limit for this token reached' },
+  /** The session's stored state is damaged and quarantined. */
+  SESSION_UNAVAILABLE: { code: 4503, reason: 'session unavailable' }
+} as const
+
+export type CloseSpec = { readonly code: number, readonly reason: string }

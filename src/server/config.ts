@@ -1,0 +1,412 @@
+import { readFileSync } from 'node:fs'
+import { homedir } from 'node:os'
+import { isAbsolute, join, resolve } from 'node:path'
+import { z } from 'zod'
+import type { BackendHealthPolicy } from '../coordinator/types.js'
+import { TokenTable } from './token-table.js'
+import { deriveLocalSessionId } from './workspace-id.js'
+
+/**
+ * Configuration of `mpac-mcp-sidecar`: every setting is a flag and an
+ * `MPAC_*` environment variable (flags beat env; an empty env value counts as
+ * unset). Parsed once, validated, frozen. See docs/configuration.md.
+ */
+
+export interface ServerLimits {
+  /** Largest WebSocket frame accepted; bigger → close 1009. */
+  readonly maxFrameBytes: number
+  /** Seconds a connection may stay without an admitted HELLO; then close 4408. */
+  readonly prehelloTimeoutSec: number
+  /** Frames a connection may send before an admitted HELLO; more → close 4429. */
+  readonly prehelloMaxFrames: number
+  /** Sustained frames per second per connection (token bucket, burst = one second's worth). */
+  readonly maxMsgsPerSec: number
+  readonly maxSessions: number
+  readonly maxSessionsPerToken: number
+  readonly maxParticipants: number
+  readonly maxWorkspaceBytes: number
+  /** Bytes queued for one connection above which it is a slow consumer → close 4429. */
+  readonly maxBufferedBytes: number
+}
+
+export interface ServerConfig {
+  readonly host: string
+  readonly port: number
+  readonly mode: 'single' | 'multi'
+  /** Single-session mode: the one session's id. */
+  readonly sessionId: string | undefined
+  /** Single-session workspace directory (absolute), when serving a directory on disk. */
+  readonly workspaceDir: string | undefined
+  readonly securityProfile: 'open' | 'authenticated'
+  readonly tokenTable: TokenTable | undefined
+  /** Set when the table comes from a file (reloaded on change and SIGHUP). */
+  readonly tokenTableFile: string | undefined
+  readonly metricsToken: string | undefined
+  /** Node serves TLS itself with these files (paths). */
+  readonly tls: { readonly certFile: string, readonly keyFile: string } | undefined
+  /** TLS is terminated by a proxy in front of us (banner shows wss://). */
+  readonly tlsByProxy: boolean
+  readonly allowOpen: boolean
+  readonly store: 'sqlite' | 'memory'
+  readonly dataDir: string
+  readonly trustProxy: boolean | string
+  /** Stop the process after this many seconds without any connection (auto-started local sidecar). */
+  readonly idleExitSec: number | undefined
+  readonly complianceProfile: 'core' | 'governance'
+  readonly executionModel: 'post_commit' | 'pre_commit'
+  readonly unavailabilityTimeoutSec: number
+  readonly resolutionTimeoutSec: number
+  readonly claimGraceSec: number
+  readonly heartbeatIntervalSec: number
+  readonly backendHealthPolicy: BackendHealthPolicy | undefined
+  /** Slack given to every participant after a restart before liveness applies. */
+  readonly restartGraceSec: number
+  /** A session without connections for this long is unloaded from memory (snapshot kept). */
+  readonly sessionIdleUnloadSec: number
+  /** Closed sessions are deleted from the store after this long. */
+  readonly closedRetentionSec: number
+  readonly limits: ServerLimits
+  readonly logLevel: string
+}
+
+export interface ConfigError { readonly setting: string, readonly message: string }
+export type Result<T, E> = { readonly ok: true, readonly value: T } | { readonly ok: false, readonly error: E }
+
+type Kind = 'bool' | 'string'
+interface SettingSpec { readonly flag: string, readonly env: string, readonly kind: Kind, readonly help: string }
+
+/** Every setting: flag, environment twin, kind and one line of help. The order is the help order. */
+export const SETTINGS: readonly SettingSpec[] = [
+  { flag: 'host', env: 'MPAC_SIDECAR_HOST', kind: 'string', help: 'bind address (default 127.0.0.1)' },
+  { flag: 'port', env: 'MPAC_SIDECAR_PORT', kind: 'string', help: 'TCP port, 0 = any free port (default 8766)' },
+  { flag: 'multi-session', env: 'MPAC_MULTI_SESSION', kind: 'bool', help: 'serve many sessions at /session/:id (the default unless --workspace or --session-id)' },
+  { flag: 'session-id', env: 'MPAC_SIDECAR_SESSION_ID', kind: 'string', help: 'single-session mode: the session id (default derived from --workspace)' },
+  { flag: 'workspace', env: 'MPAC_SIDECAR_WORKSPACE', kind: 'string', help: 'single-session mode: serve this directory (read-through, write-through)' },
+  { flag: 'security-profile', env: 'MPAC_SECURITY_PROFILE', kind: 'string', help: 'open | authenticated (default: authenticated with a token table, else open)' },
+  { flag: 'token-table-file', env: 'MPAC_TOKEN_TABLE_FILE', kind: 'string', help: 'JSON token table file, reloaded on change and SIGHUP (or MPAC_TOKEN_TABLE with the JSON itself)' },
+  { flag: 'tls', env: 'MPAC_TLS', kind: 'bool', help: 'clients use wss://: with --tls-cert/--tls-key Node serves TLS; with --trust-proxy a proxy terminates it' },
+  { flag: 'tls-cert', env: 'MPAC_TLS_CERT', kind: 'string', help: 'PEM certificate file' },
+  { flag: 'tls-key', env: 'MPAC_TLS_KEY', kind: 'string', help: 'PEM private key file' },
+  { flag: 'allow-open', env: 'MPAC_ALLOW_OPEN', kind: 'bool', help: 'allow binding a non-loopback address without a token table' },
+  { flag: 'data-dir', env: 'MPAC_DATA_DIR', kind: 'string', help: 'where sessions are stored (default $XDG_STATE_HOME/mpac-mcp or ~/.local/state/mpac-mcp)' },
+  { flag: 'store', env: 'MPAC_STORE', kind: 'string', help: 'sqlite | memory (default sqlite)' },
+  { flag: 'trust-proxy', env: 'MPAC_TRUST_PROXY', kind: 'string', help: 'proxy address(es) to trust for X-Forwarded-*, or true/false (default false)' },
+  { flag: 'idle-exit', env: 'MPAC_IDLE_EXIT', kind: 'string', help: 'exit after SEC seconds without any connection (default: never)' },
+  { flag: 'compliance-profile', env: 'MPAC_COMPLIANCE_PROFILE', kind: 'string', help: 'core | governance (default core)' },
+  { flag: 'execution-model', env: 'MPAC_EXECUTION_MODEL', kind: 'string', help: 'post_commit | pre_commit (pre_commit needs governance; default post_commit)' },
+  { flag: 'unavailability-timeout', env: 'MPAC_UNAVAILABILITY_TIMEOUT', kind: 'string', help: 'seconds of silence before a participant is unavailable (default 90)' },
+  { flag: 'resolution-timeout', env: 'MPAC_RESOLUTION_TIMEOUT', kind: 'string', help: 'seconds before an unresolved conflict escalates (default 300, 0 = never)' },
+  { flag: 'claim-grace', env: 'MPAC_CLAIM_GRACE', kind: 'string', help: 'seconds a claim waits for the original owner (default 0)' },
+  { flag: 'heartbeat-interval', env: 'MPAC_HEARTBEAT_INTERVAL', kind: 'string', help: 'seconds between COORDINATOR_STATUS heartbeats (default 30)' },
+  { flag: 'backend-health-policy', env: 'MPAC_BACKEND_HEALTH_POLICY', kind: 'string', help: 'backend health policy as JSON, or @file' },
+  { flag: 'restart-grace', env: 'MPAC_RESTART_GRACE', kind: 'string', help: 'seconds of liveness slack after a restart (default 30)' },
+  { flag: 'session-idle-unload', env: 'MPAC_SESSION_IDLE_UNLOAD', kind: 'string', help: 'unload a session without connections after SEC seconds (default 600)' },
+  { flag: 'closed-retention', env: 'MPAC_CLOSED_RETENTION', kind: 'string', help: 'delete closed sessions after SEC seconds (default 86400)' },
+  { flag: 'max-frame-bytes', env: 'MPAC_MAX_FRAME_BYTES', kind: 'string', help: 'largest frame accepted (default 1048576)' },
+  { flag: 'prehello-timeout', env: 'MPAC_PREHELLO_TIMEOUT', kind: 'string', help: 'seconds a connection may stay without HELLO (default 10)' },
+  { flag: 'prehello-max-frames', env: 'MPAC_PREHELLO_MAX_FRAMES', kind: 'string', help: 'frames allowed before HELLO (default 16)' },
+  { flag: 'max-msgs-per-sec', env: 'MPAC_MAX_MSGS_PER_SEC', kind: 'string', help: 'frames per second per connection (default 200)' },
+  { flag: 'max-sessions', env: 'MPAC_MAX_SESSIONS', kind: 'string', help: 'sessions per server (default 1000)' },
+  { flag: 'max-sessions-per-token', env: 'MPAC_MAX_SESSIONS_PER_TOKEN', kind: 'string', help: 'sessions one token may create (default 50)' },
+  { flag: 'max-participants', env: 'MPAC_MAX_PARTICIPANTS', kind: 'string', help: 'participants per session (default 256)' },
+  { flag: 'max-workspace-bytes', env: 'MPAC_MAX_WORKSPACE_BYTES', kind: 'string', help: 'file bytes per session (default 67108864)' },
+  { flag: 'max-buffered-bytes', env: 'MPAC_MAX_BUFFERED_BYTES', kind: 'string', help: 'send buffer per connection before it is cut as a slow consumer (default 4194304)' },
+  { flag: 'log-level', env: 'LOG_LEVEL', kind: 'string', help: 'fatal | error | warn | info | debug | trace | silent (default info)' }
+]
+
+const SPEC_BY_FLAG = new Map(SETTINGS.map(s => [s.flag, s]))
+
+export const DEFAULT_PORT = 8766
+
+const LOOPBACK = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|::1|localhost|\[::1\])$/i
+
+export function isLoopback (host: string): boolean {
+  return LOOPBACK.test(host)
+}
+
+// Backend health policy (protocol.md §9.7), validated strictly.
+const Disposition = z.enum(['ignore', 'warn', 'suspend_and_claim'])
+const BackendHealthPolicySchema = z.strictObject({
+  enabled: z.boolean(),
+  check_source: z.string().optional(),
+  check_interval_sec: z.number().positive().optional(),
+  on_degraded: Disposition.optional(),
+  on_down: Disposition.optional(),
+  auto_switch: z.enum(['allowed', 'notify_first', 'forbidden']).optional(),
+  allowed_providers: z.array(z.string()).optional()
+})
+
+class Invalid extends Error {
+  constructor (readonly setting: string, message: string) { super(message) }
+}
+
+function fail (setting: string, message: string): never {
+  throw new Invalid(setting, message)
+}
+
+/** Reads raw values: `--flag value`, `--flag=value`, booleans as bare `--flag` (or `--flag=false`). */
+function parseArgv (argv: readonly string[]): Map<string, string> {
+  const out = new Map<string, string>()
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string
+    if (!arg.startsWith('--')) fail('argument', `unexpected argument ${JSON.stringify(arg)} (see --help)`)
+    const eq = arg.indexOf('=')
+    const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq)
+    const spec = SPEC_BY_FLAG.get(name)
+    if (spec === undefined) fail('argument', `unknown flag --${name} (see --help)`)
+    if (eq !== -1) {
+      out.set(name, arg.slice(eq + 1))
+    } else if (spec.kind === 'bool') {
+      out.set(name, 'true')
+    } else {
+      const next = argv[i + 1]
+      if (next === undefined || (next.startsWith('--') && next.length > 2)) fail(name, `--${name} needs a value`)
+      out.set(name, next)
+      i++
+    }
+  }
+  return out
+}
+
+/** Decides if a flag and where its value comes from: the flag, else the env twin (empty = unset). */
+function reader (flags: Map<string, string>, env: Readonly<Record<string, string | undefined>>) {
+  const raw = (flag: string): string | undefined => {
+    if (flags.has(flag)) return flags.get(flag)
+    const spec = SPEC_BY_FLAG.get(flag)
+    const value = spec === undefined ? undefined : env[spec.env]
+    return value === undefined || value === '' ? undefined : value
+  }
+  const name = (flag: string): string => flags.has(flag) ? `--${flag}` : (SPEC_BY_FLAG.get(flag)?.env ?? flag)
+  const bool = (flag: string): boolean => {
+    const value = raw(flag)
+    if (value === undefined) return false
+    const v = value.toLowerCase()
+    if (['1', 'true', 'yes', 'on'].includes(v)) return true
+    if (['0', 'false', 'no', 'off'].includes(v)) return false
+    return fail(name(flag), `expected true or false, got ${JSON.stringify(value)}`)
+  }
+  const oneOf = <T extends string>(flag: string, allowed: readonly T[], fallback: T): T => {
+    const value = raw(flag)
+    if (value === undefined) return fallback
+    if (!(allowed as readonly string[]).includes(value)) fail(name(flag), `expected ${allowed.join(' or ')}, got ${JSON.stringify(value)}`)
+    return value as T
+  }
+  /** A number of seconds; fractions allowed. */
+  const seconds = (flag: string, fallback: number, opts: { allowZero?: boolean } = {}): number => {
+    const value = raw(flag)
+    if (value === undefined) return fallback
+    const n = Number(value)
+    if (value.trim() === '' || !Number.isFinite(n)) fail(name(flag), `expected a number of seconds, got ${JSON.stringify(value)}`)
+    if (n < 0 || (n === 0 && opts.allowZero !== true)) fail(name(flag), `must be ${opts.allowZero === true ? 'zero or positive' : 'positive'}, got ${value}`)
+    return n
+  }
+  const integer = (flag: string, fallback: number, min = 1): number => {
+    const value = raw(flag)
+    if (value === undefined) return fallback
+    if (!/^\d+$/.test(value.trim())) fail(name(flag), `expected a whole number, got ${JSON.stringify(value)}`)
+    const n = Number(value)
+    if (!Number.isSafeInteger(n) || n < min) fail(name(flag), `must be at least ${min}, got ${value}`)
+    return n
+  }
+  return { raw, name, bool, oneOf, seconds, integer }
+}
+
+function defaultDataDir (env: Readonly<Record<string, string | undefined>>): string {
+  const xdg = env.XDG_STATE_HOME
+  if (xdg !== undefined && xdg !== '' && isAbsolute(xdg)) return join(xdg, 'mpac-mcp')
+  return join(env.HOME !== undefined && env.HOME !== '' ? env.HOME : homedir(), '.local', 'state', 'mpac-mcp')
+}
+
+function readTextFile (setting: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch (err) {
+    return fail(setting, `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+}
+
+export function loadServerConfig (
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>
+): Result<ServerConfig, ConfigError> {
+  try {
+    return { ok: true, value: build(argv, env) }
+  } catch (err) {
+    if (err instanceof Invalid) return { ok: false, error: { setting: err.setting, message: err.message } }
+    throw err
+  }
+}
+
+function build (argv: readonly string[], env: Readonly<Record<string, string | undefined>>): ServerConfig {
+  const flags = parseArgv(argv)
+  const r = reader(flags, env)
+
+  // Mode: multi-session unless a workspace or a session id asks for one session.
+  const workspaceRaw = r.raw('workspace')
+  const sessionIdRaw = r.raw('session-id')
+  const multiFlag = r.bool('multi-session')
+  if (multiFlag && sessionIdRaw !== undefined) fail(r.name('session-id'), 'cannot be combined with --multi-session (sessions come from the URL /session/:id)')
+  if (multiFlag && workspaceRaw !== undefined) fail(r.name('workspace'), 'cannot be combined with --multi-session (a workspace directory belongs to one session)')
+  const mode = workspaceRaw !== undefined || sessionIdRaw !== undefined ? 'single' : 'multi'
+  const workspaceDir = workspaceRaw === undefined ? undefined : resolve(workspaceRaw)
+  if (sessionIdRaw !== undefined && !/^[A-Za-z0-9._:-]{1,128}$/.test(sessionIdRaw)) {
+    fail(r.name('session-id'), 'must be 1-128 characters of A-Z a-z 0-9 . _ : -')
+  }
+  const sessionId = mode === 'single' ? (sessionIdRaw ?? deriveLocalSessionId(workspaceDir as string)) : undefined
+
+  const host = r.raw('host') ?? '127.0.0.1'
+  const port = r.integer('port', DEFAULT_PORT, 0)
+  if (port > 65535) fail(r.name('port'), `must be 0-65535, got ${port}`)
+
+  // Token table: MPAC_TOKEN_TABLE (the JSON) or a file (flag or env).
+  const tokenTableFile = r.raw('token-table-file')
+  const tokenTableJson = env.MPAC_TOKEN_TABLE === '' ? undefined : env.MPAC_TOKEN_TABLE
+  if (tokenTableFile !== undefined && tokenTableJson !== undefined) {
+    fail('MPAC_TOKEN_TABLE', 'set either MPAC_TOKEN_TABLE or MPAC_TOKEN_TABLE_FILE, not both')
+  }
+  let tokenTable: TokenTable | undefined
+  if (tokenTableJson !== undefined) {
+    const parsed = TokenTable.parse(tokenTableJson)
+    if (!parsed.ok) fail('MPAC_TOKEN_TABLE', parsed.message)
+    tokenTable = parsed.table
+  } else if (tokenTableFile !== undefined) {
+    const parsed = TokenTable.parse(readTextFile(r.name('token-table-file'), tokenTableFile))
+    if (!parsed.ok) fail(r.name('token-table-file'), parsed.message)
+    tokenTable = parsed.table
+  }
+
+  const profileRaw = r.raw('security-profile')
+  if (profileRaw === 'verified') {
+    fail(r.name('security-profile'), 'verified is not supported (it needs signed messages and certificate identities); use authenticated with a token table')
+  }
+  const securityProfile = r.oneOf('security-profile', ['open', 'authenticated'] as const, tokenTable === undefined ? 'open' : 'authenticated')
+  if (securityProfile === 'authenticated' && tokenTable === undefined) {
+    fail(r.name('security-profile'), 'authenticated needs a token table: set MPAC_TOKEN_TABLE (JSON) or MPAC_TOKEN_TABLE_FILE')
+  }
+  if (securityProfile === 'open' && tokenTable !== undefined) {
+    fail(r.name('security-profile'), 'open ignores the token table; remove MPAC_TOKEN_TABLE/MPAC_TOKEN_TABLE_FILE or use authenticated')
+  }
+
+  const allowOpen = r.bool('allow-open')
+  if (!isLoopback(host) && tokenTable === undefined && !allowOpen) {
+    fail(r.name('host'), `${host} is reachable from other machines and no token table is set: set MPAC_TOKEN_TABLE or MPAC_TOKEN_TABLE_FILE, or pass --allow-open to run without authentication`)
+  }
+
+  // TLS: Node serves it with cert+key; --tls alone must say how.
+  const tlsFlag = r.bool('tls')
+  const certFile = r.raw('tls-cert')
+  const keyFile = r.raw('tls-key')
+  const trustProxyRaw = r.raw('trust-proxy')
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    fail(certFile === undefined ? r.name('tls-cert') : r.name('tls-key'), '--tls-cert and --tls-key go together')
+  }
+  let tls: ServerConfig['tls']
+  if (certFile !== undefined && keyFile !== undefined) {
+    readTextFile(r.name('tls-cert'), certFile)
+    readTextFile(r.name('tls-key'), keyFile)
+    tls = { certFile: resolve(certFile), keyFile: resolve(keyFile) }
+  }
+  const tlsByProxy = tlsFlag && tls === undefined && trustProxyRaw !== undefined && trustProxyRaw !== 'false'
+  if (tlsFlag && tls === undefined && !tlsByProxy) {
+    fail(r.name('tls'), 'there are two ways to get TLS: pass --tls-cert FILE --tls-key FILE and the sidecar serves wss:// itself, or put a proxy such as Caddy in front that terminates TLS (then pass --trust-proxy <proxy address> with --tls)')
+  }
+  let trustProxy: boolean | string = false
+  if (trustProxyRaw !== undefined) {
+    trustProxy = trustProxyRaw === 'true' ? true : trustProxyRaw === 'false' ? false : trustProxyRaw
+  }
+
+  const store = r.oneOf('store', ['sqlite', 'memory'] as const, 'sqlite')
+  const dataDirRaw = r.raw('data-dir')
+  // Separate default directories: local single-session sidecars never see a multi-session server's sessions.
+  const dataDir = dataDirRaw === undefined ? join(defaultDataDir(env), mode === 'single' ? 'local' : 'server') : resolve(dataDirRaw)
+
+  const complianceProfile = r.oneOf('compliance-profile', ['core', 'governance'] as const, 'core')
+  const executionModel = r.oneOf('execution-model', ['post_commit', 'pre_commit'] as const, 'post_commit')
+  if (executionModel === 'pre_commit' && complianceProfile !== 'governance') {
+    fail(r.name('execution-model'), 'pre_commit requires --compliance-profile governance')
+  }
+
+  let backendHealthPolicy: BackendHealthPolicy | undefined
+  const bhp = r.raw('backend-health-policy')
+  if (bhp !== undefined) {
+    const text = bhp.startsWith('@') ? readTextFile(r.name('backend-health-policy'), bhp.slice(1)) : bhp
+    let json: unknown
+    try {
+      json = JSON.parse(text)
+    } catch (err) {
+      fail(r.name('backend-health-policy'), `not valid JSON (${(err as Error).message})`)
+    }
+    const parsed = BackendHealthPolicySchema.safeParse(json)
+    if (!parsed.success) fail(r.name('backend-health-policy'), z.prettifyError(parsed.error).replaceAll('\n', '; '))
+    backendHealthPolicy = parsed.data
+  }
+
+  const logLevel = r.oneOf('log-level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info')
+  const idleExitRaw = r.raw('idle-exit')
+
+  const metricsToken = env.MPAC_METRICS_TOKEN === '' ? undefined : env.MPAC_METRICS_TOKEN
+
+  const config: ServerConfig = {
+    host,
+    port,
+    mode,
+    sessionId,
+    workspaceDir,
+    securityProfile,
+    tokenTable,
+    tokenTableFile: tokenTableFile === undefined ? undefined : resolve(tokenTableFile),
+    metricsToken,
+    tls,
+    tlsByProxy,
+    allowOpen,
+    store,
+    dataDir,
+    trustProxy,
+    idleExitSec: idleExitRaw === undefined ? undefined : r.seconds('idle-exit', 0),
+    complianceProfile,
+    executionModel,
+    unavailabilityTimeoutSec: r.seconds('unavailability-timeout', 90),
+    resolutionTimeoutSec: r.seconds('resolution-timeout', 300, { allowZero: true }),
+    claimGraceSec: r.seconds('claim-grace', 0, { allowZero: true }),
+    heartbeatIntervalSec: r.seconds('heartbeat-interval', 30),
+    backendHealthPolicy,
+    restartGraceSec: r.seconds('restart-grace', 30, { allowZero: true }),
+    sessionIdleUnloadSec: r.seconds('session-idle-unload', 600),
+    closedRetentionSec: r.seconds('closed-retention', 86400, { allowZero: true }),
+    limits: Object.freeze({
+      maxFrameBytes: r.integer('max-frame-bytes', 1024 * 1024, 1024),
+      prehelloTimeoutSec: r.seconds('prehello-timeout', 10),
+      prehelloMaxFrames: r.integer('prehello-max-frames', 16),
+      maxMsgsPerSec: r.integer('max-msgs-per-sec', 200),
+      maxSessions: r.integer('max-sessions', 1000),
+      maxSessionsPerToken: r.integer('max-sessions-per-token', 50),
+      maxParticipants: r.integer('max-participants', 256),
+      maxWorkspaceBytes: r.integer('max-workspace-bytes', 64 * 1024 * 1024),
+      maxBufferedBytes: r.integer('max-buffered-bytes', 4 * 1024 * 1024, 1024)
+    }),
+    logLevel
+  }
+  return Object.freeze(config)
+}
+
+/** `--help` text, generated from SETTINGS so it cannot drift. */
+export function helpText (): string {
+  const lines = [
+    'Usage: mpac-mcp-sidecar [flags]            serve MPAC sessions over WebSocket',
+    '       mpac-mcp-sidecar token <command>    manage the token table (see `mpac-mcp-sidecar token --help`)',
+    '',
+    'With no flags: many sessions at ws://127.0.0.1:8766/session/<id>, open profile (loopback only).',
+    'With --workspace DIR (and/or --session-id ID): one session, at ws://HOST:PORT/ (and /session/<ID>).',
+    '',
+    'Flags (each also an environment variable; flags win; empty variables count as unset):'
+  ]
+  for (const s of SETTINGS) {
+    const left = `  --${s.flag}${s.kind === 'bool' ? '' : ' V'}`
+    lines.push(`${left.padEnd(34)}${s.env.padEnd(30)}${s.help}`)
+  }
+  lines.push(`  ${''.padEnd(32)}${'MPAC_TOKEN_TABLE'.padEnd(30)}the token table as JSON (enables the authenticated profile)`)
+  lines.push(`  ${''.padEnd(32)}${'MPAC_METRICS_TOKEN'.padEnd(30)}bearer token required by GET /metrics`)
+  lines.push('  --help                            this text')
+  lines.push('  --version                         print the version')
+  return lines.join('\n') + '\n'
+}
