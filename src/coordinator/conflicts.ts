@@ -1,0 +1,216 @@
+/**
+ * Conflict detection (protocol.md §6.3–§6.5), the coordinator's
+ * CONFLICT_REPORT (PY keys plus the spec keys, §4.18 TS-REC), participant
+ * reports in both shapes (fix G1), auto-dismiss (§5.4 C) and the
+ * frozen-scope tests (§7.5).
+ */
+import { dependencyConflict, dependencyDetail } from '../protocol/dependency.js'
+import { normalizeScope, scopeContains, scopesOverlap, isIndexableKind, type NormalizedScope } from '../protocol/scope.js'
+import { ALL, fail, nextId, principals, RELAY, type Ctx, type Terminal } from './envelopes.js'
+import { DEAD_OP, isLive, TERMINAL_INTENT, type Conflict, type CoreState, type Intent } from './state.js'
+
+function hasLivePair (st: CoreState, a: string, b: string): boolean {
+  const ids = st.conflictsByIntent.get(a)
+  if (ids === undefined) return false
+  for (const cid of ids) {
+    if (!st.openConflicts.has(cid)) continue
+    const c = st.conflicts.get(cid)
+    if (c !== undefined && c.related_intents.includes(b)) return true
+  }
+  return false
+}
+
+/**
+ * Runs detection for `intent` (the new or updated side, `principal_a`)
+ * against every other principal's live intent, through the indexes.
+ * One CONFLICT_REPORT per conflicting pair, in registration order.
+ */
+export function detectConflicts (st: CoreState, ctx: Ctx, intent: Intent, skipExisting: boolean): void {
+  const cands = new Set<string>()
+  st.index.overlapCandidates(intent.norm, cands)
+  const fileSet = intent.norm.kind === 'file_set'
+  if (fileSet) st.index.dependencyCandidates(intent.norm.items, intent.impact, cands)
+  if (cands.size === 0) return
+  const hits: Array<{ other: Intent, dep: boolean }> = []
+  for (const id of cands) {
+    if (id === intent.intent_id) continue
+    const other = st.intents.get(id)
+    if (other === undefined || other.principal_id === intent.principal_id || !isLive(other)) continue
+    if (scopesOverlap(intent.norm, other.norm)) hits.push({ other, dep: false })
+    // protocol.md §6.5: only when there is no direct overlap and both are file_set.
+    else if (fileSet && other.norm.kind === 'file_set' && dependencyConflict(intent.scope, other.scope)) hits.push({ other, dep: true })
+  }
+  if (hits.length > 1) hits.sort((x, y) => x.other.seq - y.other.seq)
+  for (const h of hits) {
+    if (skipExisting && hasLivePair(st, intent.intent_id, h.other.intent_id)) continue
+    report(st, ctx, intent, h.other, h.dep)
+  }
+}
+
+function report (st: CoreState, ctx: Ctx, a: Intent, b: Intent, dep: boolean): void {
+  const conflictId = nextId(st.clock)
+  const category = dep ? 'dependency_breakage' : 'scope_overlap'
+  const description = dep
+    ? `Intent ${a.intent_id} (principal ${a.principal_id}) changes code that intent ${b.intent_id} (principal ${b.principal_id}) depends on, or the reverse`
+    : `Intent ${a.intent_id} (principal ${a.principal_id}) overlaps the scope of intent ${b.intent_id} (principal ${b.principal_id})`
+  const payload: Record<string, unknown> = {
+    conflict_id: conflictId,
+    category,
+    severity: 'medium',
+    principal_a: a.principal_id,
+    principal_b: b.principal_id,
+    intent_a: a.intent_id,
+    intent_b: b.intent_id
+  }
+  if (dep) payload.dependency_detail = dependencyDetail(a.scope, b.scope)
+  payload.related_intents = [a.intent_id, b.intent_id]
+  payload.related_ops = []
+  payload.basis = { kind: 'rule', rule_id: dep ? 'dependency.breakage.v1' : 'scope.overlap.v1' }
+  payload.based_on_watermark = { kind: 'lamport_clock', value: st.clock.lamport }
+  payload.description = description
+  const env = st.emit(ctx, 'CONFLICT_REPORT', payload, principals([a.principal_id, b.principal_id, ...st.authorities()]))
+  st.addConflict(ctx, {
+    conflict_id: conflictId,
+    state: 'OPEN',
+    category,
+    severity: 'medium',
+    principal_a: a.principal_id,
+    principal_b: b.principal_id,
+    intent_a: a.intent_id,
+    intent_b: b.intent_id,
+    related_intents: [a.intent_id, b.intent_id],
+    related_ops: [],
+    created_at: ctx.now,
+    escalated_to: null,
+    escalated_at: null,
+    resolution_id: null,
+    resolved_by: null,
+    decision: null,
+    scope_frozen: false,
+    timeout_reported: false,
+    message_id: env.message_id as string,
+    reporter: st.coordinatorId
+  })
+}
+
+interface ReportPayload {
+  conflict_id: string
+  related_intents?: string[]
+  related_ops?: string[]
+  category: string
+  severity: string
+  principal_a?: string
+  principal_b?: string
+  intent_a?: string
+  intent_b?: string
+  involved_principals?: string[]
+}
+
+/** A participant CONFLICT_REPORT, spec shape or PY shape (fix G1). */
+export function handleReport (st: CoreState, ctx: Ctx, p: ReportPayload, sender: string, messageId: string): Terminal {
+  if (st.conflicts.has(p.conflict_id)) return fail('INVALID_REFERENCE', `conflict ${p.conflict_id} already exists`)
+  const related = [...new Set([...(p.related_intents ?? []), ...[p.intent_a, p.intent_b].filter((x): x is string => typeof x === 'string')])]
+  const ops = [...new Set(p.related_ops ?? [])]
+  if (related.length === 0 && ops.length === 0) return fail('MALFORMED_MESSAGE', 'CONFLICT_REPORT must name at least one related intent or operation')
+  const ownerOf = (id: string | undefined): string | null => id === undefined ? null : st.intents.get(id)?.principal_id ?? null
+  const pa = p.principal_a ?? p.involved_principals?.[0] ?? ownerOf(related[0]) ?? null
+  const pb = p.principal_b ?? p.involved_principals?.[1] ?? ownerOf(related[1]) ?? null
+  st.addConflict(ctx, {
+    conflict_id: p.conflict_id,
+    state: 'OPEN',
+    category: p.category,
+    severity: p.severity,
+    principal_a: pa,
+    principal_b: pb,
+    intent_a: p.intent_a ?? related[0] ?? null,
+    intent_b: p.intent_b ?? related[1] ?? null,
+    related_intents: related,
+    related_ops: ops,
+    created_at: ctx.now,
+    escalated_to: null,
+    escalated_at: null,
+    resolution_id: null,
+    resolved_by: null,
+    decision: null,
+    scope_frozen: false,
+    timeout_reported: false,
+    message_id: messageId,
+    reporter: sender
+  })
+  return RELAY
+}
+
+function allDead (st: CoreState, c: Conflict): boolean {
+  for (const id of c.related_intents) {
+    const i = st.intents.get(id)
+    if (i !== undefined && !TERMINAL_INTENT.has(i.state)) return false
+  }
+  for (const id of c.related_ops) {
+    const o = st.ops.get(id)
+    if (o !== undefined && !DEAD_OP.has(o.state)) return false
+  }
+  return true
+}
+
+/** SPEC §5.4 C: dismiss when every related intent is terminal and every related op is dead; releases freezes (fix G7). */
+export function autoDismiss (st: CoreState, ctx: Ctx): void {
+  if (st.openConflicts.size === 0) return
+  for (const cid of [...st.openConflicts]) {
+    const c = st.conflicts.get(cid)
+    if (c === undefined || !allDead(st, c)) continue
+    const rid = nextId(st.clock)
+    c.resolution_id = rid
+    c.resolved_by = st.coordinatorId
+    c.decision = 'dismissed'
+    st.setConflictState(ctx, c, 'DISMISSED')
+    st.emit(ctx, 'RESOLUTION', { resolution_id: rid, conflict_id: cid, decision: 'dismissed', rationale: 'all_related_entities_terminated' }, ALL)
+  }
+}
+
+function conflictIntents (st: CoreState, c: Conflict): Intent[] {
+  const out: Intent[] = []
+  const ids = c.intent_a !== null || c.intent_b !== null ? [c.intent_a, c.intent_b] : c.related_intents.slice(0, 2)
+  for (const id of ids) {
+    if (id === null) continue
+    const i = st.intents.get(id)
+    if (i !== undefined && !out.includes(i)) out.push(i)
+  }
+  return out
+}
+
+/** protocol.md §7.5: the union scope of a frozen conflict for the INTENT_ANNOUNCE containment test. */
+function frozenUnion (st: CoreState, c: Conflict): NormalizedScope | undefined {
+  const [a, b] = conflictIntents(st, c)
+  if (a === undefined) return undefined
+  if (b === undefined || a.norm.kind !== b.norm.kind || !isIndexableKind(a.norm.kind)) return a.norm
+  const items = [...new Set([...a.norm.items, ...b.norm.items])]
+  const key = a.norm.kind === 'file_set' ? 'resources' : a.norm.kind === 'entity_set' ? 'entities' : 'task_ids'
+  return normalizeScope({ kind: a.norm.kind, [key]: items })
+}
+
+/** SPEC §7.5: 'reject' when fully inside a frozen scope, 'warn' on a partial overlap. */
+export function announceFrozen (st: CoreState, norm: NormalizedScope): 'reject' | 'warn' | undefined {
+  if (st.openConflicts.size === 0) return undefined
+  let warn = false
+  for (const c of st.frozenConflicts()) {
+    const u = frozenUnion(st, c)
+    if (u === undefined) continue
+    if (scopeContains(u, norm)) return 'reject'
+    if (scopesOverlap(u, norm)) warn = true
+  }
+  return warn ? 'warn' : undefined
+}
+
+/** SPEC §7.5: an op target (tested as a one-file file_set) overlapping a frozen conflict's intents. */
+export function frozenTarget (st: CoreState, targets: readonly string[]): string | undefined {
+  if (st.openConflicts.size === 0) return undefined
+  const frozen = st.frozenConflicts()
+  if (frozen.length === 0) return undefined
+  for (const t of targets) {
+    const n = normalizeScope({ kind: 'file_set', resources: [t] })
+    for (const c of frozen) {
+      for (const i of conflictIntents(st, c)) if (scopesOverlap(i.norm, n)) return c.conflict_id
+    }
+  }
+  return undefined
+}

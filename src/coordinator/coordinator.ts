@@ -1,0 +1,302 @@
+/**
+ * The MPAC coordinator core for one session: a pure, deterministic state
+ * machine (docs/architecture.md). `apply` runs the inbound pipeline of
+ * protocol.md §3 in order (parse, coordinator-id guard, session check,
+ * replay protection, Lamport receive rule, closed-session check, HELLO gate,
+ * dispatch, pending-claim sweep) and ends every message input with exactly
+ * one terminal frame for the sender.
+ */
+import type { MessageType } from '../protocol/message-types.js'
+import { parseEnvelope, type Envelope } from '../protocol/schemas.js'
+import { parseTs } from '../protocol/time.js'
+import { lamportOf } from '../protocol/watermark.js'
+import { handleBatch } from './batches.js'
+import { settle } from './cascades.js'
+import { handleClaim, nextClaimDeadline, sweepClaims } from './claims.js'
+import { handleReport } from './conflicts.js'
+import { expireDeferrals, handleDeferred, nextDeferralDeadline } from './deferrals.js'
+import { ALL, ECHO, fail, principals, SENDER, Ctx, type Terminal } from './envelopes.js'
+import { handleAck, handleEscalate, handleResolution, nextResolutionDeadline, resolutionTimeouts } from './governance.js'
+import { expireIntents, handleAnnounce, handleUpdate, handleWithdraw, nextExpiry } from './intents.js'
+import { checkLiveness, handleGoodbye, handleHeartbeat, nextLivenessDeadline, statusHeartbeat, statusPayload } from './liveness.js'
+import { handleCommit, handlePropose, handleReject, handleSupersede } from './operations.js'
+import { closeSummary, handleHello, summary } from './session-info.js'
+import { restoreState, takeSnapshot } from './snapshot.js'
+import { CoreState, resolveSettings, type Settings } from './state.js'
+import type { ApplyResult, CoordinatorConfig, CoordinatorSnapshot, CoreInput, FileEntry, Output, SessionCloseReason, Verdict } from './types.js'
+import { fileSync } from './workspace.js'
+
+type Payload = Record<string, unknown>
+// Handlers receive payloads already validated by parseEnvelope; the casts name the validated shape.
+type Handler = (st: CoreState, ctx: Ctx, env: Envelope, verdict: Verdict | undefined) => Terminal
+
+const any = <T>(p: Payload): T => p as unknown as T
+
+const HANDLERS: Partial<Record<MessageType, Handler>> = {
+  HELLO: (st, ctx, env, verdict) => handleHello(st, ctx, env.sender, any(env.payload), verdict, env.message_id),
+  HEARTBEAT: (st, ctx, env) => handleHeartbeat(st, ctx, any(env.payload), env.sender.principal_id),
+  GOODBYE: (st, ctx, env) => handleGoodbye(st, ctx, any(env.payload), env.sender.principal_id),
+  INTENT_ANNOUNCE: (st, ctx, env) => handleAnnounce(st, ctx, any(env.payload), env.sender.principal_id, env.message_id),
+  INTENT_UPDATE: (st, ctx, env) => handleUpdate(st, ctx, any(env.payload), env.sender.principal_id, env.message_id),
+  INTENT_WITHDRAW: (st, ctx, env) => handleWithdraw(st, ctx, any(env.payload), env.sender.principal_id),
+  INTENT_DEFERRED: (st, ctx, env) => 'status' in env.payload ? ECHO : handleDeferred(st, ctx, any(env.payload), env.sender.principal_id),
+  INTENT_CLAIM: (st, ctx, env) => handleClaim(st, ctx, any(env.payload), env.sender.principal_id, env.message_id),
+  OP_PROPOSE: (st, ctx, env) => handlePropose(st, ctx, any(env.payload), env.sender.principal_id),
+  OP_COMMIT: (st, ctx, env) => handleCommit(st, ctx, any(env.payload), env.sender.principal_id),
+  OP_BATCH_COMMIT: (st, ctx, env) => handleBatch(st, ctx, any(env.payload), env.sender.principal_id),
+  OP_REJECT: (st, ctx, env) => handleReject(st, ctx, any(env.payload), env.sender.principal_id),
+  OP_SUPERSEDE: (st, ctx, env) => handleSupersede(st, ctx, any(env.payload), env.sender.principal_id),
+  CONFLICT_REPORT: (st, ctx, env) => handleReport(st, ctx, any(env.payload), env.sender.principal_id, env.message_id),
+  CONFLICT_ACK: (st, ctx, env) => handleAck(st, ctx, any(env.payload), env.sender.principal_id),
+  CONFLICT_ESCALATE: (st, ctx, env) => handleEscalate(st, ctx, any(env.payload), env.sender.principal_id),
+  RESOLUTION: (st, ctx, env) => handleResolution(st, ctx, any(env.payload), env.sender.principal_id, env.watermark !== undefined)
+}
+
+/** The relay frame: the inbound object as received, with file contents removed from a copy. */
+function relayFrame (raw: Record<string, unknown>): Record<string, unknown> {
+  const payload = raw.payload as Payload
+  let copy: Payload | undefined
+  if ('file_changes' in payload) {
+    copy = { ...payload }
+    delete copy.file_changes
+  }
+  const ops = payload.operations
+  if (Array.isArray(ops) && ops.some(o => typeof o === 'object' && o !== null && 'file_changes' in o)) {
+    copy ??= { ...payload }
+    copy.operations = ops.map(o => {
+      if (typeof o !== 'object' || o === null || !('file_changes' in o)) return o
+      const c = { ...(o as Payload) }
+      delete c.file_changes
+      return c
+    })
+  }
+  return copy === undefined ? raw : { ...raw, payload: copy }
+}
+
+export class Coordinator {
+  #st: CoreState
+  readonly sessionId: string
+  readonly coordinatorId: string
+
+  constructor (config: CoordinatorConfig, state?: CoreState) {
+    const settings: Settings = resolveSettings(config)
+    this.#st = state ?? new CoreState(settings, config.sessionId, config.protocolVersion ?? '0.1.13')
+    this.sessionId = this.#st.clock.sessionId
+    this.coordinatorId = this.#st.coordinatorId
+  }
+
+  static restore (snapshot: CoordinatorSnapshot, config: CoordinatorConfig): Coordinator {
+    const settings = resolveSettings(config)
+    return new Coordinator(config, restoreState(snapshot, settings))
+  }
+
+  get epoch (): number { return this.#st.clock.epoch }
+  get lamport (): number { return this.#st.clock.lamport }
+  get closed (): boolean { return this.#st.closed }
+  participantIds (): string[] { return [...this.#st.participants.keys()] }
+
+  handle (envelope: unknown, now: number, verdict?: Verdict): ApplyResult {
+    return this.apply(verdict === undefined ? { kind: 'message', now, envelope } : { kind: 'message', now, envelope, verdict })
+  }
+
+  tick (now: number): ApplyResult {
+    return this.apply({ kind: 'tick', now })
+  }
+
+  apply (input: CoreInput): ApplyResult {
+    const st = this.#st
+    const now = input.now
+    const first = st.startedAt === null
+    if (first) {
+      st.startedAt = now
+      st.statusDueAt = now + st.s.heartbeatIntervalSec * 1000
+    }
+    switch (input.kind) {
+      case 'message': return this.#message(now, input.envelope, input.verdict)
+      case 'tick': {
+        const ctx = new Ctx(now, undefined, undefined)
+        this.#timers(ctx)
+        return { outputs: ctx.out, changed: first || ctx.dirty || ctx.out.length > 0, accepted: true, fileWrites: [] }
+      }
+      case 'close': return this.#close(now, input.reason, first)
+      case 'recovered': {
+        const ctx = new Ctx(now, undefined, undefined)
+        st.clock.epoch++
+        const until = now + Math.max(0, input.graceSec) * 1000
+        for (const p of st.participants.values()) if (p.last_seen < until) p.last_seen = until
+        st.statusDueAt = now + st.s.heartbeatIntervalSec * 1000
+        st.emit(ctx, 'COORDINATOR_STATUS', { ...statusPayload(st, 'recovered'), snapshot_lamport_clock: st.clock.lamport }, ALL)
+        return { outputs: ctx.out, changed: true, accepted: true, fileWrites: [] }
+      }
+      case 'file_sync': {
+        const ctx = new Ctx(now, undefined, undefined)
+        fileSync(st, ctx, input.path, input.content)
+        return { outputs: [], changed: first || ctx.dirty, accepted: true, fileWrites: [] }
+      }
+      default:
+        return { outputs: [], changed: first, accepted: false, fileWrites: [] }
+    }
+  }
+
+  #timers (ctx: Ctx): void {
+    const st = this.#st
+    if (st.closed) return
+    // protocol.md §9.4 TS-REC order: expiry → liveness → resolution timeouts → claim sweep; then the status heartbeat.
+    expireIntents(st, ctx)
+    expireDeferrals(st, ctx)
+    settle(st, ctx)
+    checkLiveness(st, ctx)
+    settle(st, ctx)
+    resolutionTimeouts(st, ctx)
+    sweepClaims(st, ctx)
+    settle(st, ctx)
+    statusHeartbeat(st, ctx)
+  }
+
+  #close (now: number, reason: SessionCloseReason, first: boolean): ApplyResult {
+    const st = this.#st
+    if (st.closed) return { outputs: [], changed: first, accepted: true, fileWrites: [] }
+    const ctx = new Ctx(now, undefined, undefined)
+    // SPEC §5.4 G / protocol.md §4.5: withdraw every live intent and abandon pending ops, without per-entity messages.
+    for (const i of st.intents.values()) if (i.state === 'ACTIVE' || i.state === 'SUSPENDED') st.setIntentState(ctx, i, 'WITHDRAWN')
+    for (const o of st.ops.values()) if (o.state === 'PROPOSED' || o.state === 'FROZEN') st.setOpState(ctx, o, 'ABANDONED')
+    st.claims.clear()
+    st.deferrals.clear()
+    st.closed = true
+    const final = st.clock.lamport
+    st.emit(ctx, 'SESSION_CLOSE', { reason, final_lamport_clock: final, summary: closeSummary(st, now), active_intents_disposition: 'withdraw_all' }, ALL)
+    return { outputs: ctx.out, changed: true, accepted: true, fileWrites: [] }
+  }
+
+  #message (now: number, raw: unknown, verdict: Verdict | undefined): ApplyResult {
+    const st = this.#st
+    const parsed = parseEnvelope(raw)
+    if (!parsed.ok) {
+      const ctx = new Ctx(now, parsed.principalId, parsed.messageId)
+      return this.#finish(ctx, undefined, fail('MALFORMED_MESSAGE', parsed.description))
+    }
+    const env = parsed.envelope
+    const pid = env.sender.principal_id
+    const ctx = new Ctx(now, pid, env.message_id)
+    const rawObj = raw as Record<string, unknown>
+    // protocol.md §3 step 6 (TS, required; fix S13): nobody speaks as the coordinator.
+    if (pid === st.coordinatorId) return this.#finish(ctx, rawObj, fail('AUTHORIZATION_FAILED', 'the coordinator principal id is reserved'))
+    if (env.session_id !== st.clock.sessionId) return this.#finish(ctx, rawObj, fail('INVALID_REFERENCE', `session_id ${env.session_id} does not match this session`))
+    if (st.s.securityProfile !== 'open') {
+      const replay = this.#replay(now, env)
+      if (replay !== undefined) return this.#finish(ctx, rawObj, replay)
+    }
+    // SPEC §12.7 rule 3: max(local, received) + 1.
+    const received = lamportOf(env.watermark)
+    if (received !== undefined) st.clock.lamport = Math.max(st.clock.lamport, received) + 1
+    const part = st.participants.get(pid)
+    if (part !== undefined) {
+      part.last_seen = now
+      part.last_message_id = env.message_id
+    }
+    const type = parsed.type
+    // SPEC §9.6: after SESSION_CLOSE only GOODBYE is accepted.
+    if (st.closed && type !== 'GOODBYE') return this.#finish(ctx, rawObj, fail('SESSION_CLOSED', 'the session is closed'))
+    if (part === undefined && type !== 'HELLO') return this.#finish(ctx, rawObj, fail('INVALID_REFERENCE', `principal ${pid} must send HELLO first`))
+    const handler = type !== undefined ? HANDLERS[type] : undefined
+    let terminal: Terminal = ECHO
+    if (handler !== undefined) {
+      try {
+        terminal = handler(st, ctx, env, verdict)
+      } catch (err) {
+        // A bug, never an input error: the message is answered instead of killing the session.
+        terminal = fail('MALFORMED_MESSAGE', `internal error while processing ${String(type)}: ${(err as Error).message}`)
+      }
+    }
+    // protocol.md §3 step 8: the pending-claim sweep after every message that passed the gates.
+    if (!st.closed) {
+      sweepClaims(st, ctx)
+      settle(st, ctx)
+    }
+    return this.#finish(ctx, rawObj, terminal)
+  }
+
+  /** SPEC §23.1.5 replay protection: duplicate id, malformed ts, ts outside the window. */
+  #replay (now: number, env: Envelope): Terminal | undefined {
+    const st = this.#st
+    const window = st.s.replayWindowSec * 1000
+    for (const [id, dropAt] of st.seen) {
+      if (dropAt >= now) break
+      st.seen.delete(id)
+    }
+    if (st.seen.has(env.message_id)) return fail('REPLAY_DETECTED', `message_id ${env.message_id} was already seen`)
+    const ts = parseTs(env.ts)
+    if (ts === undefined) return fail('REPLAY_DETECTED', `ts ${JSON.stringify(env.ts)} is not a strict RFC 3339 timestamp`)
+    if (Math.abs(now - ts) > window) return fail('REPLAY_DETECTED', `ts ${env.ts} is outside the ${st.s.replayWindowSec} s replay window`)
+    // Kept until no replay of it could pass the ts check any more.
+    st.seen.set(env.message_id, Math.max(now, ts) + window)
+    return undefined
+  }
+
+  #finish (ctx: Ctx, raw: Record<string, unknown> | undefined, t: Terminal): ApplyResult {
+    const st = this.#st
+    const out: Output[] = ctx.out
+    let accepted = true
+    switch (t.kind) {
+      case 'error': {
+        accepted = false
+        st.emit(ctx, 'PROTOCOL_ERROR', { error_code: t.code, refers_to: ctx.messageId ?? null, description: t.description, ...t.extra }, SENDER)
+        out[out.length - 1] = { ...out[out.length - 1] as Output, terminal: true }
+        break
+      }
+      case 'info':
+        st.emit(ctx, 'SESSION_INFO', t.payload, SENDER)
+        out[out.length - 1] = { ...out[out.length - 1] as Output, terminal: true }
+        break
+      case 'echo':
+        out.push({ audience: SENDER, frame: raw as Record<string, unknown>, terminal: true })
+        break
+      case 'relay': {
+        // FILE_UPDATED follows the relay for every peer; the sender gets it first so that its terminal frame stays last.
+        for (const f of ctx.afterRelay) out.push({ audience: SENDER, frame: f })
+        out.push({ audience: ALL, frame: relayFrame(raw as Record<string, unknown>), terminal: true })
+        if (ctx.afterRelay.length > 0) {
+          const peers = [...st.participants.keys()].filter(id => id !== ctx.sender)
+          if (peers.length > 0) for (const f of ctx.afterRelay) out.push({ audience: principals(peers), frame: f })
+        }
+        break
+      }
+    }
+    return { outputs: out, changed: true, accepted, fileWrites: accepted ? ctx.fileWrites : [] }
+  }
+
+  snapshot (now?: number): CoordinatorSnapshot {
+    return takeSnapshot(this.#st, now)
+  }
+
+  summary (now: number, workspaceDir?: string | null): Record<string, unknown> {
+    return summary(this.#st, now, workspaceDir ?? null)
+  }
+
+  readFile (path: string): { content: string; state_ref: string } | undefined {
+    const f = this.#st.files.get(path)
+    return f === undefined ? undefined : { content: f.content, state_ref: f.state_ref }
+  }
+
+  listFiles (): FileEntry[] {
+    return [...this.#st.files.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([path, f]) => ({ path, state_ref: f.state_ref, size: f.content.length }))
+  }
+
+  nextDeadline (): number | undefined {
+    const st = this.#st
+    if (st.closed) return undefined
+    let min: number | undefined
+    const consider = (t: number | undefined): void => {
+      if (t !== undefined && (min === undefined || t < min)) min = t
+    }
+    consider(nextExpiry(st))
+    consider(nextDeferralDeadline(st))
+    consider(nextLivenessDeadline(st))
+    consider(nextResolutionDeadline(st))
+    consider(nextClaimDeadline(st))
+    consider(st.statusDueAt ?? undefined)
+    return min
+  }
+}

@@ -1,0 +1,223 @@
+/**
+ * INTENT_ANNOUNCE, INTENT_UPDATE, INTENT_WITHDRAW (protocol.md §4.7–§4.9),
+ * the cross-principal race lock on normalised paths (§6.4, fix I2), the
+ * same-principal auto-supersede (§6.7, same kind only: fix I10) and TTL expiry (§9.4).
+ */
+import { compareCodePoints, normalizeScope, scopesOverlap, isIndexableKind, type NormalizedScope, type Scope } from '../protocol/scope.js'
+import { duplicateCandidate } from '../protocol/semantics.js'
+import { fail, RELAY, SENDER, type Ctx, type Terminal } from './envelopes.js'
+import { resolveForPrincipal } from './deferrals.js'
+import { announceFrozen, detectConflicts } from './conflicts.js'
+import { settle, terminateIntent } from './cascades.js'
+import { isLive, type CoreState, type Intent } from './state.js'
+
+/** Python `repr()` of a list of strings, e.g. `['a.py', 'b.py']` (clients parse it). */
+export function pyListRepr (items: readonly string[]): string {
+  return '[' + items.map(s => {
+    const q = s.includes('\'') && !s.includes('"') ? '"' : '\''
+    let body = ''
+    for (const ch of s) {
+      const cp = ch.codePointAt(0) as number
+      if (ch === '\\') body += '\\\\'
+      else if (ch === q) body += '\\' + q
+      else if (ch === '\n') body += '\\n'
+      else if (ch === '\r') body += '\\r'
+      else if (ch === '\t') body += '\\t'
+      else if (cp < 0x20 || cp === 0x7f) body += '\\x' + cp.toString(16).padStart(2, '0')
+      else body += ch
+    }
+    return q + body + q
+  }).join(', ') + ']'
+}
+
+export interface RaceHit { holder: Intent, files: string[] }
+
+/**
+ * SPEC §15.3.2: the first ACTIVE intent (registration order) of another
+ * principal whose normalised file_set shares one of `items`.
+ */
+export function raceLock (st: CoreState, norm: NormalizedScope, pid: string, items: Iterable<string>, exclude?: string): RaceHit | undefined {
+  if (norm.kind !== 'file_set') return undefined
+  let holder: Intent | undefined
+  for (const item of items) {
+    const ids = st.index.holders('file_set', item)
+    if (ids === undefined) continue
+    for (const id of ids) {
+      if (id === exclude) continue
+      const h = st.intents.get(id)
+      if (h === undefined || h.state !== 'ACTIVE' || h.principal_id === pid) continue
+      if (holder === undefined || h.seq < holder.seq) holder = h
+    }
+  }
+  if (holder === undefined) return undefined
+  const files: string[] = []
+  for (const item of items) if (holder.norm.items.has(item)) files.push(item)
+  files.sort(compareCodePoints)
+  return { holder, files }
+}
+
+export function staleIntent (hit: RaceHit, current?: { intent_id: string, principal_id: string, objective: string, scope: Scope }): Terminal {
+  const h = hit.holder
+  const description = `Files ${pyListRepr(hit.files)} are already being modified by intent ${h.intent_id} (principal ${h.principal_id}). ` +
+    'Defer with INTENT_DEFERRED and wait for that intent to finish, or retry after it is withdrawn.'
+  const extra: Record<string, unknown> = { holder_intent_id: h.intent_id, holder_principal_id: h.principal_id, shared_files: hit.files }
+  if (current !== undefined) {
+    const dup = duplicateCandidate(current, { intent_id: h.intent_id, principal_id: h.principal_id, objective: h.objective, scope: h.scope }, hit.files)
+    if (dup !== undefined) extra.duplicate_candidate = dup
+  }
+  return fail('STALE_INTENT', description, extra)
+}
+
+export function ttlDeadline (st: CoreState, now: number, ttlSec: unknown, expiryMs?: unknown): number | null {
+  if (typeof ttlSec === 'number' && ttlSec > 0) return now + Math.round(ttlSec * 1000)
+  if (typeof expiryMs === 'number' && expiryMs > 0) return now + Math.round(expiryMs)
+  return st.s.defaultIntentTtlSec > 0 ? now + Math.round(st.s.defaultIntentTtlSec * 1000) : null
+}
+
+interface AnnouncePayload {
+  intent_id: string
+  objective: string
+  scope: Scope
+  assumptions?: string[]
+  priority?: string
+  ttl_sec?: number
+  expiry_ms?: number
+  parent_intent_id?: string
+  supersedes_intent_id?: string
+}
+
+/** Same-principal ACTIVE intents of the same kind whose scope overlaps (fix I10). */
+function supersedable (st: CoreState, norm: NormalizedScope, pid: string): Intent[] {
+  const out: Intent[] = []
+  if (isIndexableKind(norm.kind)) {
+    const seen = new Set<string>()
+    for (const item of norm.items) {
+      const ids = st.index.holders(norm.kind, item)
+      if (ids !== undefined) for (const id of ids) seen.add(id)
+    }
+    if (norm.canonicalUris !== undefined) for (const i of st.liveIntentsOf(pid)) seen.add(i.intent_id)
+    for (const id of seen) {
+      const i = st.intents.get(id)
+      if (i !== undefined && i.principal_id === pid && i.state === 'ACTIVE' && i.norm.kind === norm.kind && scopesOverlap(i.norm, norm)) out.push(i)
+    }
+  } else {
+    for (const i of st.liveIntentsOf(pid)) {
+      if (i.state === 'ACTIVE' && i.norm.kind === norm.kind && scopesOverlap(i.norm, norm)) out.push(i)
+    }
+  }
+  return out.sort((a, b) => a.seq - b.seq)
+}
+
+export function handleAnnounce (st: CoreState, ctx: Ctx, p: AnnouncePayload, sender: string, messageId: string): Terminal {
+  // Fix I1: an intent id is never re-used (another principal's would be a hijack).
+  if (st.intents.has(p.intent_id)) return fail('INVALID_REFERENCE', `intent ${p.intent_id} already exists`)
+  let explicit: Intent | undefined
+  if (p.supersedes_intent_id !== undefined) {
+    explicit = st.intents.get(p.supersedes_intent_id)
+    if (explicit === undefined || !isLive(explicit)) return fail('INVALID_REFERENCE', `supersedes_intent_id ${p.supersedes_intent_id} is not a live intent`)
+    // SPEC §15.6.1: the superseded intent must have the same owner.
+    if (explicit.principal_id !== sender) return fail('AUTHORIZATION_FAILED', `intent ${explicit.intent_id} is not owned by ${sender}`)
+  }
+  const norm = normalizeScope(p.scope)
+  // SPEC §7.5: an announce fully inside a frozen scope MUST be rejected.
+  const frozen = announceFrozen(st, norm)
+  if (frozen === 'reject') return fail('SCOPE_FROZEN', 'the announced scope lies inside a frozen scope')
+  // SPEC §15.3.2: an overlap with another principal's ACTIVE intent MUST be rejected with STALE_INTENT.
+  const hit = raceLock(st, norm, sender, norm.items)
+  if (hit !== undefined) return staleIntent(hit, { intent_id: p.intent_id, principal_id: sender, objective: p.objective, scope: p.scope })
+
+  const old = supersedable(st, norm, sender)
+  if (explicit !== undefined && !old.includes(explicit)) old.push(explicit)
+  for (const i of old) terminateIntent(st, ctx, i, 'SUPERSEDED')
+
+  const intent = st.newIntent({
+    intent_id: p.intent_id,
+    principal_id: sender,
+    state: 'ACTIVE',
+    objective: p.objective,
+    scope: p.scope,
+    received_at: ctx.now,
+    expires_at: ttlDeadline(st, ctx.now, p.ttl_sec, p.expiry_ms),
+    ttl_sec: typeof p.ttl_sec === 'number' ? p.ttl_sec : null,
+    last_message_id: messageId,
+    claimed_by: null,
+    priority: p.priority ?? null,
+    assumptions: p.assumptions ?? [],
+    parent_intent_id: p.parent_intent_id ?? null
+  })
+  st.addIntent(ctx, intent)
+  detectConflicts(st, ctx, intent, false)
+  settle(st, ctx)
+  resolveForPrincipal(st, ctx, sender)
+  // SPEC §7.5: a partial overlap with a frozen scope is accepted with a warning.
+  if (frozen === 'warn') {
+    st.emit(ctx, 'PROTOCOL_ERROR', { error_code: 'SCOPE_FROZEN', refers_to: messageId, description: 'the announced scope partially overlaps a frozen scope (warning; the intent is registered)' }, SENDER)
+  }
+  return RELAY
+}
+
+interface UpdatePayload { intent_id: string, objective?: string, scope?: Scope, assumptions?: string[], ttl_sec?: number, priority?: string }
+
+export function handleUpdate (st: CoreState, ctx: Ctx, p: UpdatePayload, sender: string, messageId: string): Terminal {
+  const i = st.intents.get(p.intent_id)
+  if (i === undefined) return fail('INVALID_REFERENCE', `unknown intent ${p.intent_id}`)
+  // Fix I8: only the owner may update (SPEC §15.6.1).
+  if (i.principal_id !== sender) return fail('AUTHORIZATION_FAILED', `intent ${p.intent_id} is owned by ${i.principal_id}`)
+  if (i.state !== 'ACTIVE') return fail('INVALID_REFERENCE', `intent ${p.intent_id} is ${i.state}`)
+  let norm: NormalizedScope | undefined
+  if (p.scope !== undefined) {
+    norm = normalizeScope(p.scope)
+    // Fix I3: the race lock also applies to the newly added resources of an update.
+    const added: string[] = []
+    for (const item of norm.items) if (i.norm.kind !== norm.kind || !i.norm.items.has(item)) added.push(item)
+    const hit = raceLock(st, norm, sender, added, i.intent_id)
+    if (hit !== undefined) return staleIntent(hit)
+  }
+  if (p.objective !== undefined) i.objective = p.objective
+  if (p.assumptions !== undefined) i.assumptions = p.assumptions
+  if (p.priority !== undefined) i.priority = p.priority
+  if (typeof p.ttl_sec === 'number') {
+    i.ttl_sec = p.ttl_sec
+    st.setExpiry(ctx, i, ttlDeadline(st, ctx.now, p.ttl_sec))
+  }
+  i.last_message_id = messageId
+  ctx.dirty = true
+  if (p.scope !== undefined && norm !== undefined) {
+    st.rescope(ctx, i, p.scope, norm)
+    detectConflicts(st, ctx, i, true)
+  }
+  return RELAY
+}
+
+export function handleWithdraw (st: CoreState, ctx: Ctx, p: { intent_id: string }, sender: string): Terminal {
+  const i = st.intents.get(p.intent_id)
+  if (i === undefined) return fail('INVALID_REFERENCE', `unknown intent ${p.intent_id}`)
+  if (i.principal_id !== sender) return fail('AUTHORIZATION_FAILED', `intent ${p.intent_id} is owned by ${i.principal_id}`)
+  if (!isLive(i)) return fail('INVALID_REFERENCE', `intent ${p.intent_id} is ${i.state}`)
+  terminateIntent(st, ctx, i, 'WITHDRAWN')
+  settle(st, ctx)
+  return RELAY
+}
+
+/** SPEC §9.4: every live intent with now ≥ expires_at → EXPIRED, with its cascade. */
+export function expireIntents (st: CoreState, ctx: Ctx): void {
+  for (;;) {
+    const t = st.expiry.peekTime()
+    if (t === undefined || t > ctx.now) break
+    const id = st.expiry.peekId() as string
+    st.expiry.pop()
+    const i = st.intents.get(id)
+    if (i === undefined || !isLive(i) || i.expires_at !== t) continue
+    terminateIntent(st, ctx, i, 'EXPIRED')
+  }
+}
+
+export function nextExpiry (st: CoreState): number | undefined {
+  for (;;) {
+    const t = st.expiry.peekTime()
+    if (t === undefined) return undefined
+    const i = st.intents.get(st.expiry.peekId() as string)
+    if (i !== undefined && isLive(i) && i.expires_at === t) return t
+    st.expiry.pop()
+  }
+}

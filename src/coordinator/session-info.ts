@@ -1,0 +1,186 @@
+/**
+ * HELLO admission (protocol.md §4.1, §8.2, §10.2), the SESSION_INFO payload
+ * with exactly the PY field set (§4.2), the sideband session summary
+ * (§11.3) and the SESSION_CLOSE summary (§4.5).
+ */
+import { formatTs } from '../protocol/time.js'
+import { fail, type Ctx, type Terminal } from './envelopes.js'
+import { ownerRejoin } from './claims.js'
+import type { CoreState, Participant } from './state.js'
+import type { Credential, Verdict } from './types.js'
+
+interface HelloPayload {
+  display_name: string
+  roles?: string[]
+  capabilities?: string[]
+  credential?: Credential
+  backend?: { model_id?: string, provider?: string }
+}
+
+/** SPEC §8.2 role policy evaluation (the joining principal is excluded from max_count). */
+function evaluatePolicy (st: CoreState, pid: string, ptype: string, requested: readonly string[]): string[] {
+  const policy = st.s.rolePolicy as NonNullable<CoreState['s']['rolePolicy']>
+  const allowed = policy.role_assignments?.[pid] ?? [policy.default_role]
+  const out: string[] = []
+  for (const role of requested) {
+    if (!allowed.includes(role) || out.includes(role)) continue
+    const c = policy.role_constraints?.[role]
+    if (c?.allowed_principal_types !== undefined && !c.allowed_principal_types.includes(ptype)) continue
+    if (c?.max_count !== undefined) {
+      let n = 0
+      for (const p of st.participants.values()) if (p.principal_id !== pid && p.roles.includes(role)) n++
+      if (n >= c.max_count) continue
+    }
+    out.push(role)
+  }
+  return out.length > 0 ? out : [policy.default_role]
+}
+
+function grantRoles (st: CoreState, pid: string, ptype: string, requested: readonly string[], verdict: Verdict | undefined): string[] {
+  if (verdict?.accepted === true && verdict.grantedRoles !== undefined) return [...verdict.grantedRoles]
+  if (st.s.rolePolicy !== undefined) return evaluatePolicy(st, pid, ptype, requested)
+  // SPEC §23.1.2: requested roles are never granted blindly in the authenticated profile.
+  if (st.s.securityProfile !== 'open') return []
+  // Open profile: the requested roles; none requested → contributor (fix W8; PY says "participant").
+  return requested.length > 0 ? [...new Set(requested)] : ['contributor']
+}
+
+export function handleHello (st: CoreState, ctx: Ctx, sender: { principal_id: string, principal_type: string, sender_instance_id?: string }, p: HelloPayload, verdictIn: Verdict | undefined, messageId: string): Terminal {
+  const pid = sender.principal_id
+  let verdict: Verdict | undefined
+  const cred = p.credential
+  if (st.s.securityProfile === 'authenticated') {
+    // SPEC §23.1.2: identity is verified from the HELLO credential before admission.
+    if (cred === undefined || typeof cred.type !== 'string' || cred.type === '' || typeof cred.value !== 'string' || cred.value === '') {
+      return fail('CREDENTIAL_REJECTED', 'a credential with type and value is required in the authenticated profile')
+    }
+    if (verdictIn !== undefined) verdict = verdictIn
+    else if (st.s.verifier !== undefined) {
+      try {
+        verdict = st.s.verifier(cred, st.clock.sessionId, pid)
+      } catch (err) {
+        verdict = { accepted: false, reason: `credential verifier failed: ${(err as Error).message}` }
+      }
+    }
+    if (verdict !== undefined && !verdict.accepted) return fail('CREDENTIAL_REJECTED', verdict.reason)
+    if (verdict?.accepted === true && verdict.principalId !== undefined && verdict.principalId !== pid) {
+      return fail('CREDENTIAL_REJECTED', `the credential is bound to principal ${verdict.principalId}, not ${pid}`)
+    }
+  }
+  const existing = st.participants.get(pid)
+  if (existing === undefined && st.participants.size >= st.s.maxParticipants) {
+    return fail('AUTHORIZATION_FAILED', `the session is full (at most ${st.s.maxParticipants} participants)`)
+  }
+  const roles = grantRoles(st, pid, sender.principal_type, p.roles ?? [], verdict)
+  if (roles.length === 0) return fail('AUTHORIZATION_FAILED', 'no role could be granted (no role policy and no roles from the credential)')
+  const backend = p.backend
+  const rec: Participant = {
+    principal_id: pid,
+    principal_type: sender.principal_type,
+    display_name: p.display_name,
+    roles,
+    capabilities: [...(p.capabilities ?? [])],
+    status: 'idle',
+    is_available: true,
+    last_seen: ctx.now,
+    last_message_id: messageId,
+    sender_instance_id: sender.sender_instance_id ?? null,
+    joined_at: existing?.joined_at ?? ctx.now,
+    backend_model_id: backend?.model_id ?? null,
+    backend_provider: backend?.provider ?? null,
+    backend_provider_status: backend !== undefined ? 'operational' : 'unknown'
+  }
+  // A re-HELLO replaces the record and keeps its roster position (Map.set on an existing key).
+  st.participants.set(pid, rec)
+  ctx.dirty = true
+  ownerRejoin(st, ctx, pid)
+  return { kind: 'info', payload: sessionInfo(st, roles, cred) }
+}
+
+export function sessionInfo (st: CoreState, roles: readonly string[], cred: Credential | undefined): Record<string, unknown> {
+  const s = st.s
+  const liveness: Record<string, unknown> = {
+    heartbeat_interval_sec: s.heartbeatIntervalSec,
+    unavailability_timeout_sec: s.unavailabilityTimeoutSec,
+    intent_claim_grace_period_sec: s.intentClaimGraceSec,
+    resolution_timeout_sec: s.resolutionTimeoutSec
+  }
+  if (s.backendHealthPolicy !== undefined) liveness.backend_health_policy = { ...s.backendHealthPolicy }
+  return {
+    session_id: st.clock.sessionId,
+    protocol_version: st.clock.version,
+    security_profile: s.securityProfile,
+    compliance_profile: s.complianceProfile,
+    watermark_kind: 'lamport_clock',
+    execution_model: s.executionModel,
+    state_ref_format: 'sha256',
+    governance_policy: { require_acknowledgment: true, intent_expiry_grace_sec: s.intentExpiryGraceSec },
+    liveness_policy: liveness,
+    participant_count: st.participants.size,
+    granted_roles: [...roles],
+    identity_verified: true,
+    identity_method: cred?.type ?? null,
+    identity_issuer: cred?.issuer ?? null,
+    compatibility_errors: []
+  }
+}
+
+const OPEN_STATES = new Set(['OPEN', 'ACKED', 'ESCALATED'])
+
+/** The SESSION_SUMMARY_RESPONSE `session` object (protocol.md §11.3). */
+export function summary (st: CoreState, now: number, workspaceDir: string | null): Record<string, unknown> {
+  const participants = [...st.participants.values()].map(p => ({
+    principal_id: p.principal_id,
+    display_name: p.display_name,
+    roles: [...p.roles],
+    status: p.status,
+    is_available: p.is_available,
+    last_seen: formatTs(p.last_seen)
+  }))
+  const active: Array<Record<string, unknown>> = []
+  for (const i of st.intents.values()) {
+    if (i.state === 'ACTIVE' || i.state === 'SUSPENDED') {
+      active.push({ intent_id: i.intent_id, principal_id: i.principal_id, objective: i.objective, state: i.state, scope: structuredClone(i.scope), claimed_by: i.claimed_by })
+    }
+  }
+  const open: Array<Record<string, unknown>> = []
+  for (const c of st.conflicts.values()) {
+    if (OPEN_STATES.has(c.state)) {
+      open.push({ conflict_id: c.conflict_id, category: c.category, severity: c.severity, state: c.state, principal_a: c.principal_a, principal_b: c.principal_b, intent_a: c.intent_a, intent_b: c.intent_b })
+    }
+  }
+  return {
+    session_id: st.clock.sessionId,
+    workspace_dir: workspaceDir,
+    captured_at: formatTs(now),
+    participant_count: participants.length,
+    active_intent_count: active.length,
+    open_conflict_count: open.length,
+    participants,
+    active_intents: active,
+    open_conflicts: open
+  }
+}
+
+/** SESSION_CLOSE.summary: the 12 integer keys of protocol.md §4.5. */
+export function closeSummary (st: CoreState, now: number): Record<string, number> {
+  const count = <T extends { state: string }>(m: Map<string, T>, ...states: string[]): number => {
+    let n = 0
+    for (const x of m.values()) if (states.includes(x.state)) n++
+    return n
+  }
+  return {
+    total_intents: st.intents.size,
+    completed_intents: count(st.intents, 'SUPERSEDED', 'TRANSFERRED'),
+    expired_intents: count(st.intents, 'EXPIRED'),
+    withdrawn_intents: count(st.intents, 'WITHDRAWN'),
+    total_operations: st.ops.size,
+    committed_operations: count(st.ops, 'COMMITTED'),
+    rejected_operations: count(st.ops, 'REJECTED'),
+    abandoned_operations: count(st.ops, 'ABANDONED'),
+    total_conflicts: st.conflicts.size,
+    resolved_conflicts: count(st.conflicts, 'RESOLVED', 'CLOSED'),
+    total_participants: st.participants.size,
+    duration_sec: Math.max(0, Math.floor((now - (st.startedAt ?? now)) / 1000))
+  }
+}

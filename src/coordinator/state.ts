@@ -1,0 +1,442 @@
+/**
+ * The coordinator's records and the one mutable state object the handlers
+ * share. Index maintenance lives here so that every state transition keeps
+ * the indexes (live intents by scope and by principal, pending operations by
+ * intent and by principal, conflicts by intent, TTL heap) consistent.
+ */
+import type { MessageType } from '../protocol/message-types.js'
+import { normalizeScope, type NormalizedScope, type Scope } from '../protocol/scope.js'
+import { buildEnvelope, type Clock, type Ctx } from './envelopes.js'
+import { DeadlineHeap } from './heap.js'
+import { impactFiles, ScopeIndex } from './scope-index.js'
+import type { Audience, BackendHealthPolicy, CoordinatorConfig, RolePolicy, Verifier } from './types.js'
+
+export type IntentState = 'ACTIVE' | 'SUSPENDED' | 'EXPIRED' | 'WITHDRAWN' | 'SUPERSEDED' | 'TRANSFERRED'
+export type OpState = 'PROPOSED' | 'FROZEN' | 'COMMITTED' | 'REJECTED' | 'ABANDONED' | 'SUPERSEDED'
+export type ConflictState = 'OPEN' | 'ACKED' | 'ESCALATED' | 'RESOLVED' | 'CLOSED' | 'DISMISSED'
+
+export interface Participant {
+  principal_id: string
+  principal_type: string
+  display_name: string
+  roles: string[]
+  capabilities: string[]
+  status: string
+  is_available: boolean
+  last_seen: number
+  last_message_id: string | null
+  sender_instance_id: string | null
+  joined_at: number
+  backend_model_id: string | null
+  backend_provider: string | null
+  backend_provider_status: string
+}
+
+export interface Intent {
+  intent_id: string
+  principal_id: string
+  state: IntentState
+  objective: string
+  scope: Scope
+  received_at: number
+  expires_at: number | null
+  ttl_sec: number | null
+  last_message_id: string
+  claimed_by: string | null
+  priority: string | null
+  assumptions: string[]
+  parent_intent_id: string | null
+  /** Registration order (the race lock reports the earliest holder). */
+  seq: number
+  /** Suspended by backend health (§9.7), restored on provider recovery. */
+  backend_suspended: boolean
+  norm: NormalizedScope
+  impact: string[]
+}
+
+export interface Operation {
+  op_id: string
+  intent_id: string | null
+  principal_id: string
+  state: OpState
+  target: string
+  op_kind: string
+  state_ref_before: string | null
+  state_ref_after: string | null
+  batch_id: string | null
+  authorized_at: number | null
+  authorized_by: string | null
+  created_at: number
+  change_ref: string | null
+  summary: string | null
+  /** SPEC §7.7: no live intent referenced. */
+  uncoordinated: boolean
+}
+
+export interface Conflict {
+  conflict_id: string
+  state: ConflictState
+  category: string
+  severity: string
+  principal_a: string | null
+  principal_b: string | null
+  intent_a: string | null
+  intent_b: string | null
+  related_intents: string[]
+  related_ops: string[]
+  created_at: number
+  escalated_to: string | null
+  escalated_at: number | null
+  resolution_id: string | null
+  resolved_by: string | null
+  decision: string | null
+  scope_frozen: boolean
+  timeout_reported: boolean
+  /** The message that created it (the CONFLICT_REPORT's message_id). */
+  message_id: string
+  reporter: string
+}
+
+export interface Claim {
+  claim_id: string
+  original_intent_id: string
+  original_principal_id: string
+  new_intent_id: string
+  claimer: string
+  objective: string
+  scope: Scope
+  justification: string | null
+  submitted_at: number
+  message_id: string
+}
+
+export interface Deferral {
+  deferral_id: string
+  principal_id: string
+  scope: Scope
+  reason: string
+  observed_intent_ids: string[]
+  observed_principals: string[]
+  category: string
+  received_at: number
+  expires_at: number
+}
+
+export interface Batch {
+  batch_id: string
+  principal_id: string
+  atomicity: string
+  op_ids: string[]
+}
+
+export interface FileRec { content: string; state_ref: string; bytes: number }
+
+export interface Settings {
+  securityProfile: 'open' | 'authenticated'
+  complianceProfile: 'core' | 'governance'
+  executionModel: 'post_commit' | 'pre_commit'
+  heartbeatIntervalSec: number
+  unavailabilityTimeoutSec: number
+  resolutionTimeoutSec: number
+  intentClaimGraceSec: number
+  intentExpiryGraceSec: number
+  defaultIntentTtlSec: number
+  deferralTtlSec: number
+  replayWindowSec: number
+  rolePolicy: RolePolicy | undefined
+  verifier: Verifier | undefined
+  backendHealthPolicy: BackendHealthPolicy | undefined
+  maxWorkspaceBytes: number
+  maxFileBytes: number
+  maxParticipants: number
+}
+
+function num (v: number | undefined, d: number, name: string): number {
+  if (v === undefined) return d
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new TypeError(`invalid coordinator config: ${name} must be a non-negative number`)
+  return v
+}
+
+/** Resolves defaults; throws only on a bad configuration (never on input). */
+export function resolveSettings (c: CoordinatorConfig): Settings {
+  if (typeof c.sessionId !== 'string' || c.sessionId.length === 0) throw new TypeError('invalid coordinator config: sessionId is required')
+  const sp = c.securityProfile ?? 'open'
+  if ((sp as string) === 'verified') throw new TypeError('invalid coordinator config: the verified security profile is not implemented')
+  if (sp !== 'open' && sp !== 'authenticated') throw new TypeError(`invalid coordinator config: securityProfile ${String(sp)}`)
+  const cp = c.complianceProfile ?? 'core'
+  if (cp !== 'core' && cp !== 'governance') throw new TypeError(`invalid coordinator config: complianceProfile ${String(cp)}`)
+  const em = c.executionModel ?? 'post_commit'
+  if (em !== 'post_commit' && em !== 'pre_commit') throw new TypeError(`invalid coordinator config: executionModel ${String(em)}`)
+  // SPEC §7.8: pre_commit requires the governance profile.
+  if (em === 'pre_commit' && cp !== 'governance') throw new TypeError('invalid coordinator config: pre_commit requires the governance compliance profile')
+  return {
+    securityProfile: sp,
+    complianceProfile: cp,
+    executionModel: em,
+    heartbeatIntervalSec: num(c.heartbeatIntervalSec, 30, 'heartbeatIntervalSec') || 30,
+    unavailabilityTimeoutSec: num(c.unavailabilityTimeoutSec, 90, 'unavailabilityTimeoutSec'),
+    resolutionTimeoutSec: num(c.resolutionTimeoutSec, 300, 'resolutionTimeoutSec'),
+    intentClaimGraceSec: num(c.intentClaimGraceSec, 0, 'intentClaimGraceSec'),
+    intentExpiryGraceSec: num(c.intentExpiryGraceSec, 30, 'intentExpiryGraceSec'),
+    defaultIntentTtlSec: num(c.defaultIntentTtlSec, 0, 'defaultIntentTtlSec'),
+    deferralTtlSec: num(c.deferralTtlSec, 60, 'deferralTtlSec'),
+    replayWindowSec: num(c.replayWindowSec, 300, 'replayWindowSec'),
+    rolePolicy: c.rolePolicy,
+    verifier: c.verifier,
+    backendHealthPolicy: c.backendHealthPolicy,
+    maxWorkspaceBytes: num(c.maxWorkspaceBytes, 64 * 1024 * 1024, 'maxWorkspaceBytes'),
+    maxFileBytes: num(c.maxFileBytes, 4 * 1024 * 1024, 'maxFileBytes'),
+    maxParticipants: num(c.maxParticipants, 256, 'maxParticipants')
+  }
+}
+
+export const TERMINAL_INTENT: ReadonlySet<string> = new Set(['EXPIRED', 'WITHDRAWN', 'SUPERSEDED', 'TRANSFERRED'])
+export const TERMINAL_CONFLICT: ReadonlySet<string> = new Set(['CLOSED', 'DISMISSED'])
+export const DEAD_OP: ReadonlySet<string> = new Set(['REJECTED', 'ABANDONED', 'SUPERSEDED'])
+
+export function isLive (i: Intent): boolean { return i.state === 'ACTIVE' || i.state === 'SUSPENDED' }
+export function isPendingOp (o: Operation): boolean { return o.state === 'PROPOSED' || o.state === 'FROZEN' }
+
+export class CoreState {
+  readonly clock: Clock
+  readonly participants = new Map<string, Participant>()
+  readonly intents = new Map<string, Intent>()
+  readonly index = new ScopeIndex()
+  /** principal → live intent ids */
+  readonly liveByPrincipal = new Map<string, Set<string>>()
+  readonly expiry = new DeadlineHeap()
+  readonly ops = new Map<string, Operation>()
+  /** intent → PROPOSED/FROZEN op ids */
+  readonly pendingByIntent = new Map<string, Set<string>>()
+  /** principal → PROPOSED/FROZEN op ids */
+  readonly pendingByPrincipal = new Map<string, Set<string>>()
+  readonly batches = new Map<string, Batch>()
+  readonly conflicts = new Map<string, Conflict>()
+  /** non-terminal conflict ids */
+  readonly openConflicts = new Set<string>()
+  /** intent → conflict ids naming it */
+  readonly conflictsByIntent = new Map<string, Set<string>>()
+  /** pending claims by original intent id */
+  readonly claims = new Map<string, Claim>()
+  readonly deferrals = new Map<string, Deferral>()
+  readonly files = new Map<string, FileRec>()
+  /** normalised target → last known state ref (protocol.md §7.2) */
+  readonly refs = new Map<string, string>()
+  workspaceBytes = 0
+  /** anti-replay: message id → drop-after time (authenticated profile) */
+  readonly seen = new Map<string, number>()
+  closed = false
+  startedAt: number | null = null
+  statusDueAt: number | null = null
+  intentSeq = 0
+
+  constructor (readonly s: Settings, sessionId: string, version: string) {
+    this.clock = { sessionId, coordinatorId: `service:coordinator-${sessionId}`, version, epoch: 1, lamport: 0, seq: 0 }
+  }
+
+  get coordinatorId (): string { return this.clock.coordinatorId }
+
+  emit (ctx: Ctx, type: MessageType, payload: Record<string, unknown>, audience: Audience): Record<string, unknown> {
+    const env = buildEnvelope(this.clock, type, payload, ctx.now)
+    ctx.out.push({ audience, frame: env })
+    ctx.dirty = true
+    return env
+  }
+
+  hasRole (pid: string, ...roles: string[]): boolean {
+    const p = this.participants.get(pid)
+    if (p === undefined) return false
+    for (const r of roles) if (p.roles.includes(r)) return true
+    return false
+  }
+
+  /** Principals holding owner or arbiter (CONFLICT_REPORT audience). */
+  authorities (): string[] {
+    const out: string[] = []
+    for (const p of this.participants.values()) if (p.roles.includes('owner') || p.roles.includes('arbiter')) out.push(p.principal_id)
+    return out
+  }
+
+  openConflictCount (): number { return this.openConflicts.size }
+  sessionHealth (): string { return this.openConflicts.size === 0 ? 'healthy' : 'degraded' }
+  availableCount (): number {
+    let n = 0
+    for (const p of this.participants.values()) if (p.is_available) n++
+    return n
+  }
+
+  // ---- intents ------------------------------------------------------------
+
+  newIntent (fields: Omit<Intent, 'norm' | 'impact' | 'seq' | 'backend_suspended'> & { backend_suspended?: boolean, seq?: number }): Intent {
+    const intent: Intent = {
+      ...fields,
+      backend_suspended: fields.backend_suspended ?? false,
+      seq: fields.seq ?? ++this.intentSeq,
+      norm: normalizeScope(fields.scope),
+      impact: impactFiles(fields.scope)
+    }
+    if (intent.seq > this.intentSeq) this.intentSeq = intent.seq
+    return intent
+  }
+
+  addIntent (ctx: Ctx | undefined, i: Intent): void {
+    this.intents.set(i.intent_id, i)
+    if (isLive(i)) this.#indexIntent(i)
+    if (i.expires_at !== null && isLive(i)) this.expiry.push(i.expires_at, i.intent_id)
+    if (ctx !== undefined) ctx.dirty = true
+  }
+
+  #indexIntent (i: Intent): void {
+    this.index.add(i.intent_id, i.norm, i.impact)
+    let s = this.liveByPrincipal.get(i.principal_id)
+    if (s === undefined) {
+      s = new Set()
+      this.liveByPrincipal.set(i.principal_id, s)
+    }
+    s.add(i.intent_id)
+  }
+
+  #unindexIntent (i: Intent): void {
+    this.index.remove(i.intent_id, i.norm, i.impact)
+    const s = this.liveByPrincipal.get(i.principal_id)
+    if (s !== undefined) {
+      s.delete(i.intent_id)
+      if (s.size === 0) this.liveByPrincipal.delete(i.principal_id)
+    }
+  }
+
+  /** Replace an intent's scope (INTENT_UPDATE), keeping the indexes right. */
+  rescope (ctx: Ctx, i: Intent, scope: Scope, norm: NormalizedScope): void {
+    if (isLive(i)) this.index.remove(i.intent_id, i.norm, i.impact)
+    i.scope = scope
+    i.norm = norm
+    i.impact = impactFiles(scope)
+    if (isLive(i)) this.index.add(i.intent_id, i.norm, i.impact)
+    ctx.dirty = true
+  }
+
+  setExpiry (ctx: Ctx, i: Intent, at: number | null): void {
+    i.expires_at = at
+    if (at !== null) this.expiry.push(at, i.intent_id)
+    ctx.dirty = true
+  }
+
+  /** Moves an intent between states, maintaining the live indexes. Cascades are the caller's job. */
+  setIntentState (ctx: Ctx, i: Intent, state: IntentState): void {
+    const wasLive = isLive(i)
+    i.state = state
+    const live = isLive(i)
+    if (wasLive && !live) this.#unindexIntent(i)
+    else if (!wasLive && live) this.#indexIntent(i)
+    ctx.dirty = true
+  }
+
+  liveIntentsOf (pid: string): Intent[] {
+    const ids = this.liveByPrincipal.get(pid)
+    if (ids === undefined) return []
+    const out: Intent[] = []
+    for (const id of ids) {
+      const i = this.intents.get(id)
+      if (i !== undefined) out.push(i)
+    }
+    return out
+  }
+
+  // ---- operations ---------------------------------------------------------
+
+  addOp (ctx: Ctx | undefined, o: Operation): void {
+    this.ops.set(o.op_id, o)
+    if (isPendingOp(o)) this.#indexOp(o)
+    if (ctx !== undefined) ctx.dirty = true
+  }
+
+  #indexOp (o: Operation): void {
+    if (o.intent_id !== null) addTo(this.pendingByIntent, o.intent_id, o.op_id)
+    addTo(this.pendingByPrincipal, o.principal_id, o.op_id)
+  }
+
+  #unindexOp (o: Operation): void {
+    if (o.intent_id !== null) removeFrom(this.pendingByIntent, o.intent_id, o.op_id)
+    removeFrom(this.pendingByPrincipal, o.principal_id, o.op_id)
+  }
+
+  setOpState (ctx: Ctx, o: Operation, state: OpState): void {
+    const was = isPendingOp(o)
+    o.state = state
+    const now = isPendingOp(o)
+    if (was && !now) this.#unindexOp(o)
+    else if (!was && now) this.#indexOp(o)
+    ctx.dirty = true
+  }
+
+  removeOp (ctx: Ctx, o: Operation): void {
+    if (isPendingOp(o)) this.#unindexOp(o)
+    this.ops.delete(o.op_id)
+    ctx.dirty = true
+  }
+
+  pendingOps (map: Map<string, Set<string>>, key: string): Operation[] {
+    const ids = map.get(key)
+    if (ids === undefined) return []
+    const out: Operation[] = []
+    for (const id of ids) {
+      const o = this.ops.get(id)
+      if (o !== undefined) out.push(o)
+    }
+    return out
+  }
+
+  // ---- conflicts ----------------------------------------------------------
+
+  addConflict (ctx: Ctx | undefined, c: Conflict): void {
+    this.conflicts.set(c.conflict_id, c)
+    if (!TERMINAL_CONFLICT.has(c.state)) this.openConflicts.add(c.conflict_id)
+    for (const id of c.related_intents) addTo(this.conflictsByIntent, id, c.conflict_id)
+    if (ctx !== undefined) ctx.dirty = true
+  }
+
+  setConflictState (ctx: Ctx, c: Conflict, state: ConflictState): void {
+    c.state = state
+    if (TERMINAL_CONFLICT.has(state)) {
+      this.openConflicts.delete(c.conflict_id)
+      c.scope_frozen = false
+    }
+    ctx.dirty = true
+  }
+
+  /** SPEC-side linkage: an op on an intent joins every live conflict naming that intent. */
+  linkOp (o: Operation): void {
+    if (o.intent_id === null) return
+    const ids = this.conflictsByIntent.get(o.intent_id)
+    if (ids === undefined) return
+    for (const cid of ids) {
+      const c = this.conflicts.get(cid)
+      if (c !== undefined && this.openConflicts.has(cid) && !c.related_ops.includes(o.op_id)) c.related_ops.push(o.op_id)
+    }
+  }
+
+  frozenConflicts (): Conflict[] {
+    const out: Conflict[] = []
+    for (const id of this.openConflicts) {
+      const c = this.conflicts.get(id)
+      if (c !== undefined && c.scope_frozen) out.push(c)
+    }
+    return out
+  }
+}
+
+export function addTo (map: Map<string, Set<string>>, key: string, id: string): void {
+  let set = map.get(key)
+  if (set === undefined) {
+    set = new Set()
+    map.set(key, set)
+  }
+  set.add(id)
+}
+
+export function removeFrom (map: Map<string, Set<string>>, key: string, id: string): void {
+  const set = map.get(key)
+  if (set === undefined) return
+  set.delete(id)
+  if (set.size === 0) map.delete(key)
+}
