@@ -1,0 +1,137 @@
+#!/usr/bin/env node
+/**
+ * `mpac-mcp`: with no arguments, the MCP stdio server (stdout carries only
+ * JSON-RPC; logs go to fd 2). Subcommands: `setup claude`, `smoke`,
+ * `--help`, `--version`.
+ */
+import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
+import { pino, type Logger } from 'pino'
+import { parseArgs } from 'node:util'
+import { VERSION } from '../version.js'
+import { ConfigError } from './config.js'
+import { createMcpServer } from './server.js'
+import { SessionPool } from './session.js'
+import { setupClaude } from './setup.js'
+import { SMOKE_FLOWS, runSmoke } from './smoke.js'
+
+const USAGE = `Usage:
+  mpac-mcp                                   run the MCP server over stdio (for Claude Code, Cursor, …)
+  mpac-mcp setup claude [--scope local|project|user] [--format command|json] [--workspace DIR] [--name NAME]
+                                             print the \`claude mcp add\` command or the .mcp.json entry
+  mpac-mcp smoke <${SMOKE_FLOWS.join('|')}|all> --workspace DIR [--file README.md]
+                                             run an end-to-end check on a scratch copy of one file
+  mpac-mcp --help | --version
+
+Environment: MPAC_WORKSPACE_DIR, MPAC_COORDINATOR_URL, MPAC_SESSION_ID, MPAC_COORDINATOR_TOKEN,
+MPAC_AGENT_NAME, MPAC_PRINCIPAL_ID, MPAC_AGENT_ROLES, MPAC_AGENT_CAPABILITIES, MPAC_SIDECAR_PORT,
+MPAC_SIDECAR_HOST, MPAC_SIDECAR_IDLE_EXIT, MPAC_GOODBYE_DISPOSITION, MPAC_LOG_LEVEL (see docs/tools.md).`
+
+export function createLogger (env: NodeJS.ProcessEnv): Logger {
+  return pino({ name: 'mpac-mcp', level: env['MPAC_LOG_LEVEL'] ?? 'info' }, pino.destination({ fd: 2, sync: true }))
+}
+
+async function serve (): Promise<void> {
+  const log = createLogger(process.env)
+  const pool = new SessionPool(process.env, process.cwd(), { logger: log })
+  const server = createMcpServer(pool)
+  const transport = new StdioServerTransport()
+
+  let stopping = false
+  const stop = async (why: string): Promise<void> => {
+    if (stopping) return
+    stopping = true
+    log.info({ why }, 'shutting down')
+    await pool.closeAll()
+    await server.close().catch(() => {})
+    process.exit(0)
+  }
+  // The SDK's stdio transport does not close when stdin ends (style-anchors §5): we do.
+  process.stdin.on('end', () => { void stop('stdin closed') })
+  process.stdin.on('close', () => { void stop('stdin closed') })
+  process.on('SIGINT', () => { void stop('SIGINT') })
+  process.on('SIGTERM', () => { void stop('SIGTERM') })
+
+  await server.connect(transport)
+  log.info({ version: VERSION }, 'mpac-mcp ready on stdio')
+
+  // Join the session right away so other agents see us; failures surface on the first tool call.
+  try {
+    const session = pool.get()
+    session.ready().catch(err => log.warn({ err: (err as Error).message }, 'coordinator not reachable yet'))
+  } catch (err) {
+    if (err instanceof ConfigError) log.error({ code: err.code }, err.message)
+    else throw err
+  }
+}
+
+async function main (argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  if (command === undefined) {
+    await serve()
+    return -1
+  }
+  if (command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(USAGE + '\n')
+    return 0
+  }
+  if (command === '--version' || command === '-v') {
+    process.stdout.write(VERSION + '\n')
+    return 0
+  }
+  if (command === 'setup') {
+    const { values, positionals } = parseArgs({
+      args: rest,
+      allowPositionals: true,
+      options: {
+        scope: { type: 'string', default: 'local' },
+        format: { type: 'string', default: 'command' },
+        workspace: { type: 'string' },
+        name: { type: 'string', default: 'mpac-coding' }
+      }
+    })
+    if (positionals[0] !== 'claude') {
+      process.stderr.write('usage: mpac-mcp setup claude [--scope local|project|user] [--format command|json]\n')
+      return 2
+    }
+    const out = setupClaude(process.env, {
+      scope: values.scope as string,
+      format: values.format as string,
+      workspace: values.workspace,
+      name: values.name as string,
+      cwd: process.cwd()
+    })
+    if (!out.ok) {
+      process.stderr.write(out.error + '\n')
+      return 2
+    }
+    process.stdout.write(out.text + '\n')
+    return 0
+  }
+  if (command === 'smoke') {
+    const { values, positionals } = parseArgs({
+      args: rest,
+      allowPositionals: true,
+      options: {
+        workspace: { type: 'string', default: '.' },
+        file: { type: 'string', default: 'README.md' }
+      }
+    })
+    const flow = positionals[0]
+    if (flow === undefined || (flow !== 'all' && !(SMOKE_FLOWS as readonly string[]).includes(flow))) {
+      process.stderr.write(`usage: mpac-mcp smoke <${SMOKE_FLOWS.join('|')}|all> --workspace DIR [--file README.md]\n`)
+      return 2
+    }
+    const log = createLogger({ ...process.env, MPAC_LOG_LEVEL: process.env['MPAC_LOG_LEVEL'] ?? 'warn' })
+    const ok = await runSmoke(flow, { workspace: values.workspace as string, file: values.file as string, logger: log, out: s => process.stdout.write(s + '\n') })
+    return ok ? 0 : 1
+  }
+  process.stderr.write(`unknown command ${JSON.stringify(command)}\n${USAGE}\n`)
+  return 2
+}
+
+main(process.argv.slice(2)).then(code => {
+  if (code >= 0) process.exitCode = code
+}, err => {
+  process.stderr.write(`mpac-mcp: ${(err as Error).stack ?? String(err)}\n`)
+  process.exit(1)
+})

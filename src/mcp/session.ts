@@ -1,0 +1,257 @@
+/**
+ * One shim's presence in one coordinator session: the configured client,
+ * intent ownership rebuilt from the coordinator's SESSION_SUMMARY (active
+ * intents whose `principal_id` is ours) on every (re)connect and every
+ * summary, ids, and the pool that maps a workspace (`repo_path`) to its
+ * session.
+ */
+import { randomBytes } from 'node:crypto'
+import { isAbsolute, relative, sep } from 'node:path'
+import type { Logger } from 'pino'
+import { CoordinatorClient, type Envelope, type Frame, type SessionInfo } from './client.js'
+import { loadShimConfig, type Env, type ShimConfig } from './config.js'
+import { ensureLocalSidecar } from './sidecar.js'
+
+export interface IntentRecord {
+  readonly intent_id: string
+  readonly principal_id: string
+  readonly objective: string
+  readonly state: string
+  readonly scope: unknown
+  readonly claimed_by?: string | null
+  readonly [key: string]: unknown
+}
+
+export interface ConflictRecord {
+  readonly conflict_id: string
+  readonly state?: string
+  readonly category?: string
+  readonly intent_a?: string
+  readonly intent_b?: string
+  readonly principal_a?: string
+  readonly principal_b?: string
+  readonly [key: string]: unknown
+}
+
+export interface ParticipantRecord {
+  readonly principal_id: string
+  readonly display_name?: string
+  readonly roles?: readonly string[]
+  readonly status?: string
+  readonly is_available?: boolean
+  readonly [key: string]: unknown
+}
+
+export interface Summary {
+  readonly session_id: string
+  readonly participant_count: number
+  readonly active_intent_count: number
+  readonly open_conflict_count: number
+  readonly participants: ParticipantRecord[]
+  readonly active_intents: IntentRecord[]
+  readonly open_conflicts: ConflictRecord[]
+}
+
+function asArray<T> (value: unknown): T[] {
+  return Array.isArray(value) ? value as T[] : []
+}
+
+function asCount (value: unknown, fallback: number): number {
+  return typeof value === 'number' && Number.isFinite(value) ? value : fallback
+}
+
+export function parseSummary (frame: Frame): Summary {
+  const s = (frame['session'] ?? {}) as Frame
+  const participants = asArray<ParticipantRecord>(s['participants'])
+  const activeIntents = asArray<IntentRecord>(s['active_intents'])
+  const openConflicts = asArray<ConflictRecord>(s['open_conflicts'])
+  return {
+    session_id: typeof s['session_id'] === 'string' ? s['session_id'] : '',
+    participant_count: asCount(s['participant_count'], participants.length),
+    active_intent_count: asCount(s['active_intent_count'], activeIntents.length),
+    open_conflict_count: asCount(s['open_conflict_count'], openConflicts.length),
+    participants,
+    active_intents: activeIntents,
+    open_conflicts: openConflicts
+  }
+}
+
+/**
+ * Normalises a file path the agent gives: an absolute path inside the
+ * workspace becomes workspace-relative; `./`, repeated and trailing `/` are
+ * dropped (protocol.md §6.2), so `./a.py` and `a.py` name the same file.
+ */
+export function normalisePath (workspaceDir: string, path: string): string {
+  let p = path.trim()
+  if (isAbsolute(p)) {
+    const rel = relative(workspaceDir, p)
+    if (rel !== '' && !rel.startsWith('..') && !isAbsolute(rel)) p = rel
+  }
+  p = p.split(sep).join('/')
+  p = p.replace(/\/{2,}/g, '/')
+  while (p.startsWith('./')) p = p.slice(2)
+  while (p.length > 1 && p.endsWith('/')) p = p.slice(0, -1)
+  return p
+}
+
+/** Deduplicated, sorted, blanks dropped, normalised. */
+export function normaliseFiles (workspaceDir: string, files: readonly string[]): string[] {
+  return [...new Set(files.map(f => normalisePath(workspaceDir, f)).filter(f => f !== '' && f !== '.'))].sort()
+}
+
+/** Resources of a scope, normalised; undefined when the scope has none (another kind). */
+export function scopeFiles (scope: unknown): string[] | undefined {
+  if (scope === null || typeof scope !== 'object') return undefined
+  const resources = (scope as Frame)['resources']
+  if (!Array.isArray(resources)) return undefined
+  return resources.filter((r): r is string => typeof r === 'string').map(r => normalisePath('/', r))
+}
+
+export interface SessionOptions {
+  readonly logger: Logger
+  /** Client overrides (tests, bench). */
+  readonly heartbeatIntervalMs?: number
+  readonly sidecarStartTimeoutMs?: number
+  readonly env?: NodeJS.ProcessEnv
+}
+
+export class ShimSession {
+  readonly config: ShimConfig
+  readonly client: CoordinatorClient
+  readonly #log: Logger
+  /** intent_id → record, for intents of ours that are not terminal. */
+  readonly owned = new Map<string, IntentRecord>()
+  /** Latest FILE_UPDATED per path. */
+  readonly fileUpdates = new Map<string, Frame>()
+  readonly #slug: string
+
+  constructor (config: ShimConfig, options: SessionOptions) {
+    this.config = config
+    this.#log = options.logger.child({ sessionId: config.sessionId })
+    this.#slug = config.identity.displayName.toLowerCase().replace(/\s+/g, '-').replace(/[^a-z0-9._-]/g, '') || 'agent'
+    this.client = new CoordinatorClient({
+      url: config.url,
+      sessionId: config.sessionId,
+      sessionIdPinned: config.sessionIdPinned,
+      identity: config.identity,
+      token: config.token,
+      logger: this.#log,
+      requestTimeoutMs: config.requestTimeoutMs,
+      ...(options.heartbeatIntervalMs !== undefined ? { heartbeatIntervalMs: options.heartbeatIntervalMs } : {}),
+      ...(config.isRemote
+        ? {}
+        : {
+            beforeConnect: () => ensureLocalSidecar(config, this.#log, {
+              ...(options.sidecarStartTimeoutMs !== undefined ? { startTimeoutMs: options.sidecarStartTimeoutMs } : {}),
+              ...(options.env !== undefined ? { env: options.env } : {})
+            })
+          }),
+      onConnected: info => this.#onConnected(info),
+      onEnvelope: env => this.#onEnvelope(env),
+      onPush: frame => {
+        if (frame['type'] === 'FILE_UPDATED' && typeof frame['path'] === 'string') this.fileUpdates.set(frame['path'], frame)
+      }
+    })
+  }
+
+  get principalId (): string { return this.config.identity.principalId }
+  /** The session id in use (adopted from SESSION_INFO when the URL did not pin one). */
+  get sessionId (): string { return this.client.sessionId }
+
+  /** Result context every tool reports. */
+  context (): { workspace_dir: string, session_id: string } {
+    return { workspace_dir: this.config.workspaceDir, session_id: this.sessionId }
+  }
+
+  /** `<kind>-<agent name>-<8 hex>` (bridge.md §1.1). */
+  newId (kind: 'intent' | 'op' | 'claim' | 'resolution'): string {
+    return `${kind}-${this.#slug}-${randomBytes(4).toString('hex')}`
+  }
+
+  async ready (): Promise<void> {
+    await this.client.ensureConnected()
+  }
+
+  /** SESSION_SUMMARY on the persistent connection; reconciles ownership with it. */
+  async summary (): Promise<Summary> {
+    const summary = parseSummary(await this.client.query({ type: 'SESSION_SUMMARY' }))
+    this.#reconcile(summary)
+    return summary
+  }
+
+  async readFile (path: string): Promise<Frame> {
+    return this.client.query({ type: 'FILE_READ', path })
+  }
+
+  /** Is the intent ours and not terminal? Refreshes from the coordinator when the local view says no. */
+  async owns (intentId: string): Promise<boolean> {
+    if (this.owned.has(intentId)) return true
+    await this.summary()
+    return this.owned.has(intentId)
+  }
+
+  async close (): Promise<void> {
+    const active = [...this.owned.values()].map(i => i.intent_id)
+    await this.client.close({ disposition: this.config.goodbyeDisposition, activeIntents: active })
+  }
+
+  async #onConnected (info: SessionInfo): Promise<void> {
+    this.#log.debug({ grantedRoles: info.granted_roles }, 'admitted')
+    await this.summary()
+  }
+
+  #reconcile (summary: Summary): void {
+    this.owned.clear()
+    for (const intent of summary.active_intents) {
+      if (intent.principal_id === this.principalId) this.owned.set(intent.intent_id, intent)
+    }
+  }
+
+  #onEnvelope (env: Envelope): void {
+    const p = env.payload
+    if (env.message_type === 'INTENT_WITHDRAW' && env.sender?.principal_id === this.principalId && typeof p['intent_id'] === 'string') {
+      this.owned.delete(p['intent_id'])
+    } else if (env.message_type === 'INTENT_CLAIM_STATUS' && p['decision'] === 'approved' && typeof p['original_intent_id'] === 'string') {
+      // Someone (maybe us) took over an intent: the original is no longer ours to commit on.
+      this.owned.delete(p['original_intent_id'])
+    }
+  }
+}
+
+/** Sessions by (url, session, principal): `repo_path` may point a call at another workspace. */
+export class SessionPool {
+  readonly #env: Env
+  readonly #cwd: string
+  readonly #options: SessionOptions
+  readonly #sessions = new Map<string, ShimSession>()
+
+  constructor (env: Env, cwd: string, options: SessionOptions) {
+    this.#env = env
+    this.#cwd = cwd
+    this.#options = options
+  }
+
+  /** The configuration a call with this `repo_path` uses (throws ConfigError). */
+  configFor (repoPath?: string | null): ShimConfig {
+    return loadShimConfig(this.#env, { cwd: this.#cwd, repoPath: repoPath ?? null })
+  }
+
+  get (repoPath?: string | null): ShimSession {
+    const config = this.configFor(repoPath)
+    const key = `${config.url}\n${config.sessionId}\n${config.identity.principalId}`
+    let session = this.#sessions.get(key)
+    if (session === undefined) {
+      session = new ShimSession(config, this.#options)
+      this.#sessions.set(key, session)
+    }
+    return session
+  }
+
+  all (): ShimSession[] {
+    return [...this.#sessions.values()]
+  }
+
+  async closeAll (): Promise<void> {
+    await Promise.allSettled(this.all().map(s => s.close()))
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * `mpac-mcp setup claude`: the `claude mcp add …` command or the `.mcp.json`
+ * entry that runs this installation of the shim. The token itself is never
+ * printed: the command expands `$MPAC_COORDINATOR_TOKEN` from the shell and
+ * the JSON uses Claude Code's `${MPAC_COORDINATOR_TOKEN}` expansion.
+ */
+import { existsSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { detectWorkspace, type Env } from './config.js'
+import { packageRoot } from './sidecar.js'
+
+export interface SetupOptions {
+  readonly scope: string
+  readonly format: string
+  readonly workspace?: string | undefined
+  readonly name: string
+  readonly cwd: string
+}
+
+export type SetupResult = { readonly ok: true, readonly text: string } | { readonly ok: false, readonly error: string }
+
+/** How to start this installation: node + the built cli, or node + tsx + the source cli. */
+export function shimCommand (): { command: string, args: string[] } {
+  const root = packageRoot()
+  const built = join(root, 'dist', 'mcp', 'cli.js')
+  if (!import.meta.url.endsWith('.ts') || !existsSync(join(root, 'src', 'mcp', 'cli.ts'))) return { command: process.execPath, args: [built] }
+  return { command: process.execPath, args: ['--import', import.meta.resolve('tsx'), join(root, 'src', 'mcp', 'cli.ts')] }
+}
+
+/** POSIX shell quoting: bare when safe, else single quotes. */
+export function shellQuote (word: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`
+}
+
+const PASSED_THROUGH = ['MPAC_SESSION_ID', 'MPAC_AGENT_NAME', 'MPAC_AGENT_ROLES', 'MPAC_PRINCIPAL_ID', 'MPAC_SIDECAR_PORT', 'NODE_EXTRA_CA_CERTS']
+
+export function setupClaude (env: Env, options: SetupOptions): SetupResult {
+  if (!['local', 'project', 'user'].includes(options.scope)) return { ok: false, error: `--scope must be local, project or user, got ${options.scope}` }
+  if (!['command', 'json'].includes(options.format)) return { ok: false, error: `--format must be command or json, got ${options.format}` }
+
+  const vars: Array<[string, string, string]> = [] // [name, value for JSON, value for the shell command]
+  const remote = env['MPAC_COORDINATOR_URL']?.trim()
+  if (remote !== undefined && remote !== '') {
+    vars.push(['MPAC_COORDINATOR_URL', remote, shellQuote(remote)])
+    if ((env['MPAC_COORDINATOR_TOKEN'] ?? '').trim() !== '') {
+      vars.push(['MPAC_COORDINATOR_TOKEN', '${MPAC_COORDINATOR_TOKEN}', '"$MPAC_COORDINATOR_TOKEN"'])
+    }
+  }
+  // A workspace pinned in a project or user config would be wrong on other machines or in
+  // other repositories: there the shim finds the repository from its working directory.
+  if (options.scope === 'local') {
+    const workspace = options.workspace !== undefined ? detectWorkspace(resolve(options.cwd, options.workspace)) : detectWorkspace(options.cwd)
+    vars.push(['MPAC_WORKSPACE_DIR', workspace, shellQuote(workspace)])
+  }
+  for (const name of PASSED_THROUGH) {
+    const value = env[name]?.trim()
+    if (value !== undefined && value !== '') vars.push([name, value, shellQuote(value)])
+  }
+
+  const { command, args } = shimCommand()
+  if (options.format === 'json') {
+    const entry: Record<string, unknown> = { type: 'stdio', command, args, env: Object.fromEntries(vars.map(([k, v]) => [k, v])) }
+    return { ok: true, text: JSON.stringify({ mcpServers: { [options.name]: entry } }, null, 2) }
+  }
+  const parts = ['claude', 'mcp', 'add', '--transport', 'stdio', '--scope', options.scope]
+  for (const [name, , shellValue] of vars) parts.push('--env', `${name}=${shellValue}`)
+  parts.push(shellQuote(options.name), '--', shellQuote(command), ...args.map(shellQuote))
+  return { ok: true, text: parts.join(' ') }
+}
