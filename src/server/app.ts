@@ -1,0 +1,181 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import type { IncomingMessage } from 'node:http'
+import fastifyWebsocket from '@fastify/websocket'
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { Logger } from 'pino'
+import type { ManagedSessionStore } from '../store/index.js'
+import { CLOSE } from './close-codes.js'
+import type { ServerConfig } from './config.js'
+import { Connection, type AuthState, type HeaderAuth, type WebSocketLike } from './connection.js'
+import { Metrics } from './metrics.js'
+import { SessionRegistry } from './registry.js'
+import type { TokenTable } from './token-table.js'
+
+export interface AppDeps {
+  readonly store: ManagedSessionStore
+  readonly logger: Logger
+  readonly now?: () => number
+}
+
+/** What the app exposes to its owner (CLI, tests) beyond Fastify. */
+export interface MpacHandle {
+  readonly registry: SessionRegistry
+  readonly metrics: Metrics
+  readonly auth: AuthState
+  /** Swaps the token table and closes connections whose token is no longer valid; returns how many. */
+  setTokenTable (table: TokenTable | undefined): number
+  readonly isReady: () => boolean
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    mpac: MpacHandle
+  }
+}
+
+const SESSION_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+/**
+ * Builds the sidecar's Fastify app (never listens): WebSocket `/session/:id`
+ * (and `/` in single-session mode), `/healthz`, `/readyz`, `/metrics`.
+ */
+export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance {
+  const { logger } = deps
+  const app = Fastify({
+    loggerInstance: logger,
+    trustProxy: config.trustProxy,
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: true,
+    ...(config.tls === undefined ? {} : { https: { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } })
+  }) as unknown as FastifyInstance
+
+  const metrics = new Metrics()
+  const registry = new SessionRegistry({ config, store: deps.store, logger, metrics, ...(deps.now === undefined ? {} : { now: deps.now }) })
+  const auth: AuthState = { table: config.tokenTable }
+  const headerAuth = new WeakMap<IncomingMessage, HeaderAuth>()
+  let ready = false
+  let closing = false
+
+  const handle: MpacHandle = {
+    registry,
+    metrics,
+    auth,
+    setTokenTable (table) {
+      auth.table = table
+      return registry.revalidate(table)
+    },
+    isReady: () => ready && !closing
+  }
+  app.decorate('mpac', handle)
+
+  app.register(fastifyWebsocket, {
+    options: { maxPayload: config.limits.maxFrameBytes, perMessageDeflate: false },
+    errorHandler (error, socket) {
+      logger.debug({ err: error }, 'websocket error')
+      // ws has already started the close handshake for protocol errors (1009 …); cut only open sockets.
+      if ((socket as unknown as WebSocketLike).readyState === 1) socket.terminate()
+    },
+    preClose (done) {
+      closing = true
+      registry.shutdown(CLOSE.RESTART)
+      done()
+    }
+  })
+
+  /** The session a request addresses, or undefined (→ 4004). */
+  const sessionOf = (request: FastifyRequest): string | undefined => {
+    const id = (request.params as Record<string, string | undefined>).id
+    if (id === undefined) return config.mode === 'single' ? config.sessionId : undefined
+    if (!SESSION_ID.test(id)) return undefined
+    if (config.mode === 'single' && id !== config.sessionId) return undefined
+    return id
+  }
+
+  /**
+   * Bearer auth before the upgrade (authenticated profile): an unknown token
+   * → 401, a token not allowed for this session → 403; the socket is never
+   * upgraded. No header is fine here: the HELLO credential decides.
+   */
+  const onRequest = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const table = auth.table
+    const header = request.headers.authorization
+    if (table === undefined || header === undefined) return
+    const sessionId = sessionOf(request)
+    if (sessionId === undefined) return
+    const m = /^Bearer[ \t]+([^\s]+)[ \t]*$/i.exec(header)
+    if (m === null) {
+      await reply.code(401).send({ code: 'MPAC_ERR_AUTH_TOKEN_INVALID', message: 'Authorization must be "Bearer <token>"' })
+      return
+    }
+    const checked = table.check(m[1] as string, sessionId)
+    if (!checked.ok) {
+      request.log.info({ status: checked.status, reason: checked.reason }, 'upgrade refused')
+      await reply.code(checked.status).send({
+        code: checked.status === 401 ? 'MPAC_ERR_AUTH_TOKEN_INVALID' : 'MPAC_ERR_AUTH_SESSION_FORBIDDEN',
+        message: checked.reason
+      })
+      return
+    }
+    headerAuth.set(request.raw, { digest: checked.digest, entry: checked.entry })
+  }
+
+  const wsHandler = (socket: unknown, request: FastifyRequest): void => {
+    const ws = socket as WebSocketLike
+    const sessionId = sessionOf(request)
+    if (sessionId === undefined || closing) {
+      ws.close(closing ? CLOSE.RESTART.code : CLOSE.NOT_FOUND.code, closing ? CLOSE.RESTART.reason : CLOSE.NOT_FOUND.reason)
+      return
+    }
+    // Listeners are attached synchronously inside the constructor.
+    const conn = new Connection(ws, sessionId, headerAuth.get(request.raw), { config, registry, auth, metrics, logger })
+    conn.log.debug('connection opened')
+  }
+  const upgradeRequired = async (_request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    await reply.code(426).header('upgrade', 'websocket').send({ code: 'MPAC_ERR_UPGRADE_REQUIRED', message: 'connect with a WebSocket client' })
+  }
+
+  app.register(async (scope) => {
+    scope.route({ method: 'GET', url: '/session/:id', onRequest, handler: upgradeRequired, wsHandler: wsHandler as never })
+    if (config.mode === 'single') {
+      scope.route({ method: 'GET', url: '/', onRequest, handler: upgradeRequired, wsHandler: wsHandler as never })
+    }
+    // Any other path: WebSocket clients get close 4004 (as the Python server did), HTTP gets 404.
+    scope.route({
+      method: 'GET',
+      url: '/*',
+      handler: async (_request, reply) => { await reply.code(404).send({ code: 'MPAC_ERR_NOT_FOUND', message: 'not found' }) },
+      wsHandler: ((socket: WebSocketLike) => { socket.close(CLOSE.NOT_FOUND.code, CLOSE.NOT_FOUND.reason) }) as never
+    })
+
+    scope.get('/healthz', async () => ({ status: 'ok' }))
+    scope.get('/readyz', async (_request, reply) => {
+      if (!handle.isReady()) return reply.code(503).send({ status: closing ? 'shutting down' : 'starting' })
+      return { status: 'ready', sessions: registry.loadedCount, connections: registry.connectionCount }
+    })
+    scope.get('/metrics', async (request, reply) => {
+      if (config.metricsToken !== undefined && !bearerMatches(request.headers.authorization, config.metricsToken)) {
+        return reply.code(401).header('www-authenticate', 'Bearer').send({ code: 'MPAC_ERR_AUTH_TOKEN_INVALID', message: 'metrics need the MPAC_METRICS_TOKEN bearer token' })
+      }
+      return reply.type('text/plain; version=0.0.4; charset=utf-8').send(metrics.render())
+    })
+  })
+
+  app.addHook('onReady', async () => {
+    registry.start()
+    ready = true
+  })
+  app.addHook('onClose', async () => {
+    closing = true
+  })
+  return app
+}
+
+/** Constant-time comparison of a bearer header with the expected token (through SHA-256, equal lengths). */
+function bearerMatches (header: string | undefined, expected: string): boolean {
+  const m = header === undefined ? null : /^Bearer[ \t]+([^\s]+)[ \t]*$/i.exec(header)
+  if (m === null) return false
+  const a = createHash('sha256').update(m[1] as string).digest()
+  const b = createHash('sha256').update(expected).digest()
+  return timingSafeEqual(a, b)
+}

@@ -1,0 +1,154 @@
+#!/usr/bin/env node
+import { watch, readFileSync, type FSWatcher } from 'node:fs'
+import type { AddressInfo } from 'node:net'
+import { openStore, type ManagedSessionStore } from '../store/index.js'
+import { VERSION } from '../version.js'
+import { buildApp } from './app.js'
+import { helpText, isLoopback, loadServerConfig, type ServerConfig } from './config.js'
+import { createLogger } from './logger.js'
+import { TokenTable } from './token-table.js'
+
+/**
+ * `mpac-mcp-sidecar`: the one process entry of the server. Reads argv and
+ * env, opens the store, listens, prints the banner, installs signal
+ * handlers (SIGTERM/SIGINT: graceful shutdown; SIGHUP: reload the token
+ * table file). `mpac-mcp-sidecar token …` is dispatched to the token command.
+ */
+
+function banner (config: ServerConfig, port: number, tokens: number): string {
+  const scheme = config.tls !== undefined || config.tlsByProxy ? 'wss' : 'ws'
+  const shownHost = config.host === '0.0.0.0' || config.host === '::' || config.host === ''
+    ? '<this-host>'
+    : config.host.includes(':') ? `[${config.host}]` : config.host
+  const base = `${scheme}://${shownHost}:${port}`
+  const url = config.mode === 'single' ? `${base}/session/${config.sessionId as string}` : `${base}/session/<id>`
+  const lines = [
+    `mpac-mcp-sidecar ${VERSION}`,
+    `  listening:        ${config.host}:${port}${config.tls !== undefined ? ' (TLS)' : ''}`,
+    `  mode:             ${config.mode === 'single' ? `single-session (${config.sessionId as string})` : 'multi-session'}`,
+    ...(config.workspaceDir === undefined ? [] : [`  workspace:        ${config.workspaceDir}`]),
+    `  security profile: ${config.securityProfile}${config.tokenTable === undefined ? '' : ` (${tokens} token${tokens === 1 ? '' : 's'}${config.tokenTableFile === undefined ? '' : `, from ${config.tokenTableFile}`})`}`,
+    `  policies:         ${config.complianceProfile}, ${config.executionModel}`,
+    `  store:            ${config.store === 'memory' ? 'memory (nothing survives a restart)' : `sqlite in ${config.dataDir}`}`,
+    `  clients connect:  ${url}${config.mode === 'single' ? ` (or ${base}/)` : ''}`
+  ]
+  if (!isLoopback(config.host) && config.tokenTable === undefined) lines.push('  WARNING: reachable from other machines without authentication (--allow-open)')
+  return lines.join('\n') + '\n'
+}
+
+export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  if (argv[0] === 'token') {
+    const { runTokenCommand } = await import('./token-command.js')
+    return runTokenCommand(argv.slice(1), { stdout: process.stdout, stderr: process.stderr })
+  }
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(helpText())
+    return 0
+  }
+  if (argv.includes('--version')) {
+    process.stdout.write(`${VERSION}\n`)
+    return 0
+  }
+  const loaded = loadServerConfig(argv, env)
+  if (!loaded.ok) {
+    process.stderr.write(`mpac-mcp-sidecar: invalid ${loaded.error.setting}: ${loaded.error.message}\n`)
+    return 2
+  }
+  const config = loaded.value
+  const logger = createLogger(config.logLevel)
+  let store: ManagedSessionStore
+  try {
+    store = openStore({ dataDir: config.store === 'memory' ? ':memory:' : config.dataDir, logger })
+  } catch (err) {
+    process.stderr.write(`mpac-mcp-sidecar: invalid --data-dir: cannot open the store in ${config.dataDir}: ${(err as Error).message}\n`)
+    return 2
+  }
+  const app = buildApp(config, { store, logger })
+  try {
+    await app.listen({ host: config.host, port: config.port })
+  } catch (err) {
+    process.stderr.write(`mpac-mcp-sidecar: cannot listen on ${config.host}:${config.port}: ${(err as Error).message}\n`)
+    store.close()
+    return 1
+  }
+  const port = (app.server.address() as AddressInfo).port
+  process.stdout.write(banner(config, port, config.tokenTable?.size ?? 0))
+
+  let stopping: Promise<void> | undefined
+  const stop = (why: string): Promise<void> => {
+    stopping ??= (async () => {
+      logger.info({ why }, 'shutting down')
+      watcher?.close()
+      if (idleTimer !== undefined) clearTimeout(idleTimer)
+      try {
+        await app.close()
+      } finally {
+        store.close()
+      }
+    })()
+    return stopping
+  }
+
+  // Token table file: reload on change and on SIGHUP; a bad file keeps the old table.
+  let watcher: FSWatcher | undefined
+  const reload = (): void => {
+    const file = config.tokenTableFile
+    if (file === undefined) return
+    let text: string
+    try {
+      text = readFileSync(file, 'utf8')
+    } catch (err) {
+      logger.error({ file, err: (err as Error).message }, 'token table reload failed; keeping the previous table')
+      return
+    }
+    const parsed = TokenTable.parse(text)
+    if (!parsed.ok) {
+      logger.error({ file, reason: parsed.message }, 'token table reload failed; keeping the previous table')
+      return
+    }
+    const closed = app.mpac.setTokenTable(parsed.table)
+    logger.info({ tokens: parsed.table.size, closed }, 'token table reloaded')
+  }
+  if (config.tokenTableFile !== undefined) {
+    let debounce: NodeJS.Timeout | undefined
+    try {
+      watcher = watch(config.tokenTableFile, () => {
+        if (debounce !== undefined) clearTimeout(debounce)
+        debounce = setTimeout(reload, 100)
+      })
+    } catch (err) {
+      logger.warn({ err: (err as Error).message }, 'cannot watch the token table file; reload with SIGHUP')
+    }
+    process.on('SIGHUP', reload)
+  }
+
+  // --idle-exit: stop after SEC seconds without any connection.
+  let idleTimer: NodeJS.Timeout | undefined
+  if (config.idleExitSec !== undefined) {
+    const idleMs = config.idleExitSec * 1000
+    const arm = (count: number): void => {
+      if (idleTimer !== undefined) clearTimeout(idleTimer)
+      idleTimer = undefined
+      if (count === 0) idleTimer = setTimeout(() => { void stop('idle').then(() => process.exit(0)) }, idleMs)
+    }
+    app.mpac.registry.onConnectionCount = arm
+    arm(app.mpac.registry.connectionCount)
+  }
+
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      stop(signal).then(() => process.exit(0), (err: unknown) => {
+        logger.error({ err }, 'shutdown failed')
+        process.exit(1)
+      })
+    })
+  }
+  return -1
+}
+
+main(process.argv.slice(2), process.env).then((code) => {
+  if (code >= 0) process.exitCode = code
+}, (err: unknown) => {
+  process.stderr.write(`mpac-mcp-sidecar: ${(err as Error).stack ?? String(err)}\n`)
+  process.exitCode = 1
+})

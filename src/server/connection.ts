@@ -1,0 +1,347 @@
+import { randomUUID } from 'node:crypto'
+import { performance } from 'node:perf_hooks'
+import type { Logger } from 'pino'
+import type { Credential, Verdict } from '../coordinator/types.js'
+import { SIDEBAND_REQUESTS } from '../protocol/message-types.js'
+import { CLOSE, type CloseSpec } from './close-codes.js'
+import type { ServerConfig } from './config.js'
+import type { Metrics } from './metrics.js'
+import type { SessionRegistry } from './registry.js'
+import type { Peer, SessionRuntime } from './session-runtime.js'
+import { tokenDigest, type TokenEntry, type TokenTable } from './token-table.js'
+
+/** The subset of a `ws` WebSocket the server uses. */
+export interface WebSocketLike {
+  readonly readyState: number
+  readonly bufferedAmount: number
+  send (data: string): void
+  close (code?: number, reason?: string): void
+  terminate (): void
+  on (event: 'message', listener: (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => void): unknown
+  on (event: 'close', listener: (code: number, reason: Buffer) => void): unknown
+  on (event: 'error', listener: (err: Error) => void): unknown
+}
+
+const OPEN = 1
+
+/** The token of the upgrade's `Authorization: Bearer` header, already checked for this session. */
+export interface HeaderAuth {
+  readonly digest: string
+  readonly entry: TokenEntry
+}
+
+/** Mutable holder of the token table, swapped on reload. */
+export interface AuthState { table: TokenTable | undefined }
+
+export interface ConnectionContext {
+  readonly config: ServerConfig
+  readonly registry: SessionRegistry
+  readonly auth: AuthState
+  readonly metrics: Metrics
+  readonly logger: Logger
+}
+
+const SIDEBAND: ReadonlySet<string> = new Set(SIDEBAND_REQUESTS)
+
+/**
+ * One WebSocket connection to one session. Listeners are attached in the
+ * constructor (synchronously, so no early frame is lost); frames are handled
+ * one at a time in arrival order. Enforces the per-connection limits: rate
+ * (token bucket), pre-HELLO deadline and frame cap, slow consumer. Frame size
+ * is enforced by `ws` (`maxPayload` → close 1009).
+ */
+export class Connection implements Peer {
+  readonly connId = randomUUID()
+  readonly sessionId: string
+  readonly headerAuth: HeaderAuth | undefined
+  principalId: string | undefined
+  /** Digest of the HELLO credential token that admitted this connection. */
+  helloDigest: string | undefined
+  log: Logger
+  readonly #socket: WebSocketLike
+  readonly #ctx: ConnectionContext
+  #runtime: SessionRuntime | undefined
+  #closed = false
+  #prehelloFrames = 0
+  #prehelloTimer: NodeJS.Timeout | undefined
+  #tokens: number
+  #lastRefill = performance.now()
+  #dropped = 0
+
+  constructor (socket: WebSocketLike, sessionId: string, headerAuth: HeaderAuth | undefined, ctx: ConnectionContext) {
+    this.#socket = socket
+    this.sessionId = sessionId
+    this.headerAuth = headerAuth
+    this.#ctx = ctx
+    this.#tokens = ctx.config.limits.maxMsgsPerSec
+    this.log = ctx.logger.child({ sessionId, connId: this.connId })
+    socket.on('message', (data, isBinary) => this.#onFrame(data, isBinary))
+    socket.on('close', () => this.#onClose())
+    socket.on('error', (err) => this.log.debug({ err }, 'socket error'))
+    // Pre-HELLO deadline: absolute, traffic does not extend it (a connection
+    // that never identifies itself must not hold resources forever).
+    this.#prehelloTimer = setTimeout(() => {
+      if (this.principalId === undefined) this.close(CLOSE.PREHELLO_TIMEOUT)
+    }, ctx.config.limits.prehelloTimeoutSec * 1000)
+    this.#prehelloTimer.unref()
+    ctx.metrics.connections++
+    ctx.metrics.connectionsTotal++
+    ctx.registry.connectionOpened(this)
+  }
+
+  get isOpen (): boolean {
+    return !this.#closed && this.#socket.readyState === OPEN
+  }
+
+  get runtime (): SessionRuntime | undefined { return this.#runtime }
+
+  send (data: string): void {
+    if (!this.isOpen) return
+    this.#socket.send(data)
+    // Slow consumer: a peer that does not read must not make the server buffer
+    // without bound (memory exhaustion); cut it, others are unaffected.
+    if (this.#socket.bufferedAmount > this.#ctx.config.limits.maxBufferedBytes) {
+      this.log.warn({ bufferedAmount: this.#socket.bufferedAmount }, 'slow consumer; closing')
+      this.close(CLOSE.SLOW_CONSUMER)
+    }
+  }
+
+  /** Idempotent. Sends the close frame, and cuts the socket if the peer does not answer. */
+  close (spec: CloseSpec): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#ctx.metrics.closed(spec.code)
+    this.log.debug({ code: spec.code, reason: spec.reason }, 'closing connection')
+    try {
+      this.#socket.close(spec.code, spec.reason)
+    } catch {
+      this.#socket.terminate()
+    }
+    const kill = setTimeout(() => this.#socket.terminate(), spec === CLOSE.SLOW_CONSUMER ? 1000 : 5000)
+    kill.unref()
+  }
+
+  #onClose (): void {
+    if (this.#prehelloTimer !== undefined) clearTimeout(this.#prehelloTimer)
+    this.#closed = true
+    this.#runtime?.detach(this)
+    this.#ctx.metrics.connections--
+    this.#ctx.registry.connectionClosed(this)
+  }
+
+  /** Token bucket: `maxMsgsPerSec` per second, burst of one second's worth. */
+  #takeToken (): boolean {
+    const rate = this.#ctx.config.limits.maxMsgsPerSec
+    const now = performance.now()
+    this.#tokens = Math.min(rate, this.#tokens + ((now - this.#lastRefill) / 1000) * rate)
+    this.#lastRefill = now
+    if (this.#tokens >= 1) {
+      this.#tokens -= 1
+      this.#dropped = 0
+      return true
+    }
+    return false
+  }
+
+  #onFrame (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
+    if (this.#closed) return
+    const receivedAt = performance.now()
+    const limits = this.#ctx.config.limits
+    if (!this.#takeToken()) {
+      // Flooding: each dropped frame gets an error so the client's request
+      // does not hang; another full second's worth of excess closes it.
+      this.#dropped++
+      if (this.#dropped > limits.maxMsgsPerSec) {
+        this.log.warn('rate limit abused; closing')
+        this.close(CLOSE.RATE_LIMITED)
+        return
+      }
+      this.#serverError('INTENT_BACKOFF', `rate limit exceeded (${limits.maxMsgsPerSec} frames per second); retry later`, refersTo(data, isBinary), { retry_after_sec: 1 })
+      return
+    }
+    if (this.principalId === undefined && ++this.#prehelloFrames > limits.prehelloMaxFrames) {
+      this.close(CLOSE.PREHELLO_FRAMES)
+      return
+    }
+    if (isBinary) {
+      this.#ctx.metrics.messageIn('BINARY')
+      this.#serverError('MALFORMED_MESSAGE', 'binary frames are not supported; send JSON text frames')
+      return
+    }
+    let frame: unknown
+    try {
+      frame = JSON.parse(toText(data))
+    } catch {
+      this.#ctx.metrics.messageIn('INVALID_JSON')
+      this.#serverError('MALFORMED_MESSAGE', 'frame is not valid JSON')
+      return
+    }
+    if (frame === null || typeof frame !== 'object' || Array.isArray(frame)) {
+      this.#ctx.metrics.messageIn('INVALID_JSON')
+      this.#serverError('MALFORMED_MESSAGE', 'frame must be a JSON object')
+      return
+    }
+    const obj = frame as Record<string, unknown>
+    if (obj.message_type === undefined && typeof obj.type === 'string' && SIDEBAND.has(obj.type)) {
+      this.#ctx.metrics.messageIn(obj.type)
+      this.#sideband(obj, receivedAt)
+      return
+    }
+    this.#ctx.metrics.messageIn(obj.message_type)
+    this.#message(obj, receivedAt)
+  }
+
+  #sideband (frame: Record<string, unknown>, receivedAt: number): void {
+    // protocol.md §13.6 S3: in the authenticated profile, sideband before an
+    // admitted HELLO needs a bearer header valid for this session.
+    if (this.principalId === undefined && this.#ctx.config.securityProfile === 'authenticated' && this.headerAuth === undefined) {
+      this.close(CLOSE.UNAUTHORIZED)
+      return
+    }
+    const runtime = this.#runtime ?? this.#ctx.registry.get(this.sessionId)
+    if (runtime !== undefined) {
+      runtime.handleSideband(this, frame, receivedAt)
+      return
+    }
+    // No such session: answer without creating one (probes never create sessions).
+    this.#sendNow(this.#ctx.registry.missingSessionReply(this.sessionId, frame))
+  }
+
+  #message (envelope: Record<string, unknown>, receivedAt: number): void {
+    const sender = envelope.sender
+    const claimed = sender !== null && typeof sender === 'object' ? (sender as Record<string, unknown>).principal_id : undefined
+    const type = envelope.message_type
+    const existing = this.#runtime ?? this.#ctx.registry.get(this.sessionId)
+    const coordinatorId = existing?.core.coordinatorId ?? `service:coordinator-${this.sessionId}`
+    // protocol.md §13.6 S13: nobody may speak as the coordinator.
+    if (claimed === coordinatorId) {
+      this.#serverError('AUTHORIZATION_FAILED', 'sender.principal_id is the coordinator\'s own id', envelope.message_id)
+      return
+    }
+    if (this.principalId !== undefined) {
+      // SPEC §23.3: messages whose principal_id differs from the authenticated one MUST be rejected.
+      if (claimed !== this.principalId) {
+        this.#serverError('AUTHORIZATION_FAILED', `this connection is bound to principal ${this.principalId}`, envelope.message_id)
+        return
+      }
+      const verdict = type === 'HELLO' ? this.#verdict(envelope, claimed) : undefined
+      this.#runtime?.handleMessage(this, envelope, verdict, receivedAt)
+      return
+    }
+    if (type !== 'HELLO') {
+      this.#serverError('INVALID_REFERENCE', 'this connection has no admitted HELLO; send HELLO first', envelope.message_id)
+      return
+    }
+    const verdict = this.#verdict(envelope, claimed)
+    let runtime = existing
+    if (runtime === undefined) {
+      const created = this.#ctx.registry.provisional(this.sessionId, this.#tokenOf(envelope))
+      if ('code' in created) {
+        this.close(created)
+        return
+      }
+      runtime = created
+    }
+    const result = runtime.handleMessage(this, envelope, verdict, receivedAt)
+    if (result?.accepted === true) {
+      if (this.#prehelloTimer !== undefined) clearTimeout(this.#prehelloTimer)
+      this.#runtime = runtime
+      runtime.attach(this)
+      const token = this.#tokenOf(envelope)
+      this.helloDigest = token
+      this.log = this.log.child({ principalId: this.principalId })
+      this.#ctx.registry.admitted(this, runtime, token)
+    }
+  }
+
+  /** Digest of the token this HELLO presents (credential, else header). */
+  #tokenOf (envelope: Record<string, unknown>): string | undefined {
+    const cred = helloCredential(envelope)
+    if (cred !== undefined && cred.type === 'bearer_token' && cred.value !== '') return tokenDigest(cred.value)
+    return this.headerAuth?.digest
+  }
+
+  /**
+   * The credential verdict for a HELLO (authenticated profile), from the
+   * HELLO credential and the upgrade's bearer header. Open profile: none.
+   */
+  #verdict (envelope: Record<string, unknown>, claimed: unknown): Verdict | undefined {
+    const table = this.#ctx.auth.table
+    if (this.#ctx.config.securityProfile !== 'authenticated' || table === undefined) return undefined
+    const principalId = typeof claimed === 'string' ? claimed : ''
+    const cred = helloCredential(envelope)
+    if (cred !== undefined && this.headerAuth !== undefined &&
+        (cred.type !== 'bearer_token' || tokenDigest(cred.value) !== this.headerAuth.digest)) {
+      return { accepted: false, reason: 'the HELLO credential and the Authorization header carry different tokens' }
+    }
+    if (cred !== undefined) return table.verify(cred, this.sessionId, principalId)
+    if (this.headerAuth !== undefined) {
+      const entry = this.headerAuth.entry
+      if (entry.principal !== undefined && entry.principal !== principalId) {
+        return { accepted: false, reason: `token is pinned to another principal than ${principalId}` }
+      }
+      return entry.principal === undefined
+        ? { accepted: true, grantedRoles: entry.roles }
+        : { accepted: true, grantedRoles: entry.roles, principalId: entry.principal }
+    }
+    return { accepted: false, reason: 'missing credential: send payload.credential {type:"bearer_token", value} or an Authorization: Bearer header' }
+  }
+
+  /** A PROTOCOL_ERROR the server itself authors (input the core never sees; not journaled). */
+  #serverError (code: string, description: string, refersTo?: unknown, extensions?: Record<string, unknown>): void {
+    const runtime = this.#runtime ?? this.#ctx.registry.peek(this.sessionId)
+    const coordinatorId = runtime?.core.coordinatorId ?? `service:coordinator-${this.sessionId}`
+    const payload: Record<string, unknown> = { error_code: code, description }
+    if (typeof refersTo === 'string') payload.refers_to = refersTo
+    if (extensions !== undefined) payload.extensions = extensions
+    const frame = {
+      protocol: 'MPAC',
+      version: '0.1.13',
+      message_type: 'PROTOCOL_ERROR',
+      message_id: randomUUID(),
+      session_id: this.sessionId,
+      sender: { principal_id: coordinatorId, principal_type: 'service', sender_instance_id: `${coordinatorId}:server` },
+      ts: new Date().toISOString(),
+      payload
+    }
+    this.log.debug({ code }, 'protocol error')
+    if (runtime !== undefined) {
+      runtime.sendDirect(this, frame)
+    } else {
+      this.#sendNow(frame)
+      this.#ctx.metrics.messageOut('PROTOCOL_ERROR')
+      this.#ctx.metrics.protocolError(code)
+    }
+  }
+
+  #sendNow (frame: Record<string, unknown>): void {
+    this.send(JSON.stringify(frame))
+  }
+}
+
+function toText (data: Buffer | ArrayBuffer | Buffer[]): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8')
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8')
+  return Buffer.from(data).toString('utf8')
+}
+
+/** The message_id of a frame, if it is a JSON object that has one (for refers_to). */
+function refersTo (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): string | undefined {
+  if (isBinary) return undefined
+  try {
+    const obj = JSON.parse(toText(data)) as Record<string, unknown>
+    return typeof obj.message_id === 'string' ? obj.message_id : undefined
+  } catch {
+    return undefined
+  }
+}
+
+function helloCredential (envelope: Record<string, unknown>): Credential | undefined {
+  const payload = envelope.payload
+  if (payload === null || typeof payload !== 'object') return undefined
+  const cred = (payload as Record<string, unknown>).credential
+  if (cred === null || typeof cred !== 'object') return undefined
+  const c = cred as Record<string, unknown>
+  if (typeof c.type !== 'string' || typeof c.value !== 'string') return undefined
+  return c as unknown as Credential
+}

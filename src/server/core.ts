@@ -1,0 +1,35 @@
+import { Coordinator } from '../coordinator/index.js'
+import type { ApplyResult, CoordinatorConfig, CoreInput, FileEntry } from '../coordinator/types.js'
+import type { StoredSession } from '../store/index.js'
+
+/**
+ * The part of the coordinator core the server uses (docs/architecture.md).
+ * Kept as an interface so the runtime's needs are written down in one place.
+ */
+export interface SessionCore {
+  readonly coordinatorId: string
+  readonly closed: boolean
+  apply (input: CoreInput): ApplyResult
+  snapshot (): unknown
+  summary (now: number, workspaceDir: string | null): unknown
+  readFile (path: string): { readonly content: string, readonly state_ref: string } | undefined
+  listFiles (): readonly FileEntry[]
+  nextDeadline (): number | undefined | null
+}
+
+export function createCore (config: CoordinatorConfig): SessionCore {
+  return new Coordinator(config) as unknown as SessionCore
+}
+
+/**
+ * Rebuilds a session's state from the store: the snapshot (or a fresh
+ * coordinator) plus the journal replayed through the same core; the outputs
+ * of the replay were sent before and are dropped.
+ */
+export function loadCore (stored: StoredSession, config: CoordinatorConfig): SessionCore {
+  const core = (stored.snapshot === undefined
+    ? new Coordinator(config)
+    : Coordinator.restore(stored.snapshot as never, config)) as unknown as SessionCore
+  for (const input of stored.journal) core.apply(input)
+  return core
+}

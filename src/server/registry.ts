@@ -1,0 +1,289 @@
+import type { Logger } from 'pino'
+import type { CoordinatorConfig } from '../coordinator/types.js'
+import { SnapshotPolicy, StoreDamagedError, type ManagedSessionStore } from '../store/index.js'
+import { CLOSE, type CloseSpec } from './close-codes.js'
+import type { ServerConfig } from './config.js'
+import type { Connection } from './connection.js'
+import { createCore, loadCore } from './core.js'
+import type { Metrics } from './metrics.js'
+import { SessionRuntime } from './session-runtime.js'
+import type { TokenTable } from './token-table.js'
+import { DiskWorkspace } from './workspace.js'
+
+export interface RegistryOptions {
+  readonly config: ServerConfig
+  readonly store: ManagedSessionStore
+  readonly logger: Logger
+  readonly metrics: Metrics
+  readonly now?: () => number
+}
+
+/**
+ * Every session of the process: loaded ones (in memory, with a runtime),
+ * stored ones (unloaded after being idle, reloaded on demand), and the
+ * provisional ones a first HELLO is creating. Also the set of open
+ * connections (shutdown, idle exit, token revocation).
+ */
+export class SessionRegistry {
+  readonly #opts: RegistryOptions
+  readonly #now: () => number
+  readonly #live = new Map<string, SessionRuntime>()
+  /** Ids with stored state (loaded or not). */
+  readonly #stored = new Set<string>()
+  /** Sessions created by each token (digest), for --max-sessions-per-token. */
+  readonly #byToken = new Map<string, Set<string>>()
+  readonly #connections = new Set<Connection>()
+  readonly #snapshotPolicy = new SnapshotPolicy()
+  #workspace: DiskWorkspace | undefined
+  #sweepTimer: NodeJS.Timeout | undefined
+  /** Called whenever the number of open connections changes (idle exit). */
+  onConnectionCount: ((count: number) => void) | undefined
+
+  constructor (opts: RegistryOptions) {
+    this.#opts = opts
+    this.#now = opts.now ?? Date.now
+  }
+
+  get connectionCount (): number { return this.#connections.size }
+  get loadedCount (): number { return this.#live.size }
+  get sessionCount (): number {
+    let n = this.#stored.size
+    for (const id of this.#live.keys()) if (!this.#stored.has(id)) n++
+    return n
+  }
+
+  connections (): IterableIterator<Connection> { return this.#connections.values() }
+
+  /** The core configuration every session of this server gets. */
+  coreConfig (sessionId: string): CoordinatorConfig {
+    const c = this.#opts.config
+    return {
+      sessionId,
+      securityProfile: c.securityProfile,
+      complianceProfile: c.complianceProfile,
+      executionModel: c.executionModel,
+      heartbeatIntervalSec: c.heartbeatIntervalSec,
+      unavailabilityTimeoutSec: c.unavailabilityTimeoutSec,
+      resolutionTimeoutSec: c.resolutionTimeoutSec,
+      intentClaimGraceSec: c.claimGraceSec,
+      maxWorkspaceBytes: c.limits.maxWorkspaceBytes,
+      maxParticipants: c.limits.maxParticipants,
+      ...(c.backendHealthPolicy === undefined ? {} : { backendHealthPolicy: c.backendHealthPolicy })
+    }
+  }
+
+  /**
+   * Restores every stored session (epoch + 1, reconnect grace) and, in
+   * single-session mode, creates the one session and loads its workspace.
+   */
+  start (): void {
+    const { config, store, logger } = this.#opts
+    for (const q of store.listQuarantined()) logger.error({ sessionId: q.sessionId, reason: q.reason }, 'session quarantined: stored state is damaged')
+    // Single-session mode touches only its own session, even in a shared data directory.
+    const ids = config.mode === 'single'
+      ? store.listSessions().filter(id => id === config.sessionId)
+      : store.listSessions()
+    if (config.mode === 'single' && config.workspaceDir !== undefined) this.#workspace = new DiskWorkspace(config.workspaceDir)
+    for (const id of ids) {
+      this.#stored.add(id)
+      const runtime = this.#load(id)
+      runtime?.applyInput({ kind: 'recovered', now: this.#now(), graceSec: config.restartGraceSec })
+    }
+    if (config.mode === 'single') {
+      const id = config.sessionId as string
+      let runtime = this.#live.get(id)
+      if (runtime === undefined) {
+        runtime = this.#newRuntime(id, createCore(this.coreConfig(id)), true)
+        this.#stored.add(id)
+      }
+      if (this.#workspace !== undefined) {
+        const report = this.#workspace.load(config.limits.maxWorkspaceBytes)
+        const onDisk = new Set(report.files.map(f => f.path))
+        const gone = runtime.core.listFiles().filter(f => !onDisk.has(f.path)).map(f => ({ path: f.path, content: null }))
+        runtime.syncFiles([...report.files, ...gone])
+        logger.info({ sessionId: id, files: report.files.length, bytes: report.bytes, skipped: report.skipped }, 'workspace loaded')
+      }
+    }
+    for (const runtime of this.#live.values()) runtime.flush()
+    const every = Math.max(1000, Math.min(60_000, config.sessionIdleUnloadSec * 1000 / 2))
+    this.#sweepTimer = setInterval(() => this.sweep(), every)
+    this.#sweepTimer.unref()
+  }
+
+  /** The loaded session, loading it from the store when it is stored but unloaded. */
+  get (sessionId: string): SessionRuntime | undefined {
+    const live = this.#live.get(sessionId)
+    if (live !== undefined) return live
+    if (!this.#stored.has(sessionId)) return undefined
+    return this.#load(sessionId)
+  }
+
+  /** The loaded session only (no loading). */
+  peek (sessionId: string): SessionRuntime | undefined {
+    return this.#live.get(sessionId)
+  }
+
+  /**
+   * A session for a first HELLO: in memory only until a HELLO is admitted
+   * (a rejected or probing client never creates a session). Enforces
+   * --max-sessions and --max-sessions-per-token.
+   */
+  provisional (sessionId: string, tokenDigest: string | undefined): SessionRuntime | CloseSpec {
+    const limits = this.#opts.config.limits
+    if (this.sessionCount >= limits.maxSessions) return CLOSE.TOO_MANY_SESSIONS
+    if (tokenDigest !== undefined && (this.#byToken.get(tokenDigest)?.size ?? 0) >= limits.maxSessionsPerToken) {
+      return CLOSE.TOO_MANY_TOKEN_SESSIONS
+    }
+    return this.#newRuntime(sessionId, createCore(this.coreConfig(sessionId)), false)
+  }
+
+  /** A HELLO was admitted on `conn`. */
+  admitted (conn: Connection, runtime: SessionRuntime, tokenDigest: string | undefined): void {
+    if (!this.#stored.has(runtime.sessionId)) {
+      this.#stored.add(runtime.sessionId)
+      if (tokenDigest !== undefined) {
+        let set = this.#byToken.get(tokenDigest)
+        if (set === undefined) this.#byToken.set(tokenDigest, set = new Set())
+        set.add(runtime.sessionId)
+      }
+      conn.log.info('session created')
+    }
+  }
+
+  /** Reply to a sideband query for a session that does not exist (nothing is created). */
+  missingSessionReply (sessionId: string, frame: Record<string, unknown>): Record<string, unknown> {
+    switch (frame.type) {
+      case 'SESSION_SUMMARY':
+        return {
+          type: 'SESSION_SUMMARY_RESPONSE',
+          session: {
+            session_id: sessionId,
+            workspace_dir: null,
+            captured_at: new Date(this.#now()).toISOString(),
+            participant_count: 0,
+            active_intent_count: 0,
+            open_conflict_count: 0,
+            participants: [],
+            active_intents: [],
+            open_conflicts: []
+          }
+        }
+      case 'FILE_LIST':
+        return { type: 'FILE_LIST_RESPONSE', files: [] }
+      default:
+        return typeof frame.path === 'string' && frame.path !== ''
+          ? { type: 'FILE_ERROR', path: frame.path, error: 'File not found' }
+          : { type: 'FILE_ERROR', path: frame.path ?? null, error: 'path is required (a non-empty string)' }
+    }
+  }
+
+  connectionOpened (conn: Connection): void {
+    this.#connections.add(conn)
+    this.onConnectionCount?.(this.#connections.size)
+  }
+
+  connectionClosed (conn: Connection): void {
+    this.#connections.delete(conn)
+    this.onConnectionCount?.(this.#connections.size)
+  }
+
+  /** After a token-table reload: close connections whose token is gone or no longer valid here. */
+  revalidate (table: TokenTable | undefined): number {
+    let closed = 0
+    for (const conn of [...this.#connections]) {
+      const digests = [conn.headerAuth?.digest, conn.helloDigest].filter((d): d is string => d !== undefined)
+      if (digests.length === 0) continue
+      const valid = table !== undefined && digests.every(d => table.stillValid(d, conn.sessionId, conn.principalId))
+      if (!valid) {
+        conn.log.info('token revoked; closing connection')
+        conn.close(CLOSE.TOKEN_REVOKED)
+        closed++
+      }
+    }
+    return closed
+  }
+
+  /** Unloads idle sessions and purges closed ones past retention. */
+  sweep (): void {
+    const { config, store, logger } = this.#opts
+    const now = this.#now()
+    for (const runtime of [...this.#live.values()]) {
+      if (config.mode === 'single') break
+      if (runtime.persisted && runtime.peerCount === 0 && now - runtime.idleSince >= config.sessionIdleUnloadSec * 1000) {
+        runtime.unload()
+        this.#drop(runtime)
+        runtime.log.debug('session unloaded (idle)')
+      }
+    }
+    try {
+      for (const id of store.purgeClosed(now - config.closedRetentionSec * 1000)) {
+        const runtime = this.#live.get(id)
+        if (runtime !== undefined && runtime.peerCount > 0) continue
+        if (runtime !== undefined) this.#drop(runtime)
+        this.#stored.delete(id)
+        for (const set of this.#byToken.values()) set.delete(id)
+        logger.info({ sessionId: id }, 'closed session purged')
+      }
+    } catch (err) {
+      logger.error({ err }, 'purging closed sessions failed')
+    }
+  }
+
+  /** Shutdown: close every connection with `spec`, flush and snapshot every session. */
+  shutdown (spec: CloseSpec): void {
+    if (this.#sweepTimer !== undefined) clearInterval(this.#sweepTimer)
+    for (const runtime of this.#live.values()) runtime.flush()
+    for (const conn of [...this.#connections]) conn.close(spec)
+    for (const runtime of [...this.#live.values()]) {
+      runtime.unload()
+      this.#drop(runtime)
+    }
+  }
+
+  #load (sessionId: string): SessionRuntime | undefined {
+    const { store, logger } = this.#opts
+    try {
+      const stored = store.load(sessionId)
+      if (stored === undefined) {
+        this.#stored.delete(sessionId)
+        return undefined
+      }
+      const core = loadCore(stored, this.coreConfig(sessionId))
+      return this.#newRuntime(sessionId, core, true)
+    } catch (err) {
+      if (err instanceof StoreDamagedError) {
+        logger.error({ sessionId, err: err.message }, 'session quarantined: stored state is damaged')
+      } else {
+        logger.error({ sessionId, err }, 'loading session failed')
+      }
+      this.#stored.delete(sessionId)
+      return undefined
+    }
+  }
+
+  #newRuntime (sessionId: string, core: ReturnType<typeof createCore>, persisted: boolean): SessionRuntime {
+    const runtime = new SessionRuntime({
+      sessionId,
+      core,
+      store: this.#opts.store,
+      snapshotPolicy: this.#snapshotPolicy,
+      logger: this.#opts.logger,
+      metrics: this.#opts.metrics,
+      heartbeatIntervalSec: this.#opts.config.heartbeatIntervalSec,
+      workspace: this.#workspace,
+      persisted,
+      now: this.#now,
+      onDiscard: (rt) => this.#drop(rt),
+      onBroken: (rt) => this.#drop(rt)
+    })
+    this.#live.set(sessionId, runtime)
+    this.#opts.metrics.sessionsLoaded = this.#live.size
+    runtime.armTimer()
+    return runtime
+  }
+
+  #drop (runtime: SessionRuntime): void {
+    if (this.#live.get(runtime.sessionId) === runtime) this.#live.delete(runtime.sessionId)
+    this.#opts.metrics.sessionsLoaded = this.#live.size
+  }
+}

@@ -1,0 +1,356 @@
+import { performance } from 'node:perf_hooks'
+import type { Logger } from 'pino'
+import type { ApplyResult, CoreInput, Output, Verdict } from '../coordinator/types.js'
+import type { ManagedSessionStore, SnapshotPolicy } from '../store/index.js'
+import { CLOSE, type CloseSpec } from './close-codes.js'
+import type { SessionCore } from './core.js'
+import type { Metrics } from './metrics.js'
+import type { DiskWorkspace } from './workspace.js'
+
+/** What a session runtime needs from a connection. */
+export interface Peer {
+  readonly connId: string
+  /** The principal this connection is bound to by an admitted HELLO. */
+  principalId: string | undefined
+  readonly isOpen: boolean
+  send (data: string): void
+  close (spec: CloseSpec): void
+}
+
+export interface RuntimeOptions {
+  readonly sessionId: string
+  readonly core: SessionCore
+  readonly store: ManagedSessionStore
+  readonly snapshotPolicy: SnapshotPolicy
+  readonly logger: Logger
+  readonly metrics: Metrics
+  readonly heartbeatIntervalSec: number
+  readonly workspace: DiskWorkspace | undefined
+  /** False for a session created by a HELLO that is not admitted yet: nothing is stored until one is. */
+  readonly persisted: boolean
+  readonly now: () => number
+  /** Called after a flush when a provisional session admitted nobody: drop it. */
+  readonly onDiscard?: (runtime: SessionRuntime) => void
+  /** Called when the store failed: the session is unloaded and its connections closed. */
+  readonly onBroken?: (runtime: SessionRuntime) => void
+}
+
+interface Pending {
+  readonly sends: ReadonlyArray<readonly [readonly Peer[], string, Readonly<Record<string, unknown>>]>
+  readonly writes: ApplyResult['fileWrites']
+  readonly after: (() => void) | undefined
+  readonly receivedAt: number | undefined
+}
+
+const MIN_TIMER_MS = 50
+const NO_PEERS: readonly Peer[] = Object.freeze([])
+
+/**
+ * One session in memory: feeds inputs to the core one at a time, journals
+ * them (group commit: every input applied in one event-loop turn is appended
+ * in one `store.append`), and only then sends their outputs, in order, to the
+ * connections their audiences name. Drives the core's timers with a single
+ * timer armed at `core.nextDeadline()`.
+ */
+export class SessionRuntime {
+  readonly sessionId: string
+  readonly core: SessionCore
+  readonly log: Logger
+  #persisted: boolean
+  #admittedEver = false
+  #markedClosed = false
+  #broken = false
+  readonly #opts: RuntimeOptions
+  readonly #peers = new Set<Peer>()
+  readonly #byPrincipal = new Map<string, Peer>()
+  #journal: CoreInput[] = []
+  #pending: Pending[] = []
+  #flushScheduled = false
+  /** Workspace files written by applied inputs but not yet flushed to disk. */
+  readonly #overlay = new Map<string, string>()
+  #timer: NodeJS.Timeout | undefined
+  #timerAt = Infinity
+  #idleSince: number
+
+  constructor (opts: RuntimeOptions) {
+    this.#opts = opts
+    this.sessionId = opts.sessionId
+    this.core = opts.core
+    this.log = opts.logger.child({ sessionId: opts.sessionId })
+    this.#persisted = opts.persisted
+    this.#idleSince = opts.now()
+  }
+
+  get persisted (): boolean { return this.#persisted }
+  get peerCount (): number { return this.#peers.size }
+  get idleSince (): number { return this.#idleSince }
+  get broken (): boolean { return this.#broken }
+  get participantCount (): number { return this.#byPrincipal.size }
+
+  attach (peer: Peer): void {
+    this.#peers.add(peer)
+  }
+
+  /** Disconnect cleanup: the binding is removed only if it still points at this peer (protocol.md §13.6 S11). */
+  detach (peer: Peer): void {
+    this.#peers.delete(peer)
+    if (peer.principalId !== undefined && this.#byPrincipal.get(peer.principalId) === peer) {
+      this.#byPrincipal.delete(peer.principalId)
+    }
+    if (this.#peers.size === 0) this.#idleSince = this.#opts.now()
+  }
+
+  /** Every connection of the session (admitted or not). */
+  peers (): IterableIterator<Peer> {
+    return this.#peers.values()
+  }
+
+  /**
+   * An MPAC envelope from `peer`, already checked against the connection's
+   * binding. Returns the core's result (`accepted` for a HELLO = admitted).
+   */
+  handleMessage (peer: Peer, envelope: Record<string, unknown>, verdict: Verdict | undefined, receivedAt: number): ApplyResult | undefined {
+    if (this.#broken) return undefined
+    const now = this.#opts.now()
+    const type = envelope.message_type
+    if (this.#opts.workspace !== undefined && (type === 'OP_COMMIT' || type === 'OP_BATCH_COMMIT')) {
+      this.#syncBeforeCommit(envelope, now)
+    }
+    const input: CoreInput = verdict === undefined
+      ? { kind: 'message', now, envelope }
+      : { kind: 'message', now, envelope, verdict }
+    let after: (() => void) | undefined
+    const result = this.#apply(input, peer, receivedAt, (res) => {
+      if (type !== 'HELLO' || !res.accepted) return
+      const sender = envelope.sender as Record<string, unknown>
+      const principalId = sender.principal_id as string
+      const previous = this.#byPrincipal.get(principalId)
+      this.#byPrincipal.set(principalId, peer)
+      peer.principalId = principalId
+      this.#admittedEver = true
+      if (previous !== undefined && previous !== peer) {
+        previous.principalId = undefined
+        after = () => previous.close(CLOSE.REPLACED)
+      }
+    }, () => after)
+    return result
+  }
+
+  /** A sideband query (protocol.md §11.3), answered in order with the session's other outputs. */
+  handleSideband (peer: Peer, frame: Record<string, unknown>, receivedAt: number): void {
+    if (this.#broken) return
+    const now = this.#opts.now()
+    let reply: Record<string, unknown>
+    switch (frame.type) {
+      case 'SESSION_SUMMARY':
+        reply = { type: 'SESSION_SUMMARY_RESPONSE', session: this.core.summary(now, this.#opts.workspace?.root ?? null) }
+        break
+      case 'FILE_LIST':
+        reply = { type: 'FILE_LIST_RESPONSE', files: this.core.listFiles() }
+        break
+      default: {
+        const path = frame.path
+        if (typeof path !== 'string' || path === '') {
+          reply = { type: 'FILE_ERROR', path: path ?? null, error: 'path is required (a non-empty string)' }
+          break
+        }
+        if (this.#opts.workspace !== undefined) this.#syncPaths([path], now)
+        const file = this.core.readFile(path)
+        reply = file === undefined
+          ? { type: 'FILE_ERROR', path, error: 'File not found' }
+          : { type: 'FILE_CONTENT', path, content: file.content, state_ref: file.state_ref }
+      }
+    }
+    this.#queue({ sends: [[[peer], JSON.stringify(reply), reply]], writes: [], after: undefined, receivedAt })
+  }
+
+  /** Feeds `file_sync` inputs (workspace mode at creation and after a restart). */
+  syncFiles (files: ReadonlyArray<{ readonly path: string, readonly content: string | null }>): void {
+    const now = this.#opts.now()
+    for (const f of files) {
+      if ((this.core.readFile(f.path)?.content ?? null) === f.content) continue
+      this.#apply({ kind: 'file_sync', now, path: f.path, content: f.content }, undefined, undefined)
+    }
+  }
+
+  /** Applies a non-message input (tick, recovered, close) and sends its outputs. */
+  applyInput (input: CoreInput): ApplyResult | undefined {
+    if (this.#broken) return undefined
+    return this.#apply(input, undefined, undefined)
+  }
+
+  /** Sends raw frames to one peer in order with everything else (server-authored errors). */
+  sendDirect (peer: Peer, frame: Record<string, unknown>, after?: () => void): void {
+    this.#queue({ sends: [[[peer], JSON.stringify(frame), frame]], writes: [], after, receivedAt: undefined })
+  }
+
+  /** Writes everything pending now: journal, then disk, then sockets. */
+  flush (): void {
+    this.#flushScheduled = false
+    if (this.#broken) return
+    const pending = this.#pending
+    const journal = this.#journal
+    this.#pending = []
+    this.#journal = []
+    if (!this.#persisted && this.#admittedEver) this.#persisted = true
+    if (this.#persisted && journal.length > 0) {
+      try {
+        const stats = this.#opts.store.append(this.sessionId, journal)
+        this.#opts.metrics.journalAppends++
+        if (this.#opts.snapshotPolicy.due(stats)) this.#opts.store.saveSnapshot(this.sessionId, this.core.snapshot())
+        if (this.core.closed && !this.#markedClosed) {
+          this.#markedClosed = true
+          this.#opts.store.markClosed(this.sessionId, this.#opts.now())
+        }
+      } catch (err) {
+        this.#fail(err)
+        return
+      }
+    }
+    const metrics = this.#opts.metrics
+    for (const p of pending) {
+      for (const w of p.writes) {
+        try {
+          this.#opts.workspace?.write(w.path, w.content)
+        } catch (err) {
+          this.log.error({ err, path: w.path }, 'workspace write failed')
+        }
+        if (this.#overlay.get(w.path) === w.content) this.#overlay.delete(w.path)
+      }
+      for (const [peers, data, frame] of p.sends) {
+        if (peers.length === 0) continue
+        const type = frame.message_type ?? frame.type
+        for (const peer of peers) peer.send(data)
+        metrics.messageOut(type, peers.length)
+        if (type === 'PROTOCOL_ERROR') metrics.protocolError((frame.payload as Record<string, unknown> | undefined)?.error_code)
+      }
+      p.after?.()
+      if (p.receivedAt !== undefined) metrics.observeHandling((performance.now() - p.receivedAt) / 1000)
+    }
+    if (!this.#persisted && !this.#admittedEver && this.#pending.length === 0) this.#opts.onDiscard?.(this)
+  }
+
+  /** Flushes, stores a snapshot and stops the timer (unload or shutdown). */
+  unload (): void {
+    this.flush()
+    this.#clearTimer()
+    if (this.#persisted && !this.#broken) {
+      try {
+        this.#opts.store.saveSnapshot(this.sessionId, this.core.snapshot())
+      } catch (err) {
+        this.log.error({ err }, 'snapshot at unload failed')
+      }
+    }
+  }
+
+  /** Closes every connection of the session. */
+  closeAll (spec: CloseSpec): void {
+    for (const peer of [...this.#peers]) peer.close(spec)
+  }
+
+  /** Arms the one timer at the core's next deadline (≥ 50 ms, ≤ the heartbeat interval). */
+  armTimer (): void {
+    if (this.#broken) return
+    const now = Date.now()
+    const maxMs = Math.max(MIN_TIMER_MS, this.#opts.heartbeatIntervalSec * 1000)
+    const deadline = this.core.nextDeadline()
+    let delay = typeof deadline === 'number' ? deadline - this.#opts.now() : maxMs
+    delay = Math.min(maxMs, Math.max(MIN_TIMER_MS, delay))
+    const at = now + delay
+    if (this.#timer !== undefined && this.#timerAt <= at) return
+    this.#clearTimer()
+    this.#timerAt = at
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined
+      this.#timerAt = Infinity
+      this.applyInput({ kind: 'tick', now: this.#opts.now() })
+      this.armTimer()
+    }, delay)
+    this.#timer.unref()
+  }
+
+  #clearTimer (): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    this.#timer = undefined
+    this.#timerAt = Infinity
+  }
+
+  #apply (
+    input: CoreInput,
+    peer: Peer | undefined,
+    receivedAt: number | undefined,
+    beforeRouting?: (result: ApplyResult) => void,
+    afterFn?: () => (() => void) | undefined
+  ): ApplyResult {
+    const result = this.core.apply(input)
+    if (result.changed) this.#journal.push(input)
+    beforeRouting?.(result)
+    const sends = result.outputs.map(o => [this.#recipients(o, peer), JSON.stringify(o.frame), o.frame] as const)
+    for (const w of result.fileWrites) this.#overlay.set(w.path, w.content)
+    this.#queue({ sends, writes: result.fileWrites, after: afterFn?.(), receivedAt })
+    this.armTimer()
+    return result
+  }
+
+  #recipients (output: Output, peer: Peer | undefined): readonly Peer[] {
+    const audience = output.audience
+    switch (audience.kind) {
+      case 'sender': return peer === undefined ? NO_PEERS : [peer]
+      case 'all': return [...this.#byPrincipal.values()]
+      case 'principals': {
+        const out: Peer[] = []
+        for (const id of audience.ids) {
+          const p = this.#byPrincipal.get(id)
+          if (p !== undefined && !out.includes(p)) out.push(p)
+        }
+        return out
+      }
+    }
+  }
+
+  #queue (p: Pending): void {
+    this.#pending.push(p)
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true
+      setImmediate(() => this.flush())
+    }
+  }
+
+  /** Before a commit with file_changes: make the core see the disk as it is now. */
+  #syncBeforeCommit (envelope: Record<string, unknown>, now: number): void {
+    const payload = envelope.payload
+    if (payload === null || typeof payload !== 'object') return
+    const paths: string[] = []
+    const collect = (changes: unknown): void => {
+      if (changes !== null && typeof changes === 'object' && !Array.isArray(changes)) paths.push(...Object.keys(changes))
+    }
+    const p = payload as Record<string, unknown>
+    collect(p.file_changes)
+    if (Array.isArray(p.operations)) {
+      for (const op of p.operations) {
+        if (op !== null && typeof op === 'object') collect((op as Record<string, unknown>).file_changes)
+      }
+    }
+    if (typeof p.target === 'string' && paths.length > 0 && !paths.includes(p.target)) paths.push(p.target)
+    this.#syncPaths(paths.slice(0, 256), now)
+  }
+
+  #syncPaths (paths: readonly string[], now: number): void {
+    const ws = this.#opts.workspace
+    if (ws === undefined) return
+    for (const path of paths) {
+      if (ws.resolve(path) === undefined) continue
+      const disk = this.#overlay.has(path) ? this.#overlay.get(path) as string : ws.read(path)
+      const known = this.core.readFile(path)?.content ?? null
+      if (disk !== known) this.#apply({ kind: 'file_sync', now, path, content: disk }, undefined, undefined)
+    }
+  }
+
+  #fail (err: unknown): void {
+    this.#broken = true
+    this.#clearTimer()
+    this.log.error({ err }, 'store append failed; closing the session\'s connections')
+    this.closeAll(CLOSE.INTERNAL)
+    this.#opts.onBroken?.(this)
+  }
+}
