@@ -31,7 +31,14 @@ function errorCode (frame: Record<string, unknown>): unknown {
 /** The summary without what recovery is meant to change (liveness slack, capture time). */
 function stable (c: Coordinator, now: number): unknown {
   const s = c.summary(now) as { participants: Array<Record<string, unknown>> }
-  return { ...s, participants: s.participants.map(({ last_seen: _, ...p }) => p) }
+  return {
+    ...s,
+    participants: s.participants.map(p => {
+      const copy = { ...p }
+      delete copy.last_seen
+      return copy
+    })
+  }
 }
 
 const stores: Array<[string, (dir: string) => ManagedSessionStore]> = [
