@@ -118,6 +118,7 @@ function describe (f: Frame): string {
 export function upgradeStatus (url: string, headers: Record<string, string> = {}): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(url.replace(/^ws/, 'http'), {
+      agent: false,
       headers: {
         connection: 'Upgrade',
         upgrade: 'websocket',
