@@ -23,7 +23,7 @@
 import { randomUUID } from 'node:crypto'
 import { connect as netConnect } from 'node:net'
 import type { Logger } from 'pino'
-import { WebSocket } from 'undici'
+import { WebSocket, fetch } from 'undici'
 import type { Identity } from './config.js'
 import { SHIM_ERROR_CODES, ShimError } from './errors.js'
 
@@ -362,10 +362,10 @@ export class CoordinatorClient {
         this.#timers.clearTimeout(timer)
         if (error !== undefined) {
           try { ws.close() } catch { /* not open */ }
-          reject(new ShimError(SHIM_ERROR_CODES.REMOTE_UNAVAILABLE, `cannot reach the coordinator at ${this.#opts.url}: ${error.message}`, {
+          diagnoseHandshake(this.#opts.url, this.#opts.token).then(reject, () => reject(new ShimError(SHIM_ERROR_CODES.REMOTE_UNAVAILABLE, `cannot reach the coordinator at ${this.#opts.url}: ${error.message}`, {
             retryable: true,
             hint: 'the coordinator may be restarting; retry in a few seconds'
-          }))
+          })))
           return
         }
         resolve(ws)
@@ -443,6 +443,13 @@ export class CoordinatorClient {
     if (this.#closing) return
     this.#state = 'disconnected'
     this.#log.warn({ code, reason }, 'coordinator connection lost')
+    if (code === 4401 || code === 4403) {
+      // Token revoked or not allowed any more: reconnecting in the background cannot help.
+      this.#rejection = new ShimError(SHIM_ERROR_CODES.AUTH_REJECTED, `the coordinator closed the connection (${code} ${reason})`, { hint: helloHint('CREDENTIAL_REJECTED', this.#opts.token !== undefined) })
+    } else if (code === 4409) {
+      // Another connection of the same principal took over; fighting back would loop forever.
+      this.#rejection = new ShimError(SHIM_ERROR_CODES.REMOTE_CLOSED, 'another connection with the same principal id replaced this one', { hint: 'give each agent its own MPAC_AGENT_NAME (or MPAC_PRINCIPAL_ID)' })
+    }
     this.#failAll(new ShimError(SHIM_ERROR_CODES.REMOTE_CLOSED, `the connection to the coordinator dropped (${code}) while the call was in flight; it may or may not have taken effect`, {
       retryable: true,
       hint: 'check the session state with who_is_working, then retry'
@@ -668,6 +675,40 @@ export class CoordinatorClient {
       for (const w of waiters) w(payload)
     }
   }
+}
+
+/**
+ * After a failed WebSocket handshake, asks the same URL over HTTP with the
+ * same Authorization header: the coordinator answers 401/403 for a bad token
+ * or a session the token may not use, which the WebSocket API hides.
+ * Resolves with the error to report; rejects when nothing useful was learnt.
+ */
+export async function diagnoseHandshake (url: string, token: string | undefined): Promise<ShimError> {
+  const httpUrl = url.replace(/^ws/i, 'http')
+  const headers: Record<string, string> = {}
+  if (token !== undefined) headers['authorization'] = `Bearer ${token}`
+  const res = await fetch(httpUrl, { headers, signal: AbortSignal.timeout(2000) })
+  let message = ''
+  try {
+    const body = await res.json() as { message?: unknown }
+    if (typeof body.message === 'string') message = body.message
+  } catch {
+    // not JSON
+  }
+  if (res.status === 401 || res.status === 403) {
+    return new ShimError(SHIM_ERROR_CODES.AUTH_REJECTED, `the coordinator refused the connection (HTTP ${res.status}${message !== '' ? ': ' + message : ''})`, {
+      hint: res.status === 401
+        ? (token === undefined ? 'this coordinator requires a token: set MPAC_COORDINATOR_TOKEN' : 'MPAC_COORDINATOR_TOKEN is not valid for this coordinator')
+        : 'MPAC_COORDINATOR_TOKEN may not use this session: check the session id in MPAC_COORDINATOR_URL and the token\'s allowed_sessions',
+      detail: { http_status: res.status }
+    })
+  }
+  if (res.status === 404) {
+    return new ShimError(SHIM_ERROR_CODES.REMOTE_UNAVAILABLE, `the coordinator has no WebSocket endpoint at ${url} (HTTP 404)`, {
+      hint: 'MPAC_COORDINATOR_URL must end in /session/<session id>'
+    })
+  }
+  throw new Error(`HTTP ${res.status}`)
 }
 
 export type ProbeResult =

@@ -6,7 +6,7 @@
  */
 import { existsSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { detectWorkspace, type Env } from './config.js'
+import { resolveWorkspace, type Env } from './config.js'
 import { packageRoot } from './sidecar.js'
 
 export interface SetupOptions {
@@ -49,7 +49,7 @@ export function setupClaude (env: Env, options: SetupOptions): SetupResult {
   // A workspace pinned in a project or user config would be wrong on other machines or in
   // other repositories: there the shim finds the repository from its working directory.
   if (options.scope === 'local') {
-    const workspace = options.workspace !== undefined ? detectWorkspace(resolve(options.cwd, options.workspace)) : detectWorkspace(options.cwd)
+    const workspace = resolveWorkspace(env, options.cwd, options.workspace !== undefined ? resolve(options.cwd, options.workspace) : undefined)
     vars.push(['MPAC_WORKSPACE_DIR', workspace, shellQuote(workspace)])
   }
   for (const name of PASSED_THROUGH) {

@@ -10,6 +10,7 @@ export function registerBeginTaskTool (server: McpServer, deps: ToolDeps): void 
     inputSchema: {
       objective: z.string().min(1).describe('One sentence: what you are going to do and why.'),
       files: z.array(z.string()).min(1).describe('Every file you intend to modify, as paths relative to the repository root (absolute paths inside the repository are converted).'),
+      impact: z.array(z.string()).nullish().describe('Optional: other files that depend on the files you change (e.g. modules importing them). Agents editing those get a dependency_breakage conflict instead of silently breaking.'),
       repo_path: repoPathArg
     },
     outputSchema: {
@@ -25,18 +26,17 @@ export function registerBeginTaskTool (server: McpServer, deps: ToolDeps): void 
       warnings: recordList.optional().describe('Non-blocking PROTOCOL_ERRORs (e.g. part of the scope is frozen).')
     },
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true }
-  }, async ({ objective, files, repo_path: repoPath }) => runTool(deps, repoPath, async session => {
+  }, async ({ objective, files, impact, repo_path: repoPath }) => runTool(deps, repoPath, async session => {
     const normalised = normaliseFiles(session.config.workspaceDir, files)
     if (normalised.length === 0) {
       return result({ status: 'error', ...session.context(), message: 'files must name at least one file' }, 'error: files must name at least one file', true)
     }
     const intentId = session.newId('intent')
     const ownedBefore = new Set(session.owned.keys())
-    const reply = await session.client.request('INTENT_ANNOUNCE', {
-      intent_id: intentId,
-      objective,
-      scope: { kind: 'file_set', resources: normalised }
-    })
+    const scope: Record<string, unknown> = { kind: 'file_set', resources: normalised }
+    const impacted = normaliseFiles(session.config.workspaceDir, impact ?? [])
+    if (impacted.length > 0) scope['extensions'] = { impact: impacted }
+    const reply = await session.client.request('INTENT_ANNOUNCE', { intent_id: intentId, objective, scope })
     const base = { ...session.context(), intent_id: intentId, principal_id: session.principalId, objective, files: normalised }
     if (!reply.accepted) {
       const structured = { status: 'error', ...base, has_conflict: false, conflicts: [], intent: null, ...rejection(reply.error), message: describeRejection(reply) }

@@ -1,0 +1,168 @@
+/**
+ * Test harness for the shim: real child processes only. A coordinator is
+ * `src/server/cli.ts` on 127.0.0.1 port 0 (the port read from its banner); a
+ * shim is `src/mcp/cli.ts` driven by the MCP SDK `Client` over stdio.
+ * Teardown kills every child, including sidecars the shims auto-started
+ * (found through their pid files).
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+const SERVER_CLI = join(ROOT, 'src', 'server', 'cli.ts')
+const SHIM_CLI = join(ROOT, 'src', 'mcp', 'cli.ts')
+
+export interface Teardown { teardown (fn: () => unknown): void }
+
+export type Env = Record<string, string>
+
+/** The process environment without MPAC_* (so the developer's settings never leak into a test). */
+export function cleanEnv (extra: Env = {}): Env {
+  const env: Env = {}
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && !k.startsWith('MPAC_') && k !== 'NODE_OPTIONS' && !k.startsWith('TAP')) env[k] = v
+  }
+  return { ...env, ...extra }
+}
+
+/** A fresh directory in the OS temp dir, removed at teardown. */
+export function tempDir (t: Teardown, prefix: string): string {
+  const dir = realpathSync(mkdtempSync(join(tmpdir(), prefix)))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/** Resolves when `predicate(output)` holds for the child's accumulated stdout+stderr; rejects on exit or deadline. */
+function waitForOutput (child: ChildProcess, read: () => string, predicate: (out: string) => boolean, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { cleanup(); reject(new Error(`timed out; output:\n${read()}`)) }, timeoutMs)
+    const onData = (): void => { if (predicate(read())) { cleanup(); resolve() } }
+    const onExit = (code: number | null): void => { cleanup(); reject(new Error(`exited with ${code}; output:\n${read()}`)) }
+    const cleanup = (): void => {
+      clearTimeout(timer)
+      child.stdout?.off('data', onData)
+      child.stderr?.off('data', onData)
+      child.off('exit', onExit)
+    }
+    child.stdout?.on('data', onData)
+    child.stderr?.on('data', onData)
+    child.on('exit', onExit)
+    onData()
+  })
+}
+
+export interface Coordinator {
+  readonly port: number
+  readonly child: ChildProcess
+  output (): string
+  stop (): Promise<void>
+}
+
+export async function killChild (child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise<void>(resolve => child.once('exit', () => resolve()))
+  child.kill(signal)
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
+  await exited
+  clearTimeout(timer)
+}
+
+/** Starts `mpac-mcp-sidecar` with these arguments (add `--port 0`); resolves once it prints its port. */
+export async function startCoordinator (t: Teardown, args: string[], env: Env = cleanEnv()): Promise<Coordinator> {
+  const child = spawn(process.execPath, ['--import', 'tsx', SERVER_CLI, '--host', '127.0.0.1', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout.on('data', (c: Buffer) => { out += c.toString('utf8') })
+  child.stderr.on('data', (c: Buffer) => { out += c.toString('utf8') })
+  t.teardown(() => killChild(child, 'SIGKILL'))
+  await waitForOutput(child, () => out, o => /listening:\s+\S+:\d+/.test(o), 20_000)
+  const port = Number(/listening:\s+\S+:(\d+)/.exec(out)![1])
+  return { port, child, output: () => out, stop: () => killChild(child) }
+}
+
+export interface Shim {
+  readonly client: Client
+  readonly transport: StdioClientTransport
+  stderr (): string
+  call (tool: string, args?: Record<string, unknown>): Promise<Record<string, unknown>>
+  raw (tool: string, args?: Record<string, unknown>): Promise<CallToolResult>
+  close (): Promise<void>
+}
+
+/** Runs the real `mpac-mcp` process and connects the SDK client to it. */
+export async function startShim (t: Teardown, env: Env, cwd: string = ROOT): Promise<Shim> {
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: ['--import', 'tsx', SHIM_CLI],
+    env,
+    cwd,
+    stderr: 'pipe'
+  })
+  let err = ''
+  transport.stderr?.on('data', (c: Buffer) => { err += c.toString('utf8') })
+  const client = new Client({ name: 'mpac-mcp-test', version: '0.0.0' })
+  await client.connect(transport)
+  let closed = false
+  const shim: Shim = {
+    client,
+    transport,
+    stderr: () => err,
+    async raw (tool, args = {}) {
+      return await client.callTool({ name: tool, arguments: args }) as CallToolResult
+    },
+    async call (tool, args = {}) {
+      const res = await shim.raw(tool, args)
+      return (res.structuredContent ?? {}) as Record<string, unknown>
+    },
+    async close () {
+      if (closed) return
+      closed = true
+      const pid = transport.pid
+      await client.close()
+      if (pid !== null) await waitForExit(pid, 5000)
+    }
+  }
+  t.teardown(() => shim.close())
+  return shim
+}
+
+/** Resolves when the process is gone (polls kill(pid, 0)), or after the deadline. */
+export async function waitForExit (pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    try {
+      process.kill(pid, 0)
+    } catch {
+      return true
+    }
+    await new Promise(resolve => setTimeout(resolve, 25))
+  }
+  return false
+}
+
+/** Kills every sidecar whose pid file lies under this XDG_STATE_HOME. */
+export function killSidecars (stateHome: string): number[] {
+  const dir = join(stateHome, 'mpac-mcp', 'sidecars')
+  const pids: number[] = []
+  if (!existsSync(dir)) return pids
+  for (const f of readdirSync(dir)) {
+    if (!f.endsWith('.pid')) continue
+    const pid = Number(readFileSync(join(dir, f), 'utf8').trim())
+    if (!Number.isInteger(pid) || pid <= 0) continue
+    pids.push(pid)
+    try { process.kill(pid, 'SIGKILL') } catch { /* gone */ }
+  }
+  return pids
+}
+
+/** Per-user state dir for auto-started sidecars, whose sidecars are killed at teardown. */
+export function stateHome (t: Teardown): string {
+  const dir = tempDir(t, 'mpac-state-')
+  t.teardown(() => { killSidecars(dir) })
+  return dir
+}
