@@ -1,8 +1,8 @@
 /**
  * Liveness (protocol.md §9): HEARTBEAT (status, return of an unavailable
  * participant, backend health §9.7 with the L1/L6 fixes), GOODBYE
- * dispositions (§9.6, fix L5: transfer freezes referencing ops, abandonment
- * is announced), unavailability detection (§9.2; refers_to = the last message
+ * dispositions (§9.6, fix L5: transfer freezes referencing ops; the GOODBYE
+ * itself is relayed to all), unavailability detection (§9.2; refers_to = the last message
  * id, plus a `principal_id` key: fix W7), and the coordinator's own
  * COORDINATOR_STATUS heartbeat (§9.1, §12.1).
  */
@@ -117,10 +117,10 @@ export function handleGoodbye (st: CoreState, ctx: Ctx, p: GoodbyePayload, sende
       terminateIntent(st, ctx, i, 'WITHDRAWN')
     }
   }
-  // SPEC §4.4: the departing participant's in-flight proposals are ABANDONED (announced: fix L5).
+  // SPEC §4.4: the departing participant's in-flight proposals are ABANDONED. No OP_REJECT is
+  // emitted (the op is not REJECTED); peers learn of it from the GOODBYE relay, which now goes to all.
   for (const o of st.pendingOps(st.pendingByPrincipal, sender)) {
     st.setOpState(ctx, o, 'ABANDONED')
-    st.emit(ctx, 'OP_REJECT', { op_id: o.op_id, reason: 'participant_unavailable' }, ALL)
     ctx.needsSweep = true
   }
   settle(st, ctx)

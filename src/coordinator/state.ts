@@ -267,16 +267,29 @@ export class CoreState {
 
   // ---- intents ------------------------------------------------------------
 
-  newIntent (fields: Omit<Intent, 'norm' | 'impact' | 'seq' | 'backend_suspended'> & { backend_suspended?: boolean, seq?: number }): Intent {
-    const intent: Intent = {
-      ...fields,
-      backend_suspended: fields.backend_suspended ?? false,
-      seq: fields.seq ?? ++this.intentSeq,
-      norm: normalizeScope(fields.scope),
-      impact: impactFiles(fields.scope)
+  newIntent (f: Omit<Intent, 'norm' | 'impact' | 'seq' | 'backend_suspended'> & { backend_suspended?: boolean, seq?: number }): Intent {
+    // An explicit literal (not a spread) keeps one hidden class for every intent.
+    const seq = f.seq ?? ++this.intentSeq
+    if (seq > this.intentSeq) this.intentSeq = seq
+    return {
+      intent_id: f.intent_id,
+      principal_id: f.principal_id,
+      state: f.state,
+      objective: f.objective,
+      scope: f.scope,
+      received_at: f.received_at,
+      expires_at: f.expires_at,
+      ttl_sec: f.ttl_sec,
+      last_message_id: f.last_message_id,
+      claimed_by: f.claimed_by,
+      priority: f.priority,
+      assumptions: f.assumptions,
+      parent_intent_id: f.parent_intent_id,
+      seq,
+      backend_suspended: f.backend_suspended ?? false,
+      norm: normalizeScope(f.scope),
+      impact: impactFiles(f.scope)
     }
-    if (intent.seq > this.intentSeq) this.intentSeq = intent.seq
-    return intent
   }
 
   addIntent (ctx: Ctx | undefined, i: Intent): void {
