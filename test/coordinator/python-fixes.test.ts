@@ -85,25 +85,30 @@ t.test('W1: coordinator CONFLICT_REPORTs carry the schema-required keys', async 
 })
 
 t.test('W3: spec-optional and unknown envelope and sender keys are accepted and relayed intact', async t => {
-  const h = new Harness()
-  const extra = {
+  const optional = {
     in_reply_to: 'm-0',
     trace_id: 'trace-1',
     policy_ref: 'policy-1',
     signature: 'sig',
-    extensions: { 'vendor.x': { a: 1 } },
-    x_unknown: true
+    extensions: { 'vendor.x': { a: 1 } }
   }
-  const hello = h.env.make('HELLO', 'A', { display_name: 'A', roles: ['contributor'], capabilities: [] }, { extra })
-  ;(hello.sender as Json).extensions = { 'vendor.y': 2 }
-  const r = h.resend(hello)
-  t.equal(r.accepted, true, { outputs: show(r) })
-  t.equal(typeOf(terminalOf(r)!), 'SESSION_INFO')
-  const ann = h.env.make('INTENT_ANNOUNCE', 'A', { intent_id: 'i-a', objective: 'x', scope: fileSet('a.py') }, { extra })
-  ;(ann.sender as Json).extensions = { 'vendor.y': 2 }
-  const s = h.resend(ann)
-  assertNoOutput(t, s)
-  t.equal(h.intentState('i-a'), 'ACTIVE')
+  for (const [name, extra] of [
+    ['the spec-optional keys and sender.extensions', optional],
+    ['a key no schema knows (protocol.md §2.1: accept, preserve for audit)', { ...optional, x_unknown: true }]
+  ] as const) {
+    await t.test(name, async t => {
+      const h = new Harness()
+      const hello = h.env.make('HELLO', 'A', { display_name: 'A', roles: ['contributor'], capabilities: [] }, { extra })
+      ;(hello.sender as Json).extensions = { 'vendor.y': 2 }
+      const r = h.resend(hello)
+      t.equal(r.accepted, true, { outputs: show(r) })
+      t.equal(typeOf(terminalOf(r)!), 'SESSION_INFO')
+      const ann = h.env.make('INTENT_ANNOUNCE', 'A', { intent_id: 'i-a', objective: 'x', scope: fileSet('a.py') }, { extra })
+      ;(ann.sender as Json).extensions = { 'vendor.y': 2 }
+      assertNoOutput(t, h.resend(ann))
+      t.equal(h.intentState('i-a'), 'ACTIVE')
+    })
+  }
 })
 
 t.test('W5: INTENT_DEFERRED, STALE_INTENT and STALE_STATE_REF are part of the protocol', async t => {
@@ -289,22 +294,28 @@ t.test('O1: reviewers, owners and arbiters can reject proposals', async t => {
   t.equal(h.opState('c1'), 'COMMITTED')
 })
 
-t.test('O2: a post_commit OP_COMMIT against a terminated or suspended intent is not recorded as COMMITTED', async t => {
+t.test('O2: a post_commit OP_COMMIT against a terminated or suspended intent is refused or flagged uncoordinated', async t => {
+  // SPEC §7.7 / protocol.md §13.3 O2: "reject, or flag uncoordinated"; PY does neither.
+  const flaggedOrRefused = (h: Harness, id: string): boolean => {
+    const o = h.op(id)
+    return o === undefined || o.state !== 'COMMITTED' || o.uncoordinated === true
+  }
   const h = new Harness({ unavailabilityTimeoutSec: 10 })
   h.join('A', 'B')
   h.announce('A', 'i-a', ['a.py'])
   h.announce('B', 'i-b', ['b.py'])
+  h.commit('B', 'o0', 'b.py', 'r0', 'r1', 'i-b')
+  t.equal(h.opState('o0'), 'COMMITTED')
+  t.notOk(h.op('o0')?.uncoordinated === true, 'control: a commit on a live intent is coordinated')
   h.withdraw('B', 'i-b')
-  const s1 = h.commit('B', 'o1', 'b.py', 'r0', 'r1', 'i-b')
-  t.not(h.opState('o1'), 'COMMITTED', 'terminated intent')
-  t.ok(!s1.accepted || payloadsOfType(s1, 'OP_REJECT').some(p => p.op_id === 'o1'), 'the sender is told', { outputs: show(s1) })
+  h.commit('B', 'o1', 'b.py', 'r1', 'r2', 'i-b')
+  t.ok(flaggedOrRefused(h, 'o1'), 'terminated intent', { op: h.op('o1') })
   h.clock.advance(6)
   h.heartbeat('B')
   h.tick(5)
   t.equal(h.intentState('i-a'), 'SUSPENDED')
-  const s2 = h.commit('B', 'o2', 'a.py', 'r0', 'r1', 'i-a')
-  t.not(h.opState('o2'), 'COMMITTED', 'suspended intent')
-  t.ok(!s2.accepted || payloadsOfType(s2, 'OP_REJECT').some(p => p.op_id === 'o2'), 'the sender is told', { outputs: show(s2) })
+  h.commit('B', 'o2', 'a.py', 'r0', 'r1', 'i-a')
+  t.ok(flaggedOrRefused(h, 'o2'), 'suspended intent', { op: h.op('o2') })
 })
 
 t.test('O3: pre_commit completions are checked; files are not written before authorization', async t => {
