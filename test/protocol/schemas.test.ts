@@ -661,3 +661,17 @@ t.test('types: a parsed payload can be narrowed by type', async t => {
   t.equal(p.scope.kind, 'file_set')
   t.equal(IntentAnnouncePayloadSchema.safeParse(p).success, true)
 })
+
+t.test('the protocol index re-exports every module', async t => {
+  const index = await import('../../src/protocol/index.js')
+  const modules = await Promise.all([
+    import('../../src/protocol/message-types.js'), import('../../src/protocol/error-codes.js'), import('../../src/protocol/schemas.js'),
+    import('../../src/protocol/scope.js'), import('../../src/protocol/dependency.js'), import('../../src/protocol/semantics.js'),
+    import('../../src/protocol/watermark.js'), import('../../src/protocol/state-ref.js'), import('../../src/protocol/time.js'),
+    import('../../src/protocol/workspace-path.js'), import('../../src/protocol/state-machines.js')
+  ])
+  for (const mod of modules) {
+    for (const [name, value] of Object.entries(mod)) t.equal((index as Record<string, unknown>)[name], value, name)
+  }
+  t.equal(index.parseEnvelope, parseEnvelope)
+})

@@ -1,0 +1,12 @@
+/** The protocol layer: pure, no I/O. */
+export * from './message-types.js'
+export * from './error-codes.js'
+export * from './schemas.js'
+export * from './scope.js'
+export * from './dependency.js'
+export * from './semantics.js'
+export * from './watermark.js'
+export * from './state-ref.js'
+export * from './time.js'
+export * from './workspace-path.js'
+export * from './state-machines.js'
