@@ -186,8 +186,16 @@ export class Coordinator {
       const replay = this.#replay(now, env)
       if (replay !== undefined) return this.#finish(ctx, rawObj, replay)
     }
-    // SPEC §12.7 rule 3: max(local, received) + 1.
     const received = lamportOf(env.watermark)
+    if (st.s.securityProfile !== 'open' && received !== undefined) {
+      // SPEC §12.7 rule 6: values strictly increase per incarnation (enforced in the authenticated profile; fix S7).
+      const key = `${pid}|${env.sender.sender_instance_id}`
+      const last = st.frontier.get(key)
+      if (last !== undefined && received <= last) return this.#finish(ctx, rawObj, fail('MALFORMED_MESSAGE', `Lamport regression: watermark ${received} is not above ${last}, the last value of this sender instance`))
+      st.frontier.delete(key)
+      st.frontier.set(key, received)
+    }
+    // SPEC §12.7 rule 3: max(local, received) + 1.
     if (received !== undefined) st.clock.lamport = Math.max(st.clock.lamport, received) + 1
     const part = st.participants.get(pid)
     if (part !== undefined) {

@@ -9,7 +9,7 @@ import { normalizePath } from '../protocol/scope.js'
 import { ALL, fail, RELAY, type Ctx, type Terminal } from './envelopes.js'
 import { frozenTarget } from './conflicts.js'
 import { rejectOp, settle } from './cascades.js'
-import { isLive, isPendingOp, TERMINAL_INTENT, type CoreState, type Operation } from './state.js'
+import { isPendingOp, TERMINAL_INTENT, type CoreState, type Operation } from './state.js'
 import { applyFileChanges, parseFileChanges, shortRef, staleFile, type FileChange } from './workspace.js'
 
 export function isObserverOnly (st: CoreState, pid: string): boolean {
@@ -69,8 +69,8 @@ export function newOp (ctx: Ctx, sender: string, p: OpFields, state: Operation['
 
 export function isUncoordinated (st: CoreState, intentId: string | undefined | null): boolean {
   if (intentId === undefined || intentId === null) return true
-  const i = st.intents.get(intentId)
-  return i === undefined || !isLive(i)
+  // SPEC §7.7: an op without an ACTIVE intent is flagged `uncoordinated` (fix O2, flag form).
+  return st.intents.get(intentId)?.state !== 'ACTIVE'
 }
 
 /** Registers a PROPOSED op and validates it against its intent (PY steps 2–5 of §4.13). */

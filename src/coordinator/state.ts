@@ -225,6 +225,8 @@ export class CoreState {
   workspaceBytes = 0
   /** anti-replay: message id → drop-after time (authenticated profile) */
   readonly seen = new Map<string, number>()
+  /** authenticated profile: "<pid>|<instance>" → last Lamport value (SPEC §12.7 rule 6) */
+  readonly frontier = new Map<string, number>()
   closed = false
   startedAt: number | null = null
   statusDueAt: number | null = null
