@@ -121,6 +121,13 @@ export class Connection implements Peer {
     kill.unref()
   }
 
+  /** Closes once the frames already queued for this connection are sent (its errors explain why). */
+  #closeAfterPending (spec: CloseSpec): void {
+    const runtime = this.#runtime ?? this.#ctx.registry.peek(this.sessionId)
+    if (runtime === undefined) this.close(spec)
+    else runtime.defer(() => this.close(spec))
+  }
+
   #onClose (): void {
     if (this.#prehelloTimer !== undefined) clearTimeout(this.#prehelloTimer)
     this.#closed = true
@@ -152,15 +159,17 @@ export class Connection implements Peer {
       // does not hang; another full second's worth of excess closes it.
       this.#dropped++
       if (this.#dropped > limits.maxMsgsPerSec) {
-        this.log.warn('rate limit abused; closing')
-        this.close(CLOSE.RATE_LIMITED)
+        if (this.#dropped === limits.maxMsgsPerSec + 1) {
+          this.log.warn('rate limit abused; closing')
+          this.#closeAfterPending(CLOSE.RATE_LIMITED)
+        }
         return
       }
       this.#serverError('INTENT_BACKOFF', `rate limit exceeded (${limits.maxMsgsPerSec} frames per second); retry later`, refersTo(data, isBinary), { retry_after_sec: 1 })
       return
     }
     if (this.principalId === undefined && ++this.#prehelloFrames > limits.prehelloMaxFrames) {
-      this.close(CLOSE.PREHELLO_FRAMES)
+      if (this.#prehelloFrames === limits.prehelloMaxFrames + 1) this.#closeAfterPending(CLOSE.PREHELLO_FRAMES)
       return
     }
     if (isBinary) {

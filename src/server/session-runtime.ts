@@ -184,6 +184,11 @@ export class SessionRuntime {
     this.#queue({ sends: [[[peer], JSON.stringify(frame), frame]], writes: [], after, receivedAt: undefined })
   }
 
+  /** Runs `fn` after everything queued so far has been sent. */
+  defer (fn: () => void): void {
+    this.#queue({ sends: [], writes: [], after: fn, receivedAt: undefined })
+  }
+
   /** Writes everything pending now: journal, then disk, then sockets. */
   flush (): void {
     this.#flushScheduled = false

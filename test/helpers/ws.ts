@@ -181,3 +181,81 @@ export async function joined (url: string, principalId: string, opts: { roles?: 
   if (info.message_type !== 'SESSION_INFO') throw new Error(`HELLO of ${principalId} not admitted: ${JSON.stringify(info.payload)}`)
   return { client, info }
 }
+
+/** A WebSocket client over raw TCP (`node:net`): completes the handshake by hand, then reads only when told. */
+export class RawClient {
+  readonly socket: import('node:net').Socket
+  #buf = Buffer.alloc(0)
+
+  private constructor (socket: import('node:net').Socket) {
+    this.socket = socket
+  }
+
+  static async connect (port: number, path: string): Promise<RawClient> {
+    const { connect } = await import('node:net')
+    const socket = connect({ host: '127.0.0.1', port })
+    await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+      `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${Buffer.from(randomUUID().slice(0, 16)).toString('base64')}\r\n\r\n`)
+    const client = new RawClient(socket)
+    await new Promise<void>((resolve, reject) => {
+      const onData = (chunk: Buffer): void => {
+        client.#buf = Buffer.concat([client.#buf, chunk])
+        const end = client.#buf.indexOf('\r\n\r\n')
+        if (end === -1) return
+        socket.off('data', onData)
+        const head = client.#buf.subarray(0, end).toString('latin1')
+        client.#buf = client.#buf.subarray(end + 4)
+        socket.pause()
+        if (head.startsWith('HTTP/1.1 101')) resolve()
+        else reject(new Error(`handshake failed: ${head.split('\r\n')[0] ?? ''}`))
+      }
+      socket.on('data', onData)
+    })
+    return client
+  }
+
+  /** Sends a masked text frame. */
+  sendText (text: string): void {
+    const payload = Buffer.from(text, 'utf8')
+    const mask = Buffer.from([1, 2, 3, 4])
+    const len = payload.length
+    const header = len < 126
+      ? Buffer.from([0x81, 0x80 | len])
+      : len < 65536
+        ? Buffer.from([0x81, 0x80 | 126, len >> 8, len & 0xff])
+        : Buffer.concat([Buffer.from([0x81, 0x80 | 127]), (() => { const b = Buffer.alloc(8); b.writeBigUInt64BE(BigInt(len)); return b })()])
+    const masked = Buffer.alloc(len)
+    for (let i = 0; i < len; i++) masked[i] = (payload[i] as number) ^ (mask[i % 4] as number)
+    this.socket.write(Buffer.concat([header, mask, masked]))
+  }
+
+  /**
+   * Resumes reading and resolves with the close code of the server's close
+   * frame (or 1006 if the connection ends without one), within the deadline.
+   */
+  readUntilClose (deadlineMs = 5000): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no close within ${deadlineMs} ms`)), deadlineMs)
+      const done = (code: number): void => { clearTimeout(timer); this.socket.destroy(); resolve(code) }
+      const parse = (): void => {
+        for (;;) {
+          const b = this.#buf
+          if (b.length < 2) return
+          const opcode = (b[0] as number) & 0x0f
+          let len = (b[1] as number) & 0x7f
+          let off = 2
+          if (len === 126) { if (b.length < 4) return; len = b.readUInt16BE(2); off = 4 } else if (len === 127) { if (b.length < 10) return; len = Number(b.readBigUInt64BE(2)); off = 10 }
+          if (b.length < off + len) return
+          if (opcode === 0x8) { done(len >= 2 ? b.readUInt16BE(off) : 1005); return }
+          this.#buf = b.subarray(off + len)
+        }
+      }
+      this.socket.on('data', (chunk: Buffer) => { this.#buf = Buffer.concat([this.#buf, chunk]); parse() })
+      this.socket.on('close', () => done(1006))
+      this.socket.on('error', () => {})
+      parse()
+      this.socket.resume()
+    })
+  }
+}
