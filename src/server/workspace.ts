@@ -113,7 +113,8 @@ export class DiskWorkspace {
     if (abs === undefined) throw new Error(`refusing to write outside the workspace: ${JSON.stringify(path)}`)
     const dir = dirname(abs)
     mkdirSync(dir, { recursive: true })
-    if (!this.#inside(realpathSync(dir))) throw new Error(`refusing to write outside the workspace: ${JSON.stringify(path)}`)
+    const realDir = realpathSync(dir)
+    if (realDir !== this.#realRoot && !this.#inside(realDir)) throw new Error(`refusing to write outside the workspace: ${JSON.stringify(path)}`)
     const tmp = join(dir, `.${randomBytes(6).toString('hex')}.mpac-tmp`)
     const fd = openSync(tmp, 'wx', 0o644)
     try {
