@@ -723,8 +723,19 @@ function malformed (description: string, messageId: string | undefined, principa
  */
 export function parseEnvelope (raw: unknown): ParseResult {
   if (!isRecord(raw)) return malformed(`message must be a JSON object, got ${kindOf(raw)}`, undefined, undefined)
-  const messageId = readableId(raw.message_id)
-  const principalId = isRecord(raw.sender) ? readableId(raw.sender.principal_id) : undefined
+  let messageId: string | undefined
+  let principalId: string | undefined
+  try {
+    messageId = readableId(raw.message_id)
+    principalId = isRecord(raw.sender) ? readableId(raw.sender.principal_id) : undefined
+    return check(raw, messageId, principalId)
+  } catch {
+    // only reachable with objects JSON.parse cannot produce (throwing getters, proxies)
+    return malformed('message could not be read', messageId, principalId)
+  }
+}
+
+function check (raw: Record<string, unknown>, messageId: string | undefined, principalId: string | undefined): ParseResult {
   const env = ENVELOPE.safeParse(raw, PARSE_PARAMS)
   if (!env.success) return malformed(describe(env.error.issues, []), messageId, principalId)
   const messageType = raw.message_type as string
@@ -737,4 +748,3 @@ export function parseEnvelope (raw: unknown): ParseResult {
   if (!checked.success) return malformed(describe(checked.error.issues, ['payload']), messageId, principalId)
   return { ok: true, envelope: raw as Envelope, type: messageType }
 }
-

@@ -654,6 +654,23 @@ t.test('parseEnvelope never throws', async t => {
   t.equal(failures, 0)
 })
 
+t.test('objects JSON cannot produce do not make it throw either', async t => {
+  const getterThrows = env('HEARTBEAT', {})
+  Object.defineProperty(getterThrows, 'ts', { enumerable: true, get () { throw new Error('boom') } })
+  let r = parseEnvelope(getterThrows)
+  fail(t, r, 'message could not be read')
+  if (!r.ok) t.same([r.messageId, r.principalId], ['msg-1', 'agent:alice'])
+
+  const idThrows = env('HEARTBEAT', {})
+  Object.defineProperty(idThrows, 'message_id', { enumerable: true, get () { throw new Error('boom') } })
+  r = parseEnvelope(idThrows)
+  fail(t, r, 'message could not be read')
+  if (!r.ok) t.same([r.messageId, r.principalId], [undefined, undefined])
+
+  const proxy = new Proxy(env('HEARTBEAT', {}), { ownKeys () { throw new Error('boom') } })
+  fail(t, parseEnvelope(proxy), 'message could not be read')
+})
+
 t.test('types: a parsed payload can be narrowed by type', async t => {
   const r = parseEnvelope(env('INTENT_ANNOUNCE', VALID.INTENT_ANNOUNCE[2]))
   if (!r.ok || r.type !== 'INTENT_ANNOUNCE') throw new Error('expected an INTENT_ANNOUNCE')
