@@ -7,7 +7,7 @@ import { CLOSE, type CloseSpec } from './close-codes.js'
 import type { ServerConfig } from './config.js'
 import type { Metrics } from './metrics.js'
 import type { SessionRegistry } from './registry.js'
-import type { Peer, SessionRuntime } from './session-runtime.js'
+import { CoreFailure, type Peer, type SessionRuntime } from './session-runtime.js'
 import { tokenDigest, type TokenEntry, type TokenTable } from './token-table.js'
 
 /** The subset of a `ws` WebSocket the server uses. */
@@ -42,6 +42,21 @@ export interface ConnectionContext {
 }
 
 const SIDEBAND: ReadonlySet<string> = new Set(SIDEBAND_REQUESTS)
+const MAX_DEPTH = 64
+
+/** Iterative depth check (no recursion, so it cannot overflow itself). */
+function tooDeep (root: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[root, 1]]
+  while (stack.length > 0) {
+    const [value, depth] = stack.pop() as [unknown, number]
+    if (value === null || typeof value !== 'object') continue
+    if (depth > max) return true
+    for (const child of Array.isArray(value) ? value : Object.values(value)) {
+      if (child !== null && typeof child === 'object') stack.push([child, depth + 1])
+    }
+  }
+  return false
+}
 
 /**
  * One WebSocket connection to one session. Listeners are attached in the
@@ -151,6 +166,16 @@ export class Connection implements Peer {
   }
 
   #onFrame (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
+    try {
+      this.#frame(data, isBinary)
+    } catch (err) {
+      // Never let one frame take the process down; the session (if it failed) was already reset.
+      if (!(err instanceof CoreFailure)) this.log.error({ err }, 'frame handling failed')
+      this.close(CLOSE.INTERNAL)
+    }
+  }
+
+  #frame (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
     if (this.#closed) return
     const receivedAt = performance.now()
     const limits = this.#ctx.config.limits
@@ -191,6 +216,13 @@ export class Connection implements Peer {
       return
     }
     const obj = frame as Record<string, unknown>
+    // Deep nesting is valid JSON that JSON.parse accepts but that recursive code
+    // (validation, JSON.stringify for the journal and relays) overflows on.
+    if (tooDeep(obj, MAX_DEPTH)) {
+      this.#ctx.metrics.messageIn(obj.message_type ?? obj.type)
+      this.#serverError('MALFORMED_MESSAGE', `frame nests deeper than ${MAX_DEPTH} levels`, obj.message_id)
+      return
+    }
     if (obj.message_type === undefined && typeof obj.type === 'string' && SIDEBAND.has(obj.type)) {
       this.#ctx.metrics.messageIn(obj.type)
       this.#sideband(obj, receivedAt)

@@ -43,6 +43,14 @@ interface Pending {
 }
 
 const MIN_TIMER_MS = 50
+
+/** Thrown out of the runtime after the core failed on an input (the session is already torn down). */
+export class CoreFailure extends Error {
+  constructor () {
+    super('the coordinator core failed on an input')
+    this.name = 'CoreFailure'
+  }
+}
 const NO_PEERS: readonly Peer[] = Object.freeze([])
 
 /**
@@ -268,8 +276,12 @@ export class SessionRuntime {
     this.#timer = setTimeout(() => {
       this.#timer = undefined
       this.#timerAt = Infinity
-      this.applyInput({ kind: 'tick', now: this.#opts.now() })
-      this.armTimer()
+      try {
+        this.applyInput({ kind: 'tick', now: this.#opts.now() })
+        this.armTimer()
+      } catch (err) {
+        if (!(err instanceof CoreFailure)) this.log.error({ err }, 'tick failed')
+      }
     }, delay)
     this.#timer.unref()
   }
@@ -287,7 +299,18 @@ export class SessionRuntime {
     beforeRouting?: (result: ApplyResult) => void,
     afterFn?: () => (() => void) | undefined
   ): ApplyResult {
-    const result = this.core.apply(input)
+    let result: ApplyResult
+    try {
+      result = this.core.apply(input)
+    } catch (err) {
+      // The core must not throw on input; if it does, its state may be half
+      // changed. Send what was applied before (journaled), then drop this
+      // session from memory so the next access reloads it from the store.
+      this.log.error({ err, kind: input.kind }, 'the core threw; reloading the session from the store')
+      this.flush()
+      this.#fail(err)
+      throw new CoreFailure()
+    }
     if (result.changed) this.#journal.push(input)
     beforeRouting?.(result)
     const sends = result.outputs.map(o => [this.#recipients(o, peer), JSON.stringify(o.frame), o.frame] as const)
@@ -354,7 +377,7 @@ export class SessionRuntime {
   #fail (err: unknown): void {
     this.#broken = true
     this.#clearTimer()
-    this.log.error({ err }, 'store append failed; closing the session\'s connections')
+    this.log.error({ err }, 'session failed; closing its connections')
     this.closeAll(CLOSE.INTERNAL)
     this.#opts.onBroken?.(this)
   }
