@@ -17,6 +17,8 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const SERVER_CLI = join(ROOT, 'src', 'server', 'cli.ts')
 const SHIM_CLI = join(ROOT, 'src', 'mcp', 'cli.ts')
+/** `--import tsx` resolves from the cwd; the absolute URL works from any directory. */
+export const TSX = import.meta.resolve('tsx')
 
 export interface Teardown { teardown (fn: () => unknown): void }
 
@@ -75,7 +77,7 @@ export async function killChild (child: ChildProcess, signal: NodeJS.Signals = '
 
 /** Starts `mpac-mcp-sidecar` with these arguments (add `--port 0`); resolves once it prints its port. */
 export async function startCoordinator (t: Teardown, args: string[], env: Env = cleanEnv()): Promise<Coordinator> {
-  const child = spawn(process.execPath, ['--import', 'tsx', SERVER_CLI, '--host', '127.0.0.1', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, ['--import', TSX, SERVER_CLI, '--host', '127.0.0.1', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   child.stdout.on('data', (c: Buffer) => { out += c.toString('utf8') })
   child.stderr.on('data', (c: Buffer) => { out += c.toString('utf8') })
@@ -98,7 +100,7 @@ export interface Shim {
 export async function startShim (t: Teardown, env: Env, cwd: string = ROOT): Promise<Shim> {
   const transport = new StdioClientTransport({
     command: process.execPath,
-    args: ['--import', 'tsx', SHIM_CLI],
+    args: ['--import', TSX, SHIM_CLI],
     env,
     cwd,
     stderr: 'pipe'
