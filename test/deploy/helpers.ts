@@ -8,11 +8,13 @@ import { mkdtempSync, realpathSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 export const SERVER_CLI = join(ROOT, 'src', 'server', 'cli.ts')
 export const SHIM_CLI = join(ROOT, 'src', 'mcp', 'cli.ts')
+/** `node --import <this>` runs a .ts entry from any working directory (the project's TypeScript loader). */
+export const TS_LOADER = pathToFileURL(join(ROOT, 'scripts', 'ts-register.mjs')).href
 
 export interface Teardown { teardown (fn: () => unknown): void }
 export type Env = Record<string, string>
@@ -96,7 +98,7 @@ export function startChild (t: Teardown, command: string, args: string[], option
 
 /** `mpac-mcp-sidecar` from source; resolves with its port once the banner is printed. */
 export async function startSidecar (t: Teardown, args: string[], env: Env): Promise<Child & { port: number }> {
-  const c = startChild(t, process.execPath, ['--import', 'tsx', SERVER_CLI, ...args], { cwd: ROOT, env })
+  const c = startChild(t, process.execPath, ['--import', TS_LOADER, SERVER_CLI, ...args], { cwd: ROOT, env })
   const m = await c.waitFor(/listening:\s+\S+:(\d+)/)
   return { ...c, port: Number(m[1]) }
 }
