@@ -14,6 +14,8 @@ export interface StartOptions {
   readonly env?: Readonly<Record<string, string>>
   /** Defaults to a fresh MemoryStore. The store is not closed by the helper when given. */
   readonly store?: ManagedSessionStore
+  /** Injected clock for the sessions (default Date.now). */
+  readonly now?: () => number
 }
 
 export interface StartedServer {
@@ -50,7 +52,7 @@ export async function startServer (t: Teardown, opts: StartOptions = {}): Promis
   })
   const logger = createLogger(config.logLevel, sink)
   const store = opts.store ?? new MemoryStore()
-  const app = buildApp(config, { store, logger })
+  const app = buildApp(config, { store, logger, ...(opts.now === undefined ? {} : { now: opts.now }) })
   let closed: Promise<void> | undefined
   const close = (): Promise<void> => {
     closed ??= app.close().then(() => { if (opts.store === undefined) store.close() })

@@ -1,0 +1,138 @@
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { TokenTable } from '../../src/server/token-table.js'
+import { SqliteStore } from '../../src/store/index.js'
+import { startServer } from '../helpers/server.js'
+import { announce, envelope, hello, isType, joined, TestClient, type Frame } from '../helpers/ws.js'
+
+t.test('healthz, readyz and metrics', async t => {
+  const srv = await startServer(t, { env: { MPAC_METRICS_TOKEN: 'metrics-secret' } })
+  t.same(await (await fetch(`${srv.httpUrl}/healthz`)).json(), { status: 'ok' })
+  const ready = await fetch(`${srv.httpUrl}/readyz`)
+  t.equal(ready.status, 200)
+  t.equal((await fetch(`${srv.httpUrl}/metrics`)).status, 401, 'metrics need the bearer token')
+  t.equal((await fetch(`${srv.httpUrl}/metrics`, { headers: { authorization: 'Bearer wrong' } })).status, 401)
+  t.equal((await fetch(`${srv.httpUrl}/session/x`)).status, 426, 'plain HTTP on a WebSocket route')
+  t.equal((await fetch(`${srv.httpUrl}/nope`)).status, 404)
+
+  const { client } = await joined(`${srv.url}/session/m`, 'agent:a')
+  t.teardown(() => client.close())
+  await client.request(announce('agent:a', 'i1', ['m.txt'], 'm'))
+  await client.request(announce('agent:a', 'i2', ['m.txt'], 'm'))
+  client.send('nonsense')
+  await client.next(f => f.message_type === 'PROTOCOL_ERROR')
+  const res = await fetch(`${srv.httpUrl}/metrics`, { headers: { authorization: 'Bearer metrics-secret' } })
+  t.equal(res.status, 200)
+  t.match(res.headers.get('content-type'), /text\/plain/)
+  const text = await res.text()
+  t.match(text, /^mpac_connections 1$/m)
+  t.match(text, /^mpac_sessions 1$/m)
+  t.match(text, /^mpac_messages_in_total\{type="INTENT_ANNOUNCE"\} 2$/m)
+  t.match(text, /^mpac_messages_in_total\{type="HELLO"\} 1$/m)
+  t.match(text, /^mpac_messages_out_total\{type="SESSION_INFO"\} 1$/m)
+  t.match(text, /^mpac_protocol_errors_total\{code="MALFORMED_MESSAGE"\} 1$/m)
+  t.match(text, /^mpac_message_handling_seconds_count \d+$/m)
+  t.match(text, /^mpac_message_handling_seconds_bucket\{le="\+Inf"\} \d+$/m)
+  t.match(text, /^# TYPE mpac_message_handling_seconds histogram$/m)
+})
+
+t.test('no token ever appears in the logs', async t => {
+  const secret = 'tok-super-secret-value-123'
+  const srv = await startServer(t, { env: { MPAC_TOKEN_TABLE: JSON.stringify({ [secret]: { allowed_sessions: ['s'] } }) } })
+  const bearer = { authorization: `Bearer ${secret}` }
+  const { client } = await joined(`${srv.url}/session/s`, 'agent:a', { token: secret, headers: bearer })
+  t.teardown(() => client.close())
+  const bad = await TestClient.connect(`${srv.url}/session/s`)
+  await bad.request(hello('agent:b', { sessionId: 's', token: `${secret}-wrong` }))
+  bad.close()
+  await fetch(`${srv.httpUrl}/session/other`, { headers: bearer })
+  await client.request(envelope('HEARTBEAT', 'agent:a', { status: 'idle' }, 's'))
+  const empty = TokenTable.fromObject({})
+  if (empty.ok) srv.app.mpac.setTokenTable(empty.table)
+  await client.waitForClose()
+  await srv.close()
+  t.ok(srv.logs.length > 5, `logs were written (${srv.logs.length} lines)`)
+  t.notOk(srv.logs.some(l => l.includes(secret)), 'the token never appears')
+})
+
+t.test('token table reload: a revoked token\'s connections are closed with 4401, others undisturbed', async t => {
+  const table = (entries: Record<string, unknown>): TokenTable => {
+    const r = TokenTable.fromObject(entries)
+    if (!r.ok) throw new Error(r.message)
+    return r.table
+  }
+  const srv = await startServer(t, { env: { MPAC_TOKEN_TABLE: JSON.stringify({ 'tok-a': { allowed_sessions: ['s'] }, 'tok-b': { allowed_sessions: ['s'] } }) } })
+  const a = await joined(`${srv.url}/session/s`, 'agent:a', { token: 'tok-a' })
+  const b = await joined(`${srv.url}/session/s`, 'agent:b', { token: 'tok-b' })
+  t.teardown(() => { a.client.close(); b.client.close() })
+  const closed = srv.app.mpac.setTokenTable(table({ 'tok-b': { allowed_sessions: ['s'] } }))
+  t.equal(closed, 1)
+  t.same(await a.client.waitForClose(), { code: 4401, reason: 'token revoked' })
+  const hb = envelope('HEARTBEAT', 'agent:b', { status: 'idle' }, 's')
+  t.equal((await b.client.request(hb)).message_id, hb.message_id, 'the valid token\'s connection is undisturbed')
+  t.equal(srv.app.mpac.setTokenTable(table({ 'tok-b': { allowed_sessions: ['other'] } })), 1, 'narrowing the sessions revokes too')
+  t.equal((await b.client.waitForClose()).code, 4401)
+})
+
+t.test('shutdown closes clients with 1012 and readyz answers 503', async t => {
+  const srv = await startServer(t)
+  const { client } = await joined(`${srv.url}/session/s`, 'agent:a')
+  const probe = await TestClient.connect(`${srv.url}/session/s`)
+  const closing = srv.close()
+  t.same(await client.waitForClose(), { code: 1012, reason: 'service restart' })
+  t.equal((await probe.waitForClose()).code, 1012)
+  t.equal(srv.app.mpac.isReady(), false)
+  await closing
+})
+
+t.test('restart on the same data dir restores the session (epoch + 1)', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'mpac-restart-'))
+  const store1 = new SqliteStore({ dir })
+  const one = await startServer(t, { store: store1 })
+  const { client: a, info } = await joined(`${one.url}/session/keep`, 'agent:a')
+  t.equal(info.coordinator_epoch, 1)
+  await a.request(announce('agent:a', 'i-keep', ['k.txt'], 'keep'))
+  await one.close()
+  store1.close()
+  await a.waitForClose()
+
+  const store2 = new SqliteStore({ dir })
+  t.teardown(() => store2.close())
+  const two = await startServer(t, { store: store2 })
+  const probe = await TestClient.connect(`${two.url}/session/keep`)
+  t.teardown(() => probe.close())
+  probe.send({ type: 'SESSION_SUMMARY' })
+  const s = (await probe.next(isType('SESSION_SUMMARY_RESPONSE'))).session as Frame
+  t.equal(s.active_intent_count, 1, 'the intent survived the restart')
+  t.equal((s.active_intents as Frame[])[0]?.intent_id, 'i-keep')
+  const { client: again, info: info2 } = await joined(`${two.url}/session/keep`, 'agent:a')
+  t.teardown(() => again.close())
+  t.equal(info2.coordinator_epoch, 2, 'coordinator_epoch went up by one')
+})
+
+t.test('idle sessions are unloaded and reloaded on demand', async t => {
+  let now = Date.now()
+  const srv = await startServer(t, { argv: ['--session-idle-unload', '60'], now: () => now })
+  const { client } = await joined(`${srv.url}/session/idle`, 'agent:a')
+  await client.request(announce('agent:a', 'i1', ['x.txt'], 'idle'))
+  const registry = srv.app.mpac.registry
+  registry.sweep()
+  t.equal(registry.loadedCount, 1, 'a session with connections stays loaded')
+  client.close()
+  await client.waitForClose()
+  for (let i = 0; i < 1000 && registry.peek('idle')?.peerCount !== 0; i++) await new Promise(resolve => setImmediate(resolve))
+  now += 30_000
+  registry.sweep()
+  t.equal(registry.loadedCount, 1, 'not yet idle long enough')
+  now += 31_000
+  registry.sweep()
+  t.equal(registry.loadedCount, 0, 'unloaded after --session-idle-unload')
+  const probe = await TestClient.connect(`${srv.url}/session/idle`)
+  t.teardown(() => probe.close())
+  probe.send({ type: 'SESSION_SUMMARY' })
+  const s = (await probe.next(isType('SESSION_SUMMARY_RESPONSE'))).session as Frame
+  t.equal(s.active_intent_count, 1, 'reloaded with its state')
+  t.equal(registry.loadedCount, 1)
+})
