@@ -1,0 +1,152 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { announce, envelope, isType, joined, TestClient, type Frame } from '../helpers/ws.js'
+
+const root = fileURLToPath(new URL('../..', import.meta.url))
+const CLI = ['--import', './scripts/ts-register.mjs', 'src/server/cli.ts']
+const cleanEnv = (): NodeJS.ProcessEnv => {
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: mkdtempSync(join(tmpdir(), 'mpac-home-')), LOG_LEVEL: 'warn' }
+  return env
+}
+
+interface Run { readonly code: number | null, readonly stdout: string, readonly stderr: string }
+
+function run (args: string[], env: NodeJS.ProcessEnv = cleanEnv()): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [...CLI, ...args], { cwd: root, env })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    child.on('close', (code) => resolve({ code, stdout, stderr }))
+  })
+}
+
+interface Sidecar { readonly child: ChildProcess, readonly port: number, readonly banner: string, exited: Promise<number | null> }
+
+/** Starts the CLI and resolves once its banner names the port it listens on. */
+function start (t: { teardown (fn: () => void): void }, args: string[], env: NodeJS.ProcessEnv = cleanEnv()): Promise<Sidecar> {
+  const child = spawn(process.execPath, [...CLI, '--port', '0', ...args], { cwd: root, env })
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  const exited = new Promise<number | null>(resolve => child.on('exit', resolve))
+  return new Promise((resolve, reject) => {
+    let out = ''
+    const timer = setTimeout(() => reject(new Error(`no banner within 15 s: ${out}`)), 15000)
+    child.stderr.on('data', (d: Buffer) => { out += d.toString() })
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString()
+      const m = /listening: +[^\s]+:(\d+)/.exec(out)
+      if (m !== null && out.includes('clients connect:')) {
+        clearTimeout(timer)
+        resolve({ child, port: Number(m[1]), banner: out, exited })
+      }
+    })
+    void exited.then((code) => { clearTimeout(timer); reject(new Error(`exited with ${String(code)}: ${out}`)) })
+  })
+}
+
+t.test('bad configuration values exit 2 with one line naming the setting', async t => {
+  const cases: Array<[string[], Record<string, string>, RegExp]> = [
+    [['--compliance-profile', 'semantic'], {}, /^mpac-mcp-sidecar: invalid --compliance-profile: /],
+    [['--unavailability-timeout', '-3'], {}, /^mpac-mcp-sidecar: invalid --unavailability-timeout: must be positive/],
+    [['--backend-health-policy', '{oops'], {}, /^mpac-mcp-sidecar: invalid --backend-health-policy: not valid JSON/],
+    [['--execution-model', 'pre_commit'], {}, /^mpac-mcp-sidecar: invalid --execution-model: pre_commit requires --compliance-profile governance/],
+    [[], { MPAC_TOKEN_TABLE: '{"t": {"allowed_sessions": "all"}}' }, /^mpac-mcp-sidecar: invalid MPAC_TOKEN_TABLE: entry #1: allowed_sessions must be a list of strings/]
+  ]
+  const results = await Promise.all(cases.map(([args, env]) => run(args, { ...cleanEnv(), ...env })))
+  results.forEach((r, i) => {
+    const [args, , pattern] = cases[i] as [string[], Record<string, string>, RegExp]
+    t.equal(r.code, 2, args.join(' '))
+    t.match(r.stderr, pattern, args.join(' '))
+    t.equal(r.stderr.trim().split('\n').length, 1, 'one line')
+    t.notOk(r.stderr.includes('"t"'), 'no token printed')
+  })
+})
+
+t.test('--help, --version and the token subcommand', async t => {
+  const [help, version, token] = await Promise.all([run(['--help']), run(['--version']), run(['token', '--help'])])
+  t.equal(help.code, 0)
+  t.match(help.stdout, /--unavailability-timeout/)
+  t.equal(version.code, 0)
+  t.match(version.stdout, /^\d+\.\d+\.\d+\n$/)
+  t.equal(token.code, 0)
+  t.match(token.stdout, /token new/)
+})
+
+t.test('the CLI serves a full flow with two clients and a conflict, survives a restart, and stops on SIGTERM', async t => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'mpac-cli-data-'))
+  const first = await start(t, ['--data-dir', dataDir])
+  t.match(first.banner, /multi-session/)
+  t.match(first.banner, new RegExp(`ws://127\\.0\\.0\\.1:${first.port}/session/<id>`), 'the banner prints the real port')
+  const url = `ws://127.0.0.1:${first.port}/session/demo`
+  const { client: a } = await joined(url, 'agent:a')
+  const { client: b } = await joined(url, 'agent:b')
+  await a.request(announce('agent:a', 'i-a', ['shared.py'], 'demo'))
+  await b.request(announce('agent:b', 'i-b', ['other.py'], 'demo'))
+  const lock = await b.request(announce('agent:b', 'i-b2', ['shared.py'], 'demo'))
+  t.equal((lock.payload as Frame).error_code, 'STALE_INTENT', 'overlapping announce hits the race lock')
+  const report = envelope('CONFLICT_REPORT', 'agent:b', {
+    conflict_id: 'c-1', related_intents: ['i-a', 'i-b'], category: 'semantic_goal_conflict', severity: 'medium',
+    basis: { kind: 'human_report' }, based_on_watermark: { kind: 'lamport_clock', value: 1 }, description: 'we disagree'
+  }, 'demo')
+  t.equal((await b.request(report)).message_type, 'CONFLICT_REPORT')
+  const atA = await a.next(f => f.message_type === 'CONFLICT_REPORT')
+  t.equal((atA.payload as Frame).conflict_id, 'c-1', 'the other party sees the conflict')
+
+  first.child.kill('SIGTERM')
+  t.same(await a.waitForClose(5000), { code: 1012, reason: 'service restart' })
+  t.equal((await b.waitForClose(5000)).code, 1012)
+  t.equal(await first.exited, 0, 'exit 0 after a graceful shutdown')
+
+  const second = await start(t, ['--data-dir', dataDir])
+  const probe = await TestClient.connect(`ws://127.0.0.1:${second.port}/session/demo`)
+  probe.send({ type: 'SESSION_SUMMARY' })
+  const s = (await probe.next(isType('SESSION_SUMMARY_RESPONSE'))).session as Frame
+  t.equal(s.active_intent_count, 2, 'intents restored')
+  t.equal(s.open_conflict_count, 1, 'the conflict restored')
+  probe.close()
+  const { client: again, info } = await joined(`ws://127.0.0.1:${second.port}/session/demo`, 'agent:a')
+  t.equal(info.coordinator_epoch, 2)
+  again.close()
+  second.child.kill('SIGINT')
+  t.equal(await second.exited, 0)
+})
+
+t.test('token table file: an edit revokes a token, SIGHUP reloads too', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'mpac-cli-tokens-'))
+  const file = join(dir, 'tokens.json')
+  writeFileSync(file, JSON.stringify({ 'tok-a': { allowed_sessions: ['s'] }, 'tok-b': { allowed_sessions: ['s'] } }))
+  const sidecar = await start(t, ['--store', 'memory'], { ...cleanEnv(), MPAC_TOKEN_TABLE_FILE: file })
+  t.match(sidecar.banner, /authenticated \(2 tokens/)
+  t.notOk(sidecar.banner.includes('tok-a'), 'the banner never shows tokens')
+  const url = `ws://127.0.0.1:${sidecar.port}/session/s`
+  const { client: a } = await joined(url, 'agent:a', { token: 'tok-a' })
+  const { client: b } = await joined(url, 'agent:b', { token: 'tok-b' })
+  writeFileSync(file, JSON.stringify({ 'tok-b': { allowed_sessions: ['s'] } }))
+  t.same(await a.waitForClose(5000), { code: 4401, reason: 'token revoked' })
+  const hb = envelope('HEARTBEAT', 'agent:b', { status: 'idle' }, 's')
+  t.equal((await b.request(hb)).message_id, hb.message_id, 'b undisturbed')
+
+  // Without a file event (e.g. an editor that the watcher misses), SIGHUP reloads.
+  writeFileSync(file, JSON.stringify({ 'tok-c': { allowed_sessions: ['s'] } }))
+  sidecar.child.kill('SIGHUP')
+  t.equal((await b.waitForClose(5000)).code, 4401)
+  sidecar.child.kill('SIGTERM')
+  t.equal(await sidecar.exited, 0)
+})
+
+t.test('single-session mode with --idle-exit stops by itself', async t => {
+  const ws = mkdtempSync(join(tmpdir(), 'mpac-cli-ws-'))
+  writeFileSync(join(ws, 'README.md'), '# hi\n')
+  const sidecar = await start(t, ['--workspace', ws, '--store', 'memory', '--idle-exit', '0.5'])
+  t.match(sidecar.banner, /single-session \(mpac-local-mpac-cli-ws-/)
+  const c = await TestClient.connect(`ws://127.0.0.1:${sidecar.port}/`)
+  c.send({ type: 'FILE_READ', path: 'README.md' })
+  t.equal((await c.next()).content, '# hi\n')
+  c.close()
+  t.equal(await sidecar.exited, 0, 'exited after being idle')
+})
