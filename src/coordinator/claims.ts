@@ -12,7 +12,7 @@ import { ALL, fail, RELAY, type Ctx, type Terminal } from './envelopes.js'
 import { detectConflicts } from './conflicts.js'
 import { restoreIntent, terminateIntent } from './cascades.js'
 import { raceLock, staleIntent, ttlDeadline } from './intents.js'
-import { isLive, type Claim, type CoreState } from './state.js'
+import { copyJson, isLive, type Claim, type CoreState } from './state.js'
 
 interface ClaimPayload {
   claim_id: string
@@ -48,7 +48,7 @@ export function handleClaim (st: CoreState, ctx: Ctx, p: ClaimPayload, sender: s
     new_intent_id: p.new_intent_id,
     claimer: sender,
     objective: p.objective,
-    scope: p.scope,
+    scope: copyJson(p.scope),
     justification: p.justification ?? null,
     submitted_at: ctx.now,
     message_id: messageId

@@ -9,7 +9,7 @@
 import type { Scope } from '../protocol/scope.js'
 import { formatTsOffset } from '../protocol/time.js'
 import { ALL, ECHO, fail, nextId, type Ctx, type Terminal } from './envelopes.js'
-import { isLive, TERMINAL_INTENT, type CoreState, type Deferral } from './state.js'
+import { copyJson, isLive, TERMINAL_INTENT, type CoreState, type Deferral } from './state.js'
 
 interface DeferredPayload {
   deferral_id?: string
@@ -58,7 +58,7 @@ export function handleDeferred (st: CoreState, ctx: Ctx, p: DeferredPayload, sen
   const d: Deferral = {
     deferral_id: p.deferral_id ?? nextId(st.clock),
     principal_id: sender,
-    scope: p.scope,
+    scope: copyJson(p.scope),
     reason: p.reason ?? 'yielded',
     observed_intent_ids: [...(p.observed_intent_ids ?? [])],
     observed_principals: [...(p.observed_principals ?? [])],
@@ -72,10 +72,10 @@ export function handleDeferred (st: CoreState, ctx: Ctx, p: DeferredPayload, sen
   st.emit(ctx, 'INTENT_DEFERRED', {
     deferral_id: d.deferral_id,
     principal_id: d.principal_id,
-    scope: d.scope,
+    scope: copyJson(d.scope),
     reason: d.reason,
-    observed_intent_ids: d.observed_intent_ids,
-    observed_principals: d.observed_principals,
+    observed_intent_ids: [...d.observed_intent_ids],
+    observed_principals: [...d.observed_principals],
     expires_at: formatTsOffset(d.expires_at),
     category: d.category
   }, ALL)

@@ -9,7 +9,7 @@ import { fail, RELAY, SENDER, type Ctx, type Terminal } from './envelopes.js'
 import { resolveForPrincipal } from './deferrals.js'
 import { announceFrozen, detectConflicts } from './conflicts.js'
 import { settle, terminateIntent } from './cascades.js'
-import { isLive, type CoreState, type Intent } from './state.js'
+import { copyJson, isLive, type CoreState, type Intent } from './state.js'
 
 /** Python `repr()` of a list of strings, e.g. `['a.py', 'b.py']` (clients parse it). */
 export function pyListRepr (items: readonly string[]): string {
@@ -118,7 +118,8 @@ export function handleAnnounce (st: CoreState, ctx: Ctx, p: AnnouncePayload, sen
     // SPEC §15.6.1: the superseded intent must have the same owner.
     if (explicit.principal_id !== sender) return fail('AUTHORIZATION_FAILED', `intent ${explicit.intent_id} is not owned by ${sender}`)
   }
-  const norm = normalizeScope(p.scope)
+  const scope = copyJson(p.scope)
+  const norm = normalizeScope(scope)
   // SPEC §7.5: an announce fully inside a frozen scope MUST be rejected.
   const frozen = announceFrozen(st, norm)
   if (frozen === 'reject') return fail('SCOPE_FROZEN', 'the announced scope lies inside a frozen scope')
@@ -135,14 +136,14 @@ export function handleAnnounce (st: CoreState, ctx: Ctx, p: AnnouncePayload, sen
     principal_id: sender,
     state: 'ACTIVE',
     objective: p.objective,
-    scope: p.scope,
+    scope,
     received_at: ctx.now,
     expires_at: ttlDeadline(st, ctx.now, p.ttl_sec, p.expiry_ms),
     ttl_sec: typeof p.ttl_sec === 'number' ? p.ttl_sec : null,
     last_message_id: messageId,
     claimed_by: null,
     priority: p.priority ?? null,
-    assumptions: p.assumptions ?? [],
+    assumptions: p.assumptions !== undefined ? [...p.assumptions] : [],
     parent_intent_id: p.parent_intent_id ?? null
   })
   st.addIntent(ctx, intent)
@@ -165,8 +166,9 @@ export function handleUpdate (st: CoreState, ctx: Ctx, p: UpdatePayload, sender:
   if (i.principal_id !== sender) return fail('AUTHORIZATION_FAILED', `intent ${p.intent_id} is owned by ${i.principal_id}`)
   if (i.state !== 'ACTIVE') return fail('INVALID_REFERENCE', `intent ${p.intent_id} is ${i.state}`)
   let norm: NormalizedScope | undefined
-  if (p.scope !== undefined) {
-    norm = normalizeScope(p.scope)
+  const scope = p.scope !== undefined ? copyJson(p.scope) : undefined
+  if (scope !== undefined) {
+    norm = normalizeScope(scope)
     // Fix I3: the race lock also applies to the newly added resources of an update.
     const added: string[] = []
     for (const item of norm.items) if (i.norm.kind !== norm.kind || !i.norm.items.has(item)) added.push(item)
@@ -174,7 +176,7 @@ export function handleUpdate (st: CoreState, ctx: Ctx, p: UpdatePayload, sender:
     if (hit !== undefined) return staleIntent(hit)
   }
   if (p.objective !== undefined) i.objective = p.objective
-  if (p.assumptions !== undefined) i.assumptions = p.assumptions
+  if (p.assumptions !== undefined) i.assumptions = [...p.assumptions]
   if (p.priority !== undefined) i.priority = p.priority
   if (typeof p.ttl_sec === 'number') {
     i.ttl_sec = p.ttl_sec
@@ -182,8 +184,8 @@ export function handleUpdate (st: CoreState, ctx: Ctx, p: UpdatePayload, sender:
   }
   i.last_message_id = messageId
   ctx.dirty = true
-  if (p.scope !== undefined && norm !== undefined) {
-    st.rescope(ctx, i, p.scope, norm)
+  if (scope !== undefined && norm !== undefined) {
+    st.rescope(ctx, i, scope, norm)
     detectConflicts(st, ctx, i, true)
   }
   return RELAY

@@ -440,6 +440,19 @@ export class CoreState {
   }
 }
 
+/** A deep copy of plain JSON data (inputs are JSON; the core never keeps a reference into an input). */
+export function copyJson<T> (v: T): T {
+  if (typeof v !== 'object' || v === null) return v
+  if (Array.isArray(v)) {
+    const out = new Array(v.length)
+    for (let i = 0; i < v.length; i++) out[i] = copyJson(v[i])
+    return out as T
+  }
+  const out: Record<string, unknown> = {}
+  for (const k in v) out[k] = copyJson((v as Record<string, unknown>)[k])
+  return out as T
+}
+
 export function addTo (map: Map<string, Set<string>>, key: string, id: string): void {
   let set = map.get(key)
   if (set === undefined) {
