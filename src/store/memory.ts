@@ -22,9 +22,10 @@ export class MemoryStore implements ManagedSessionStore {
   readonly #sessions = new Map<string, MemorySession>()
   #closed = false
 
+  /** Sorted, as the SQLite store lists them. */
   listSessions (): string[] {
     this.#assertOpen()
-    return [...this.#sessions.keys()]
+    return [...this.#sessions.keys()].sort()
   }
 
   load (sessionId: string): StoredSession | undefined {
