@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -5,6 +6,7 @@ import { PassThrough } from 'node:stream'
 import t, { type Test } from 'tap'
 import { runTokenCommand } from '../../src/server/token-command.js'
 import { TokenTable, tokenDigest } from '../../src/server/token-table.js'
+import { cleanEnv, SERVER_CLI, TS_LOADER } from './helpers.js'
 
 const TOKEN = /^mpac_[A-Za-z0-9_-]{43}$/
 
@@ -147,4 +149,27 @@ t.test('--table refuses to touch a file that is not a token table', async t => {
   const r = await run(['new', '--session', 'x', '--table', missingDir])
   t.equal(r.code, 1)
   t.match(r.err, /cannot write/)
+})
+
+t.test('as a child process: mpac-mcp-sidecar token … through src/server/cli.ts', async t => {
+  const dir = await tempDir(t)
+  const file = join(dir, 'tokens.json')
+  const cli = (args: string[]): { status: number | null, stdout: string, stderr: string } => {
+    const r = spawnSync(process.execPath, ['--import', TS_LOADER, SERVER_CLI, ...args], { cwd: dir, env: cleanEnv(), encoding: 'utf8', timeout: 30_000 })
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr }
+  }
+  const made = cli(['token', 'new', '--session', 'proj-a', '--role', 'owner', '--table', file])
+  t.equal(made.status, 0, made.stderr)
+  const token = made.stdout.trimEnd().split('\n')[1] as string
+  t.match(token, TOKEN)
+  t.same(JSON.parse(await readFile(file, 'utf8')), { [token]: { allowed_sessions: ['proj-a'], roles: ['owner'] } })
+
+  const bad = cli(['token', 'new', '--role', 'owner'])
+  t.equal(bad.status, 2)
+  t.equal(bad.stdout, '')
+  t.match(bad.stderr, /^mpac-mcp-sidecar token new: --session is required[^\n]*\n$/)
+
+  const help = cli(['token', '--help'])
+  t.equal(help.status, 0)
+  t.match(help.stdout, /Usage: mpac-mcp-sidecar token new/)
 })
