@@ -8,7 +8,7 @@ import { SqliteStore } from '../../src/store/index.js'
 import { captureLogs } from './fixtures/logs.js'
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/append-loop.ts', import.meta.url))
-const DEADLINE_MS = 20_000
+const DEADLINE_MS = 60_000
 
 interface Run { start: number; printed: number[] }
 
