@@ -82,6 +82,7 @@ export class Connection implements Peer {
   #tokens: number
   #lastRefill = performance.now()
   #dropped = 0
+  #corked = false
 
   constructor (socket: WebSocketLike, sessionId: string, headerAuth: HeaderAuth | undefined, ctx: ConnectionContext) {
     this.#socket = socket
@@ -113,9 +114,36 @@ export class Connection implements Peer {
   send (data: string): void {
     if (!this.isOpen) return
     this.#socket.send(data)
+    // While corked, the buffer holds this flush's frames not yet offered to the kernel; check after.
+    if (!this.#corked) this.#checkBuffered()
+  }
+
+  cork (): void {
+    const raw = this.#rawSocket()
+    if (raw === undefined) return
+    raw.cork()
+    this.#corked = true
+  }
+
+  uncork (): void {
+    if (!this.#corked) return
+    this.#corked = false
+    this.#rawSocket()?.uncork()
+    this.#checkBuffered()
+  }
+
+  /** The TCP socket under `ws` (not part of its typed API; absent in other WebSocket implementations). */
+  #rawSocket (): { cork (): void, uncork (): void } | undefined {
+    const raw = (this.#socket as unknown as { _socket?: { cork?: unknown, uncork?: unknown } })._socket
+    return raw !== undefined && typeof raw.cork === 'function' && typeof raw.uncork === 'function'
+      ? raw as { cork (): void, uncork (): void }
+      : undefined
+  }
+
+  #checkBuffered (): void {
     // Slow consumer: a peer that does not read must not make the server buffer
     // without bound (memory exhaustion); cut it, others are unaffected.
-    if (this.#socket.bufferedAmount > this.#ctx.config.limits.maxBufferedBytes) {
+    if (!this.#closed && this.#socket.bufferedAmount > this.#ctx.config.limits.maxBufferedBytes) {
       this.log.warn({ bufferedAmount: this.#socket.bufferedAmount }, 'slow consumer; closing')
       this.close(CLOSE.SLOW_CONSUMER)
     }

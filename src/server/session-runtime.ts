@@ -14,6 +14,9 @@ export interface Peer {
   principalId: string | undefined
   readonly isOpen: boolean
   send (data: string): void
+  /** Optional: hold writes until `uncork` (one syscall for several frames). */
+  cork? (): void
+  uncork? (): void
   close (spec: CloseSpec): void
 }
 
@@ -221,6 +224,8 @@ export class SessionRuntime {
       }
     }
     const metrics = this.#opts.metrics
+    // Cork every socket written in this flush: its frames leave in one write.
+    const corked = new Set<Peer>()
     for (const p of pending) {
       for (const w of p.writes) {
         try {
@@ -233,13 +238,20 @@ export class SessionRuntime {
       for (const [peers, data, frame] of p.sends) {
         if (peers.length === 0) continue
         const type = frame.message_type ?? frame.type
-        for (const peer of peers) peer.send(data)
+        for (const peer of peers) {
+          if (!corked.has(peer)) {
+            corked.add(peer)
+            peer.cork?.()
+          }
+          peer.send(data)
+        }
         metrics.messageOut(type, peers.length)
         if (type === 'PROTOCOL_ERROR') metrics.protocolError((frame.payload as Record<string, unknown> | undefined)?.error_code)
       }
       p.after?.()
       if (p.receivedAt !== undefined) metrics.observeHandling((performance.now() - p.receivedAt) / 1000)
     }
+    for (const peer of corked) peer.uncork?.()
     if (!this.#persisted && !this.#admittedEver && this.#pending.length === 0) this.#opts.onDiscard?.(this)
   }
 

@@ -1,0 +1,228 @@
+/**
+ * Load benchmark of mpac-mcp-sidecar.
+ *
+ *   npx tsx bench/load.ts [--sessions 20] [--agents 5] [--seconds 10] [--store memory|sqlite] [--files 4]
+ *   npx tsx bench/load.ts --idle 2000
+ *
+ * Starts the server as a child process (the real CLI), then S sessions × A
+ * agents (undici WebSocket) each loop announce → commit → withdraw on a small
+ * shared pool of files per session (so race-lock rejections happen); every
+ * request awaits its terminal frame. Prints requests/s, p50/p99 round trip,
+ * errors and the server's RSS. `--idle N` instead opens N admitted idle
+ * connections and reports the server's memory.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { performance } from 'node:perf_hooks'
+import { WebSocket } from 'undici'
+
+type Frame = Record<string, unknown>
+
+function arg (name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`)
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1] as string : fallback
+}
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+
+async function startServer (store: string, extra: string[]): Promise<{ child: ChildProcess, port: number }> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'mpac-bench-'))
+  const nodeFlags = (process.env.MPAC_BENCH_NODE_FLAGS ?? '').split(' ').filter(f => f !== '')
+  const child = spawn(process.execPath, [...nodeFlags, '--import', './scripts/ts-register.mjs', 'src/server/cli.ts',
+    '--port', '0', '--store', store, '--data-dir', dataDir, '--max-msgs-per-sec', '100000', '--max-sessions', '100000', ...extra],
+  { cwd: root, env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'inherit'] })
+  return new Promise((resolve, reject) => {
+    let out = ''
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString()
+      const m = /listening: +[^\s]+:(\d+)/.exec(out)
+      if (m !== null && out.includes('clients connect:')) resolve({ child, port: Number(m[1]) })
+    })
+    child.on('exit', (code) => reject(new Error(`server exited with ${String(code)}: ${out}`)))
+  })
+}
+
+async function serverRss (port: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
+  const m = /^process_resident_memory_bytes (\d+)$/m.exec(text)
+  return m === null ? NaN : Number(m[1]) / (1024 * 1024)
+}
+
+let seq = 0
+
+class Agent {
+  readonly #ws: WebSocket
+  readonly #pending = new Map<string, (f: Frame) => void>()
+  #helloDone: ((f: Frame) => void) | undefined
+  readonly pid: string
+  readonly sessionId: string
+
+  private constructor (ws: WebSocket, sessionId: string, pid: string) {
+    this.#ws = ws
+    this.sessionId = sessionId
+    this.pid = pid
+    ws.addEventListener('message', (ev) => {
+      const f = JSON.parse(ev.data as string) as Frame
+      if (f.message_type === 'SESSION_INFO' && this.#helloDone !== undefined) {
+        this.#helloDone(f)
+        this.#helloDone = undefined
+        return
+      }
+      const id = typeof f.message_id === 'string' && this.#pending.has(f.message_id)
+        ? f.message_id
+        : ((f.payload as Frame | undefined)?.refers_to as string | undefined)
+      if (id === undefined) return
+      const done = this.#pending.get(id)
+      if (done !== undefined) {
+        this.#pending.delete(id)
+        done(f)
+      }
+    })
+  }
+
+  static async join (port: number, sessionId: string, pid: string): Promise<Agent> {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/session/${sessionId}`)
+    await new Promise((resolve, reject) => { ws.addEventListener('open', resolve, { once: true }); ws.addEventListener('error', reject, { once: true }) })
+    const agent = new Agent(ws, sessionId, pid)
+    const info = await new Promise<Frame>((resolve) => {
+      agent.#helloDone = resolve
+      ws.send(JSON.stringify(agent.#envelope('HELLO', { display_name: pid, roles: ['contributor'], capabilities: ['op.commit'] })))
+    })
+    if (info.message_type !== 'SESSION_INFO') throw new Error('HELLO refused')
+    return agent
+  }
+
+  #envelope (type: string, payload: Frame): Frame {
+    return {
+      protocol: 'MPAC',
+      version: '0.1.13',
+      message_type: type,
+      message_id: `${this.pid}-${++seq}`,
+      session_id: this.sessionId,
+      sender: { principal_id: this.pid, principal_type: 'agent', sender_instance_id: `${this.pid}:1` },
+      ts: new Date().toISOString(),
+      payload
+    }
+  }
+
+  /** Sends and resolves with the terminal frame, or rejects after 5 s. */
+  request (type: string, payload: Frame): Promise<Frame> {
+    const env = this.#envelope(type, payload)
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => { this.#pending.delete(env.message_id as string); reject(new Error('timeout')) }, 5000)
+      this.#pending.set(env.message_id as string, (f) => { clearTimeout(timer); resolve(f) })
+      this.#ws.send(JSON.stringify(env))
+    })
+  }
+
+  close (): void { this.#ws.close() }
+}
+
+function percentile (sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] as number
+}
+
+async function load (): Promise<void> {
+  const sessions = Number(arg('sessions', '20'))
+  const agents = Number(arg('agents', '5'))
+  const seconds = Number(arg('seconds', '10'))
+  const store = arg('store', 'memory')
+  const files = Number(arg('files', String(agents * 2)))
+  const { child, port } = await startServer(store, [])
+  const all: Agent[] = []
+  for (let s = 0; s < sessions; s++) {
+    for (let a = 0; a < agents; a++) all.push(await Agent.join(port, `bench-${s}`, `agent:${s}-${a}`))
+  }
+  const rtts: number[] = []
+  let requests = 0
+  let rejected = 0
+  let errors = 0
+  let stop = false
+  const timed = async (agent: Agent, type: string, payload: Frame): Promise<Frame | undefined> => {
+    const t0 = performance.now()
+    try {
+      const f = await agent.request(type, payload)
+      rtts.push(performance.now() - t0)
+      requests++
+      if (f.message_type === 'PROTOCOL_ERROR') rejected++
+      return f
+    } catch {
+      errors++
+      return undefined
+    }
+  }
+  const loop = async (agent: Agent, n: number): Promise<void> => {
+    let i = 0
+    while (!stop) {
+      i++
+      const file = `src/f${(n + i) % files}.ts`
+      const intentId = `${agent.pid}-i${i}`
+      const ann = await timed(agent, 'INTENT_ANNOUNCE', { intent_id: intentId, objective: 'bench', scope: { kind: 'file_set', resources: [file] } })
+      if (ann === undefined || ann.message_type === 'PROTOCOL_ERROR') continue
+      await timed(agent, 'OP_COMMIT', {
+        op_id: `${intentId}-op`, intent_id: intentId, target: file, op_kind: 'replace',
+        state_ref_before: `sha256:${String(i).padStart(16, '0')}`, state_ref_after: `sha256:${String(i + 1).padStart(16, '0')}`
+      })
+      await timed(agent, 'INTENT_WITHDRAW', { intent_id: intentId })
+    }
+  }
+  const started = performance.now()
+  const loops = all.map((agent, n) => loop(agent, n))
+  await new Promise(resolve => setTimeout(resolve, seconds * 1000))
+  stop = true
+  await Promise.all(loops)
+  const elapsed = (performance.now() - started) / 1000
+  rtts.sort((x, y) => x - y)
+  const rss = await serverRss(port)
+  console.log(JSON.stringify({
+    mode: 'load',
+    store,
+    sessions,
+    agents,
+    seconds: Number(elapsed.toFixed(1)),
+    requests,
+    requestsPerSec: Math.round(requests / elapsed),
+    rejectedByProtocol: rejected,
+    errors,
+    p50ms: Number(percentile(rtts, 0.5).toFixed(2)),
+    p99ms: Number(percentile(rtts, 0.99).toFixed(2)),
+    serverRssMiB: Math.round(rss)
+  }))
+  for (const a of all) a.close()
+  child.kill('SIGTERM')
+}
+
+async function idle (count: number): Promise<void> {
+  const { child, port } = await startServer(arg('store', 'memory'), [])
+  const before = await serverRss(port)
+  const perSession = 10
+  const all: Agent[] = []
+  for (let i = 0; i < count; i += 50) {
+    const batch = []
+    for (let k = i; k < Math.min(count, i + 50); k++) {
+      batch.push(Agent.join(port, `idle-${Math.floor(k / perSession)}`, `agent:${k}`))
+    }
+    all.push(...await Promise.all(batch))
+  }
+  // Let the server settle, then measure.
+  await new Promise(resolve => setTimeout(resolve, 2000))
+  const after = await serverRss(port)
+  console.log(JSON.stringify({
+    mode: 'idle',
+    connections: all.length,
+    sessions: Math.ceil(count / perSession),
+    serverRssBeforeMiB: Math.round(before),
+    serverRssAfterMiB: Math.round(after),
+    perConnectionKiB: Math.round(((after - before) * 1024) / all.length)
+  }))
+  for (const a of all) a.close()
+  child.kill('SIGTERM')
+}
+
+const idleCount = arg('idle', '')
+if (idleCount !== '') await idle(Number(idleCount))
+else await load()
