@@ -321,6 +321,12 @@ export class CoordinatorClient {
         throw new ShimError(SHIM_ERROR_CODES.REMOTE_CLOSED, 'the shim is shutting down')
       }
       this.#ws = ws
+      if (!this.#opts.sessionIdPinned) {
+        // No session in the URL: learn the one the coordinator serves before introducing ourselves.
+        const summary = await this.#query({ type: 'SESSION_SUMMARY' }, this.#opts.connectTimeoutMs ?? 5000)
+        const served = (summary['session'] as Frame | undefined)?.['session_id']
+        if (typeof served === 'string' && served !== '') this.#sessionId = served
+      }
       const info = await this.#hello()
       this.#rejection = undefined
       this.#attempt = 0
@@ -395,6 +401,12 @@ export class CoordinatorClient {
     if (!reply.accepted) {
       const err = reply.error
       const code = err?.error_code ?? 'UNKNOWN'
+      if (code === 'INVALID_REFERENCE') {
+        throw new ShimError(SHIM_ERROR_CODES.REMOTE_SESSION_MISMATCH, `the coordinator at ${this.#opts.url} refused session ${JSON.stringify(this.#sessionId)} (${err?.description ?? 'invalid reference'})`, {
+          hint: 'MPAC_SESSION_ID must match the /session/<id> of MPAC_COORDINATOR_URL (or leave MPAC_SESSION_ID unset)',
+          detail: err !== undefined ? { ...err } : {}
+        })
+      }
       throw new ShimError(SHIM_ERROR_CODES.AUTH_REJECTED, `the coordinator refused to admit this agent (${code}: ${err?.description ?? 'no description'})`, {
         retryable: false,
         hint: helloHint(code, this.#opts.token !== undefined),

@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import pino from 'pino'
 import t from 'tap'
 import { CoordinatorClient } from '../../src/mcp/client.js'
+import { loadShimConfig } from '../../src/mcp/config.js'
 import { TOOL_NAMES } from '../../src/mcp/tools/index.js'
 import { stateRef } from '../../src/mcp/workspace-id.js'
 import { cleanEnv, startCoordinator, startShim, tempDir } from './harness.js'
@@ -187,4 +188,15 @@ t.test('take_over_task claims a suspended intent; failures name their cause', as
 t.test('invalid arguments are refused by the schema', async t => {
   const res = await alice.raw('ack_conflict', { conflict_id: 'c', ack_type: 'bogus' })
   t.equal(res.isError, true)
+})
+
+t.test('an unpinned coordinator URL adopts the session id the coordinator serves', async t => {
+  const config = loadShimConfig(env('Free', { MPAC_COORDINATOR_URL: `ws://127.0.0.1:${coordinator.port}` }))
+  t.equal(config.sessionIdPinned, false)
+  const client = new CoordinatorClient({ url: config.url, sessionId: config.sessionId, sessionIdPinned: false, identity: config.identity, logger: pino({ level: 'silent' }) })
+  t.teardown(() => client.close())
+  await client.ensureConnected()
+  t.equal(client.sessionId, 'tools-room')
+  const reply = await client.request('INTENT_ANNOUNCE', { intent_id: 'intent-free', objective: 'x', scope: { kind: 'file_set', resources: ['free.txt'] } })
+  t.ok(reply.accepted)
 })
