@@ -91,3 +91,31 @@ t.test('a coordinator restart on the same port and data dir: fail fast, then the
   const y = await shim.call('yield_task', { intent_id: begin['intent_id'] })
   t.equal(y['status'], 'ok', 'ownership was rebuilt from the coordinator\'s summary')
 })
+
+t.test('the client sends HEARTBEAT at the interval SESSION_INFO advertises', async t => {
+  const state = stateHome(t)
+  const coordinator = await startCoordinator(t, ['--port', '0', '--data-dir', join(state, 'data'), '--heartbeat-interval', '1'])
+  const url = `ws://127.0.0.1:${coordinator.port}/session/beat`
+  const make = (name: string): CoordinatorClient => {
+    const c = new CoordinatorClient({ url, sessionId: 'beat', sessionIdPinned: true, identity: { principalId: `agent:${name}`, displayName: name, roles: ['contributor'], capabilities: [] }, logger: pino({ level: 'silent' }) })
+    t.teardown(() => c.close())
+    return c
+  }
+  const beater = make('beater')
+  const observer = make('observer')
+  await beater.ensureConnected()
+  await observer.ensureConnected()
+  t.equal((beater.sessionInfo?.['liveness_policy'] as { heartbeat_interval_sec?: number } | undefined)?.heartbeat_interval_sec, 1)
+  const lastSeen = async (): Promise<unknown> => {
+    const s = await observer.query({ type: 'SESSION_SUMMARY' })
+    return list((s['session'] as R)['participants']).find(p => p['principal_id'] === 'agent:beater')?.['last_seen']
+  }
+  const initial = await lastSeen()
+  const deadline = Date.now() + 5000
+  let current = initial
+  while (current === initial && Date.now() < deadline) {
+    await new Promise(resolve => setTimeout(resolve, 100))
+    current = await lastSeen()
+  }
+  t.not(current, initial, 'last_seen advanced without any request from the client: a HEARTBEAT arrived')
+})
