@@ -1,7 +1,9 @@
+import { execFileSync } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
+import { Agent, WebSocket } from 'undici'
 import { TokenTable } from '../../src/server/token-table.js'
 import { SqliteStore } from '../../src/store/index.js'
 import { startServer } from '../helpers/server.js'
@@ -135,4 +137,19 @@ t.test('idle sessions are unloaded and reloaded on demand', async t => {
   const s = (await probe.next(isType('SESSION_SUMMARY_RESPONSE'))).session as Frame
   t.equal(s.active_intent_count, 1, 'reloaded with its state')
   t.equal(registry.loadedCount, 1)
+})
+
+t.test('--tls-cert/--tls-key: the sidecar serves wss:// itself', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'mpac-tls-'))
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' })
+  const srv = await startServer(t, { argv: ['--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'key.pem')] })
+  t.equal(srv.config.tls?.certFile, join(dir, 'cert.pem'))
+  const dispatcher = new Agent({ connect: { rejectUnauthorized: false } })
+  t.teardown(() => dispatcher.close())
+  const ws = new WebSocket(`wss://127.0.0.1:${srv.port}/session/tls`, { dispatcher })
+  await new Promise((resolve, reject) => { ws.addEventListener('open', resolve, { once: true }); ws.addEventListener('error', reject, { once: true }) })
+  const reply = new Promise<Frame>(resolve => ws.addEventListener('message', (ev) => resolve(JSON.parse(ev.data as string) as Frame), { once: true }))
+  ws.send(JSON.stringify({ type: 'SESSION_SUMMARY' }))
+  t.equal((await reply).type, 'SESSION_SUMMARY_RESPONSE', 'a query over TLS')
+  ws.close()
 })
