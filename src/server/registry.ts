@@ -1,10 +1,10 @@
 import type { Logger } from 'pino'
 import type { CoordinatorConfig } from '../coordinator/types.js'
-import { SnapshotPolicy, StoreDamagedError, type ManagedSessionStore } from '../store/index.js'
+import { recoverSession, SnapshotPolicy, StoreDamagedError, type ManagedSessionStore } from '../store/index.js'
 import { CLOSE, type CloseSpec } from './close-codes.js'
 import type { ServerConfig } from './config.js'
 import type { Connection } from './connection.js'
-import { createCore, loadCore } from './core.js'
+import { createCore, loadCore, type SessionCore } from './core.js'
 import type { Metrics } from './metrics.js'
 import { SessionRuntime } from './session-runtime.js'
 import type { TokenTable } from './token-table.js'
@@ -86,8 +86,15 @@ export class SessionRegistry {
     if (config.mode === 'single' && config.workspaceDir !== undefined) this.#workspace = new DiskWorkspace(config.workspaceDir)
     for (const id of ids) {
       this.#stored.add(id)
-      const runtime = this.#load(id)
-      runtime?.applyInput({ kind: 'recovered', now: this.#now(), graceSec: config.restartGraceSec })
+      // After a restart: replay, then a new epoch (`recovered`, journaled and snapshotted by the store).
+      try {
+        const recovered = recoverSession(store, id, this.coreConfig(id), this.#now(), config.restartGraceSec)
+        if (recovered === undefined) this.#stored.delete(id)
+        else this.#newRuntime(id, recovered.coordinator as unknown as SessionCore, true)
+      } catch (err) {
+        this.#stored.delete(id)
+        logger.error({ sessionId: id, err: err instanceof StoreDamagedError ? err.message : err }, err instanceof StoreDamagedError ? 'session quarantined: stored state is damaged' : 'restoring session failed')
+      }
     }
     if (config.mode === 'single') {
       const id = config.sessionId as string
