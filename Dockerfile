@@ -22,18 +22,18 @@ ENV NPM_CONFIG_UPDATE_NOTIFIER=false \
     NPM_CONFIG_AUDIT=false
 
 # better-sqlite3 downloads a prebuilt addon when one matches, else compiles
-# with node-gyp: python3, make and g++ are needed for that, in these stages only.
+# with node-gyp: python3, make and g++ are needed for that, in prod-deps only.
 FROM base AS toolchain
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
 
 # Build: all dependencies (TypeScript is a dev dependency), then tsc → dist/.
-FROM toolchain AS build
+# Only the compiler runs here, so no install scripts: the native addon is
+# compiled once, in prod-deps.
+FROM base AS build
 COPY package.json package-lock.json ./
-# The postinstall script runs during `npm ci` (it runs `tap build` when tap is installed).
-COPY scripts/postinstall.mjs scripts/postinstall.mjs
-RUN npm ci
+RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY src/ src/
 RUN npm run build
@@ -41,6 +41,7 @@ RUN npm run build
 # Production dependencies only, compiled on the same base as the runtime.
 FROM toolchain AS prod-deps
 COPY package.json package-lock.json ./
+# Our postinstall script runs during `npm ci` (it does nothing without tap).
 COPY scripts/postinstall.mjs scripts/postinstall.mjs
 RUN npm ci --omit=dev \
  && npm cache clean --force
