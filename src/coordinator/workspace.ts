@@ -5,29 +5,11 @@
  * written together with the op. The per-target ref map (§7.2) and the files
  * are one source of truth: a file write updates the ref map.
  */
-import { normalizePath, normalizeScope, scopesOverlap } from '../protocol/scope.js'
+import { normalizeScope, scopesOverlap } from '../protocol/scope.js'
 import { stateRef } from '../protocol/state-ref.js'
+import { checkWorkspacePath } from '../protocol/workspace-path.js'
 import { fail, type Ctx, type Terminal } from './envelopes.js'
 import type { CoreState } from './state.js'
-
-type PathCheck = { ok: true, path: string } | { ok: false, reason: string }
-
-// Interim copy of the agreed src/protocol/workspace-path.ts rules until it lands.
-function checkWorkspacePath (p: string): PathCheck {
-  if (typeof p !== 'string' || p.length === 0) return { ok: false, reason: 'empty path' }
-  if (p.length > 1024) return { ok: false, reason: 'longer than 1024 characters' }
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(p)) return { ok: false, reason: 'control character' }
-  if (p.includes('\\')) return { ok: false, reason: 'backslash' }
-  if (p.startsWith('/')) return { ok: false, reason: 'absolute path' }
-  if (/^[A-Za-z]:/.test(p)) return { ok: false, reason: 'drive letter' }
-  const norm = normalizePath(p)
-  for (const seg of norm.split('/')) {
-    if (seg === '..' || seg === '.' || seg === '') return { ok: false, reason: `segment ${JSON.stringify(seg)}` }
-    if (seg.length > 255) return { ok: false, reason: 'segment longer than 255 characters' }
-  }
-  return { ok: true, path: norm }
-}
 
 export interface FileChange { path: string, content: string, before: string | null, bytes: number }
 

@@ -3,7 +3,7 @@
  * timer source; a tick just before it changes nothing, a tick at it acts.
  */
 import t from 'tap'
-import { Harness, T0, entitySet, payloadsOfType } from '../helpers/mpac.js'
+import { Harness, T0, entitySet, payloadsOfType, type Tap } from '../helpers/mpac.js'
 
 const LONG = { unavailabilityTimeoutSec: 10_000, heartbeatIntervalSec: 10_000, resolutionTimeoutSec: 0 }
 
@@ -12,7 +12,6 @@ function idleBefore (t: Tap, h: Harness, at: number): void {
   t.same(r.outputs, [], 'nothing just before the deadline')
   t.equal(r.changed, false, 'an idle tick changes nothing')
 }
-type Tap = Parameters<Parameters<typeof t.test>[1]>[0]
 
 t.test('COORDINATOR_STATUS heartbeat is due one interval after the first input', async t => {
   const h = new Harness({ heartbeatIntervalSec: 30, unavailabilityTimeoutSec: 10_000 })
