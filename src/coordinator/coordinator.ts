@@ -104,6 +104,15 @@ export class Coordinator {
   }
 
   apply (input: CoreInput): ApplyResult {
+    try {
+      return this.#apply(input)
+    } catch {
+      // Only reachable with an unusable input time (formatTs refuses it) or a bug; never throw at the runtime.
+      return { outputs: [], changed: true, accepted: false, fileWrites: [] }
+    }
+  }
+
+  #apply (input: CoreInput): ApplyResult {
     const st = this.#st
     const now = input.now
     const first = st.startedAt === null

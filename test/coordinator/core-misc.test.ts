@@ -30,6 +30,7 @@ t.test('configuration errors throw; inputs never do', async t => {
     t.equal(r.outputs.length, 1)
     t.match(r.outputs[0], { terminal: true, audience: { kind: 'sender' }, frame: { message_type: 'PROTOCOL_ERROR', payload: { error_code: 'MALFORMED_MESSAGE' } } })
   }
+  t.doesNotThrow(() => c.handle({ protocol: 'MPAC' }, Number.NaN), 'an unusable time does not throw')
   const unknown = c.apply({ kind: 'bogus', now: T0 } as unknown as CoreInput)
   t.same(unknown.outputs, [])
   t.equal(unknown.accepted, false)
