@@ -1,7 +1,7 @@
 /**
  * Load benchmark of mpac-mcp-sidecar.
  *
- *   npx tsx bench/load.ts [--sessions 20] [--agents 5] [--seconds 10] [--store memory|sqlite] [--files 4]
+ *   npx tsx bench/load.ts [--sessions 20] [--agents 5] [--seconds 10] [--store memory|sqlite] [--sync full|normal] [--files 10]
  *   npx tsx bench/load.ts --idle 2000
  *
  * Starts the server as a child process (the real CLI), then S sessions × A
@@ -132,7 +132,7 @@ async function load (): Promise<void> {
   const seconds = Number(arg('seconds', '10'))
   const store = arg('store', 'memory')
   const files = Number(arg('files', String(agents * 2)))
-  const { child, port } = await startServer(store, [])
+  const { child, port } = await startServer(store, ['--store-sync', arg('sync', 'full')])
   const all: Agent[] = []
   for (let s = 0; s < sessions; s++) {
     for (let a = 0; a < agents; a++) all.push(await Agent.join(port, `bench-${s}`, `agent:${s}-${a}`))
@@ -181,6 +181,7 @@ async function load (): Promise<void> {
   console.log(JSON.stringify({
     mode: 'load',
     store,
+    sync: arg('sync', 'full'),
     sessions,
     agents,
     seconds: Number(elapsed.toFixed(1)),

@@ -29,7 +29,7 @@ function banner (config: ServerConfig, port: number, tokens: number): string {
     ...(config.workspaceDir === undefined ? [] : [`  workspace:        ${config.workspaceDir}`]),
     `  security profile: ${config.securityProfile}${config.tokenTable === undefined ? '' : ` (${tokens} token${tokens === 1 ? '' : 's'}${config.tokenTableFile === undefined ? '' : `, from ${config.tokenTableFile}`})`}`,
     `  policies:         ${config.complianceProfile}, ${config.executionModel}`,
-    `  store:            ${config.store === 'memory' ? 'memory (nothing survives a restart)' : `sqlite in ${config.dataDir}`}`,
+    `  store:            ${config.store === 'memory' ? 'memory (nothing survives a restart)' : `sqlite in ${config.dataDir} (sync ${config.storeSync})`}`,
     `  clients connect:  ${url}${config.mode === 'single' ? ` (or ${base}/)` : ''}`
   ]
   if (!isLoopback(config.host) && config.tokenTable === undefined) lines.push('  WARNING: reachable from other machines without authentication (--allow-open)')
@@ -58,7 +58,7 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
   const logger = createLogger(config.logLevel)
   let store: ManagedSessionStore
   try {
-    store = openStore({ dataDir: config.store === 'memory' ? ':memory:' : config.dataDir, logger })
+    store = openStore({ dataDir: config.store === 'memory' ? ':memory:' : config.dataDir, logger, synchronous: config.storeSync === 'normal' ? 'NORMAL' : 'FULL' })
   } catch (err) {
     process.stderr.write(`mpac-mcp-sidecar: invalid --data-dir: cannot open the store in ${config.dataDir}: ${(err as Error).message}\n`)
     return 2

@@ -48,6 +48,8 @@ export interface ServerConfig {
   readonly tlsByProxy: boolean
   readonly allowOpen: boolean
   readonly store: 'sqlite' | 'memory'
+  /** SQLite `synchronous`: FULL syncs every group commit; NORMAL (WAL) survives process crashes, not power loss. */
+  readonly storeSync: 'full' | 'normal'
   readonly dataDir: string
   readonly trustProxy: boolean | string
   /** Stop the process after this many seconds without any connection (auto-started local sidecar). */
@@ -90,6 +92,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { flag: 'allow-open', env: 'MPAC_ALLOW_OPEN', kind: 'bool', help: 'allow binding a non-loopback address without a token table' },
   { flag: 'data-dir', env: 'MPAC_DATA_DIR', kind: 'string', help: 'where sessions are stored (default $XDG_STATE_HOME/mpac-mcp or ~/.local/state/mpac-mcp)' },
   { flag: 'store', env: 'MPAC_STORE', kind: 'string', help: 'sqlite | memory (default sqlite)' },
+  { flag: 'store-sync', env: 'MPAC_STORE_SYNC', kind: 'string', help: 'full (fsync every group commit, survives power loss) | normal (survives process crashes) (default full)' },
   { flag: 'trust-proxy', env: 'MPAC_TRUST_PROXY', kind: 'string', help: 'proxy address(es) to trust for X-Forwarded-*, or true/false (default false)' },
   { flag: 'idle-exit', env: 'MPAC_IDLE_EXIT', kind: 'string', help: 'exit after SEC seconds without any connection (default: never)' },
   { flag: 'compliance-profile', env: 'MPAC_COMPLIANCE_PROFILE', kind: 'string', help: 'core | governance (default core)' },
@@ -316,6 +319,7 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
   }
 
   const store = r.oneOf('store', ['sqlite', 'memory'] as const, 'sqlite')
+  const storeSync = r.oneOf('store-sync', ['full', 'normal'] as const, 'full')
   const dataDirRaw = r.raw('data-dir')
   // Separate default directories: local single-session sidecars never see a multi-session server's sessions.
   const dataDir = dataDirRaw === undefined ? join(defaultDataDir(env), mode === 'single' ? 'local' : 'server') : resolve(dataDirRaw)
@@ -360,6 +364,7 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
     tlsByProxy,
     allowOpen,
     store,
+    storeSync,
     dataDir,
     trustProxy,
     idleExitSec: idleExitRaw === undefined ? undefined : r.seconds('idle-exit', 0),

@@ -34,6 +34,8 @@ export class SessionRegistry {
   readonly #byToken = new Map<string, Set<string>>()
   readonly #connections = new Set<Connection>()
   readonly #snapshotPolicy = new SnapshotPolicy()
+  /** Sessions with work queued in this event-loop turn (flushed together). */
+  #dirty = new Set<SessionRuntime>()
   #workspace: DiskWorkspace | undefined
   #sweepTimer: NodeJS.Timeout | undefined
   /** Called whenever the number of open connections changes (idle exit). */
@@ -280,6 +282,7 @@ export class SessionRegistry {
       workspace: this.#workspace,
       persisted,
       now: this.#now,
+      scheduleFlush: (rt) => this.#scheduleFlush(rt),
       onDiscard: (rt) => this.#drop(rt),
       onBroken: (rt) => this.#drop(rt)
     })
@@ -287,6 +290,41 @@ export class SessionRegistry {
     this.#opts.metrics.sessionsLoaded = this.#live.size
     runtime.armTimer()
     return runtime
+  }
+
+  #scheduleFlush (runtime: SessionRuntime): void {
+    if (this.#dirty.size === 0) setImmediate(() => this.#flushAll())
+    this.#dirty.add(runtime)
+  }
+
+  /**
+   * Group commit across sessions: every session's journal of this turn is
+   * appended first (inside one store batch when the store offers `batch`, so
+   * they share one durable commit), and only then are outputs delivered.
+   */
+  #flushAll (): void {
+    const list = [...this.#dirty]
+    this.#dirty.clear()
+    const batch = (this.#opts.store as { batch?: (fn: () => void) => void }).batch
+    let committed = false
+    if (typeof batch === 'function' && list.length > 1) {
+      try {
+        batch.call(this.#opts.store, () => { for (const rt of list) rt.appendJournal() })
+        committed = true
+      } catch (err) {
+        this.#opts.logger.warn({ err }, 'batched journal append failed; retrying per session')
+      }
+    }
+    if (!committed) {
+      for (const rt of list) {
+        try {
+          rt.appendJournal()
+        } catch (err) {
+          rt.failStore(err)
+        }
+      }
+    }
+    for (const rt of list) rt.deliver()
   }
 
   #drop (runtime: SessionRuntime): void {

@@ -34,6 +34,8 @@ export interface RuntimeOptions {
   readonly now: () => number
   /** Called after a flush when a provisional session admitted nobody: drop it. */
   readonly onDiscard?: (runtime: SessionRuntime) => void
+  /** Group commit across sessions: called once per runtime with pending work; the caller flushes it later in this turn. */
+  readonly scheduleFlush?: (runtime: SessionRuntime) => void
   /** Called when the store failed: the session is unloaded and its connections closed. */
   readonly onBroken?: (runtime: SessionRuntime) => void
 }
@@ -202,27 +204,47 @@ export class SessionRuntime {
 
   /** Writes everything pending now: journal, then disk, then sockets. */
   flush (): void {
+    try {
+      this.appendJournal()
+    } catch (err) {
+      this.#fail(err)
+      return
+    }
+    this.deliver()
+  }
+
+  /**
+   * Phase 1 of a flush: appends the inputs applied since the last flush to
+   * the store (and snapshots when due). Throws when the store fails; the
+   * caller then fails the session (`failStore`). The registry calls this for
+   * every session with pending work inside one store batch when the store
+   * offers one, so several sessions share one durable commit.
+   */
+  appendJournal (): void {
+    if (this.#broken) return
+    if (!this.#persisted && this.#admittedEver) this.#persisted = true
+    if (!this.#persisted || this.#journal.length === 0) return
+    const stats = this.#opts.store.append(this.sessionId, this.#journal)
+    this.#opts.metrics.journalAppends++
+    if (this.#opts.snapshotPolicy.due(stats)) this.#opts.store.saveSnapshot(this.sessionId, this.core.snapshot())
+    if (this.core.closed && !this.#markedClosed) {
+      this.#markedClosed = true
+      this.#opts.store.markClosed(this.sessionId, this.#opts.now())
+    }
+  }
+
+  /** The store failed for this session: close its connections and drop it from memory. */
+  failStore (err: unknown): void {
+    if (!this.#broken) this.#fail(err)
+  }
+
+  /** Phase 2 of a flush, once the journal is durable: disk writes, then frames, in order. */
+  deliver (): void {
     this.#flushScheduled = false
     if (this.#broken) return
     const pending = this.#pending
-    const journal = this.#journal
     this.#pending = []
     this.#journal = []
-    if (!this.#persisted && this.#admittedEver) this.#persisted = true
-    if (this.#persisted && journal.length > 0) {
-      try {
-        const stats = this.#opts.store.append(this.sessionId, journal)
-        this.#opts.metrics.journalAppends++
-        if (this.#opts.snapshotPolicy.due(stats)) this.#opts.store.saveSnapshot(this.sessionId, this.core.snapshot())
-        if (this.core.closed && !this.#markedClosed) {
-          this.#markedClosed = true
-          this.#opts.store.markClosed(this.sessionId, this.#opts.now())
-        }
-      } catch (err) {
-        this.#fail(err)
-        return
-      }
-    }
     const metrics = this.#opts.metrics
     // Cork every socket written in this flush: its frames leave in one write.
     const corked = new Set<Peer>()
@@ -352,7 +374,8 @@ export class SessionRuntime {
     this.#pending.push(p)
     if (!this.#flushScheduled) {
       this.#flushScheduled = true
-      setImmediate(() => this.flush())
+      if (this.#opts.scheduleFlush !== undefined) this.#opts.scheduleFlush(this)
+      else setImmediate(() => this.flush())
     }
   }
 
