@@ -207,6 +207,8 @@ export class CoordinatorClient {
   #closing = false
   readonly #pending = new Map<string, PendingRequest>()
   readonly #queries: Record<QueryKind, PendingQuery[]> = { summary: [], file: [], list: [] }
+  /** Every unanswered query in send order, across kinds (a refused query's error names no message). */
+  #queryOrder: Array<{ kind: QueryKind, q: PendingQuery }> = []
   readonly #claimStatuses = new Map<string, Frame>()
   readonly #claimWaiters = new Map<string, Array<(payload: Frame) => void>>()
 
@@ -482,6 +484,7 @@ export class CoordinatorClient {
       }
       this.#queries[kind] = []
     }
+    this.#queryOrder = []
   }
 
   // -------------------------------------------------------------- heartbeat
@@ -568,11 +571,13 @@ export class CoordinatorClient {
         reject(new ShimError(SHIM_ERROR_CODES.REMOTE_TIMEOUT, `no reply from the coordinator to ${request.type} within ${timeoutMs} ms`, { retryable: true }))
       }, timeoutMs)
       this.#queries[kind].push(q)
+      this.#queryOrder.push({ kind, q })
       try {
         ws.send(JSON.stringify(request))
       } catch (err) {
         this.#timers.clearTimeout(q.timer)
         this.#queries[kind].pop()
+        this.#queryOrder.pop()
         reject(new ShimError(SHIM_ERROR_CODES.REMOTE_UNAVAILABLE, `cannot send to the coordinator: ${(err as Error).message}`, { retryable: true }))
       }
     })
@@ -609,8 +614,26 @@ export class CoordinatorClient {
       this.#log.debug({ type: frame['type'] }, 'unexpected sideband reply dropped')
       return
     }
+    this.#queryOrder = this.#queryOrder.filter(e => e.q !== q)
     this.#timers.clearTimeout(q.timer)
     if (!q.abandoned) q.resolve(frame)
+  }
+
+  /**
+   * A PROTOCOL_ERROR without `refers_to` answers a frame that had no
+   * message_id: a sideband query the coordinator refused (rate limit,
+   * malformed). Replies come in send order, so it is the oldest unanswered one.
+   */
+  #onQueryRefused (error: Frame): void {
+    const first = this.#queryOrder.shift()
+    if (first === undefined) return
+    const queue = this.#queries[first.kind]
+    const i = queue.indexOf(first.q)
+    if (i >= 0) queue.splice(i, 1)
+    this.#timers.clearTimeout(first.q.timer)
+    if (!first.q.abandoned) {
+      first.q.reject(new ShimError(SHIM_ERROR_CODES.REMOTE_UNAVAILABLE, `the coordinator refused the query (${String(error['error_code'])}: ${String(error['description'] ?? '')})`, { retryable: true, hint: 'retry in a second' }))
+    }
   }
 
   #onEnvelope (env: Envelope): void {
@@ -634,6 +657,8 @@ export class CoordinatorClient {
       const pending = typeof refersTo === 'string' ? this.#pending.get(refersTo) : undefined
       if (pending !== undefined) {
         this.#onError(pending, payload as unknown as ErrorPayload, env)
+      } else if (refersTo === undefined && payload['error_code'] !== 'PARTICIPANT_UNAVAILABLE') {
+        this.#onQueryRefused(payload)
       } else if (payload['error_code'] === 'PARTICIPANT_UNAVAILABLE' && refersTo === this.principalId) {
         // We were declared unavailable (missed heartbeats): a HEARTBEAT makes us available again.
         this.#heartbeat()

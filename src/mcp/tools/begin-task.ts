@@ -1,6 +1,6 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import { z } from 'zod'
-import { normaliseFiles } from '../session.js'
+import { normaliseFiles, scopeFiles } from '../session.js'
 import { contextShape, describeRejection, recordList, rejection, repoPathArg, result, runTool, type ToolDeps } from './common.js'
 
 export function registerBeginTaskTool (server: McpServer, deps: ToolDeps): void {
@@ -42,17 +42,20 @@ export function registerBeginTaskTool (server: McpServer, deps: ToolDeps): void 
       const structured = { status: 'error', ...base, has_conflict: false, conflicts: [], intent: null, ...rejection(reply.error), message: describeRejection(reply) }
       return result(structured, `begin_task refused: ${describeRejection(reply)}`)
     }
-    const reported = reply.seen
+    // Everything the result needs arrived before the terminal relay: the CONFLICT_REPORTs
+    // (sent to both principals) — no extra round trip.
+    const conflicts = reply.seen
       .filter(e => e.message_type === 'CONFLICT_REPORT' && (e.payload['intent_a'] === intentId || e.payload['intent_b'] === intentId))
       .map(e => ({ ...e.payload }))
-    const summary = await session.summary()
-    const seenIds = new Set(reported.map(c => c['conflict_id']))
-    const conflicts = [
-      ...reported,
-      ...summary.open_conflicts.filter(c => (c.intent_a === intentId || c.intent_b === intentId) && !seenIds.has(c.conflict_id)).map(c => ({ ...c }))
-    ]
-    const intent = summary.active_intents.find(i => i.intent_id === intentId) ?? null
-    const superseded = [...ownedBefore].filter(id => !session.owned.has(id))
+    const intent = { intent_id: intentId, principal_id: session.principalId, objective, state: 'ACTIVE', scope, claimed_by: null }
+    // Same-principal auto-supersede (protocol.md §6.7): our earlier intents over these files were withdrawn.
+    const mine = new Set(normalised)
+    const superseded = [...ownedBefore].filter(id => {
+      const files = scopeFiles(session.owned.get(id)?.scope)
+      return files === undefined || files.some(f => mine.has(f))
+    })
+    for (const id of superseded) session.owned.delete(id)
+    session.owned.set(intentId, intent)
     const structured = {
       status: 'ok',
       ...base,
