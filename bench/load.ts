@@ -3,6 +3,7 @@
  *
  *   npx tsx bench/load.ts [--sessions 20] [--agents 5] [--seconds 10] [--store memory|sqlite] [--sync full|normal] [--files 10]
  *   npx tsx bench/load.ts --idle 2000
+ *   (add --dist to measure the built server, after `npm run build`)
  *
  * Starts the server as a child process (the real CLI), then S sessions × A
  * agents (undici WebSocket) each loop announce → commit → withdraw on a small
@@ -31,7 +32,9 @@ const root = fileURLToPath(new URL('..', import.meta.url))
 async function startServer (store: string, extra: string[]): Promise<{ child: ChildProcess, port: number }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'mpac-bench-'))
   const nodeFlags = (process.env.MPAC_BENCH_NODE_FLAGS ?? '').split(' ').filter(f => f !== '')
-  const child = spawn(process.execPath, [...nodeFlags, '--import', './scripts/ts-register.mjs', 'src/server/cli.ts',
+  // --dist runs the built server (npm run build first): no TypeScript loader in the measured process.
+  const entry = process.argv.includes('--dist') ? ['dist/server/cli.js'] : ['--import', './scripts/ts-register.mjs', 'src/server/cli.ts']
+  const child = spawn(process.execPath, [...nodeFlags, ...entry,
     '--port', '0', '--store', store, '--data-dir', dataDir, '--max-msgs-per-sec', '100000', '--max-sessions', '100000', ...extra],
   { cwd: root, env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'inherit'] })
   return new Promise((resolve, reject) => {
@@ -45,10 +48,15 @@ async function startServer (store: string, extra: string[]): Promise<{ child: Ch
   })
 }
 
-async function serverRss (port: number): Promise<number> {
+async function serverMemory (port: number): Promise<{ rss: number, heap: number }> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
-  const m = /^process_resident_memory_bytes (\d+)$/m.exec(text)
-  return m === null ? NaN : Number(m[1]) / (1024 * 1024)
+  const rss = /^process_resident_memory_bytes (\d+)$/m.exec(text)
+  const heap = /^nodejs_heap_used_bytes (\d+)$/m.exec(text)
+  return { rss: rss === null ? NaN : Number(rss[1]) / (1024 * 1024), heap: heap === null ? NaN : Number(heap[1]) / (1024 * 1024) }
+}
+
+async function serverRss (port: number): Promise<number> {
+  return (await serverMemory(port)).rss
 }
 
 let seq = 0
@@ -199,7 +207,7 @@ async function load (): Promise<void> {
 
 async function idle (count: number): Promise<void> {
   const { child, port } = await startServer(arg('store', 'memory'), [])
-  const before = await serverRss(port)
+  const before = await serverMemory(port)
   const perSession = 10
   const all: Agent[] = []
   for (let i = 0; i < count; i += 50) {
@@ -211,14 +219,16 @@ async function idle (count: number): Promise<void> {
   }
   // Let the server settle, then measure.
   await new Promise(resolve => setTimeout(resolve, 2000))
-  const after = await serverRss(port)
+  const after = await serverMemory(port)
   console.log(JSON.stringify({
     mode: 'idle',
     connections: all.length,
     sessions: Math.ceil(count / perSession),
-    serverRssBeforeMiB: Math.round(before),
-    serverRssAfterMiB: Math.round(after),
-    perConnectionKiB: Math.round(((after - before) * 1024) / all.length)
+    serverRssBeforeMiB: Math.round(before.rss),
+    serverRssAfterMiB: Math.round(after.rss),
+    serverHeapBeforeMiB: Math.round(before.heap),
+    serverHeapAfterMiB: Math.round(after.heap),
+    perConnectionKiB: Math.round(((after.rss - before.rss) * 1024) / all.length)
   }))
   for (const a of all) a.close()
   child.kill('SIGTERM')

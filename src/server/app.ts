@@ -129,7 +129,7 @@ export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance 
     }
     // Listeners are attached synchronously inside the constructor.
     const conn = new Connection(ws, sessionId, headerAuth.get(request.raw), { config, registry, auth, metrics, logger })
-    conn.log.debug('connection opened')
+    if (logger.isLevelEnabled('debug')) conn.log.debug('connection opened')
   }
   const upgradeRequired = async (_request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     await reply.code(426).header('upgrade', 'websocket').send({ code: 'MPAC_ERR_UPGRADE_REQUIRED', message: 'connect with a WebSocket client' })

@@ -72,7 +72,7 @@ export class Connection implements Peer {
   principalId: string | undefined
   /** Digest of the HELLO credential token that admitted this connection. */
   helloDigest: string | undefined
-  log: Logger
+  #log: Logger | undefined
   readonly #socket: WebSocketLike
   readonly #ctx: ConnectionContext
   #runtime: SessionRuntime | undefined
@@ -90,7 +90,6 @@ export class Connection implements Peer {
     this.headerAuth = headerAuth
     this.#ctx = ctx
     this.#tokens = ctx.config.limits.maxMsgsPerSec
-    this.log = ctx.logger.child({ sessionId, connId: this.connId })
     socket.on('message', (data, isBinary) => this.#onFrame(data, isBinary))
     socket.on('close', () => this.#onClose())
     socket.on('error', (err) => this.log.debug({ err }, 'socket error'))
@@ -103,6 +102,14 @@ export class Connection implements Peer {
     ctx.metrics.connections++
     ctx.metrics.connectionsTotal++
     ctx.registry.connectionOpened(this)
+  }
+
+  /** Child logger with sessionId, connId (and principalId once admitted), created on first use (memory per idle connection). */
+  get log (): Logger {
+    this.#log ??= this.#ctx.logger.child(this.principalId === undefined
+      ? { sessionId: this.sessionId, connId: this.connId }
+      : { sessionId: this.sessionId, connId: this.connId, principalId: this.principalId })
+    return this.#log
   }
 
   get isOpen (): boolean {
@@ -318,7 +325,7 @@ export class Connection implements Peer {
       runtime.attach(this)
       const token = this.#tokenOf(envelope)
       this.helloDigest = token
-      this.log = this.log.child({ principalId: this.principalId })
+      this.#log = undefined
       this.#ctx.registry.admitted(this, runtime, token)
     }
   }
