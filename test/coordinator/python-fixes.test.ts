@@ -23,7 +23,8 @@ import {
   refOf,
   show,
   terminalOf,
-  typeOf
+  typeOf,
+  matchEach
 } from '../helpers/mpac.js'
 import type { Json, Sent } from '../helpers/mpac.js'
 
@@ -194,7 +195,7 @@ t.test('I5: supersedes_intent_id moves the named intent to SUPERSEDED', async t 
   assertRelayed(t, s)
   t.equal(h.intentState('i-1'), 'SUPERSEDED')
   t.equal(h.intentState('i-2'), 'ACTIVE')
-  t.match(payloadsOfType(s, 'OP_REJECT'), [{ op_id: 'op', reason: 'intent_terminated' }])
+  matchEach(t, payloadsOfType(s, 'OP_REJECT'), [{ op_id: 'op', reason: 'intent_terminated' }])
 })
 
 t.test('I6: deferrals are cleaned up on every termination, not only on withdraw', async t => {
@@ -236,7 +237,7 @@ t.test('I7: a principals-only deferral resolves when no live intent of the princ
   t.same(payloadsOfType(w1, 'INTENT_DEFERRED'), [], 'A still holds i-a2', { outputs: show(w1) })
   t.ok(h.deferral('d1'))
   const w2 = h.withdraw('A', 'i-a2')
-  t.match(payloadsOfType(w2, 'INTENT_DEFERRED'), [{ deferral_id: 'd1', status: 'resolved' }])
+  matchEach(t, payloadsOfType(w2, 'INTENT_DEFERRED'), [{ deferral_id: 'd1', status: 'resolved' }])
 })
 
 t.test('I8: INTENT_UPDATE / INTENT_WITHDRAW that cannot apply are refused, not relayed', async t => {
@@ -337,14 +338,14 @@ t.test('O3: pre_commit completions are checked; files are not written before aut
     h.join('A')
     h.announce('A', 'i', ['a.py'])
     const s = h.commit('A', 'op1', 'a.py', refOf(''), refOf('v1'), 'i', { file_changes: fileChanges({ 'a.py': ['v1', refOf('')] }) })
-    t.match(payloadsOfType(s, 'COORDINATOR_STATUS'), [{ event: 'authorization', authorized_op_id: 'op1' }], { outputs: show(s) })
+    matchEach(t, payloadsOfType(s, 'COORDINATOR_STATUS'), [{ event: 'authorization', authorized_op_id: 'op1' }], { outputs: show(s) })
     t.same(s.fileWrites, [], 'nothing written at the proposal stage')
     t.same(outputsOfType(s, 'FILE_UPDATED'), [])
     t.equal(h.snap().files['a.py'], undefined)
     const done = h.commit('A', 'op1', 'a.py', refOf(''), refOf('v1'), 'i', { file_changes: fileChanges({ 'a.py': ['v1', refOf('')] }) })
     t.equal(done.accepted, true, { outputs: show(done) })
     t.equal(h.opState('op1'), 'COMMITTED')
-    t.match(done.fileWrites, [{ path: 'a.py', content: 'v1', stateRef: refOf('v1') }])
+    matchEach(t, done.fileWrites, [{ path: 'a.py', content: 'v1', stateRef: refOf('v1') }])
   })
   await t.test('a stale completion ⇐ STALE_STATE_REF', async t => {
     const h = new Harness(GP)
@@ -475,7 +476,7 @@ t.test('O12: pre_commit initial batches fail atomically and report per-entry fai
       { op_id: 'o2', target: 'b.py', state_ref_before: 'q0', state_ref_after: 'q1', intent_id: 'i-2' }
     ], 'best_effort')
     t.ok(payloadsOfType(s, 'OP_REJECT').some(p => p.op_id === 'o1'), 'OP_REJECT for o1', { outputs: show(s) })
-    t.match(payloadsOfType(s, 'COORDINATOR_STATUS').filter(p => p.event === 'authorization'), [{ authorized_op_id: 'o2', authorized_batch_id: 'bt' }])
+    matchEach(t, payloadsOfType(s, 'COORDINATOR_STATUS').filter(p => p.event === 'authorization'), [{ authorized_op_id: 'o2', authorized_batch_id: 'bt' }])
   })
 })
 
@@ -504,7 +505,7 @@ t.test('G1: a spec-shaped participant CONFLICT_REPORT keeps its related ids and 
   t.equal(h.conflictState('cr-1'), 'OPEN', 'not auto-dismissed at the next sweep')
   h.withdraw('A', 'i-a')
   const w = h.withdraw('B', 'i-b')
-  t.match(payloadsOfType(w, 'RESOLUTION'), [{ conflict_id: 'cr-1', decision: 'dismissed' }], 'dismissed once both related intents end')
+  matchEach(t, payloadsOfType(w, 'RESOLUTION'), [{ conflict_id: 'cr-1', decision: 'dismissed' }], 'dismissed once both related intents end')
 })
 
 t.test('G3: the authority check runs before the already-resolved check', async t => {
@@ -561,7 +562,7 @@ t.test('G9: the timeout escalation prefers an arbiter who is not a party to the 
   h.announce('R1', 'i-r', entitySet('e1'))
   const cid = conflictOf(h.announce('A', 'i-a', entitySet('e1')))
   const r = h.tick(301)
-  t.match(payloadsOfType(r, 'CONFLICT_ESCALATE'), [{ conflict_id: cid, escalate_to: 'R2' }], { outputs: show(r) })
+  matchEach(t, payloadsOfType(r, 'CONFLICT_ESCALATE'), [{ conflict_id: cid, escalate_to: 'R2' }], { outputs: show(r) })
   t.equal(h.conflict(cid)?.escalated_to, 'R2')
 })
 
@@ -576,7 +577,7 @@ t.test('L1: a backend_alert is built while a conflict exists', async t => {
   if (r === undefined) return
   assertEchoed(t, r)
   const alerts = payloadsOfType(r, 'COORDINATOR_STATUS').filter(p => p.event === 'backend_alert')
-  t.match(alerts, [{ affected_principal: 'A', open_conflicts: 1, backend_detail: { model_id: 'anthropic/claude-x', provider_status: 'degraded' } }], { outputs: show(r) })
+  matchEach(t, alerts, [{ affected_principal: 'A', open_conflicts: 1, backend_detail: { model_id: 'anthropic/claude-x', provider_status: 'degraded' } }], { outputs: show(r) })
 })
 
 t.test('L2: intent and deferral TTLs expire on tick', async t => {
@@ -586,7 +587,7 @@ t.test('L2: intent and deferral TTLs expire on tick', async t => {
   h.defer('B', { deferral_id: 'd1', ttl_sec: 5 })
   const r = h.tick(11)
   t.equal(h.intentState('i-a'), 'EXPIRED')
-  t.match(payloadsOfType(r, 'INTENT_DEFERRED'), [{ deferral_id: 'd1', status: 'expired', reason: 'ttl' }], { outputs: show(r) })
+  matchEach(t, payloadsOfType(r, 'INTENT_DEFERRED'), [{ deferral_id: 'd1', status: 'expired', reason: 'ttl' }], { outputs: show(r) })
 })
 
 t.test('L4: OP_REJECT and INTENT_CLAIM_STATUS reach everyone, not only the triggering sender', async t => {
@@ -643,7 +644,7 @@ t.test('L7: a claim is validated (scope narrowing, original principal, claimer r
   t.equal(h.intentState('i'), 'SUSPENDED')
   t.same(h.snap().pending_claims, [])
   const ok = h.claim('B', 'c4', 'i', 'A', 'j4', ['a.py'])
-  t.match(payloadsOfType(ok, 'INTENT_CLAIM_STATUS'), [{ decision: 'approved', new_intent_id: 'j4' }], 'a narrowing claim is fine')
+  matchEach(t, payloadsOfType(ok, 'INTENT_CLAIM_STATUS'), [{ decision: 'approved', new_intent_id: 'j4' }], 'a narrowing claim is fine')
 })
 
 // ---- 13.6 security and robustness --------------------------------------------

@@ -9,7 +9,8 @@ import {
   fileSet,
   outputsOfType,
   payloadsOfType,
-  show
+  show,
+  matchEach
 } from '../helpers/mpac.js'
 import type { Json, Sent, Tap } from '../helpers/mpac.js'
 
@@ -152,7 +153,7 @@ t.test('27. mislabel defence: principal ids among observed intents', async t => 
     const d = h.defer('B', { deferral_id: 'd1', observed_intent_ids: ['A'] })
     t.same(resolvedOf(d), [], 'A still holds a live intent at arrival')
     const w = h.withdraw('A', 'i-a')
-    t.match(resolvedOf(w), [{ deferral_id: 'd1', status: 'resolved' }], { outputs: show(w) })
+    matchEach(t, resolvedOf(w), [{ deferral_id: 'd1', status: 'resolved' }], { outputs: show(w) })
     t.equal(h.deferral('d1'), undefined)
   })
   await t.test('observed_principals ["A"]: A withdraws ⇐ resolved', async t => {
@@ -162,7 +163,7 @@ t.test('27. mislabel defence: principal ids among observed intents', async t => 
     const d = h.defer('B', { deferral_id: 'd1', observed_principals: ['A'] })
     t.same(resolvedOf(d), [])
     const w = h.withdraw('A', 'i-a')
-    t.match(resolvedOf(w), [{ deferral_id: 'd1', status: 'resolved' }], { outputs: show(w) })
+    matchEach(t, resolvedOf(w), [{ deferral_id: 'd1', status: 'resolved' }], { outputs: show(w) })
   })
 })
 
@@ -195,7 +196,7 @@ t.test('28. TTL and degenerate cases', async t => {
     h.join('B')
     h.defer('B', { deferral_id: 'd1' })
     t.same(resolvedOf(h.tick(59)), [])
-    t.match(resolvedOf(h.tick(2)), [{ status: 'expired', reason: 'ttl' }])
+    matchEach(t, resolvedOf(h.tick(2)), [{ status: 'expired', reason: 'ttl' }])
   })
   await t.test('category duplicate_yield is echoed; bananas becomes queue', async t => {
     const h = new Harness()

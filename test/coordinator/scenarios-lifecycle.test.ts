@@ -15,7 +15,8 @@ import {
   payloadsOfType,
   show,
   terminalOf,
-  typeOf
+  typeOf,
+  matchEach
 } from '../helpers/mpac.js'
 import type { Json } from '../helpers/mpac.js'
 
@@ -87,7 +88,7 @@ t.test('48. COORDINATOR_STATUS heartbeat: healthy with 0 open conflicts, degrade
   h.heartbeat('A')
   h.heartbeat('B')
   const r = h.tick(31)
-  t.match(heartbeats(r), [{ session_health: 'degraded', open_conflicts: 1 }], { outputs: show(r) })
+  matchEach(t, heartbeats(r), [{ session_health: 'degraded', open_conflicts: 1 }], { outputs: show(r) })
 })
 
 t.test('49. snapshot and recover', async t => {
@@ -120,7 +121,7 @@ t.test('49. snapshot and recover', async t => {
     const r = h.apply({ kind: 'recovered', now: h.now, graceSec: 30 })
     t.equal(h.c.epoch, 2)
     const st = outputsOfType(r, 'COORDINATOR_STATUS')
-    t.match(st.map(o => o.frame.payload), [{ event: 'recovered' }], { outputs: show(r) })
+    matchEach(t, st.map(o => o.frame.payload), [{ event: 'recovered' }], { outputs: show(r) })
     t.equal(st[0]?.frame.coordinator_epoch, 2)
     t.same(st[0]?.audience, { kind: 'all' })
     const hello = h.hello('C')

@@ -16,7 +16,8 @@ import {
   payloadOf,
   payloadsOfType,
   show,
-  typeOf
+  typeOf,
+  matchEach
 } from '../helpers/mpac.js'
 import type { Json, Sent } from '../helpers/mpac.js'
 
@@ -78,7 +79,7 @@ t.test('29. TTL expiry cascade', async t => {
     h.tick(15)
     const s = h.propose('A', 'op-x', 'a.py', 'i')
     const rej = opRejects(s)
-    t.match(rej, [{ op_id: 'op-x', reason: 'intent_terminated' }], { outputs: show(s) })
+    matchEach(t, rej, [{ op_id: 'op-x', reason: 'intent_terminated' }], { outputs: show(s) })
     t.not(h.opState('op-x'), 'PROPOSED')
     t.not(h.opState('op-x'), 'COMMITTED')
   })
@@ -143,7 +144,7 @@ t.test('32. core claim with grace 0: approved at once, FROZEN ops on the origina
   const p = st[0]!.frame.payload as Json
   t.match(p, { claim_id: 'c1', original_intent_id: 'i', new_intent_id: 'j', decision: 'approved' })
   t.notOk('approved_by' in p, 'no approved_by under core')
-  t.match(opRejects(s), [{ op_id: 'op-b', reason: 'intent_terminated' }])
+  matchEach(t, opRejects(s), [{ op_id: 'op-b', reason: 'intent_terminated' }])
   t.equal(h.intentState('i'), 'TRANSFERRED')
   t.equal(h.intentState('j'), 'ACTIVE')
   t.equal(h.intent('j')?.principal_id, 'B')
@@ -192,7 +193,7 @@ t.test('34. owner returns before approval ⇐ claim withdrawn, then SESSION_INFO
   const ci = types.indexOf('INTENT_CLAIM_STATUS')
   const si = types.indexOf('SESSION_INFO')
   t.ok(ci >= 0 && si > ci, 'INTENT_CLAIM_STATUS, then SESSION_INFO', { outputs: show(s) })
-  t.match(payloadsOfType(s, 'INTENT_CLAIM_STATUS'), [{ claim_id: 'c1', original_intent_id: 'i', decision: 'withdrawn', reason: 'original_owner_rejoined' }])
+  matchEach(t, payloadsOfType(s, 'INTENT_CLAIM_STATUS'), [{ claim_id: 'c1', original_intent_id: 'i', decision: 'withdrawn', reason: 'original_owner_rejoined' }])
   t.same(outputsOfType(s, 'INTENT_CLAIM_STATUS')[0]?.audience, { kind: 'all' })
   t.equal(h.intentState('i'), 'ACTIVE')
   t.equal(h.intent('j'), undefined, 'the new intent is never created')
@@ -212,7 +213,7 @@ t.test('35. governance claim', async t => {
     t.equal(h.intentState('i'), 'SUSPENDED')
     const s = h.claim('B', 'c1', 'i', 'A', 'j', ['a.py'])
     const st = payloadsOfType(s, 'INTENT_CLAIM_STATUS')
-    t.match(st, [{ claim_id: 'c1', decision: 'approved', approved_by: 'O', new_intent_id: 'j' }], { outputs: show(s) })
+    matchEach(t, st, [{ claim_id: 'c1', decision: 'approved', approved_by: 'O', new_intent_id: 'j' }], { outputs: show(s) })
     t.equal(h.intentState('j'), 'ACTIVE')
   })
   await t.test('with no owner or arbiter other than the claimer ⇐ pending until one joins', async t => {
@@ -228,7 +229,7 @@ t.test('35. governance claim', async t => {
     t.same(payloadsOfType(h.tick(1), 'INTENT_CLAIM_STATUS'), [], 'no output on a tick either')
     t.equal(h.intentState('i'), 'SUSPENDED')
     const o = h.hello('O', ['owner'])
-    t.match(payloadsOfType(o, 'INTENT_CLAIM_STATUS'), [{ claim_id: 'c1', decision: 'approved', approved_by: 'O' }], { outputs: show(o) })
+    matchEach(t, payloadsOfType(o, 'INTENT_CLAIM_STATUS'), [{ claim_id: 'c1', decision: 'approved', approved_by: 'O' }], { outputs: show(o) })
     t.equal(h.intentState('i'), 'TRANSFERRED')
     t.equal(h.intentState('j'), 'ACTIVE')
   })
@@ -261,7 +262,7 @@ t.test('36. GOODBYE dispositions', async t => {
     t.equal(h.opState('op-a2'), 'ABANDONED')
     t.equal(h.intentState('i-b'), 'ACTIVE')
     const res = outputsOfType(g, 'RESOLUTION')
-    t.match(res.map(o => o.frame.payload), [{ conflict_id: cid, decision: 'dismissed', rationale: 'all_related_entities_terminated' }])
+    matchEach(t, res.map(o => o.frame.payload), [{ conflict_id: cid, decision: 'dismissed', rationale: 'all_related_entities_terminated' }])
     t.same(res[0]?.audience, { kind: 'all' })
     t.equal(h.conflictState(cid), 'DISMISSED')
     t.equal(h.participant('A')?.status, 'offline')
@@ -274,7 +275,7 @@ t.test('36. GOODBYE dispositions', async t => {
     assertRelayed(t, g)
     t.equal(h.intentState('i-a'), 'SUSPENDED')
     const s = h.claim('B', 'c1', 'i-a', 'A', 'j', ['a.py'])
-    t.match(payloadsOfType(s, 'INTENT_CLAIM_STATUS'), [{ decision: 'approved' }], { outputs: show(s) })
+    matchEach(t, payloadsOfType(s, 'INTENT_CLAIM_STATUS'), [{ decision: 'approved' }], { outputs: show(s) })
     t.equal(h.intentState('i-a'), 'TRANSFERRED')
   })
   await t.test('expire: intents unchanged', async t => {

@@ -14,7 +14,8 @@ import {
   outputsOfType,
   payloadsOfType,
   refOf,
-  show
+  show,
+  matchEach
 } from '../helpers/mpac.js'
 import type { Json } from '../helpers/mpac.js'
 
@@ -81,7 +82,7 @@ t.test('38. pre-commit round trip', async t => {
     const h = setup()
     const s = h.commit('A', 'op9', 'a.py', 'r0', 'r1', 'i')
     t.equal(s.accepted, true, { outputs: show(s) })
-    t.match(payloadsOfType(s, 'COORDINATOR_STATUS'), [{ event: 'authorization', authorized_op_id: 'op9' }])
+    matchEach(t, payloadsOfType(s, 'COORDINATOR_STATUS'), [{ event: 'authorization', authorized_op_id: 'op9' }])
     t.equal(h.opState('op9'), 'PROPOSED')
   })
   await t.test('the constructor refuses pre_commit with the core profile', async t => {

@@ -437,6 +437,14 @@ export function show (r: ApplyResult): string {
 /** The slice of tap's Test these helpers use. */
 export type Tap = Pick<TAP, 'ok' | 'notOk' | 'equal' | 'not' | 'same' | 'match' | 'notMatch' | 'fail' | 'type'>
 
+/** `list` has exactly as many elements as `patterns`, each matching its pattern (t.match alone allows extras). */
+export function matchEach (t: Tap, list: readonly unknown[], patterns: readonly unknown[], msgOrExtra: string | object = 'matches element by element', more: object = {}): void {
+  const msg = typeof msgOrExtra === 'string' ? msgOrExtra : 'matches element by element'
+  const extra = typeof msgOrExtra === 'string' ? more : msgOrExtra
+  t.equal(list.length, patterns.length, `${msg}: ${patterns.length} element(s)`, extra)
+  t.match(list, patterns, msg, extra)
+}
+
 /** Exactly one terminal output; it is the last sender-visible output. */
 export function assertTerminalShape (t: Tap, r: ApplyResult, sender: string): Output | undefined {
   const ts = terminalsOf(r)
