@@ -26,7 +26,7 @@ const SUMMARY_KEYS = [
   'total_conflicts', 'resolved_conflicts', 'total_participants', 'duration_sec'
 ]
 
-t.test('48. close', async t => {
+t.test('48. close and coordinator status', async t => {
   const h = new Harness()
   h.join('A', 'B')
   h.announce('A', 'i-a', ['a.py'])
@@ -66,29 +66,28 @@ t.test('48. close', async t => {
   await t.test('a later GOODBYE ⇐ no output', async t => {
     assertNoOutput(t, h.goodbye('B'))
   })
-})
-
-t.test('48. COORDINATOR_STATUS heartbeat: healthy with 0 open conflicts, degraded with 1', async t => {
-  const h = new Harness()
-  h.join('A', 'B')
-  function heartbeats (r: ApplyResult): Json[] {
-    return payloadsOfType(r, 'COORDINATOR_STATUS').filter(p => p.event === 'heartbeat')
-  }
-  // the first beat is due at once or after one interval; collect over two intervals
-  const first = [...heartbeats(h.tick(0)), ...heartbeats(h.tick(31))]
-  t.ok(first.length >= 1, 'a heartbeat within one interval')
-  const hb = first[first.length - 1]
-  t.match(hb, { event: 'heartbeat', coordinator_id: h.coordinatorId, session_health: 'healthy', open_conflicts: 0, active_participants: 2 })
-  const r31 = h.tick(31)
-  t.equal(heartbeats(r31).length, 1, 'one heartbeat per interval', { outputs: show(r31) })
-  t.same(outputsOfType(r31, 'COORDINATOR_STATUS')[0]?.audience, { kind: 'all' })
-  t.same(heartbeats(h.tick(1)), [], 'not before the next interval')
-  h.announce('A', 'i-a', entitySet('e1'))
-  h.announce('B', 'i-b', entitySet('e1'))
-  h.heartbeat('A')
-  h.heartbeat('B')
-  const r = h.tick(31)
-  matchEach(t, heartbeats(r), [{ session_health: 'degraded', open_conflicts: 1 }], { outputs: show(r) })
+  await t.test('COORDINATOR_STATUS heartbeat: healthy with 0 open conflicts, degraded with 1', async t => {
+    const h = new Harness()
+    h.join('A', 'B')
+    function heartbeats (r: ApplyResult): Json[] {
+      return payloadsOfType(r, 'COORDINATOR_STATUS').filter(p => p.event === 'heartbeat')
+    }
+    // the first beat is due at once or after one interval; collect over two intervals
+    const first = [...heartbeats(h.tick(0)), ...heartbeats(h.tick(31))]
+    t.ok(first.length >= 1, 'a heartbeat within one interval')
+    const hb = first[first.length - 1]
+    t.match(hb, { event: 'heartbeat', coordinator_id: h.coordinatorId, session_health: 'healthy', open_conflicts: 0, active_participants: 2 })
+    const r31 = h.tick(31)
+    t.equal(heartbeats(r31).length, 1, 'one heartbeat per interval', { outputs: show(r31) })
+    t.same(outputsOfType(r31, 'COORDINATOR_STATUS')[0]?.audience, { kind: 'all' })
+    t.same(heartbeats(h.tick(1)), [], 'not before the next interval')
+    h.announce('A', 'i-a', entitySet('e1'))
+    h.announce('B', 'i-b', entitySet('e1'))
+    h.heartbeat('A')
+    h.heartbeat('B')
+    const r = h.tick(31)
+    matchEach(t, heartbeats(r), [{ session_health: 'degraded', open_conflicts: 1 }], { outputs: show(r) })
+  })
 })
 
 t.test('49. snapshot and recover', async t => {
