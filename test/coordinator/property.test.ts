@@ -12,7 +12,9 @@
  *     operation, conflict or workspace file (except through the pending-claim
  *     sweep of protocol.md §3 step 8, visible as INTENT_CLAIM_STATUS);
  *  6. `changed: false` means the snapshot is exactly the same (the store
- *     may skip journaling such inputs).
+ *     may skip journaling such inputs);
+ *  7. coordinator envelopes carry strictly increasing Lamport values, the
+ *     current epoch, and never reuse a message id.
  * And once per run:
  *  4. a coordinator restored from a JSON round trip of the snapshot, fed the
  *     remaining inputs, produces exactly the same results and final snapshot.
@@ -457,6 +459,8 @@ function run (seed: number, steps: number, scrambleInputs = false): RunOutcome {
   const results: ApplyResult[] = []
   const conflictIds: string[] = []
   let snap = c.snapshot(clock.now)
+  let lastLamport = 0
+  const coordIds = new Set<string>()
   const restoreAt = 100 + r.int(Math.max(1, steps - 150))
   let restoredFrom: unknown
   const fail = (i: number, what: string, extra = ''): RunOutcome => ({
@@ -493,6 +497,17 @@ function run (seed: number, steps: number, scrambleInputs = false): RunOutcome {
     const problems = resultProblems(input, res)
     if (problems.length > 0) return fail(i, problems.join('; '), show(res))
     for (const o of res.outputs) {
+      const f = o.frame
+      if (senderOf(f) === coordinatorIdOf(SID)) {
+        // 7. SPEC §12.7 rule 2: every coordinator envelope ticks the clock; ids are never reused
+        const wm = (f.watermark as { value?: unknown } | undefined)?.value
+        if (typeof wm !== 'number' || wm <= lastLamport) return fail(i, `coordinator watermark ${String(wm)} after ${lastLamport}`, show(res))
+        lastLamport = wm
+        if (f.coordinator_epoch !== c.epoch) return fail(i, `coordinator_epoch ${String(f.coordinator_epoch)} but epoch is ${c.epoch}`, show(res))
+        const id = String(f.message_id)
+        if (coordIds.has(id)) return fail(i, `coordinator message id ${id} reused`, show(res))
+        coordIds.add(id)
+      }
       if (o.frame.message_type === 'CONFLICT_REPORT') {
         const id = (o.frame.payload as Json).conflict_id
         if (typeof id === 'string' && !conflictIds.includes(id)) conflictIds.push(id)
