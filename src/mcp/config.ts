@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { homedir, userInfo } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
-import { derivePort, deriveSessionId } from './workspace-id.js'
+import { derivePort, deriveSessionId } from '../protocol/workspace-id.js'
 
 export type Env = Readonly<Record<string, string | undefined>>
 

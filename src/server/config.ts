@@ -4,7 +4,7 @@ import { isAbsolute, join, resolve } from 'node:path'
 import { z } from 'zod'
 import type { BackendHealthPolicy } from '../coordinator/types.js'
 import { TokenTable } from './token-table.js'
-import { deriveLocalSessionId } from './workspace-id.js'
+import { deriveSessionId } from '../protocol/workspace-id.js'
 
 /**
  * Configuration of `mpac-mcp-sidecar`: every setting is a flag and an
@@ -255,7 +255,7 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
   if (sessionIdRaw !== undefined && !/^[A-Za-z0-9._:-]{1,128}$/.test(sessionIdRaw)) {
     fail(r.name('session-id'), 'must be 1-128 characters of A-Z a-z 0-9 . _ : -')
   }
-  const sessionId = mode === 'single' ? (sessionIdRaw ?? deriveLocalSessionId(workspaceDir as string)) : undefined
+  const sessionId = mode === 'single' ? (sessionIdRaw ?? deriveSessionId(workspaceDir as string)) : undefined
 
   const host = r.raw('host') ?? '127.0.0.1'
   const port = r.integer('port', DEFAULT_PORT, 0)

@@ -10,7 +10,8 @@ import {
   parseList,
   resolveWorkspace
 } from '../../src/mcp/config.js'
-import { derivePort, deriveSessionId, stateRef } from '../../src/mcp/workspace-id.js'
+import { derivePort, deriveSessionId } from '../../src/protocol/workspace-id.js'
+import { stateRef } from '../../src/protocol/state-ref.js'
 
 t.test('bridge.md §2.3 test vectors', async t => {
   const vectors: Array<[string, string, number]> = [

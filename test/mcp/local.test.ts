@@ -9,8 +9,8 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
 import { sidecarPaths } from '../../src/mcp/sidecar.js'
-import { deriveSessionId } from '../../src/mcp/workspace-id.js'
-import { stateRef } from '../../src/mcp/workspace-id.js'
+import { deriveSessionId } from '../../src/protocol/workspace-id.js'
+import { stateRef } from '../../src/protocol/state-ref.js'
 import { cleanEnv, startShim, stateHome, tempDir, waitForExit } from './harness.js'
 
 type R = Record<string, unknown>

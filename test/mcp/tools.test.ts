@@ -10,7 +10,7 @@ import t from 'tap'
 import { CoordinatorClient } from '../../src/mcp/client.js'
 import { loadShimConfig } from '../../src/mcp/config.js'
 import { TOOL_NAMES } from '../../src/mcp/tools/index.js'
-import { stateRef } from '../../src/mcp/workspace-id.js'
+import { stateRef } from '../../src/protocol/state-ref.js'
 import { cleanEnv, startCoordinator, startShim, tempDir } from './harness.js'
 
 const workspace = tempDir(t, 'mpac-tools-ws-')

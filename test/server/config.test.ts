@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { helpText, loadServerConfig, SETTINGS } from '../../src/server/config.js'
-import { deriveLocalPort, deriveLocalSessionId } from '../../src/server/workspace-id.js'
+import { derivePort, deriveSessionId } from '../../src/protocol/workspace-id.js'
 
 const env = { HOME: '/home/u' }
 
@@ -65,8 +65,8 @@ t.test('workspace-derived ids match the bridge.md §2.3 test vectors', async t =
     ['/', 'mpac-local-workspace-42099b4af0', 39834]
   ]
   for (const [path, id, port] of vectors) {
-    t.equal(deriveLocalSessionId(path), id, path)
-    t.equal(deriveLocalPort(path), port, path)
+    t.equal(deriveSessionId(path), id, path)
+    t.equal(derivePort(path), port, path)
   }
 })
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { stateRef } from '../../src/protocol/state-ref.js'
-import { deriveLocalSessionId } from '../../src/server/workspace-id.js'
+import { deriveSessionId } from '../../src/protocol/workspace-id.js'
 import { startServer } from '../helpers/server.js'
 import { announce, envelope, hello, isType, TestClient, type Frame } from '../helpers/ws.js'
 
@@ -27,7 +27,7 @@ t.test('workspace mode: the real directory is the shared workspace', async t => 
   const root = makeWorkspace()
   const outside = mkdtempSync(join(tmpdir(), 'mpac-outside-'))
   const srv = await startServer(t, { argv: ['--workspace', root] })
-  const sessionId = deriveLocalSessionId(root)
+  const sessionId = deriveSessionId(root)
   t.equal(srv.config.sessionId, sessionId)
 
   const c = await TestClient.connect(`${srv.url}/`)

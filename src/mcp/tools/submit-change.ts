@@ -1,7 +1,7 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import { z } from 'zod'
 import { normalisePath } from '../session.js'
-import { stateRef } from '../workspace-id.js'
+import { stateRef } from '../../protocol/state-ref.js'
 import { contextShape, describeRejection, rejection, repoPathArg, result, runTool, type ToolDeps } from './common.js'
 
 const STATUS_BY_CODE: Readonly<Record<string, string>> = {
