@@ -1,3 +1,4 @@
+import type { CoreInput } from '../coordinator/types.js'
 import type { SessionStore } from './types.js'
 
 /** The pino-compatible subset of a logger the store writes to. */
@@ -19,6 +20,15 @@ export interface QuarantinedSession {
  * Both `MemoryStore` and `SqliteStore` implement it.
  */
 export interface ManagedSessionStore extends SessionStore {
+  /**
+   * `load` without building the journal array: calls `begin` with the latest
+   * snapshot (undefined when none), then the function `begin` returned with
+   * every journal entry in order, as it is read. Returns the number of
+   * entries, or undefined when the session is unknown. Same checks as `load`:
+   * it throws `StoreDamagedError` (possibly after some entries were handed
+   * over; discard what was built from them).
+   */
+  replay (sessionId: string, begin: (snapshot: unknown) => (input: CoreInput) => void): number | undefined
   /** Records that the session was closed at `at` (epoch ms); retention counts from there. */
   markClosed (sessionId: string, at: number): void
   /** Deletes every session closed before `olderThan` (epoch ms) and returns their ids. */

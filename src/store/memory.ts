@@ -38,6 +38,16 @@ export class MemoryStore implements ManagedSessionStore {
     }
   }
 
+  replay (sessionId: string, begin: (snapshot: unknown) => (input: CoreInput) => void): number | undefined {
+    this.#assertOpen()
+    const session = this.#sessions.get(sessionId)
+    if (session === undefined) return undefined
+    const onEntry = begin(session.snapshot === undefined ? undefined : JSON.parse(session.snapshot) as unknown)
+    const journal = [...session.journal]
+    for (const body of journal) onEntry(JSON.parse(body) as CoreInput)
+    return journal.length
+  }
+
   append (sessionId: string, inputs: readonly CoreInput[]): JournalStats {
     this.#assertOpen()
     let session = this.#sessions.get(sessionId)

@@ -165,6 +165,16 @@ export class SqliteStore implements ManagedSessionStore {
   }
 
   load (sessionId: string): StoredSession | undefined {
+    const journal: CoreInput[] = []
+    let snapshot: unknown
+    const found = this.replay(sessionId, snap => {
+      snapshot = snap
+      return input => { journal.push(input) }
+    })
+    return found === undefined ? undefined : { snapshot, journal }
+  }
+
+  replay (sessionId: string, begin: (snapshot: unknown) => (input: CoreInput) => void): number | undefined {
     const session = this.#stmt.session.get(sessionId)
     if (session === undefined) return undefined
     if (session.quarantined !== 0) {
@@ -186,40 +196,51 @@ export class SqliteStore implements ManagedSessionStore {
       snapshot = parsed.value
       snapshotBytes = Buffer.byteLength(snap.body as string)
     }
+    const onEntry = begin(snapshot)
 
-    const rows = this.#stmt.journal.all(sessionId) as unknown as JournalRow[]
-    const journal: CoreInput[] = []
+    // Rows are handed over as they are read, so a long journal is never held
+    // in memory twice. A damaged row is held back until the next row shows
+    // whether it was the last one.
+    let expected = base + 1
     let bytes = 0
-    for (let i = 0; i < rows.length; i++) {
-      const [seq, body, crc] = rows[i] as JournalRow
-      const expected = base + i + 1
+    let damaged: { seq: number; problem: string } | undefined
+    let fatal: string | undefined
+    for (const [seq, body, crc] of this.#stmt.journal.iterate(sessionId) as IterableIterator<JournalRow>) {
+      if (damaged !== undefined) {
+        fatal = `journal entry ${damaged.seq}: ${damaged.problem}`
+        break
+      }
       if (seq !== expected) {
-        this.#quarantine(sessionId, `journal entry ${expected} is missing (found ${String(seq)})`)
+        fatal = `journal entry ${expected} is missing (found ${String(seq)})`
+        break
       }
       const parsed = parseRow(sessionId, expected, body, crc)
-      if (!parsed.ok) {
-        if (i === rows.length - 1) {
-          // A torn final write: the input was never acknowledged (its outputs
-          // go out only after `append` returns), so dropping it loses nothing.
-          this.#stmt.deleteEntry.run(sessionId, expected)
-          this.#log.warn({ sessionId, seq: expected, problem: parsed.problem }, 'dropped a damaged final journal entry (torn write)')
-          break
-        }
-        this.#quarantine(sessionId, `journal entry ${expected}: ${parsed.problem}`)
+      if (parsed.ok) {
+        onEntry(parsed.value as CoreInput)
+        bytes += Buffer.byteLength(body as string)
+        expected++
+      } else {
+        damaged = { seq: expected, problem: parsed.problem }
       }
-      journal.push(parsed.value as CoreInput)
-      bytes += Buffer.byteLength(body as string)
+    }
+    if (fatal !== undefined) this.#quarantine(sessionId, fatal)
+    if (damaged !== undefined) {
+      // A torn final write: the input was never acknowledged (its outputs go
+      // out only after `append` returns), so dropping it loses nothing.
+      this.#stmt.deleteEntry.run(sessionId, damaged.seq)
+      this.#log.warn({ sessionId, seq: damaged.seq, problem: damaged.problem }, 'dropped a damaged final journal entry (torn write)')
     }
 
+    const entries = expected - base - 1
     this.#states.set(sessionId, {
       exists: true,
       quarantineReason: undefined,
-      lastSeq: base + journal.length,
-      entries: journal.length,
+      lastSeq: base + entries,
+      entries,
       bytes,
       snapshotBytes
     })
-    return { snapshot, journal }
+    return entries
   }
 
   append (sessionId: string, inputs: readonly CoreInput[]): JournalStats {

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { SqliteStore } from '../../src/store/index.js'
 import { captureLogs } from './fixtures/logs.js'
+import { tempDir } from './fixtures/temp-dir.js'
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/append-loop.ts', import.meta.url))
 const DEADLINE_MS = 60_000
@@ -42,7 +43,7 @@ async function runAndKill (dir: string, lines: number): Promise<Run> {
 }
 
 t.test('a SIGKILLed writer loses no acknowledged entry and leaves nothing half-written', async t => {
-  const dir = join(t.testdir(), 'data')
+  const dir = join(tempDir(t), 'data')
   let previous = 0
   for (let kill = 1; kill <= 3; kill++) {
     // A random moment: after a random number of acknowledged batches, while the loop keeps writing.

@@ -53,3 +53,17 @@ t.test('a closed store refuses to work', async t => {
   store.close()
   t.throws(() => store.listSessions(), /closed/)
 })
+
+t.test('replay hands over the snapshot and the journal in order', async t => {
+  const store = new MemoryStore()
+  t.equal(store.replay('nope', () => () => t.fail('never called')), undefined)
+  store.append('s1', [tick(1)])
+  store.saveSnapshot('s1', { n: 1 })
+  store.append('s1', [tick(2), tick(3)])
+  const seen: unknown[] = []
+  t.equal(store.replay('s1', snapshot => {
+    seen.push(snapshot)
+    return input => { seen.push(input) }
+  }), 2)
+  t.same(seen, [{ n: 1 }, tick(2), tick(3)])
+})

@@ -2,9 +2,10 @@ import { join } from 'node:path'
 import t from 'tap'
 import type { CoordinatorConfig, CoordinatorSnapshot, CoreInput, Output } from '../../src/coordinator/index.js'
 import { Coordinator } from '../../src/coordinator/index.js'
-import type { ManagedSessionStore } from '../../src/store/index.js'
-import { MemoryStore, recoverSession, SqliteStore } from '../../src/store/index.js'
+import type { ManagedSessionStore, SessionStore } from '../../src/store/index.js'
+import { MemoryStore, recoverSession, replaySession, SqliteStore } from '../../src/store/index.js'
 import { Workload } from './fixtures/workload.js'
+import { tempDir } from './fixtures/temp-dir.js'
 
 const SID = 'sess-recover'
 const GRACE_SEC = 30
@@ -49,7 +50,7 @@ const stores: Array<[string, (dir: string) => ManagedSessionStore]> = [
 for (const [kind, makeStore] of stores) {
   for (const withSnapshot of [false, true]) {
     t.test(`${kind} store, ${withSnapshot ? 'snapshot plus journal tail' : 'journal only'}: a recovered session continues where it stopped`, async t => {
-      const dir = join(t.testdir(), 'data')
+      const dir = join(tempDir(t), 'data')
       let store = makeStore(dir)
       const config: CoordinatorConfig = { sessionId: SID }
       const w = new Workload({ sessionId: SID, agents: 2 })
@@ -112,7 +113,7 @@ for (const [kind, makeStore] of stores) {
 }
 
 t.test('recoverSession returns undefined when nothing is stored', async t => {
-  const store = new SqliteStore({ dir: t.testdir() })
+  const store = new SqliteStore({ dir: tempDir(t) })
   t.teardown(() => store.close())
   t.equal(recoverSession(store, 'never-seen', { sessionId: 'never-seen' }, 0, GRACE_SEC), undefined)
   t.same(store.listSessions(), [], 'and stores nothing')
@@ -121,7 +122,7 @@ t.test('recoverSession returns undefined when nothing is stored', async t => {
 t.test('authenticated profile: message ids seen before the restart are still refused', async t => {
   for (const withSnapshot of [false, true]) {
     t.test(withSnapshot ? 'from the snapshot' : 'from the journal', async t => {
-      const dir = join(t.testdir(), 'data')
+      const dir = join(tempDir(t), 'data')
       let store = new SqliteStore({ dir })
       const config: CoordinatorConfig = { sessionId: SID, securityProfile: 'authenticated', rolePolicy: { default_role: 'contributor' } }
       const w = new Workload({ sessionId: SID, agents: 2, authenticated: true })
@@ -149,4 +150,43 @@ t.test('authenticated profile: message ids seen before the restart are still ref
       t.equal(errorCode(terminal(ok.outputs)), undefined, 'a new HEARTBEAT is accepted')
     })
   }
+})
+
+t.test('a store with only the SessionStore methods recovers through load', async t => {
+  const inner = new MemoryStore()
+  const plain: SessionStore = {
+    listSessions: () => inner.listSessions(),
+    load: id => inner.load(id),
+    append: (id, inputs) => inner.append(id, inputs),
+    saveSnapshot: (id, snapshot) => inner.saveSnapshot(id, snapshot),
+    delete: id => inner.delete(id),
+    close: () => inner.close()
+  }
+  const config: CoordinatorConfig = { sessionId: SID }
+  t.equal(recoverSession(plain, SID, config, 0, GRACE_SEC), undefined)
+  const w = new Workload({ sessionId: SID, agents: 1 })
+  const live = new Coordinator(config)
+  feed(live, inner, [...w.hellos(), ...w.cycle()])
+  const recovered = recoverSession(plain, SID, config, w.now + 1000, GRACE_SEC)
+  t.equal(recovered?.coordinator.epoch, 2)
+  t.same(recovered?.coordinator.listFiles(), live.listFiles())
+  t.same(inner.load(SID)?.journal, [])
+})
+
+t.test('replaySession rebuilds the state without a new epoch', async t => {
+  const store = new SqliteStore({ dir: tempDir(t) })
+  t.teardown(() => store.close())
+  const config: CoordinatorConfig = { sessionId: SID }
+  t.equal(replaySession(store, SID, config), undefined)
+  const w = new Workload({ sessionId: SID, agents: 2 })
+  const live = new Coordinator(config)
+  feed(live, store, [...w.hellos(), ...w.cycle()])
+  store.saveSnapshot(SID, live.snapshot(w.now))
+  t.equal(replaySession(store, SID, config)?.epoch, 1, 'from the snapshot alone')
+  feed(live, store, w.cycle())
+  const again = replaySession(store, SID, config)
+  t.equal(again?.epoch, 1)
+  t.equal(again?.lamport, live.lamport)
+  t.same(again?.listFiles(), live.listFiles())
+  t.equal(store.load(SID)?.journal.length, 3, 'and writes nothing')
 })

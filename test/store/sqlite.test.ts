@@ -5,6 +5,7 @@ import t from 'tap'
 import type { CoreInput } from '../../src/coordinator/types.js'
 import { DATABASE_FILE, MemoryStore, openStore, SqliteStore, StoreDamagedError } from '../../src/store/index.js'
 import { captureLogs } from './fixtures/logs.js'
+import { tempDir } from './fixtures/temp-dir.js'
 
 const tick = (now: number): CoreInput => ({ kind: 'tick', now })
 const msg = (now: number, text: string): CoreInput => ({
@@ -14,12 +15,12 @@ const msg = (now: number, text: string): CoreInput => ({
   verdict: { accepted: true }
 })
 /** The part of a tap test the helpers below use. */
-interface TestLike { testdir (): string; teardown (fn: () => void): void }
+interface TestLike { teardown (fn: () => void): void }
 
 const bytesOf = (inputs: readonly CoreInput[]) => inputs.reduce((n, i) => n + Buffer.byteLength(JSON.stringify(i)), 0)
 
 /** Opens a store in a fresh directory and closes it at the end of the test. */
-function open (t: TestLike, dir = join(t.testdir(), 'data')) {
+function open (t: TestLike, dir = join(tempDir(t), 'data')) {
   const logs = captureLogs()
   const store = new SqliteStore({ dir, logger: logs })
   t.teardown(() => store.close())
@@ -172,6 +173,37 @@ t.test('a row copied from another session does not pass the checksum', async t =
   t.ok(store.load('b'))
 })
 
+t.test('replay hands over the snapshot, then every entry as it is read', async t => {
+  const { store, dir } = open(t)
+  t.equal(store.replay('none', () => () => t.fail('never called')), undefined)
+  store.append('s1', [tick(1)])
+  store.saveSnapshot('s1', { n: 1 })
+  store.append('s1', [tick(2), msg(3, 'x')])
+  const seen: unknown[] = []
+  t.equal(store.replay('s1', snapshot => {
+    seen.push(snapshot)
+    return input => { seen.push(input) }
+  }), 2)
+  t.same(seen, [{ n: 1 }, tick(2), msg(3, 'x')])
+
+  raw(t, dir).prepare('UPDATE journal SET crc = 0 WHERE session_id = ? AND seq = 2').run('s1')
+  const handed: unknown[] = []
+  t.throws(() => store.replay('s1', () => input => { handed.push(input) }), StoreDamagedError)
+  t.same(handed, [], 'nothing after the damage is handed over')
+  t.same(store.listQuarantined().map(q => q.sessionId), ['s1'])
+})
+
+t.test('replay drops a torn final entry like load does', async t => {
+  const { store, dir, logs } = open(t)
+  store.append('s1', [tick(1), tick(2)])
+  raw(t, dir).prepare('UPDATE journal SET crc = 0 WHERE session_id = ? AND seq = 2').run('s1')
+  const seen: unknown[] = []
+  t.equal(store.replay('s1', () => input => { seen.push(input) }), 1)
+  t.same(seen, [tick(1)])
+  t.match(logs.lines, [{ level: 'warn', obj: { seq: 2 } }])
+  t.same(store.append('s1', [tick(3)]).entriesSinceSnapshot, 2)
+})
+
 t.test('retention purges closed sessions older than the cutoff', async t => {
   const { store, dir, logs } = open(t)
   store.append('old', [tick(1)])
@@ -220,8 +252,8 @@ t.test('openStore picks the store from the data directory', async t => {
   const memory = openStore()
   t.ok(memory instanceof MemoryStore)
   t.ok(openStore({ dataDir: ':memory:' }) instanceof MemoryStore)
-  t.ok(openStore({ store: 'memory', dataDir: t.testdir() }) instanceof MemoryStore)
-  const sqlite = openStore({ store: 'sqlite', dataDir: t.testdir() })
+  t.ok(openStore({ store: 'memory', dataDir: tempDir(t) }) instanceof MemoryStore)
+  const sqlite = openStore({ store: 'sqlite', dataDir: tempDir(t) })
   t.teardown(() => sqlite.close())
   t.ok(sqlite instanceof SqliteStore)
 })
