@@ -22,7 +22,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { Coordinator } from '../src/coordinator/index.js'
 import type { CoordinatorConfig, CoreInput } from '../src/coordinator/types.js'
-import { recoverSession, SqliteStore } from '../src/store/index.js'
+import { recoverSession, replaySession, SqliteStore } from '../src/store/index.js'
 import { Workload } from '../test/store/fixtures/workload.js'
 
 const { values } = parseArgs({
@@ -53,12 +53,35 @@ function timed<T> (fn: () => T): { value: T, wall: number, cpu: number } {
   return { value, wall: Math.round(wall), cpu: Math.round((cpu.user + cpu.system) / 1000) }
 }
 
-/** Child mode: recover the session stored in `dir` once and print the timings as JSON. */
+/**
+ * Child mode: recover the session stored in `dir` once and print the timings
+ * as JSON. A second copy (`dir` + '-phases') is recovered again phase by
+ * phase: replaySession, then the snapshot the new epoch ends with.
+ */
 function recoverOnly (dir: string): void {
-  const store = new SqliteStore({ dir })
-  const r = timed(() => recoverSession(store, SESSION, config, Date.UTC(2026, 5, 1), 30))
+  const now = Date.UTC(2026, 5, 1)
+  let store = new SqliteStore({ dir })
+  const r = timed(() => recoverSession(store, SESSION, config, now, 30))
   store.close()
-  console.log(JSON.stringify({ wall: r.wall, cpu: r.cpu, epoch: r.value?.coordinator.epoch, files: r.value?.coordinator.listFiles().length }))
+  store = new SqliteStore({ dir: `${dir}-phases` })
+  const replay = timed(() => replaySession(store, SESSION, config))
+  const coordinator = replay.value
+  if (coordinator === undefined) throw new Error('nothing stored')
+  const snapshot = timed(() => {
+    coordinator.apply({ kind: 'recovered', now, graceSec: 30 })
+    return coordinator.snapshot(now)
+  })
+  const save = timed(() => store.saveSnapshot(SESSION, snapshot.value))
+  store.close()
+  console.log(JSON.stringify({
+    wall: r.wall,
+    cpu: r.cpu,
+    epoch: r.value?.coordinator.epoch,
+    files: r.value?.coordinator.listFiles().length,
+    replay,
+    snapshot: { wall: snapshot.wall, cpu: snapshot.cpu, bytes: Buffer.byteLength(JSON.stringify(snapshot.value)) },
+    save: { wall: save.wall, cpu: save.cpu }
+  }))
 }
 
 function buildSession (dir: string): { inputs: CoreInput[], accepted: number, original: Coordinator } {
@@ -87,10 +110,16 @@ function benchRecovery (): void {
   store.close()
   cpSync(dir, copy, { recursive: true })
 
-  const child = JSON.parse(execFileSync(process.execPath, [...process.execArgv, process.argv[1] as string, '--recover-only', copy], { encoding: 'utf8' })) as
-    { wall: number, cpu: number, epoch: number, files: number }
-  console.log(`  recoverSession in a fresh process (load + replay + recovered + snapshot): ${child.wall} ms wall, ${child.cpu} ms CPU ` +
-    `(goal < 2000 ms: ${child.wall < 2000 ? 'met' : 'MISSED'}); epoch ${child.epoch}, ${child.files} files`)
+  cpSync(dir, `${copy}-phases`, { recursive: true })
+  const child = JSON.parse(execFileSync(process.execPath, [...process.execArgv, process.argv[1] as string, '--recover-only', copy], { encoding: 'utf8' })) as {
+    wall: number, cpu: number, epoch: number, files: number,
+    replay: { wall: number, cpu: number }, snapshot: { wall: number, cpu: number, bytes: number }, save: { wall: number, cpu: number }
+  }
+  console.log(`  recoverSession in a fresh process: ${child.wall} ms wall, ${child.cpu} ms CPU ` +
+    `(goal < 2000 ms wall: ${child.wall < 2000 ? 'met' : 'MISSED'}); epoch ${child.epoch}, ${child.files} files`)
+  console.log(`    phases (second fresh copy): store.replay + core.apply ${child.replay.wall} ms wall / ${child.replay.cpu} ms CPU; ` +
+    `recovered + core.snapshot() ${child.snapshot.wall} / ${child.snapshot.cpu}; ` +
+    `saveSnapshot (${(child.snapshot.bytes / 1048576).toFixed(1)} MiB, deletes the journal) ${child.save.wall} / ${child.save.cpu}`)
 
   store = new SqliteStore({ dir })
   const load = timed(() => store.load(SESSION))
