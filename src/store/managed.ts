@@ -29,6 +29,12 @@ export interface ManagedSessionStore extends SessionStore {
    * over; discard what was built from them).
    */
   replay (sessionId: string, begin: (snapshot: unknown) => (input: CoreInput) => void): number | undefined
+  /**
+   * Runs `fn`, making every `append` and `saveSnapshot` inside it durable
+   * together with one sync (SQLite: one transaction; if `fn` throws, none of
+   * them is stored).
+   */
+  batch<T> (fn: () => T): T
   /** Records that the session was closed at `at` (epoch ms); retention counts from there. */
   markClosed (sessionId: string, at: number): void
   /** Deletes every session closed before `olderThan` (epoch ms) and returns their ids. */

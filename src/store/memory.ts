@@ -48,6 +48,12 @@ export class MemoryStore implements ManagedSessionStore {
     return journal.length
   }
 
+  /** Runs `fn` (there is nothing to sync; unlike SQLite, a throw does not undo what `fn` stored). */
+  batch<T> (fn: () => T): T {
+    this.#assertOpen()
+    return fn()
+  }
+
   append (sessionId: string, inputs: readonly CoreInput[]): JournalStats {
     this.#assertOpen()
     let session = this.#sessions.get(sessionId)

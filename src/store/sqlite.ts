@@ -243,6 +243,23 @@ export class SqliteStore implements ManagedSessionStore {
     return entries
   }
 
+  /**
+   * Runs `fn` in one transaction: the appends and snapshots of several
+   * sessions inside it cost one sync together (group commit across
+   * sessions), and when `fn` throws none of them is stored. Nested calls join
+   * the outer batch.
+   */
+  batch<T> (fn: () => T): T {
+    if (this.#db.inTransaction) return fn()
+    try {
+      return this.#db.transaction(fn)()
+    } catch (err) {
+      // The counters of whatever `fn` appended were rolled back with it.
+      this.#states.clear()
+      throw err
+    }
+  }
+
   append (sessionId: string, inputs: readonly CoreInput[]): JournalStats {
     const state = this.#state(sessionId)
     if (inputs.length > 0) {

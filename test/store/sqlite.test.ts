@@ -204,6 +204,31 @@ t.test('replay drops a torn final entry like load does', async t => {
   t.same(store.append('s1', [tick(3)]).entriesSinceSnapshot, 2)
 })
 
+t.test('batch: appends of several sessions in one transaction, all or nothing', async t => {
+  const { store, dir } = open(t)
+  store.append('a', [tick(1)])
+  const stats = store.batch(() => {
+    store.append('a', [tick(2)])
+    store.append('b', [tick(1), tick(2)])
+    return store.batch(() => store.append('c', [tick(1)]))
+  })
+  t.same(stats.entriesSinceSnapshot, 1, 'returns what fn returns; nested batches join')
+  t.same(store.listSessions(), ['a', 'b', 'c'])
+  t.throws(() => store.batch(() => {
+    store.append('a', [tick(3)])
+    store.append('d', [tick(1)])
+    throw new Error('boom')
+  }), /boom/)
+  t.same(store.load('a')?.journal, [tick(1), tick(2)], 'rolled back')
+  t.equal(store.load('d'), undefined)
+  t.same(store.append('a', [tick(3)]).entriesSinceSnapshot, 3, 'counters follow the rollback')
+  t.equal(store.sessionBytes('d'), 0)
+  store.close()
+  const { store: again } = open(t, dir)
+  t.same(again.load('a')?.journal, [tick(1), tick(2), tick(3)])
+  t.same(again.listSessions(), ['a', 'b', 'c'])
+})
+
 t.test('retention purges closed sessions older than the cutoff', async t => {
   const { store, dir, logs } = open(t)
   store.append('old', [tick(1)])
