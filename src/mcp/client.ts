@@ -234,6 +234,9 @@ export class CoordinatorClient {
   async ensureConnected (): Promise<void> {
     if (this.#closing) throw new ShimError(SHIM_ERROR_CODES.REMOTE_CLOSED, 'the shim is shutting down')
     if (this.#state === 'open') return
+    // Replaced by another connection of the same principal: reconnecting would
+    // close that one in turn (4409 ping-pong), so every call reports it instead.
+    if (this.#rejection?.code === SHIM_ERROR_CODES.REPLACED) throw this.#rejection
     if (this.#connecting === undefined) {
       this.#cancelReconnect()
       this.#connecting = this.#connectOnce().finally(() => { this.#connecting = undefined })
@@ -462,7 +465,12 @@ export class CoordinatorClient {
       this.#rejection = new ShimError(SHIM_ERROR_CODES.AUTH_REJECTED, `the coordinator closed the connection (${code} ${reason})`, { hint: helloHint('CREDENTIAL_REJECTED', this.#opts.token !== undefined) })
     } else if (code === 4409) {
       // Another connection of the same principal took over; fighting back would loop forever.
-      this.#rejection = new ShimError(SHIM_ERROR_CODES.REMOTE_CLOSED, 'another connection with the same principal id replaced this one', { hint: 'give each agent its own MPAC_AGENT_NAME (or MPAC_PRINCIPAL_ID)' })
+      this.#rejection = new ShimError(SHIM_ERROR_CODES.REPLACED, `another connection with principal id ${this.principalId} replaced this one (close 4409): this agent is no longer connected`, {
+        retryable: false,
+        hint: 'two agents use the same MPAC_PRINCIPAL_ID: give each its own (or unset it), then restart this one'
+      })
+      this.#failAll(this.#rejection)
+      return
     }
     this.#failAll(new ShimError(SHIM_ERROR_CODES.REMOTE_CLOSED, `the connection to the coordinator dropped (${code}) while the call was in flight; it may or may not have taken effect`, {
       retryable: true,
@@ -659,8 +667,9 @@ export class CoordinatorClient {
         this.#onError(pending, payload as unknown as ErrorPayload, env)
       } else if (refersTo === undefined && payload['error_code'] !== 'PARTICIPANT_UNAVAILABLE') {
         this.#onQueryRefused(payload)
-      } else if (payload['error_code'] === 'PARTICIPANT_UNAVAILABLE' && refersTo === this.principalId) {
-        // We were declared unavailable (missed heartbeats): a HEARTBEAT makes us available again.
+      } else if (payload['error_code'] === 'PARTICIPANT_UNAVAILABLE' && payload['principal_id'] === this.principalId) {
+        // We were declared unavailable (missed heartbeats, e.g. the machine slept) and our
+        // ACTIVE intents suspended: a HEARTBEAT makes us available again and restores them.
         this.#heartbeat()
       }
     } else if (env.message_type === 'SESSION_INFO') {

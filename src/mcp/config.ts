@@ -55,6 +55,8 @@ export interface ShimConfig {
   /** Remote mode only: sent as `Authorization: Bearer` and as the HELLO credential. */
   readonly token: string | undefined
   readonly identity: Identity
+  /** MPAC_PRINCIPAL_ID was set: the identity is used as is (no identity slot). */
+  readonly principalExplicit: boolean
   readonly goodbyeDisposition: GoodbyeDisposition
   /** Seconds without participants after which an auto-started sidecar exits. */
   readonly sidecarIdleExitSec: number
@@ -141,22 +143,24 @@ function safeUserName (env: Env): string {
 /**
  * Default agent name: `mpac-mcp-<user>`. Stable across restarts (the Python
  * bridge used the pid, so every restart was a new identity: bridge.md §9.13).
- * Two agents of the same user in the same workspace must set distinct
- * `MPAC_AGENT_NAME`s, or they would share one principal.
+ * Several agents of the same user in the same workspace get distinct
+ * identities through identity slots (`mpac-mcp-<user>-2`, …: agent-slot.ts).
  */
 export function defaultAgentName (env: Env): string {
   return `mpac-mcp-${safeUserName(env)}`
 }
 
 /**
- * Default principal id: `agent:<name>@<first 10 hex of SHA-1(workspace + "\n" + name)>`.
- * It depends only on the workspace and the agent name, so a restarted agent
- * is the same principal: its re-HELLO reactivates its SUSPENDED intents and
- * the shim rebuilds its ownership from the coordinator's summary.
+ * Default principal id: `agent:<name>@<first 10 hex of SHA-1(workspace + "\n" + name)>`,
+ * and `agent:<name>-<slot>@<same digest>` for identity slot ≥ 2 (agent-slot.ts:
+ * several agents started with the same configuration on one machine). It
+ * depends only on the workspace, the agent name and the slot, so a restarted
+ * agent is the same principal: its re-HELLO reactivates its SUSPENDED intents
+ * and the shim rebuilds its ownership from the coordinator's summary.
  */
-export function defaultPrincipalId (workspaceDir: string, agentName: string): string {
+export function defaultPrincipalId (workspaceDir: string, agentName: string, slot = 1): string {
   const digest = createHash('sha1').update(`${workspaceDir}\n${agentName}`, 'utf8').digest('hex').slice(0, 10)
-  return `agent:${agentName}@${digest}`
+  return slot === 1 ? `agent:${agentName}@${digest}` : `agent:${agentName}-${slot}@${digest}`
 }
 
 /** Session id carried by a coordinator URL path `/session/<id>` (empty segments dropped, trailing ones ignored). */
@@ -184,8 +188,9 @@ export function loadShimConfig (env: Env, options: LoadOptions = {}): ShimConfig
   const derivedSession = deriveSessionId(workspaceDir)
 
   const agentName = read(env, 'MPAC_AGENT_NAME') ?? defaultAgentName(env)
+  const explicitPrincipal = read(env, 'MPAC_PRINCIPAL_ID')
   const identity: Identity = Object.freeze({
-    principalId: read(env, 'MPAC_PRINCIPAL_ID') ?? defaultPrincipalId(workspaceDir, agentName),
+    principalId: explicitPrincipal ?? defaultPrincipalId(workspaceDir, agentName),
     displayName: agentName,
     roles: Object.freeze(parseList(read(env, 'MPAC_AGENT_ROLES'), DEFAULT_ROLES)),
     capabilities: Object.freeze(parseList(read(env, 'MPAC_AGENT_CAPABILITIES'), DEFAULT_CAPABILITIES))
@@ -199,6 +204,7 @@ export function loadShimConfig (env: Env, options: LoadOptions = {}): ShimConfig
   const common = {
     workspaceDir,
     identity,
+    principalExplicit: explicitPrincipal !== undefined,
     goodbyeDisposition: disposition as GoodbyeDisposition,
     sidecarIdleExitSec: parseInteger(env, 'MPAC_SIDECAR_IDLE_EXIT', 600, 0, 86_400 * 365),
     stateDir: stateDirFor(env),

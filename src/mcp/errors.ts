@@ -13,6 +13,8 @@ export const SHIM_ERROR_CODES = {
   REMOTE_TIMEOUT: 'MPAC_ERR_REMOTE_TIMEOUT',
   /** The coordinator serves another session than the one configured. */
   REMOTE_SESSION_MISMATCH: 'MPAC_ERR_REMOTE_SESSION_MISMATCH',
+  /** Another connection with the same principal id took this one's place (close 4409); this shim stays out of the way. */
+  REPLACED: 'MPAC_ERR_REPLACED',
   /** The coordinator refused the HELLO (token, roles, session). */
   AUTH_REJECTED: 'MPAC_ERR_AUTH_REJECTED',
   /** The local sidecar could not be started or the port is used by something else. */

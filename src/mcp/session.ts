@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto'
 import { isAbsolute, relative, sep } from 'node:path'
 import type { Logger } from 'pino'
 import { CoordinatorClient, type Envelope, type Frame, type SessionInfo } from './client.js'
+import { claimAgentSlot } from './agent-slot.js'
 import { loadShimConfig, type Env, type ShimConfig } from './config.js'
 import { ensureLocalSidecar } from './sidecar.js'
 
@@ -124,9 +125,13 @@ export class ShimSession {
   /** Latest FILE_UPDATED per path. */
   readonly fileUpdates = new Map<string, Frame>()
   readonly #slug: string
+  /** Claims this session sent: claim_id → the intent an approval creates for us. */
+  readonly #claims = new Map<string, IntentRecord>()
+  readonly #onClose: (() => void) | undefined
 
-  constructor (config: ShimConfig, options: SessionOptions) {
+  constructor (config: ShimConfig, options: SessionOptions & { onClose?: () => void }) {
     this.config = config
+    this.#onClose = options.onClose
     this.#log = options.logger.child({ sessionId: config.sessionId })
     this.#slug = config.identity.displayName.toLowerCase().replace(/\s+/g, '-').replace(/[^a-z0-9._-]/g, '') || 'agent'
     this.client = new CoordinatorClient({
@@ -168,6 +173,17 @@ export class ShimSession {
     return `${kind}-${this.#slug}-${randomBytes(4).toString('hex')}`
   }
 
+  /** A claim id and its replacement intent id: `claim-<name>-<8 hex>`, `intent-<name>-claim-<same 8 hex>` (bridge.md §1.1). */
+  newClaimIds (): { claimId: string, newIntentId: string } {
+    const hex = randomBytes(4).toString('hex')
+    return { claimId: `claim-${this.#slug}-${hex}`, newIntentId: `intent-${this.#slug}-claim-${hex}` }
+  }
+
+  /** Remembers a claim we sent, so its approval (even one arriving after take_over_task returned) makes the new intent ours. */
+  trackClaim (claimId: string, intent: IntentRecord): void {
+    this.#claims.set(claimId, intent)
+  }
+
   async ready (): Promise<void> {
     await this.client.ensureConnected()
   }
@@ -190,9 +206,17 @@ export class ShimSession {
     return this.owned.has(intentId)
   }
 
+  /**
+   * GOODBYE with the configured disposition, then close. No `active_intents`
+   * list: the coordinator then applies the disposition to every live intent
+   * of ours it holds, including any our local view has not caught up with.
+   */
   async close (): Promise<void> {
-    const active = [...this.owned.values()].map(i => i.intent_id)
-    await this.client.close({ disposition: this.config.goodbyeDisposition, activeIntents: active })
+    try {
+      await this.client.close({ disposition: this.config.goodbyeDisposition, activeIntents: [] })
+    } finally {
+      this.#onClose?.()
+    }
   }
 
   async #onConnected (info: SessionInfo): Promise<void> {
@@ -211,9 +235,14 @@ export class ShimSession {
     const p = env.payload
     if (env.message_type === 'INTENT_WITHDRAW' && env.sender?.principal_id === this.principalId && typeof p['intent_id'] === 'string') {
       this.owned.delete(p['intent_id'])
-    } else if (env.message_type === 'INTENT_CLAIM_STATUS' && p['decision'] === 'approved' && typeof p['original_intent_id'] === 'string') {
-      // Someone (maybe us) took over an intent: the original is no longer ours to commit on.
-      this.owned.delete(p['original_intent_id'])
+    } else if (env.message_type === 'INTENT_CLAIM_STATUS' && typeof p['claim_id'] === 'string') {
+      const ours = this.#claims.get(p['claim_id'])
+      if (ours !== undefined && p['decision'] !== undefined) this.#claims.delete(p['claim_id'])
+      if (p['decision'] === 'approved') {
+        // Someone (maybe us) took over an intent: the original is no longer ours to commit on.
+        if (typeof p['original_intent_id'] === 'string') this.owned.delete(p['original_intent_id'])
+        if (ours !== undefined) this.owned.set(ours.intent_id, ours)
+      }
     }
   }
 }
@@ -241,7 +270,10 @@ export class SessionPool {
     const key = `${config.url}\n${config.sessionId}\n${config.identity.principalId}`
     let session = this.#sessions.get(key)
     if (session === undefined) {
-      session = new ShimSession(config, this.#options)
+      // Without MPAC_PRINCIPAL_ID: the lowest identity slot no live shim holds (agent-slot.ts).
+      const slot = config.principalExplicit ? undefined : claimAgentSlot(config.stateDir, config.workspaceDir, config.identity)
+      const effective = slot === undefined || slot.slot === 1 ? config : Object.freeze({ ...config, identity: slot.identity })
+      session = new ShimSession(effective, { ...this.#options, ...(slot !== undefined ? { onClose: () => slot.release() } : {}) })
       this.#sessions.set(key, session)
     }
     return session

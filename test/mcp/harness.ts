@@ -8,6 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { createServer as createNetServer, connect as netConnect, type AddressInfo, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
@@ -167,4 +168,74 @@ export function stateHome (t: Teardown): string {
   const dir = tempDir(t, 'mpac-state-')
   t.teardown(() => { killSidecars(dir) })
   return dir
+}
+
+export interface Proxy {
+  readonly port: number
+  /** Forward new connections to this port from now on. */
+  retarget (port: number): void
+  /**
+   * Resolves when the next frame from the client (the shim) arrives; that
+   * chunk is held, never forwarded, so the coordinator never sees it.
+   */
+  holdNextClientChunk (): Promise<void>
+  /** Connections currently open through the proxy. */
+  connections (): number
+}
+
+/**
+ * A TCP proxy on 127.0.0.1 port 0 in front of a coordinator: lets a test know
+ * that the shim has sent a request before the connection is cut. When either
+ * side closes, the other side is closed too, as a real restart would.
+ */
+export async function startProxy (t: Teardown, targetPort: number): Promise<Proxy> {
+  let target = targetPort
+  let holder: (() => void) | undefined
+  const pairs = new Set<[Socket, Socket]>()
+  const server = createNetServer(client => {
+    const upstream = netConnect(target, '127.0.0.1')
+    const pair: [Socket, Socket] = [client, upstream]
+    pairs.add(pair)
+    const end = (): void => {
+      pairs.delete(pair)
+      client.destroy()
+      upstream.destroy()
+    }
+    client.on('data', chunk => {
+      if (holder !== undefined) {
+        const h = holder
+        holder = undefined
+        h()
+        return
+      }
+      upstream.write(chunk)
+    })
+    upstream.on('data', chunk => client.write(chunk))
+    client.on('close', end)
+    upstream.on('close', end)
+    client.on('error', end)
+    upstream.on('error', end)
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const [a, b] of pairs) { a.destroy(); b.destroy() }
+    return new Promise<void>(resolve => server.close(() => resolve()))
+  })
+  return {
+    port: (server.address() as AddressInfo).port,
+    retarget (port) { target = port },
+    holdNextClientChunk () { return new Promise(resolve => { holder = resolve }) },
+    connections () { return pairs.size }
+  }
+}
+
+/** Polls `probe` until it returns a defined value; rejects after the deadline. */
+export async function eventually<T> (probe: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await probe()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
 }

@@ -37,8 +37,7 @@ export function registerTakeOverTaskTool (server: McpServer, deps: ToolDeps): vo
       if (originalScope[key] !== undefined) scope[key] = originalScope[key]
     }
     if (args.files !== undefined && args.files !== null && args.files.length > 0) scope['resources'] = normaliseFiles(session.config.workspaceDir, args.files)
-    const claimId = session.newId('claim')
-    const newIntentId = `intent-${claimId}`
+    const { claimId, newIntentId } = session.newClaimIds()
     const payload: Record<string, unknown> = {
       claim_id: claimId,
       original_intent_id: originalId,
@@ -49,6 +48,7 @@ export function registerTakeOverTaskTool (server: McpServer, deps: ToolDeps): vo
     }
     if (args.justification !== undefined && args.justification !== null) payload['justification'] = args.justification
     const base = { ...session.context(), claim_id: claimId, original_intent_id: originalId, new_intent_id: newIntentId }
+    session.trackClaim(claimId, { intent_id: newIntentId, principal_id: session.principalId, objective: payload['objective'] as string, state: 'ACTIVE', scope, claimed_by: null })
     const reply = await session.client.request('INTENT_CLAIM', payload)
     if (!reply.accepted) {
       return result({ status: 'error', ...base, ...rejection(reply.error), message: describeRejection(reply) }, `claim refused: ${describeRejection(reply)}`)
