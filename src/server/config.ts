@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs'
+import { createSecureContext } from 'node:tls'
+import { readFileSync, statSync } from 'node:fs'
+import { isIP } from 'node:net'
 import { homedir } from 'node:os'
 import { isAbsolute, join, resolve } from 'node:path'
 import { z } from 'zod'
@@ -121,6 +123,12 @@ const SPEC_BY_FLAG = new Map(SETTINGS.map(s => [s.flag, s]))
 
 export const DEFAULT_PORT = 8766
 
+/** The longest delay a Node timer honours, in whole seconds (2^31-1 ms). */
+export const MAX_TIMER_SEC = Math.floor(2_147_483_647 / 1000)
+
+/** A DNS host name (labels of letters, digits and hyphens). */
+const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/
+
 const LOOPBACK = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|::1|localhost|\[::1\])$/i
 
 export function isLoopback (host: string): boolean {
@@ -194,13 +202,18 @@ function reader (flags: Map<string, string>, env: Readonly<Record<string, string
     if (!(allowed as readonly string[]).includes(value)) fail(name(flag), `expected ${allowed.join(' or ')}, got ${JSON.stringify(value)}`)
     return value as T
   }
-  /** A number of seconds; fractions allowed. */
-  const seconds = (flag: string, fallback: number, opts: { allowZero?: boolean } = {}): number => {
+  /**
+   * A number of seconds; fractions allowed. `timer` settings drive a
+   * setTimeout, whose delay Node caps at 2^31-1 ms (about 24.8 days; a longer
+   * one fires after 1 ms), so they are refused above it.
+   */
+  const seconds = (flag: string, fallback: number, opts: { allowZero?: boolean, timer?: boolean } = {}): number => {
     const value = raw(flag)
     if (value === undefined) return fallback
     const n = Number(value)
     if (value.trim() === '' || !Number.isFinite(n)) fail(name(flag), `expected a number of seconds, got ${JSON.stringify(value)}`)
     if (n < 0 || (n === 0 && opts.allowZero !== true)) fail(name(flag), `must be ${opts.allowZero === true ? 'zero or positive' : 'positive'}, got ${value}`)
+    if (opts.timer === true && n > MAX_TIMER_SEC) fail(name(flag), `must be at most ${MAX_TIMER_SEC} seconds (about 24 days), got ${value}`)
     return n
   }
   const integer = (flag: string, fallback: number, min = 1): number => {
@@ -252,12 +265,25 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
   if (multiFlag && workspaceRaw !== undefined) fail(r.name('workspace'), 'cannot be combined with --multi-session (a workspace directory belongs to one session)')
   const mode = workspaceRaw !== undefined || sessionIdRaw !== undefined ? 'single' : 'multi'
   const workspaceDir = workspaceRaw === undefined ? undefined : resolve(workspaceRaw)
+  if (workspaceDir !== undefined) {
+    let isDir: boolean
+    try {
+      isDir = statSync(workspaceDir).isDirectory()
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      return fail(r.name('workspace'), code === 'ENOENT' ? `no such directory: ${workspaceDir}` : `cannot use ${workspaceDir}: ${code ?? (err as Error).message}`)
+    }
+    if (!isDir) fail(r.name('workspace'), `not a directory: ${workspaceDir}`)
+  }
   if (sessionIdRaw !== undefined && !/^[A-Za-z0-9._:-]{1,128}$/.test(sessionIdRaw)) {
     fail(r.name('session-id'), 'must be 1-128 characters of A-Z a-z 0-9 . _ : -')
   }
   const sessionId = mode === 'single' ? (sessionIdRaw ?? deriveSessionId(workspaceDir as string)) : undefined
 
   const host = r.raw('host') ?? '127.0.0.1'
+  if (isIP(host.replace(/^\[(.*)\]$/, '$1')) === 0 && !HOST_NAME.test(host)) {
+    fail(r.name('host'), `expected an IP address or a host name, got ${JSON.stringify(host)}`)
+  }
   const port = r.integer('port', DEFAULT_PORT, 0)
   if (port > 65535) fail(r.name('port'), `must be 0-65535, got ${port}`)
 
@@ -305,8 +331,18 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
   }
   let tls: ServerConfig['tls']
   if (certFile !== undefined && keyFile !== undefined) {
-    readTextFile(r.name('tls-cert'), certFile)
-    readTextFile(r.name('tls-key'), keyFile)
+    const cert = readTextFile(r.name('tls-cert'), certFile)
+    const key = readTextFile(r.name('tls-key'), keyFile)
+    try {
+      createSecureContext({ cert })
+    } catch (err) {
+      fail(r.name('tls-cert'), `${certFile} is not a PEM certificate (${(err as Error).message})`)
+    }
+    try {
+      createSecureContext({ cert, key })
+    } catch (err) {
+      fail(r.name('tls-key'), `${keyFile} is not the PEM private key of that certificate (${(err as Error).message})`)
+    }
     tls = { certFile: resolve(certFile), keyFile: resolve(keyFile) }
   }
   const tlsByProxy = tlsFlag && tls === undefined && trustProxyRaw !== undefined && trustProxyRaw !== 'false'
@@ -367,20 +403,20 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
     storeSync,
     dataDir,
     trustProxy,
-    idleExitSec: idleExitRaw === undefined ? undefined : r.seconds('idle-exit', 0),
+    idleExitSec: idleExitRaw === undefined ? undefined : r.seconds('idle-exit', 0, { timer: true }),
     complianceProfile,
     executionModel,
     unavailabilityTimeoutSec: r.seconds('unavailability-timeout', 90),
     resolutionTimeoutSec: r.seconds('resolution-timeout', 300, { allowZero: true }),
     claimGraceSec: r.seconds('claim-grace', 0, { allowZero: true }),
-    heartbeatIntervalSec: r.seconds('heartbeat-interval', 30),
+    heartbeatIntervalSec: r.seconds('heartbeat-interval', 30, { timer: true }),
     backendHealthPolicy,
     restartGraceSec: r.seconds('restart-grace', 30, { allowZero: true }),
     sessionIdleUnloadSec: r.seconds('session-idle-unload', 600),
     closedRetentionSec: r.seconds('closed-retention', 86400, { allowZero: true }),
     limits: Object.freeze({
       maxFrameBytes: r.integer('max-frame-bytes', 1024 * 1024, 1024),
-      prehelloTimeoutSec: r.seconds('prehello-timeout', 10),
+      prehelloTimeoutSec: r.seconds('prehello-timeout', 10, { timer: true }),
       prehelloMaxFrames: r.integer('prehello-max-frames', 16),
       maxMsgsPerSec: r.integer('max-msgs-per-sec', 200),
       maxSessions: r.integer('max-sessions', 1000),
@@ -402,6 +438,9 @@ export function helpText (): string {
     '',
     'With no flags: many sessions at ws://127.0.0.1:8766/session/<id>, open profile (loopback only).',
     'With --workspace DIR (and/or --session-id ID): one session, at ws://HOST:PORT/ (and /session/<ID>).',
+    '',
+    'In multi-session mode the policies and limits below apply to every session the server hosts',
+    '(--compliance-profile, --execution-model, the timeouts, --heartbeat-interval, --backend-health-policy).',
     '',
     'Flags (each also an environment variable; flags win; empty variables count as unset):'
   ]

@@ -118,11 +118,19 @@ export class Connection implements Peer {
 
   get runtime (): SessionRuntime | undefined { return this.#runtime }
 
-  send (data: string): void {
-    if (!this.isOpen) return
+  /**
+   * Sends one frame, unless the connection is a slow consumer: data already
+   * queued for it (corked frames of this flush included) above
+   * --max-buffered-bytes closes it instead. So a connection never holds more
+   * than the ceiling plus one frame, however many frames one burst produces,
+   * and a single large frame to a connection that keeps up always goes out.
+   */
+  send (data: string): boolean {
+    if (!this.isOpen) return false
+    this.#checkBuffered()
+    if (this.#closed) return false
     this.#socket.send(data)
-    // While corked, the buffer holds this flush's frames not yet offered to the kernel; check after.
-    if (!this.#corked) this.#checkBuffered()
+    return true
   }
 
   cork (): void {
@@ -136,7 +144,6 @@ export class Connection implements Peer {
     if (!this.#corked) return
     this.#corked = false
     this.#rawSocket()?.uncork()
-    this.#checkBuffered()
   }
 
   /** The TCP socket under `ws` (not part of its typed API; absent in other WebSocket implementations). */
@@ -279,6 +286,10 @@ export class Connection implements Peer {
       runtime.handleSideband(this, frame, receivedAt)
       return
     }
+    if (this.#ctx.registry.isQuarantined(this.sessionId)) {
+      this.close(CLOSE.SESSION_UNAVAILABLE)
+      return
+    }
     // No such session: answer without creating one (probes never create sessions).
     this.#sendNow(this.#ctx.registry.missingSessionReply(this.sessionId, frame))
   }
@@ -311,6 +322,11 @@ export class Connection implements Peer {
     const verdict = this.#verdict(envelope, claimed)
     let runtime = existing
     if (runtime === undefined) {
+      // A session whose stored state is damaged is never recreated over it.
+      if (this.#ctx.registry.isQuarantined(this.sessionId)) {
+        this.close(CLOSE.SESSION_UNAVAILABLE)
+        return
+      }
       const created = this.#ctx.registry.provisional(this.sessionId, this.#tokenOf(envelope))
       if ('code' in created) {
         this.close(created)
@@ -343,7 +359,9 @@ export class Connection implements Peer {
    */
   #verdict (envelope: Record<string, unknown>, claimed: unknown): Verdict | undefined {
     const table = this.#ctx.auth.table
-    if (this.#ctx.config.securityProfile !== 'authenticated' || table === undefined) return undefined
+    if (this.#ctx.config.securityProfile !== 'authenticated') return undefined
+    // Never let the core decide without a verdict in this profile (it would admit any credential).
+    if (table === undefined) return { accepted: false, reason: 'no token table is loaded' }
     const principalId = typeof claimed === 'string' ? claimed : ''
     const cred = helloCredential(envelope)
     if (cred !== undefined && this.headerAuth !== undefined &&

@@ -1,7 +1,11 @@
+import { ERROR_CODES } from '../protocol/error-codes.js'
+import { MESSAGE_TYPES, SIDEBAND_REPLIES, SIDEBAND_REQUESTS } from '../protocol/message-types.js'
+
 /**
  * Prometheus metrics, text exposition format 0.0.4, written by hand (no
  * dependency). Counters and gauges are plain numbers; label values are the
- * bounded sets of message types, error codes and close codes.
+ * bounded sets of message types, error codes and close codes: anything else
+ * a client sends is counted as `OTHER`, so the wire cannot grow the label set.
  */
 
 const BUCKETS_SEC = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]
@@ -10,15 +14,21 @@ function escapeLabel (value: string): string {
   return value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"')
 }
 
-/** Label values come from the wire; keep them bounded and printable. */
-function boundedLabel (value: unknown): string {
-  if (typeof value !== 'string' || !/^[A-Z_]{1,40}$/.test(value)) return 'OTHER'
-  return value
+/** Frame kinds the server itself names (frames that are not JSON objects, or not text). */
+const SERVER_KINDS = ['BINARY', 'INVALID_JSON'] as const
+const TYPE_LABELS: ReadonlySet<string> = new Set<string>([...MESSAGE_TYPES, ...SIDEBAND_REQUESTS, ...SIDEBAND_REPLIES, ...SERVER_KINDS])
+const CODE_LABELS: ReadonlySet<string> = new Set<string>(ERROR_CODES)
+
+/** Label values come from the wire; only the known ones are kept. */
+function boundedLabel (value: unknown, known: ReadonlySet<string>): string {
+  return typeof value === 'string' && known.has(value) ? value : 'OTHER'
 }
 
 export class Metrics {
   connections = 0
   sessionsLoaded = 0
+  /** Session timers armed (one per loaded session at most); a larger number is a leak. */
+  sessionTimers = 0
   readonly #messagesIn = new Map<string, number>()
   readonly #messagesOut = new Map<string, number>()
   readonly #protocolErrors = new Map<string, number>()
@@ -30,17 +40,17 @@ export class Metrics {
   journalAppends = 0
 
   messageIn (type: unknown): void {
-    const key = boundedLabel(type)
+    const key = boundedLabel(type, TYPE_LABELS)
     this.#messagesIn.set(key, (this.#messagesIn.get(key) ?? 0) + 1)
   }
 
   messageOut (type: unknown, count = 1): void {
-    const key = boundedLabel(type)
+    const key = boundedLabel(type, TYPE_LABELS)
     this.#messagesOut.set(key, (this.#messagesOut.get(key) ?? 0) + count)
   }
 
   protocolError (code: unknown): void {
-    const key = boundedLabel(code)
+    const key = boundedLabel(code, CODE_LABELS)
     this.#protocolErrors.set(key, (this.#protocolErrors.get(key) ?? 0) + 1)
   }
 
@@ -70,6 +80,7 @@ export class Metrics {
     simple('mpac_connections', 'gauge', 'Open WebSocket connections.', this.connections)
     simple('mpac_connections_total', 'counter', 'WebSocket connections accepted since start.', this.connectionsTotal)
     simple('mpac_sessions', 'gauge', 'Sessions loaded in memory.', this.sessionsLoaded)
+    simple('mpac_session_timers', 'gauge', 'Session timers armed (at most one per loaded session).', this.sessionTimers)
     simple('mpac_journal_appends_total', 'counter', 'Group commits to the store.', this.journalAppends)
     labelled('mpac_messages_in_total', 'Frames received, by MPAC message_type or sideband type.', 'type', this.#messagesIn)
     labelled('mpac_messages_out_total', 'Frames sent, by MPAC message_type or sideband type.', 'type', this.#messagesOut)

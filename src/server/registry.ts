@@ -30,6 +30,8 @@ export class SessionRegistry {
   readonly #live = new Map<string, SessionRuntime>()
   /** Ids with stored state (loaded or not). */
   readonly #stored = new Set<string>()
+  /** Sessions whose stored state is damaged: refused (4503), never recreated. */
+  readonly #quarantined = new Set<string>()
   /** Sessions created by each token (digest), for --max-sessions-per-token. */
   readonly #byToken = new Map<string, Set<string>>()
   readonly #connections = new Set<Connection>()
@@ -80,7 +82,11 @@ export class SessionRegistry {
    */
   start (): void {
     const { config, store, logger } = this.#opts
-    for (const q of store.listQuarantined()) logger.error({ sessionId: q.sessionId, reason: q.reason }, 'session quarantined: stored state is damaged')
+    for (const q of store.listQuarantined()) {
+      if (config.mode === 'single' && q.sessionId !== config.sessionId) continue
+      this.#quarantined.add(q.sessionId)
+      logger.error({ sessionId: q.sessionId, reason: q.reason }, 'session quarantined: stored state is damaged')
+    }
     // Single-session mode touches only its own session, even in a shared data directory.
     const ids = config.mode === 'single'
       ? store.listSessions().filter(id => id === config.sessionId)
@@ -95,10 +101,13 @@ export class SessionRegistry {
         else this.#newRuntime(id, recovered.coordinator as unknown as SessionCore, true)
       } catch (err) {
         this.#stored.delete(id)
+        if (err instanceof StoreDamagedError) this.#quarantined.add(id)
         logger.error({ sessionId: id, err: err instanceof StoreDamagedError ? err.message : err }, err instanceof StoreDamagedError ? 'session quarantined: stored state is damaged' : 'restoring session failed')
       }
     }
-    if (config.mode === 'single') {
+    if (config.mode === 'single' && this.#quarantined.has(config.sessionId as string)) {
+      logger.error({ sessionId: config.sessionId }, 'the session of this single-session sidecar is quarantined; connections are refused (4503) until it is repaired (see docs/storage.md)')
+    } else if (config.mode === 'single') {
       const id = config.sessionId as string
       let runtime = this.#live.get(id)
       if (runtime === undefined) {
@@ -125,6 +134,11 @@ export class SessionRegistry {
     if (live !== undefined) return live
     if (!this.#stored.has(sessionId)) return undefined
     return this.#load(sessionId)
+  }
+
+  /** True when the session's stored state is damaged: it is not served (close 4503) and never recreated. */
+  isQuarantined (sessionId: string): boolean {
+    return this.#quarantined.has(sessionId)
   }
 
   /** The loaded session only (no loading). */
@@ -261,6 +275,7 @@ export class SessionRegistry {
       return this.#newRuntime(sessionId, core, true)
     } catch (err) {
       if (err instanceof StoreDamagedError) {
+        this.#quarantined.add(sessionId)
         logger.error({ sessionId, err: err.message }, 'session quarantined: stored state is damaged')
       } else {
         logger.error({ sessionId, err }, 'loading session failed')

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
 import type { ApplyResult, CoreInput, Output, Verdict } from '../coordinator/types.js'
@@ -13,7 +14,11 @@ export interface Peer {
   /** The principal this connection is bound to by an admitted HELLO. */
   principalId: string | undefined
   readonly isOpen: boolean
-  send (data: string): void
+  /**
+   * Hands a frame to the socket; false when it was not sent (the connection
+   * is closed, or was just cut as a slow consumer by this very frame's bytes).
+   */
+  send (data: string): boolean
   /** Optional: hold writes until `uncork` (one syscall for several frames). */
   cork? (): void
   uncork? (): void
@@ -40,8 +45,18 @@ export interface RuntimeOptions {
   readonly onBroken?: (runtime: SessionRuntime) => void
 }
 
+/**
+ * One frame to send: its recipients, the frame, and its JSON text. Core
+ * outputs are serialised when applied (later inputs of the same turn may
+ * change the objects they reference); sideband replies are built from fresh
+ * objects and serialised only if a recipient is still open at delivery, so a
+ * burst of large replies to a client that stopped reading costs nothing past
+ * the slow-consumer ceiling.
+ */
+type Send = readonly [readonly Peer[], string | undefined, Readonly<Record<string, unknown>>]
+
 interface Pending {
-  readonly sends: ReadonlyArray<readonly [readonly Peer[], string, Readonly<Record<string, unknown>>]>
+  readonly sends: readonly Send[]
   readonly writes: ApplyResult['fileWrites']
   readonly after: (() => void) | undefined
   readonly receivedAt: number | undefined
@@ -84,6 +99,8 @@ export class SessionRuntime {
   #timer: NodeJS.Timeout | undefined
   #timerAt = Infinity
   #idleSince: number
+  /** Unloaded, discarded or failed: no timer is armed again. */
+  #disposed = false
 
   constructor (opts: RuntimeOptions) {
     this.#opts = opts
@@ -99,6 +116,7 @@ export class SessionRuntime {
   get idleSince (): number { return this.#idleSince }
   get broken (): boolean { return this.#broken }
   get participantCount (): number { return this.#byPrincipal.size }
+  get timerArmed (): boolean { return this.#timer !== undefined }
 
   attach (peer: Peer): void {
     this.#peers.add(peer)
@@ -122,13 +140,20 @@ export class SessionRuntime {
    * An MPAC envelope from `peer`, already checked against the connection's
    * binding. Returns the core's result (`accepted` for a HELLO = admitted).
    */
-  handleMessage (peer: Peer, envelope: Record<string, unknown>, verdict: Verdict | undefined, receivedAt: number): ApplyResult | undefined {
+  handleMessage (peer: Peer, envelopeIn: Record<string, unknown>, verdict: Verdict | undefined, receivedAt: number): ApplyResult | undefined {
     if (this.#broken) return undefined
+    let envelope = envelopeIn
     const now = this.#opts.now()
     const type = envelope.message_type
     if (this.#opts.workspace !== undefined && (type === 'OP_COMMIT' || type === 'OP_BATCH_COMMIT')) {
+      const unsafe = this.#unwritablePath(envelope)
+      if (unsafe !== undefined) {
+        this.#refuse(peer, envelope, 'MALFORMED_MESSAGE', `file_changes path ${JSON.stringify(unsafe)} leads outside the workspace (a symbolic link on the way); nothing was written`, receivedAt)
+        return undefined
+      }
       this.#syncBeforeCommit(envelope, now)
     }
+    if (type === 'HELLO') envelope = withoutSecret(envelope)
     const input: CoreInput = verdict === undefined
       ? { kind: 'message', now, envelope }
       : { kind: 'message', now, envelope, verdict }
@@ -174,7 +199,7 @@ export class SessionRuntime {
           : { type: 'FILE_CONTENT', path, content: file.content, state_ref: file.state_ref }
       }
     }
-    this.#queue({ sends: [[[peer], JSON.stringify(reply), reply]], writes: [], after: undefined, receivedAt })
+    this.#queue({ sends: [[[peer], undefined, reply]], writes: [], after: undefined, receivedAt })
   }
 
   /** Feeds `file_sync` inputs (workspace mode at creation and after a restart). */
@@ -194,7 +219,7 @@ export class SessionRuntime {
 
   /** Sends raw frames to one peer in order with everything else (server-authored errors). */
   sendDirect (peer: Peer, frame: Record<string, unknown>, after?: () => void): void {
-    this.#queue({ sends: [[[peer], JSON.stringify(frame), frame]], writes: [], after, receivedAt: undefined })
+    this.#queue({ sends: [[[peer], undefined, frame]], writes: [], after, receivedAt: undefined })
   }
 
   /** Runs `fn` after everything queued so far has been sent. */
@@ -257,30 +282,38 @@ export class SessionRuntime {
         }
         if (this.#overlay.get(w.path) === w.content) this.#overlay.delete(w.path)
       }
-      for (const [peers, data, frame] of p.sends) {
-        if (peers.length === 0) continue
-        const type = frame.message_type ?? frame.type
+      for (const [peers, text, frame] of p.sends) {
+        let data = text
+        let sent = 0
         for (const peer of peers) {
+          if (!peer.isOpen) continue
+          data ??= JSON.stringify(frame)
           if (!corked.has(peer)) {
             corked.add(peer)
             peer.cork?.()
           }
-          peer.send(data)
+          if (peer.send(data)) sent++
         }
-        metrics.messageOut(type, peers.length)
+        if (sent === 0) continue
+        const type = frame.message_type ?? frame.type
+        metrics.messageOut(type, sent)
         if (type === 'PROTOCOL_ERROR') metrics.protocolError((frame.payload as Record<string, unknown> | undefined)?.error_code)
       }
       p.after?.()
       if (p.receivedAt !== undefined) metrics.observeHandling((performance.now() - p.receivedAt) / 1000)
     }
     for (const peer of corked) peer.uncork?.()
-    if (!this.#persisted && !this.#admittedEver && this.#pending.length === 0) this.#opts.onDiscard?.(this)
+    if (!this.#persisted && !this.#admittedEver && this.#pending.length === 0) {
+      // A provisional session nobody was admitted to: forget it entirely (no timer keeps it alive).
+      this.#dispose()
+      this.#opts.onDiscard?.(this)
+    }
   }
 
   /** Flushes, stores a snapshot and stops the timer (unload or shutdown). */
   unload (): void {
     this.flush()
-    this.#clearTimer()
+    this.#dispose()
     if (this.#persisted && !this.#broken) {
       try {
         this.#opts.store.saveSnapshot(this.sessionId, this.core.snapshot())
@@ -297,7 +330,7 @@ export class SessionRuntime {
 
   /** Arms the one timer at the core's next deadline (≥ 50 ms, ≤ the heartbeat interval). */
   armTimer (): void {
-    if (this.#broken) return
+    if (this.#broken || this.#disposed) return
     const now = Date.now()
     const maxMs = Math.max(MIN_TIMER_MS, this.#opts.heartbeatIntervalSec * 1000)
     const deadline = this.core.nextDeadline()
@@ -307,9 +340,11 @@ export class SessionRuntime {
     if (this.#timer !== undefined && this.#timerAt <= at) return
     this.#clearTimer()
     this.#timerAt = at
+    this.#opts.metrics.sessionTimers++
     this.#timer = setTimeout(() => {
       this.#timer = undefined
       this.#timerAt = Infinity
+      this.#opts.metrics.sessionTimers--
       try {
         this.applyInput({ kind: 'tick', now: this.#opts.now() })
         this.armTimer()
@@ -321,9 +356,46 @@ export class SessionRuntime {
   }
 
   #clearTimer (): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer)
+      this.#opts.metrics.sessionTimers--
+    }
     this.#timer = undefined
     this.#timerAt = Infinity
+  }
+
+  #dispose (): void {
+    this.#disposed = true
+    this.#clearTimer()
+  }
+
+  /** A server-authored rejection of an input the core never sees (nothing journaled). */
+  #refuse (peer: Peer, envelope: Record<string, unknown>, code: string, description: string, receivedAt: number): void {
+    const coordinatorId = this.core.coordinatorId
+    const payload: Record<string, unknown> = { error_code: code, description }
+    if (typeof envelope.message_id === 'string') payload.refers_to = envelope.message_id
+    const frame = {
+      protocol: 'MPAC',
+      version: typeof envelope.version === 'string' ? envelope.version : '0.1.13',
+      message_type: 'PROTOCOL_ERROR',
+      message_id: randomUUID(),
+      session_id: this.sessionId,
+      sender: { principal_id: coordinatorId, principal_type: 'service', sender_instance_id: `${coordinatorId}:server` },
+      ts: new Date(this.#opts.now()).toISOString(),
+      payload
+    }
+    this.#queue({ sends: [[[peer], undefined, frame]], writes: [], after: undefined, receivedAt })
+  }
+
+  /** Workspace mode: the first file_changes path that cannot be written inside the workspace, if any. */
+  #unwritablePath (envelope: Record<string, unknown>): string | undefined {
+    const ws = this.#opts.workspace
+    if (ws === undefined) return undefined
+    for (const path of changedPaths(envelope)) {
+      // Paths that are not even syntactically safe are the core's to refuse (MALFORMED_MESSAGE).
+      if (ws.resolve(path) !== undefined && !ws.writable(path)) return path
+    }
+    return undefined
   }
 
   #apply (
@@ -381,20 +453,9 @@ export class SessionRuntime {
 
   /** Before a commit with file_changes: make the core see the disk as it is now. */
   #syncBeforeCommit (envelope: Record<string, unknown>, now: number): void {
-    const payload = envelope.payload
-    if (payload === null || typeof payload !== 'object') return
-    const paths: string[] = []
-    const collect = (changes: unknown): void => {
-      if (changes !== null && typeof changes === 'object' && !Array.isArray(changes)) paths.push(...Object.keys(changes))
-    }
-    const p = payload as Record<string, unknown>
-    collect(p.file_changes)
-    if (Array.isArray(p.operations)) {
-      for (const op of p.operations) {
-        if (op !== null && typeof op === 'object') collect((op as Record<string, unknown>).file_changes)
-      }
-    }
-    if (typeof p.target === 'string' && paths.length > 0 && !paths.includes(p.target)) paths.push(p.target)
+    const paths = changedPaths(envelope)
+    const target = (envelope.payload as Record<string, unknown> | null | undefined)?.target
+    if (typeof target === 'string' && paths.length > 0 && !paths.includes(target)) paths.push(target)
     this.#syncPaths(paths.slice(0, 256), now)
   }
 
@@ -411,9 +472,47 @@ export class SessionRuntime {
 
   #fail (err: unknown): void {
     this.#broken = true
-    this.#clearTimer()
+    this.#dispose()
     this.log.error({ err }, 'session failed; closing its connections')
     this.closeAll(CLOSE.INTERNAL)
     this.#opts.onBroken?.(this)
   }
+}
+
+/** The paths of a commit's `file_changes` (OP_COMMIT, and each operation of OP_BATCH_COMMIT). */
+function changedPaths (envelope: Record<string, unknown>): string[] {
+  const payload = envelope.payload
+  if (payload === null || typeof payload !== 'object') return []
+  const paths: string[] = []
+  const collect = (changes: unknown): void => {
+    if (changes !== null && typeof changes === 'object' && !Array.isArray(changes)) paths.push(...Object.keys(changes))
+  }
+  const p = payload as Record<string, unknown>
+  collect(p.file_changes)
+  if (Array.isArray(p.operations)) {
+    for (const op of p.operations) {
+      if (op !== null && typeof op === 'object') collect((op as Record<string, unknown>).file_changes)
+    }
+  }
+  return paths
+}
+
+/** Stands in for a HELLO credential's secret in what the core sees and the store journals. */
+export const REDACTED_CREDENTIAL = '[redacted]'
+
+/**
+ * The HELLO with its credential's secret replaced. The runtime has already
+ * checked the credential and passes its verdict with the input, so the core
+ * (and a replay of the journal) never needs the token itself; this keeps
+ * bearer tokens out of the journal, the snapshots and their backups. The
+ * credential's `type` and `issuer` stay (SESSION_INFO reports them).
+ */
+function withoutSecret (envelope: Record<string, unknown>): Record<string, unknown> {
+  const payload = envelope.payload
+  if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) return envelope
+  const cred = (payload as Record<string, unknown>).credential
+  if (cred === null || typeof cred !== 'object' || Array.isArray(cred)) return envelope
+  const value = (cred as Record<string, unknown>).value
+  if (typeof value !== 'string' || value === '') return envelope
+  return { ...envelope, payload: { ...payload, credential: { ...cred, value: REDACTED_CREDENTIAL } } }
 }

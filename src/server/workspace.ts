@@ -105,14 +105,31 @@ export class DiskWorkspace {
   }
 
   /**
+   * True when `path` can be written without leaving the root: every existing
+   * directory on the way is a real directory inside the root (a symbolic link
+   * is fine only if it resolves inside the root) and nothing on the way is a
+   * file. Missing directories are fine (they are created inside).
+   */
+  writable (path: string): boolean {
+    return this.#parentChain(path) !== undefined
+  }
+
+  /**
    * Writes atomically: a temporary file in the same directory, fsync, rename.
-   * Refuses paths that leave the root, including through a symlinked parent.
+   * Refuses paths that leave the root, including through a symlinked parent;
+   * missing directories are created one at a time, each checked first, so
+   * nothing (not even an empty directory) is created outside the root.
    */
   write (path: string, content: string): void {
-    const abs = this.resolve(path)
-    if (abs === undefined) throw new Error(`refusing to write outside the workspace: ${JSON.stringify(path)}`)
+    const chain = this.#parentChain(path)
+    if (chain === undefined) throw new Error(`refusing to write outside the workspace: ${JSON.stringify(path)}`)
+    for (const dir of chain.missing) {
+      mkdirSync(dir)
+      const real = realpathSync(dir)
+      if (!this.#inside(real)) throw new Error(`refusing to write outside the workspace: ${JSON.stringify(path)}`)
+    }
+    const abs = chain.abs
     const dir = dirname(abs)
-    mkdirSync(dir, { recursive: true })
     const realDir = realpathSync(dir)
     if (realDir !== this.#realRoot && !this.#inside(realDir)) throw new Error(`refusing to write outside the workspace: ${JSON.stringify(path)}`)
     const tmp = join(dir, `.${randomBytes(6).toString('hex')}.mpac-tmp`)
@@ -129,6 +146,44 @@ export class DiskWorkspace {
       try { unlinkSync(tmp) } catch { /* already gone */ }
       throw err
     }
+  }
+
+  /**
+   * The absolute path and the directories to create for it, or undefined
+   * when the path is unsafe or an existing parent leads outside the root.
+   */
+  #parentChain (path: string): { readonly abs: string, readonly missing: string[] } | undefined {
+    const abs = this.resolve(path)
+    if (abs === undefined) return undefined
+    const parts = relative(this.root, abs).split(sep)
+    const missing: string[] = []
+    let dir = this.root
+    for (const part of parts.slice(0, -1)) {
+      dir = join(dir, part)
+      if (missing.length > 0) {
+        missing.push(dir)
+        continue
+      }
+      let st
+      try {
+        st = lstatSync(dir)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return undefined
+        missing.push(dir)
+        continue
+      }
+      if (st.isSymbolicLink()) {
+        try {
+          const real = realpathSync(dir)
+          if (!this.#inside(real) || !statSync(real).isDirectory()) return undefined
+        } catch {
+          return undefined
+        }
+      } else if (!st.isDirectory()) {
+        return undefined
+      }
+    }
+    return { abs, missing }
   }
 
   /** The absolute path of a wire path, or undefined when it is not a safe relative path. */

@@ -217,6 +217,15 @@ export class RawClient {
 
   /** Sends a masked text frame. */
   sendText (text: string): void {
+    this.socket.write(RawClient.frame(text))
+  }
+
+  /** Sends several masked text frames in one TCP write (the server parses them in one turn). */
+  sendBurst (texts: readonly string[]): void {
+    this.socket.write(Buffer.concat(texts.map(text => RawClient.frame(text))))
+  }
+
+  static frame (text: string): Buffer {
     const payload = Buffer.from(text, 'utf8')
     const mask = Buffer.from([1, 2, 3, 4])
     const len = payload.length
@@ -227,7 +236,7 @@ export class RawClient {
         : Buffer.concat([Buffer.from([0x81, 0x80 | 127]), (() => { const b = Buffer.alloc(8); b.writeBigUInt64BE(BigInt(len)); return b })()])
     const masked = Buffer.alloc(len)
     for (let i = 0; i < len; i++) masked[i] = (payload[i] as number) ^ (mask[i % 4] as number)
-    this.socket.write(Buffer.concat([header, mask, masked]))
+    return Buffer.concat([header, mask, masked])
   }
 
   /**

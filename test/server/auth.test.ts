@@ -1,4 +1,5 @@
 import t from 'tap'
+import { loadCore } from '../../src/server/core.js'
 import { startServer } from '../helpers/server.js'
 import { announce, envelope, hello, isError, isType, joined, TestClient, upgradeStatus, type Frame } from '../helpers/ws.js'
 
@@ -151,4 +152,57 @@ t.test('open profile: sideband probes are answered without creating a session', 
   t.equal(srv.app.mpac.registry.sessionCount, 0)
   t.notOk(probe.isClosed)
   void isError
+})
+
+t.test('a rejected HELLO on a new session id leaves no session and no timer behind', async t => {
+  const srv = await startServer(t, { env })
+  for (let i = 0; i < 5; i++) {
+    const c = await TestClient.connect(`${srv.url}/session/ghost-${i}`)
+    t.teardown(() => c.close())
+    const r = await c.request(hello('agent:x', { sessionId: `ghost-${i}`, token: 'tok-nope' }))
+    t.equal((r.payload as Frame).error_code, 'CREDENTIAL_REJECTED')
+  }
+  const text = srv.app.mpac.metrics.render()
+  t.match(text, /^mpac_sessions 0$/m, 'no session loaded')
+  t.match(text, /^mpac_session_timers 0$/m, 'no session timer armed (a discarded session must not tick forever)')
+  t.equal(srv.app.mpac.registry.sessionCount, 0)
+})
+
+t.test('HELLO credentials never reach the store (the journal holds the verdict, not the token)', async t => {
+  const srv = await startServer(t, { env })
+  const { client } = await joined(`${srv.url}/session/alpha`, 'agent:a', { token: 'tok-alpha' })
+  t.teardown(() => client.close())
+  const bad = await TestClient.connect(`${srv.url}/session/alpha`)
+  t.teardown(() => bad.close())
+  await bad.request(hello('agent:b', { sessionId: 'alpha', token: 'tok-wrong-secret' }))
+  // The reply is sent after the journal append: the store holds both HELLOs now.
+  const stored = JSON.stringify(srv.store.load('alpha'))
+  t.match(stored, /HELLO/, 'the HELLOs are journaled')
+  t.notOk(stored.includes('tok-alpha'), 'the admitted token is not stored')
+  t.notOk(stored.includes('tok-wrong-secret'), 'the rejected token is not stored')
+  // The journaled verdict still replays to the same state: a core rebuilt from the store has agent:a.
+  const stored2 = srv.store.load('alpha')
+  if (stored2 === undefined) throw new Error('session not stored')
+  const core = loadCore(stored2, srv.app.mpac.registry.coreConfig('alpha'))
+  const participants = (core.summary(Date.now(), null) as Frame).participants as Frame[]
+  t.same(participants.map(p => [p.principal_id, p.roles]), [['agent:a', ['owner']]], 'replayed with the journaled verdict')
+})
+
+t.test('the authenticated profile never admits without a token table (defence in depth)', async t => {
+  const srv = await startServer(t, { env })
+  srv.app.mpac.setTokenTable(undefined)
+  const c = await TestClient.connect(`${srv.url}/session/alpha`)
+  t.teardown(() => c.close())
+  const r = await c.request(hello('agent:x', { sessionId: 'alpha', token: 'anything' }))
+  t.equal((r.payload as Frame).error_code, 'CREDENTIAL_REJECTED')
+  t.equal(srv.app.mpac.registry.sessionCount, 0)
+})
+
+t.test('header without a HELLO credential: the HELLO must still carry the token', async t => {
+  const srv = await startServer(t, { env })
+  const c = await TestClient.connect(`${srv.url}/session/alpha`, bearer('tok-alpha'))
+  t.teardown(() => c.close())
+  const r = await c.request(hello('agent:x', { sessionId: 'alpha' }))
+  t.equal((r.payload as Frame).error_code, 'CREDENTIAL_REJECTED')
+  t.equal(srv.app.mpac.registry.sessionCount, 0)
 })

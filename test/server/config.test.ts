@@ -48,13 +48,15 @@ t.test('no flags: multi-session on 127.0.0.1:8766, open, sqlite under ~/.local/s
 })
 
 t.test('--workspace selects single-session mode with the bridge-derived session id', async t => {
-  const c = ok(['--workspace', '/srv/example-workspace', '--port', '38600'])
+  const dir = mkdtempSync(join(tmpdir(), 'example-workspace-'))
+  const c = ok(['--workspace', dir, '--port', '38600'])
   t.equal(c.mode, 'single')
-  t.equal(c.sessionId, 'mpac-local-example-workspace-fb397488b0')
-  t.equal(c.workspaceDir, '/srv/example-workspace')
+  t.equal(c.sessionId, deriveSessionId(dir))
+  t.match(c.sessionId, /^mpac-local-example-workspace-/)
+  t.equal(c.workspaceDir, dir)
   t.equal(c.dataDir, '/home/u/.local/state/mpac-mcp/local')
   t.equal(ok(['--session-id', 'room-1']).mode, 'single')
-  t.equal(ok(['--workspace', '/x', '--session-id', 'pinned']).sessionId, 'pinned')
+  t.equal(ok(['--workspace', dir, '--session-id', 'pinned']).sessionId, 'pinned')
 })
 
 t.test('workspace-derived ids match the bridge.md §2.3 test vectors', async t => {
@@ -143,5 +145,37 @@ t.test('help lists every setting with its environment twin', async t => {
   for (const s of SETTINGS) {
     t.ok(help.includes(`--${s.flag}`), s.flag)
     t.ok(help.includes(s.env), s.env)
+  }
+})
+
+t.test('values that only fail later are refused at start: workspace, TLS files, timer ranges', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'mpac-cfg-'))
+  const file = join(dir, 'not-a-dir.txt')
+  writeFileSync(file, 'x')
+  writeFileSync(join(dir, 'cert.pem'), 'not a certificate')
+  writeFileSync(join(dir, 'key.pem'), 'not a key')
+  const cases: Array<[string[], string, RegExp]> = [
+    [['--workspace', join(dir, 'missing')], '--workspace', /no such directory/],
+    [['--workspace', file], '--workspace', /not a directory/],
+    [['--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'key.pem')], '--tls-cert', /PEM/],
+    [['--heartbeat-interval', '3000000'], '--heartbeat-interval', /at most 2147483/],
+    [['--prehello-timeout', '3000000'], '--prehello-timeout', /at most 2147483/],
+    [['--idle-exit', '3000000'], '--idle-exit', /at most 2147483/],
+    [['--unavailability-timeout', 'Infinity'], '--unavailability-timeout', /number of seconds/],
+    [['--host', 'not a host!'], '--host', /IP address or a host name/]
+  ]
+  for (const [argv, setting, message] of cases) {
+    const err = bad(argv)
+    t.equal(err.setting, setting, argv.join(' '))
+    t.match(err.message, message, argv.join(' '))
+  }
+  t.equal(ok(['--closed-retention', String(90 * 86400)]).closedRetentionSec, 90 * 86400, 'retention is not a timer: long values are fine')
+  t.equal(ok(['--workspace', dir]).workspaceDir, dir)
+})
+
+t.test('help says that in multi-session mode the policies apply to every session', async t => {
+  t.match(helpText(), /multi-session mode.*every session/i)
+  for (const flag of ['compliance-profile', 'execution-model', 'unavailability-timeout', 'resolution-timeout', 'claim-grace', 'heartbeat-interval', 'backend-health-policy']) {
+    t.ok(helpText().includes(`--${flag}`), flag)
   }
 })

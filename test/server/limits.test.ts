@@ -1,4 +1,5 @@
 import t from 'tap'
+import { stateRef } from '../../src/protocol/state-ref.js'
 import { startServer } from '../helpers/server.js'
 import { announce, envelope, hello, isError, isType, joined, RawClient, TestClient, type Frame } from '../helpers/ws.js'
 
@@ -133,4 +134,27 @@ t.test('a slow consumer is cut with 4429 without affecting others', async t => {
   t.ok(srv.logs.some(l => l.includes('slow consumer')), 'and the reason logged')
   t.equal(await slow.readUntilClose(10000), 4429, 'its close frame says 4429')
   t.equal(talker.isClosed || watcher.isClosed, false, 'the others stay connected')
+})
+
+t.test('the slow-consumer ceiling holds inside one burst: large replies stop at the ceiling', async t => {
+  const srv = await startServer(t, { argv: ['--max-frame-bytes', '2000000', '--max-buffered-bytes', '1500000'] })
+  const url = `${srv.url}/session/s`
+  const { client: writer } = await joined(url, 'agent:w')
+  t.teardown(() => writer.close())
+  const content = 'z'.repeat(1_000_000)
+  await writer.request(announce('agent:w', 'i1', ['big.txt'], 's'))
+  const commit = envelope('OP_COMMIT', 'agent:w', {
+    op_id: 'op1', intent_id: 'i1', target: 'big.txt', op_kind: 'create',
+    state_ref_before: stateRef(''), state_ref_after: stateRef(content),
+    file_changes: { 'big.txt': { content, state_ref_before: stateRef('') } }
+  }, 's')
+  t.equal((await writer.request(commit, 10000)).message_type, 'OP_COMMIT')
+  // A client that never reads asks for the 1 MB file 16 times in one TCP write.
+  const slow = await RawClient.connect(srv.port, '/session/s')
+  slow.sendBurst(Array.from({ length: 16 }, () => JSON.stringify({ type: 'FILE_READ', path: 'big.txt' })))
+  t.equal(await slow.readUntilClose(10000), 4429, 'cut as a slow consumer')
+  const sent = /^mpac_messages_out_total\{type="FILE_CONTENT"\} (\d+)$/m.exec(srv.app.mpac.metrics.render())
+  t.ok(sent !== null && Number(sent[1]) <= 2, `at most ceiling / size + 1 replies were queued (${sent?.[1] ?? 'none'})`)
+  const hb = envelope('HEARTBEAT', 'agent:w', { status: 'idle' }, 's')
+  t.equal((await writer.request(hb)).message_id, hb.message_id, 'others unaffected')
 })

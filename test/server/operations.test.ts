@@ -5,7 +5,8 @@ import { join } from 'node:path'
 import t from 'tap'
 import { Agent, WebSocket } from 'undici'
 import { TokenTable } from '../../src/server/token-table.js'
-import { SqliteStore } from '../../src/store/index.js'
+import Database from 'better-sqlite3'
+import { DATABASE_FILE, SqliteStore } from '../../src/store/index.js'
 import { startServer } from '../helpers/server.js'
 import { announce, envelope, hello, isType, joined, TestClient, type Frame } from '../helpers/ws.js'
 
@@ -137,6 +138,11 @@ t.test('idle sessions are unloaded and reloaded on demand', async t => {
   const s = (await probe.next(isType('SESSION_SUMMARY_RESPONSE'))).session as Frame
   t.equal(s.active_intent_count, 1, 'reloaded with its state')
   t.equal(registry.loadedCount, 1)
+  // An in-process reload is not a coordinator restart: the epoch stays (docs/storage.md, docs/configuration.md).
+  const { client: back, info } = await joined(`${srv.url}/session/idle`, 'agent:a')
+  t.teardown(() => back.close())
+  t.equal(info.coordinator_epoch, 1, 'same coordinator_epoch after an idle unload and reload')
+  t.notOk(back.received.some(f => f.message_type === 'COORDINATOR_STATUS' && (f.payload as Frame).event === 'recovered'), 'no recovered status')
 })
 
 t.test('--tls-cert/--tls-key: the sidecar serves wss:// itself', async t => {
@@ -152,4 +158,48 @@ t.test('--tls-cert/--tls-key: the sidecar serves wss:// itself', async t => {
   ws.send(JSON.stringify({ type: 'SESSION_SUMMARY' }))
   t.equal((await reply).type, 'SESSION_SUMMARY_RESPONSE', 'a query over TLS')
   ws.close()
+})
+
+t.test('metric labels stay bounded: unknown types and codes from the wire count as OTHER', async t => {
+  const srv = await startServer(t)
+  const { client } = await joined(`${srv.url}/session/m`, 'agent:a')
+  t.teardown(() => client.close())
+  for (let i = 0; i < 20; i++) {
+    const frame = { ...envelope('HEARTBEAT', 'agent:a', { status: 'idle' }, 'm'), message_type: `ZZZ_${'Q'.repeat(i)}` }
+    t.ok(await client.request(frame), 'answered (unknown types are echoed)')
+  }
+  const text = srv.app.mpac.metrics.render()
+  t.notOk(/ZZZ/.test(text), 'no label value taken from the wire')
+  t.match(text, /^mpac_messages_in_total\{type="OTHER"\} 20$/m)
+})
+
+t.test('a quarantined session is refused with 4503 and never recreated; others are served', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'mpac-quarantine-'))
+  const store1 = new SqliteStore({ dir })
+  const one = await startServer(t, { store: store1 })
+  for (const id of ['bad', 'good']) {
+    const { client } = await joined(`${one.url}/session/${id}`, 'agent:a')
+    await client.request(announce('agent:a', `i-${id}`, [`${id}.txt`], id))
+    client.close()
+  }
+  await one.close()
+  store1.close()
+  const db = new Database(join(dir, DATABASE_FILE))
+  db.prepare("UPDATE sessions SET quarantined = 1, quarantine_reason = 'test damage' WHERE session_id = 'bad'").run()
+  db.close()
+
+  const store2 = new SqliteStore({ dir })
+  t.teardown(() => store2.close())
+  const two = await startServer(t, { store: store2 })
+  const probe = await TestClient.connect(`${two.url}/session/bad`)
+  probe.send({ type: 'SESSION_SUMMARY' })
+  t.same(await probe.waitForClose(), { code: 4503, reason: 'session unavailable' }, 'a probe is refused, not shown an empty session')
+  const joiner = await TestClient.connect(`${two.url}/session/bad`)
+  joiner.send(hello('agent:a', { sessionId: 'bad' }))
+  t.equal((await joiner.waitForClose()).code, 4503, 'a HELLO does not create a fresh session over the damaged one')
+  t.same(store2.listQuarantined().map(q => q.sessionId), ['bad'], 'still quarantined, nothing written over it')
+  const { client: ok, info } = await joined(`${two.url}/session/good`, 'agent:a')
+  t.teardown(() => ok.close())
+  t.equal(info.message_type, 'SESSION_INFO', 'the other session is served')
+  t.ok(two.logs.some(l => l.includes('quarantined') && l.includes('"bad"')), 'a clear log line names the session')
 })

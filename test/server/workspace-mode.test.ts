@@ -118,3 +118,27 @@ t.test('workspace mode: a new file committed through MPAC is created on disk', a
   t.equal(updated.path, 'new/dir/c.txt')
   t.equal(readFileSync(join(root, 'new', 'dir', 'c.txt'), 'utf8'), 'c\n')
 })
+
+t.test('workspace mode: a commit through a symlinked directory never touches anything outside DIR', async t => {
+  const root = makeWorkspace()
+  const outside = mkdtempSync(join(tmpdir(), 'mpac-outside-'))
+  symlinkSync(outside, join(root, 'link'))
+  const srv = await startServer(t, { argv: ['--workspace', root] })
+  const sessionId = srv.config.sessionId as string
+  const c = await TestClient.connect(`${srv.url}/`)
+  t.teardown(() => c.close())
+  await c.request(hello('agent:a', { sessionId }))
+  for (const [i, path] of ['link/new/deep.txt', 'link/top.txt'].entries()) {
+    await c.request(announce('agent:a', `i${i}`, [path], sessionId))
+    const r = await c.request(envelope('OP_COMMIT', 'agent:a', {
+      op_id: `op${i}`, intent_id: `i${i}`, target: path, op_kind: 'create',
+      state_ref_before: stateRef(''), state_ref_after: stateRef('x\n'),
+      file_changes: { [path]: { content: 'x\n', state_ref_before: stateRef('') } }
+    }, sessionId))
+    t.equal(r.message_type, 'PROTOCOL_ERROR', `${path}: refused, not accepted and then silently not written`)
+    t.match((r.payload as Frame).description, /outside the workspace/)
+  }
+  t.same(readdirSync(outside), [], 'no directory or file was created outside the workspace')
+  c.send({ type: 'FILE_READ', path: 'link/top.txt' })
+  t.equal((await c.next(isType('FILE_ERROR'))).error, 'File not found', 'and the session holds no such file')
+})
