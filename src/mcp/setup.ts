@@ -62,8 +62,11 @@ export function setupClaude (env: Env, options: SetupOptions): SetupResult {
     const entry: Record<string, unknown> = { type: 'stdio', command, args, env: Object.fromEntries(vars.map(([k, v]) => [k, v])) }
     return { ok: true, text: JSON.stringify({ mcpServers: { [options.name]: entry } }, null, 2) }
   }
-  const parts = ['claude', 'mcp', 'add', '--transport', 'stdio', '--scope', options.scope]
+  // The name comes before the --env flags: Claude Code's `-e/--env <env...>` is
+  // variadic and would take a name after it as one more KEY=value (and fail);
+  // `--` then ends the env list.
+  const parts = ['claude', 'mcp', 'add', '--transport', 'stdio', '--scope', options.scope, shellQuote(options.name)]
   for (const [name, , shellValue] of vars) parts.push('--env', `${name}=${shellValue}`)
-  parts.push(shellQuote(options.name), '--', shellQuote(command), ...args.map(shellQuote))
+  parts.push('--', shellQuote(command), ...args.map(shellQuote))
   return { ok: true, text: parts.join(' ') }
 }

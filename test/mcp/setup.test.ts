@@ -1,17 +1,18 @@
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
+import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import t from 'tap'
 import { setupClaude, shellQuote } from '../../src/mcp/setup.js'
 import { VERSION } from '../../src/version.js'
-import { ROOT, TSX, cleanEnv } from './harness.js'
+import { ROOT, TSX, cleanEnv, startCoordinator, stateHome } from './harness.js'
 
 t.test('setup claude prints the claude mcp add command for a local workspace', async t => {
   const out = setupClaude({ MPAC_WORKSPACE_DIR: '/srv/My Repo' }, { scope: 'local', format: 'command', name: 'mpac-coding', cwd: '/' })
   t.ok(out.ok)
   if (!out.ok) return
-  t.match(out.text, /^claude mcp add --transport stdio --scope local /)
-  t.match(out.text, /--env MPAC_WORKSPACE_DIR='\/srv\/My Repo' /)
-  t.match(out.text, / mpac-coding -- /)
+  t.match(out.text, /^claude mcp add --transport stdio --scope local mpac-coding /)
+  t.match(out.text, /--env MPAC_WORKSPACE_DIR='\/srv\/My Repo' -- /)
   t.match(out.text, /mcp\/cli\.(ts|js)$/)
 })
 
@@ -47,4 +48,81 @@ t.test('the CLI prints its version, help and setup output', async t => {
   t.match(help.out, /mpac-mcp setup claude/)
   t.equal(setup.code, 0)
   t.match(setup.out, /MPAC_WORKSPACE_DIR=\/srv\/w/)
+})
+
+/** The words a POSIX shell makes of `command` (with `env` for its expansions). */
+function shellWords (command: string, env: Record<string, string>): Promise<string[]> {
+  const child = spawn('/bin/sh', ['-c', `set -- ${command}; printf '%s\\0' "$@"`], { env, stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  child.stdout.on('data', (c: Buffer) => { out += c.toString('utf8') })
+  return new Promise(resolve => child.once('close', () => resolve(out.split('\0').slice(0, -1))))
+}
+
+/**
+ * How Claude Code's CLI reads `claude mcp add [options] <name> <commandOrUrl> [args...]`
+ * (commander): `-e/--env <env...>` and `-H/--header <header...>` are variadic
+ * (they take every following word up to the next one starting with `-`),
+ * `--` ends the options, and each env value must be KEY=value.
+ */
+function parseClaudeMcpAdd (words: string[]): { positionals: string[], env: Record<string, string>, scope?: string, transport?: string } {
+  if (words.slice(0, 3).join(' ') !== 'claude mcp add') throw new Error(`not a claude mcp add command: ${words.join(' ')}`)
+  const positionals: string[] = []
+  const env: Record<string, string> = {}
+  let scope: string | undefined
+  let transport: string | undefined
+  for (let i = 3; i < words.length; i++) {
+    const w = words[i]!
+    if (w === '--') { positionals.push(...words.slice(i + 1)); break }
+    if (w === '-e' || w === '--env' || w === '-H' || w === '--header') {
+      while (i + 1 < words.length && !words[i + 1]!.startsWith('-')) {
+        const value = words[++i]!
+        if (w === '-e' || w === '--env') {
+          const eq = value.indexOf('=')
+          if (eq <= 0) throw new Error(`Invalid environment variable format: ${value}, environment variables should be added as: -e KEY1=value1 -e KEY2=value2`)
+          env[value.slice(0, eq)] = value.slice(eq + 1)
+        }
+      }
+      continue
+    }
+    if (w === '-s' || w === '--scope') { scope = words[++i]; continue }
+    if (w === '-t' || w === '--transport') { transport = words[++i]; continue }
+    positionals.push(w)
+  }
+  return { positionals, env, ...(scope !== undefined ? { scope } : {}), ...(transport !== undefined ? { transport } : {}) }
+}
+
+t.test('the printed claude mcp add command is read by Claude Code as intended (name before the variadic --env)', async t => {
+  for (const [scope, extra] of [['local', { MPAC_WORKSPACE_DIR: '/srv/My Repo' }], ['user', { MPAC_COORDINATOR_URL: 'wss://mpac.example.com/session/team', MPAC_COORDINATOR_TOKEN: 'tok', MPAC_AGENT_NAME: 'alice' }], ['project', {}]] as const) {
+    const out = setupClaude(extra, { scope, format: 'command', name: 'mpac-coding', cwd: '/srv' })
+    t.ok(out.ok)
+    if (!out.ok) continue
+    const parsed = parseClaudeMcpAdd(await shellWords(out.text, cleanEnv({ MPAC_COORDINATOR_TOKEN: 'tok' })))
+    t.equal(parsed.positionals[0], 'mpac-coding', `${scope}: the server name`)
+    t.equal(parsed.positionals[1], process.execPath, `${scope}: the command`)
+    t.match(parsed, { scope, transport: 'stdio' })
+    for (const [k, v] of Object.entries(extra)) if (k !== 'MPAC_WORKSPACE_DIR' || scope === 'local') t.equal(parsed.env[k], v, `${scope}: ${k}`)
+  }
+})
+
+t.test('the printed remote setup, run as Claude Code would run it, reaches the coordinator', async t => {
+  const state = stateHome(t)
+  const coordinator = await startCoordinator(t, ['--port', '0', '--data-dir', join(state, 'data')], cleanEnv({ MPAC_TOKEN_TABLE: JSON.stringify({ 'tok-setup': { allowed_sessions: ['team'], roles: ['contributor'] } }) }))
+  const url = `ws://127.0.0.1:${coordinator.port}/session/team`
+  const userEnv = cleanEnv({ MPAC_COORDINATOR_URL: url, MPAC_COORDINATOR_TOKEN: 'tok-setup', MPAC_AGENT_NAME: 'claude-setup' })
+  const printed = await new Promise<string>(resolve => {
+    const child = spawn(process.execPath, ['--import', TSX, join(ROOT, 'src', 'mcp', 'cli.ts'), 'setup', 'claude', '--scope', 'user'], { env: userEnv, stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.on('data', (c: Buffer) => { out += c.toString('utf8') })
+    child.once('close', () => resolve(out.trim()))
+  })
+  t.notMatch(printed, /tok-setup/, 'the token is referenced, not printed')
+  const parsed = parseClaudeMcpAdd(await shellWords(printed, userEnv))
+  const [, command, ...args] = parsed.positionals
+  // Claude Code starts the server with the configured env only (plus its own basics).
+  const transport = new StdioClientTransport({ command: command!, args, env: { PATH: process.env['PATH'] ?? '', HOME: state, XDG_STATE_HOME: state, ...parsed.env }, stderr: 'ignore' })
+  const client = new Client({ name: 'claude-code-stand-in', version: '0' })
+  await client.connect(transport)
+  t.teardown(() => client.close())
+  const res = await client.callTool({ name: 'who_is_working', arguments: {} })
+  t.match(res.structuredContent, { status: 'ok', session_id: 'team', participant_count: 1 })
 })
