@@ -286,7 +286,7 @@ export class Connection implements Peer {
       runtime.handleSideband(this, frame, receivedAt)
       return
     }
-    if (this.#ctx.registry.isQuarantined(this.sessionId)) {
+    if (this.#ctx.registry.isUnavailable(this.sessionId)) {
       this.close(CLOSE.SESSION_UNAVAILABLE)
       return
     }
@@ -322,8 +322,8 @@ export class Connection implements Peer {
     const verdict = this.#verdict(envelope, claimed)
     let runtime = existing
     if (runtime === undefined) {
-      // A session whose stored state is damaged is never recreated over it.
-      if (this.#ctx.registry.isQuarantined(this.sessionId)) {
+      // A stored session that cannot be loaded (damaged, or the store fails) is never recreated over it.
+      if (this.#ctx.registry.isUnavailable(this.sessionId)) {
         this.close(CLOSE.SESSION_UNAVAILABLE)
         return
       }

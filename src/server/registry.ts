@@ -100,13 +100,17 @@ export class SessionRegistry {
         if (recovered === undefined) this.#stored.delete(id)
         else this.#newRuntime(id, recovered.coordinator as unknown as SessionCore, true)
       } catch (err) {
-        this.#stored.delete(id)
-        if (err instanceof StoreDamagedError) this.#quarantined.add(id)
+        // Damaged: quarantined. Any other failure: the state is still stored, so the id stays
+        // taken (never recreated empty over it) and loading is retried on the next connection.
+        if (err instanceof StoreDamagedError) {
+          this.#stored.delete(id)
+          this.#quarantined.add(id)
+        }
         logger.error({ sessionId: id, err: err instanceof StoreDamagedError ? err.message : err }, err instanceof StoreDamagedError ? 'session quarantined: stored state is damaged' : 'restoring session failed')
       }
     }
-    if (config.mode === 'single' && this.#quarantined.has(config.sessionId as string)) {
-      logger.error({ sessionId: config.sessionId }, 'the session of this single-session sidecar is quarantined; connections are refused (4503) until it is repaired (see docs/storage.md)')
+    if (config.mode === 'single' && this.isUnavailable(config.sessionId as string)) {
+      logger.error({ sessionId: config.sessionId }, 'the session of this single-session sidecar cannot be restored; connections are refused (4503) (see docs/storage.md)')
     } else if (config.mode === 'single') {
       const id = config.sessionId as string
       let runtime = this.#live.get(id)
@@ -136,9 +140,14 @@ export class SessionRegistry {
     return this.#load(sessionId)
   }
 
-  /** True when the session's stored state is damaged: it is not served (close 4503) and never recreated. */
-  isQuarantined (sessionId: string): boolean {
-    return this.#quarantined.has(sessionId)
+  /**
+   * True when the session exists but cannot be served: its stored state is
+   * damaged (quarantined), or loading it failed (the store is failing). Such
+   * a session is refused (close 4503) and never recreated empty over its
+   * stored state. Call after `get` returned undefined.
+   */
+  isUnavailable (sessionId: string): boolean {
+    return this.#quarantined.has(sessionId) || (this.#stored.has(sessionId) && !this.#live.has(sessionId))
   }
 
   /** The loaded session only (no loading). */
@@ -276,11 +285,12 @@ export class SessionRegistry {
     } catch (err) {
       if (err instanceof StoreDamagedError) {
         this.#quarantined.add(sessionId)
+        this.#stored.delete(sessionId)
         logger.error({ sessionId, err: err.message }, 'session quarantined: stored state is damaged')
       } else {
+        // Still stored: keep the id (isUnavailable) so nobody recreates it empty; retried on next access.
         logger.error({ sessionId, err }, 'loading session failed')
       }
-      this.#stored.delete(sessionId)
       return undefined
     }
   }

@@ -203,3 +203,25 @@ t.test('a quarantined session is refused with 4503 and never recreated; others a
   t.equal(info.message_type, 'SESSION_INFO', 'the other session is served')
   t.ok(two.logs.some(l => l.includes('quarantined') && l.includes('"bad"')), 'a clear log line names the session')
 })
+
+t.test('write-ahead: when the store cannot make an input durable, none of its outputs is sent', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'mpac-wal-'))
+  const store = new SqliteStore({ dir })
+  const srv = await startServer(t, { store })
+  const url = `${srv.url}/session/w`
+  const { client: a } = await joined(url, 'agent:a')
+  const { client: b } = await joined(url, 'agent:b')
+  store.close() // every later append fails
+  const ann = announce('agent:a', 'i-lost', ['w.txt'], 'w')
+  a.send(ann)
+  t.equal((await a.waitForClose()).code, 1011, 'the sender is told the server failed')
+  t.equal((await b.waitForClose()).code, 1011)
+  for (const c of [a, b]) {
+    t.notOk(c.received.some(f => f.message_id === ann.message_id), 'no relay of an input that is not durable')
+  }
+  t.ok(srv.logs.some(l => l.includes('session failed')), 'logged')
+  // The session's stored state is still there: a later HELLO must not start a fresh session over it.
+  const again = await TestClient.connect(url)
+  again.send(hello('agent:a', { sessionId: 'w' }))
+  t.same(await again.waitForClose(), { code: 4503, reason: 'session unavailable' })
+})
