@@ -58,7 +58,7 @@ export interface ShimConfig {
   /** MPAC_PRINCIPAL_ID was set: the identity is used as is (no identity slot). */
   readonly principalExplicit: boolean
   readonly goodbyeDisposition: GoodbyeDisposition
-  /** Seconds without participants after which an auto-started sidecar exits. */
+  /** Seconds without participants after which an auto-started sidecar exits; 0 = never. */
   readonly sidecarIdleExitSec: number
   /** Per-user state directory (`$XDG_STATE_HOME/mpac-mcp`). */
   readonly stateDir: string

@@ -123,7 +123,8 @@ export async function ensureLocalSidecar (config: ShimConfig, log: Logger, optio
       '--session-id', config.sessionId,
       '--port', String(config.port),
       '--host', config.host,
-      '--idle-exit', String(config.sidecarIdleExitSec),
+      // MPAC_SIDECAR_IDLE_EXIT=0: never stop by itself (the sidecar has no idle exit without the flag).
+      ...(config.sidecarIdleExitSec > 0 ? ['--idle-exit', String(config.sidecarIdleExitSec)] : []),
       '--data-dir', paths.dataDir
     ]
     const env: NodeJS.ProcessEnv = {}
