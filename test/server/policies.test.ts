@@ -105,3 +105,25 @@ t.test('an unresolved conflict escalates after the resolution timeout', async t 
   t.ok(timeout, `escalated (${String(timeout.message_type)} ${String(payload(timeout).error_code ?? '')})`)
   t.ok(Date.now() - started < 2000, 'on time')
 })
+
+t.test('governance + pre_commit: a rejected proposal cannot be committed', async t => {
+  const srv = await startServer(t, { argv: ['--compliance-profile', 'governance', '--execution-model', 'pre_commit'] })
+  const url = `${srv.url}/session/rej`
+  const { client: a } = await joined(url, 'agent:a', { roles: ['contributor'] })
+  const { client: owner } = await joined(url, 'agent:owner', { roles: ['owner'] })
+  t.teardown(() => { a.close(); owner.close() })
+  await a.request(announce('agent:a', 'i1', ['r.txt'], 'rej'))
+  const propose = envelope('OP_PROPOSE', 'agent:a', { op_id: 'op-r', intent_id: 'i1', target: 'r.txt', op_kind: 'replace' }, 'rej')
+  t.equal((await a.request(propose)).message_type, 'OP_PROPOSE', 'proposal accepted and relayed')
+  const reject = envelope('OP_REJECT', 'agent:owner', { op_id: 'op-r', reason: 'policy_violation' }, 'rej')
+  t.equal((await owner.request(reject)).message_type, 'OP_REJECT', 'the owner rejects it')
+  t.equal((await a.next(f => f.message_id === reject.message_id)).message_type, 'OP_REJECT', 'the proposer is told')
+  const commit = envelope('OP_COMMIT', 'agent:a', {
+    op_id: 'op-r', intent_id: 'i1', target: 'r.txt', op_kind: 'replace',
+    state_ref_before: 'sha256:0000000000000000', state_ref_after: 'sha256:1111111111111111'
+  }, 'rej')
+  const refused = await a.request(commit)
+  t.equal(refused.message_type, 'PROTOCOL_ERROR', 'the commit of a rejected proposal is refused')
+  t.equal(payload(refused).error_code, 'INVALID_REFERENCE')
+  t.notOk(owner.received.some(f => f.message_id === commit.message_id), 'and not relayed')
+})
