@@ -17,6 +17,7 @@ const workspace = tempDir(t, 'mpac-tools-ws-')
 mkdirSync(join(workspace, 'src'))
 writeFileSync(join(workspace, 'src', 'app.txt'), 'line one\n')
 writeFileSync(join(workspace, 'src', 'lib.txt'), 'lib\n')
+writeFileSync(join(workspace, 'src', 'local.txt'), 'local\n')
 const state = tempDir(t, 'mpac-tools-state-')
 const coordinator = await startCoordinator(t, ['--port', '0', '--workspace', workspace, '--session-id', 'tools-room', '--data-dir', join(state, 'data')])
 const url = `ws://127.0.0.1:${coordinator.port}/session/tools-room`
@@ -31,7 +32,10 @@ const list = (v: unknown): R[] => (Array.isArray(v) ? v : []) as R[]
 
 t.test('the server is mpac-coding with ten tools, annotations and instructions', async t => {
   t.equal(alice.client.getServerVersion()?.name, 'mpac-coding')
-  t.match(alice.client.getInstructions() ?? '', /begin_task/)
+  const instructions = alice.client.getInstructions() ?? ''
+  for (const step of ['who_is_working', 'check_overlap', 'begin_task', 'get_file_state', 'submit_change', 'yield_task', 'ack_conflict', 'escalate_conflict', 'resolve_conflict', 'take_over_task', 'STALE_INTENT', 'retryable', 'MPAC_ERR_AUTH_REJECTED']) {
+    t.ok(instructions.includes(step), `the instructions teach ${step}`)
+  }
   const { tools } = await alice.client.listTools()
   t.same(tools.map(tool => tool.name).sort(), [...TOOL_NAMES].sort())
   for (const tool of tools) {
@@ -105,6 +109,21 @@ t.test('begin_task, the race lock, check_overlap, get_file_state, submit_change,
   const nowFree = await bob.call('begin_task', { objective: 'edit app', files: ['src/app.txt'] })
   t.equal(nowFree['status'], 'ok', 'the lock is released')
   await bob.call('yield_task', { intent_id: nowFree['intent_id'] })
+})
+
+t.test('submit_change after the agent already wrote the file itself (edit on disk, then commit)', async t => {
+  const begin = await alice.call('begin_task', { objective: 'edit locally', files: ['src/local.txt'] })
+  const read = await alice.call('get_file_state', { path: 'src/local.txt' })
+  // The agent's own editor tool writes the checkout the coordinator serves.
+  writeFileSync(join(workspace, 'src', 'local.txt'), 'edited locally\n')
+  const commit = await alice.call('submit_change', { intent_id: begin['intent_id'], target: 'src/local.txt', content: 'edited locally\n', state_ref_before: read['state_ref'] })
+  t.match(commit, { status: 'success', state_ref_after: stateRef('edited locally\n'), current_state_ref: stateRef('edited locally\n') }, 'the file holds exactly this content: the commit is recorded')
+  // A change the agent did not make still makes its commit stale.
+  writeFileSync(join(workspace, 'src', 'local.txt'), 'someone else\n')
+  const stale = await alice.call('submit_change', { intent_id: begin['intent_id'], target: 'src/local.txt', content: 'mine\n', state_ref_before: stateRef('edited locally\n') })
+  t.match(stale, { status: 'stale', error_code: 'STALE_STATE_REF', current_state_ref: stateRef('someone else\n') })
+  t.equal(readFileSync(join(workspace, 'src', 'local.txt'), 'utf8'), 'someone else\n', 'the stale commit wrote nothing')
+  await alice.call('yield_task', { intent_id: begin['intent_id'] })
 })
 
 t.test('re-announcing overlapping files supersedes the earlier intent', async t => {

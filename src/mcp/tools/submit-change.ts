@@ -2,6 +2,7 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import { z } from 'zod'
 import { normalisePath } from '../session.js'
 import { stateRef } from '../../protocol/state-ref.js'
+import type { Reply } from '../client.js'
 import { contextShape, describeRejection, rejection, repoPathArg, result, runTool, type ToolDeps } from './common.js'
 
 const STATUS_BY_CODE: Readonly<Record<string, string>> = {
@@ -18,7 +19,7 @@ const DEFAULT_MESSAGE: Readonly<Record<string, string>> = {
 export function registerSubmitChangeTool (server: McpServer, deps: ToolDeps): void {
   server.registerTool('submit_change', {
     title: 'Submit a change (commit a file)',
-    description: 'Commit the full new content of one file under an intent you own (from begin_task). The coordinator checks state_ref_before against the file\'s current ref. Status "success": the file now holds your content (state_ref_after). "stale": the file changed since you read it: call get_file_state, merge, retry. "conflict": the file is frozen by an unresolved conflict: resolve or escalate it first. "error": refused (e.g. the intent is not yours).',
+    description: 'Commit the full new content of one file under an intent you own (from begin_task). The coordinator checks state_ref_before against the file\'s current ref; having already written the same content to the file yourself is fine. Status "success": the file now holds your content (state_ref_after). "stale": the file changed since you read it: call get_file_state, merge, retry. "conflict": the file is frozen by an unresolved conflict: resolve or escalate it first. "error": refused (e.g. the intent is not yours).',
     inputSchema: {
       intent_id: z.string().min(1).describe('An intent you announced with begin_task (or took over) that covers this file.'),
       target: z.string().min(1).describe('The file path, relative to the repository root.'),
@@ -44,32 +45,47 @@ export function registerSubmitChangeTool (server: McpServer, deps: ToolDeps): vo
       return result({ status: 'error', ...base, conflicting_files: [path], message }, `error: ${message}`)
     }
     const after = stateRef(content)
-    const opId = session.newId('op')
-    session.fileUpdates.delete(path)
-    const reply = await session.client.request('OP_COMMIT', {
-      op_id: opId,
-      intent_id: intentId,
-      target: path,
-      op_kind: 'replace',
-      state_ref_before: before,
-      state_ref_after: after,
-      file_changes: { [path]: { content, state_ref_before: before } }
-    })
+    let opId = session.newId('op')
+    const commit = (from: string): Promise<Reply> => {
+      session.fileUpdates.delete(path)
+      return session.client.request('OP_COMMIT', {
+        op_id: opId,
+        intent_id: intentId,
+        target: path,
+        op_kind: 'replace',
+        state_ref_before: from,
+        state_ref_after: after,
+        file_changes: { [path]: { content, state_ref_before: from } }
+      })
+    }
+    let reply = await commit(before)
+    let note = ''
     if (!reply.accepted) {
       const code = reply.error?.error_code ?? ''
       const status = STATUS_BY_CODE[code] ?? 'error'
-      const current = await session.readFile(path)
-      const structured = {
-        status,
-        ...base,
-        op_id: opId,
-        state_ref_after: after,
-        current_state_ref: typeof current['state_ref'] === 'string' ? current['state_ref'] : null,
-        conflicting_files: [path],
-        ...rejection(reply.error),
-        message: reply.error?.description ?? DEFAULT_MESSAGE[status] ?? 'Commit rejected'
+      const read = await session.readFile(path)
+      const current = typeof read['state_ref'] === 'string' ? read['state_ref'] : null
+      if (status === 'stale' && current === after) {
+        // The file already holds exactly this content: in local mode the agent usually
+        // wrote it with its own editor before committing. Record the commit from there.
+        opId = session.newId('op')
+        reply = await commit(after)
+        note = ' (the file already held this content)'
       }
-      return result(structured, `commit ${status}: ${describeRejection(reply)}`)
+      if (!reply.accepted) {
+        const finalStatus = STATUS_BY_CODE[reply.error?.error_code ?? ''] ?? 'error'
+        const structured = {
+          status: finalStatus,
+          ...base,
+          op_id: opId,
+          state_ref_after: after,
+          current_state_ref: current,
+          conflicting_files: [path],
+          ...rejection(reply.error),
+          message: reply.error?.description ?? DEFAULT_MESSAGE[finalStatus] ?? 'Commit rejected'
+        }
+        return result(structured, `commit ${finalStatus}: ${describeRejection(reply)}`)
+      }
     }
     // Accepted: confirm the file now holds our content (FILE_UPDATED arrives before the
     // terminal relay; without it, read the file back).
@@ -85,7 +101,7 @@ export function registerSubmitChangeTool (server: McpServer, deps: ToolDeps): vo
       const message = `The coordinator accepted the commit but the file's ref is ${String(current)}, not ${after}: someone else changed it right after, or the write failed. Read it again with get_file_state.`
       return result({ status: 'error', ...base, op_id: opId, state_ref_after: after, current_state_ref: current, conflicting_files: [path], message }, `commit not confirmed: ${message}`)
     }
-    const structured = { status: 'success', ...base, op_id: opId, state_ref_after: after, current_state_ref: current, conflicting_files: [], message: 'Commit accepted' }
+    const structured = { status: 'success', ...base, op_id: opId, state_ref_after: after, current_state_ref: current, conflicting_files: [], message: `Commit accepted${note}` }
     return result(structured, `committed ${path} (${after})`)
   }))
 }
