@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { watch, readFileSync, type FSWatcher } from 'node:fs'
 import type { AddressInfo } from 'node:net'
+import { dirname } from 'node:path'
 import { openStore, type ManagedSessionStore } from '../store/index.js'
 import { VERSION } from '../version.js'
 import { buildApp } from './app.js'
@@ -36,6 +37,16 @@ function banner (config: ServerConfig, port: number, tokens: number): string {
   return lines.join('\n') + '\n'
 }
 
+/** How the user gave a setting: the flag if it is on the command line, else its environment variable. */
+function settingName (argv: readonly string[], env: NodeJS.ProcessEnv, flag: string, envName: string): string {
+  const given = argv.some(a => a === `--${flag}` || a.startsWith(`--${flag}=`))
+  return given || env[envName] === undefined || env[envName] === '' ? `--${flag}` : envName
+}
+
+function oneLine (text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ')
+}
+
 export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   if (argv[0] === 'token') {
     const { runTokenCommand } = await import('./token-command.js')
@@ -60,16 +71,23 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
   try {
     store = openStore({ dataDir: config.store === 'memory' ? ':memory:' : config.dataDir, logger, synchronous: config.storeSync === 'normal' ? 'NORMAL' : 'FULL' })
   } catch (err) {
-    process.stderr.write(`mpac-mcp-sidecar: invalid --data-dir: cannot open the store in ${config.dataDir}: ${(err as Error).message}\n`)
+    process.stderr.write(`mpac-mcp-sidecar: invalid ${settingName(argv, env, 'data-dir', 'MPAC_DATA_DIR')}: cannot open the store in ${config.dataDir}: ${oneLine((err as Error).message)}\n`)
     return 2
   }
   const app = buildApp(config, { store, logger })
   try {
     await app.listen({ host: config.host, port: config.port })
   } catch (err) {
-    process.stderr.write(`mpac-mcp-sidecar: cannot listen on ${config.host}:${config.port}: ${(err as Error).message}\n`)
     store.close()
-    return 1
+    // An address this machine does not have, or a port it may not bind, is a bad value (exit 2);
+    // anything else (a port already in use …) is a runtime failure (exit 1).
+    const code = (err as NodeJS.ErrnoException).code
+    const setting = code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN'
+      ? settingName(argv, env, 'host', 'MPAC_SIDECAR_HOST')
+      : code === 'EACCES' ? settingName(argv, env, 'port', 'MPAC_SIDECAR_PORT') : undefined
+    const why = `cannot listen on ${config.host}:${config.port}: ${oneLine((err as Error).message)}`
+    process.stderr.write(setting === undefined ? `mpac-mcp-sidecar: ${why}\n` : `mpac-mcp-sidecar: invalid ${setting}: ${why}\n`)
+    return setting === undefined ? 1 : 2
   }
   const port = (app.server.address() as AddressInfo).port
   process.stdout.write(banner(config, port, config.tokenTable?.size ?? 0))
@@ -90,8 +108,12 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
   }
 
   // Token table file: reload on change and on SIGHUP; a bad file keeps the old table.
+  // The directory is watched, not the file: editors, `token new --table` and
+  // Kubernetes secret mounts replace the file (rename or symlink swap), which
+  // would leave a watch on the file itself attached to the old, deleted inode.
   let watcher: FSWatcher | undefined
-  const reload = (): void => {
+  let lastText: string | undefined
+  const reload = (force: boolean): void => {
     const file = config.tokenTableFile
     if (file === undefined) return
     let text: string
@@ -101,25 +123,30 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
       logger.error({ file, err: (err as Error).message }, 'token table reload failed; keeping the previous table')
       return
     }
+    if (!force && text === lastText) return
     const parsed = TokenTable.parse(text)
     if (!parsed.ok) {
       logger.error({ file, reason: parsed.message }, 'token table reload failed; keeping the previous table')
       return
     }
+    lastText = text
     const closed = app.mpac.setTokenTable(parsed.table)
     logger.info({ tokens: parsed.table.size, closed }, 'token table reloaded')
   }
   if (config.tokenTableFile !== undefined) {
+    try {
+      lastText = readFileSync(config.tokenTableFile, 'utf8')
+    } catch { /* reported by the first reload */ }
     let debounce: NodeJS.Timeout | undefined
     try {
-      watcher = watch(config.tokenTableFile, () => {
+      watcher = watch(dirname(config.tokenTableFile), () => {
         if (debounce !== undefined) clearTimeout(debounce)
-        debounce = setTimeout(reload, 100)
+        debounce = setTimeout(() => reload(false), 100)
       })
     } catch (err) {
       logger.warn({ err: (err as Error).message }, 'cannot watch the token table file; reload with SIGHUP')
     }
-    process.on('SIGHUP', reload)
+    process.on('SIGHUP', () => reload(true))
   }
 
   // --idle-exit: stop after SEC seconds without any connection.

@@ -31,7 +31,10 @@ t.test('bad configuration values exit 2 with one line naming the setting', async
     [['--unavailability-timeout', '-3'], {}, /^mpac-mcp-sidecar: invalid --unavailability-timeout: must be positive/],
     [['--backend-health-policy', '{oops'], {}, /^mpac-mcp-sidecar: invalid --backend-health-policy: not valid JSON/],
     [['--execution-model', 'pre_commit'], {}, /^mpac-mcp-sidecar: invalid --execution-model: pre_commit requires --compliance-profile governance/],
-    [[], { MPAC_TOKEN_TABLE: '{"t": {"allowed_sessions": "all"}}' }, /^mpac-mcp-sidecar: invalid MPAC_TOKEN_TABLE: entry #1: allowed_sessions must be a list of strings/]
+    [[], { MPAC_TOKEN_TABLE: '{"t": {"allowed_sessions": "all"}}' }, /^mpac-mcp-sidecar: invalid MPAC_TOKEN_TABLE: entry #1: allowed_sessions must be a list of strings/],
+    [['--workspace', '/nonexistent/mpac-ws'], {}, /^mpac-mcp-sidecar: invalid --workspace: no such directory/],
+    [['--port', '0', '--host', '192.0.2.1', '--allow-open'], {}, /^mpac-mcp-sidecar: invalid --host: cannot listen on 192\.0\.2\.1/],
+    [['--port', '0'], { MPAC_DATA_DIR: '/dev/null/data' }, /^mpac-mcp-sidecar: invalid MPAC_DATA_DIR: cannot open the store/]
   ]
   const results = await Promise.all(cases.map(([args, env]) => run(args, { ...cleanEnv(), ...env })))
   results.forEach((r, i) => {

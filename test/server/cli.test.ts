@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, renameSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -91,9 +91,22 @@ t.test('token table file: an edit revokes a token, SIGHUP reloads too', async t 
   t.equal((await b.request(hb)).message_id, hb.message_id, 'b undisturbed')
 
   // Without a file event (e.g. an editor that the watcher misses), SIGHUP reloads.
-  writeFileSync(file, JSON.stringify({ 'tok-c': { allowed_sessions: ['s'] } }))
+  writeFileSync(file, JSON.stringify({ 'tok-c': { allowed_sessions: ['s'] }, 'tok-d': { allowed_sessions: ['s'] }, 'tok-e': { allowed_sessions: ['s'] } }))
   sidecar.child.kill('SIGHUP')
   t.equal((await b.waitForClose(5000)).code, 4401)
+
+  // Atomic replacements (temp file + rename, as editors and `token new --table` do), twice in a row:
+  // the watcher must survive the first one.
+  const { client: d } = await joined(url, 'agent:d', { token: 'tok-d' })
+  const { client: e } = await joined(url, 'agent:e', { token: 'tok-e' })
+  const replace = (table: Record<string, unknown>): void => {
+    writeFileSync(`${file}.tmp`, JSON.stringify(table))
+    renameSync(`${file}.tmp`, file)
+  }
+  replace({ 'tok-c': { allowed_sessions: ['s'] }, 'tok-e': { allowed_sessions: ['s'] } })
+  t.equal((await d.waitForClose(5000)).code, 4401, 'first atomic replace revokes tok-d')
+  replace({ 'tok-c': { allowed_sessions: ['s'] } })
+  t.equal((await e.waitForClose(5000)).code, 4401, 'second atomic replace revokes tok-e')
   sidecar.child.kill('SIGTERM')
   t.equal(await sidecar.exited, 0)
 })
