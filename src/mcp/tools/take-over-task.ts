@@ -61,7 +61,7 @@ export function registerTakeOverTaskTool (server: McpServer, deps: ToolDeps): vo
     }
     const decision = typeof status['decision'] === 'string' ? status['decision'] : 'unknown'
     const message = typeof status['reason'] === 'string' ? status['reason'] : `Claim decision: ${decision}`
-    if (decision === 'approved') await session.summary()
+    // Approved: the session already made new_intent_id ours when the status arrived (trackClaim).
     return result({ status: decision === 'approved' ? 'ok' : decision, ...base, decision, message }, `claim ${decision}${decision === 'approved' ? `: continue under ${newIntentId}` : ''}`)
   }))
 }
