@@ -227,6 +227,19 @@ function reader (flags: Map<string, string>, env: Readonly<Record<string, string
   return { raw, name, bool, oneOf, seconds, integer }
 }
 
+/** One entry of --trust-proxy as Fastify (proxy-addr) accepts it: a keyword, an IP, IP/prefix or IP/netmask. */
+function isProxyAddress (value: string): boolean {
+  if (['loopback', 'linklocal', 'uniquelocal'].includes(value)) return true
+  const slash = value.indexOf('/')
+  if (slash === -1) return isIP(value) !== 0
+  const ip = value.slice(0, slash)
+  const range = value.slice(slash + 1)
+  const family = isIP(ip)
+  if (family === 0) return false
+  if (/^\d{1,3}$/.test(range)) return Number(range) <= (family === 4 ? 32 : 128)
+  return family === 4 && isIP(range) === 4
+}
+
 function defaultDataDir (env: Readonly<Record<string, string | undefined>>): string {
   const xdg = env.XDG_STATE_HOME
   if (xdg !== undefined && xdg !== '' && isAbsolute(xdg)) return join(xdg, 'mpac-mcp')
@@ -352,6 +365,10 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
   let trustProxy: boolean | string = false
   if (trustProxyRaw !== undefined) {
     trustProxy = trustProxyRaw === 'true' ? true : trustProxyRaw === 'false' ? false : trustProxyRaw
+    if (typeof trustProxy === 'string') {
+      const bad = trustProxy.split(',').map(v => v.trim()).find(v => !isProxyAddress(v))
+      if (bad !== undefined) fail(r.name('trust-proxy'), `expected true, false or comma-separated IP addresses, CIDR ranges or loopback/linklocal/uniquelocal, got ${JSON.stringify(bad)}`)
+    }
   }
 
   const store = r.oneOf('store', ['sqlite', 'memory'] as const, 'sqlite')

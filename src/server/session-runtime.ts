@@ -148,7 +148,7 @@ export class SessionRuntime {
     if (this.#opts.workspace !== undefined && (type === 'OP_COMMIT' || type === 'OP_BATCH_COMMIT')) {
       const unsafe = this.#unwritablePath(envelope)
       if (unsafe !== undefined) {
-        this.#refuse(peer, envelope, 'MALFORMED_MESSAGE', `file_changes path ${JSON.stringify(unsafe)} leads outside the workspace (a symbolic link on the way); nothing was written`, receivedAt)
+        this.#refuse(peer, envelope, 'MALFORMED_MESSAGE', `file_changes path ${JSON.stringify(unsafe)} cannot be written inside the workspace (a symbolic link leading outside the workspace, a file or a directory is in the way); nothing was written`, receivedAt)
         return undefined
       }
       this.#syncBeforeCommit(envelope, now)

@@ -107,8 +107,9 @@ export class DiskWorkspace {
   /**
    * True when `path` can be written without leaving the root: every existing
    * directory on the way is a real directory inside the root (a symbolic link
-   * is fine only if it resolves inside the root) and nothing on the way is a
-   * file. Missing directories are fine (they are created inside).
+   * is fine only if it resolves inside the root), nothing on the way is a
+   * file, and the path itself is not a directory. Missing directories are
+   * fine (they are created inside).
    */
   writable (path: string): boolean {
     return this.#parentChain(path) !== undefined
@@ -182,6 +183,12 @@ export class DiskWorkspace {
       } else if (!st.isDirectory()) {
         return undefined
       }
+    }
+    if (missing.length === 0) {
+      // The file itself may be replaced (even a symlink: rename replaces the link), but not a directory.
+      try {
+        if (lstatSync(abs).isDirectory()) return undefined
+      } catch { /* absent: created */ }
     }
     return { abs, missing }
   }

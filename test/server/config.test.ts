@@ -162,7 +162,9 @@ t.test('values that only fail later are refused at start: workspace, TLS files, 
     [['--prehello-timeout', '3000000'], '--prehello-timeout', /at most 2147483/],
     [['--idle-exit', '3000000'], '--idle-exit', /at most 2147483/],
     [['--unavailability-timeout', 'Infinity'], '--unavailability-timeout', /number of seconds/],
-    [['--host', 'not a host!'], '--host', /IP address or a host name/]
+    [['--host', 'not a host!'], '--host', /IP address or a host name/],
+    [['--trust-proxy', 'not-an-ip'], '--trust-proxy', /not-an-ip/],
+    [['--trust-proxy', '10.0.0.0/99'], '--trust-proxy', /10\.0\.0\.0\/99/]
   ]
   for (const [argv, setting, message] of cases) {
     const err = bad(argv)
@@ -171,6 +173,8 @@ t.test('values that only fail later are refused at start: workspace, TLS files, 
   }
   t.equal(ok(['--closed-retention', String(90 * 86400)]).closedRetentionSec, 90 * 86400, 'retention is not a timer: long values are fine')
   t.equal(ok(['--workspace', dir]).workspaceDir, dir)
+  t.equal(ok(['--trust-proxy', '10.0.0.0/8, 127.0.0.1,loopback,::1/128']).trustProxy, '10.0.0.0/8, 127.0.0.1,loopback,::1/128')
+  t.equal(ok(['--trust-proxy', 'true']).trustProxy, true)
 })
 
 t.test('help says that in multi-session mode the policies apply to every session', async t => {

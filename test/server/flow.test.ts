@@ -70,4 +70,7 @@ t.test('isolation: no message, file or summary crosses between sessions (same pr
   for (const c of [a2, b2]) {
     t.notOk(c.received.some(f => f.message_id === commit.message_id || (f.type === 'FILE_UPDATED' && f.path === 'secret.txt')), 'no alpha relay or push reached beta')
   }
+  const metrics = srv.app.mpac.metrics.render()
+  t.match(metrics, /^mpac_sessions 2$/m)
+  t.match(metrics, /^mpac_session_timers 2$/m, 'one timer per loaded session')
 })

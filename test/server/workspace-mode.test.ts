@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -119,7 +119,7 @@ t.test('workspace mode: a new file committed through MPAC is created on disk', a
   t.equal(readFileSync(join(root, 'new', 'dir', 'c.txt'), 'utf8'), 'c\n')
 })
 
-t.test('workspace mode: a commit through a symlinked directory never touches anything outside DIR', async t => {
+t.test('workspace mode: a commit through a symlinked directory (or onto a directory) never touches anything', async t => {
   const root = makeWorkspace()
   const outside = mkdtempSync(join(tmpdir(), 'mpac-outside-'))
   symlinkSync(outside, join(root, 'link'))
@@ -128,7 +128,7 @@ t.test('workspace mode: a commit through a symlinked directory never touches any
   const c = await TestClient.connect(`${srv.url}/`)
   t.teardown(() => c.close())
   await c.request(hello('agent:a', { sessionId }))
-  for (const [i, path] of ['link/new/deep.txt', 'link/top.txt'].entries()) {
+  for (const [i, path] of ['link/new/deep.txt', 'link/top.txt', 'sub', 'a.txt/under-a-file.txt'].entries()) {
     await c.request(announce('agent:a', `i${i}`, [path], sessionId))
     const r = await c.request(envelope('OP_COMMIT', 'agent:a', {
       op_id: `op${i}`, intent_id: `i${i}`, target: path, op_kind: 'create',
@@ -136,8 +136,10 @@ t.test('workspace mode: a commit through a symlinked directory never touches any
       file_changes: { [path]: { content: 'x\n', state_ref_before: stateRef('') } }
     }, sessionId))
     t.equal(r.message_type, 'PROTOCOL_ERROR', `${path}: refused, not accepted and then silently not written`)
-    t.match((r.payload as Frame).description, /outside the workspace/)
+    t.match((r.payload as Frame).description, /cannot be written inside the workspace/)
   }
+  t.ok(statSync(join(root, 'sub')).isDirectory(), 'the directory in the way is untouched')
+  t.equal(readFileSync(join(root, 'a.txt'), 'utf8'), 'hello a\n', 'the file in the way is untouched')
   t.same(readdirSync(outside), [], 'no directory or file was created outside the workspace')
   c.send({ type: 'FILE_READ', path: 'link/top.txt' })
   t.equal((await c.next(isType('FILE_ERROR'))).error, 'File not found', 'and the session holds no such file')
