@@ -36,6 +36,7 @@ export function handleClaim (st: CoreState, ctx: Ctx, p: ClaimPayload, sender: s
   if (orig.principal_id === sender) return fail('INVALID_REFERENCE', 'the owner resumes its own intent by HELLO or HEARTBEAT, not by a claim')
   if (!st.hasRole(sender, 'contributor', 'reviewer', 'owner', 'arbiter')) return fail('AUTHORIZATION_FAILED', 'claiming an intent requires the contributor role or higher')
   if (st.intents.has(p.new_intent_id)) return fail('INVALID_REFERENCE', `intent ${p.new_intent_id} already exists`)
+  if (reservedByClaim(st, p.new_intent_id) !== undefined) return fail('INVALID_REFERENCE', `intent id ${p.new_intent_id} is reserved by another pending claim`)
   const norm = normalizeScope(p.scope)
   // SPEC §15.6.2: the new scope must equal or narrow the original.
   if (!scopeContains(orig.norm, norm)) return fail('INVALID_REFERENCE', `the claimed scope is not contained in the scope of intent ${orig.intent_id}`)
@@ -58,6 +59,13 @@ export function handleClaim (st: CoreState, ctx: Ctx, p: ClaimPayload, sender: s
   return RELAY
 }
 
+/** The pending claim whose replacement intent will take this id, if any (ids are reserved until approval). */
+export function reservedByClaim (st: CoreState, intentId: string): Claim | undefined {
+  if (st.claims.size === 0) return undefined
+  for (const c of st.claims.values()) if (c.new_intent_id === intentId) return c
+  return undefined
+}
+
 function status (st: CoreState, ctx: Ctx, c: Claim, decision: string, extra: Record<string, unknown>): void {
   st.emit(ctx, 'INTENT_CLAIM_STATUS', { claim_id: c.claim_id, original_intent_id: c.original_intent_id, ...extra, decision }, ALL)
 }
@@ -73,6 +81,12 @@ function approve (st: CoreState, ctx: Ctx, c: Claim, approvedBy: string | null):
   const orig = st.intents.get(c.original_intent_id)
   st.claims.delete(c.original_intent_id)
   if (orig === undefined) return
+  if (st.intents.has(c.new_intent_id)) {
+    // Unreachable while pending claims reserve their id; never overwrite an intent.
+    orig.claimed_by = null
+    status(st, ctx, c, 'rejected', { reason: 'new_intent_id_taken' })
+    return
+  }
   status(st, ctx, c, 'approved', { new_intent_id: c.new_intent_id, approved_by: approvedBy })
   // SPEC §5.4 F: original → TRANSFERRED (cascade), replacement ACTIVE, overlap detection.
   terminateIntent(st, ctx, orig, 'TRANSFERRED')

@@ -5,8 +5,9 @@
  * frozen-scope tests (§7.5).
  */
 import { dependencyConflict, dependencyDetail } from '../protocol/dependency.js'
-import { normalizeScope, scopeContains, scopesOverlap, isIndexableKind, type NormalizedScope } from '../protocol/scope.js'
+import { normalizeScope, scopeContains, isIndexableKind, type NormalizedScope } from '../protocol/scope.js'
 import { ALL, fail, nextId, principals, RELAY, type Ctx, type Terminal } from './envelopes.js'
+import { overlaps } from './overlap.js'
 import { DEAD_OP, isLive, TERMINAL_INTENT, type Conflict, type CoreState, type Intent } from './state.js'
 
 function hasLivePair (st: CoreState, a: string, b: string): boolean {
@@ -36,7 +37,7 @@ export function detectConflicts (st: CoreState, ctx: Ctx, intent: Intent, skipEx
     if (id === intent.intent_id) continue
     const other = st.intents.get(id)
     if (other === undefined || other.principal_id === intent.principal_id || !isLive(other)) continue
-    if (scopesOverlap(intent.norm, other.norm)) hits.push({ other, dep: false })
+    if (overlaps(intent.norm, other.norm)) hits.push({ other, dep: false })
     // protocol.md §6.5: only when there is no direct overlap and both are file_set.
     else if (fileSet && other.norm.kind === 'file_set' && dependencyConflict(intent.scope, other.scope)) hits.push({ other, dep: true })
   }
@@ -196,7 +197,7 @@ export function announceFrozen (st: CoreState, norm: NormalizedScope): 'reject' 
     const u = frozenUnion(st, c)
     if (u === undefined) continue
     if (scopeContains(u, norm)) return 'reject'
-    if (scopesOverlap(u, norm)) warn = true
+    if (overlaps(u, norm)) warn = true
   }
   return warn ? 'warn' : undefined
 }
@@ -209,7 +210,7 @@ export function frozenTarget (st: CoreState, targets: readonly string[]): string
   for (const t of targets) {
     const n = normalizeScope({ kind: 'file_set', resources: [t] })
     for (const c of frozen) {
-      for (const i of conflictIntents(st, c)) if (scopesOverlap(i.norm, n)) return c.conflict_id
+      for (const i of conflictIntents(st, c)) if (overlaps(i.norm, n)) return c.conflict_id
     }
   }
   return undefined

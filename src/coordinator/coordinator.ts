@@ -27,6 +27,9 @@ import type { ApplyResult, CoordinatorConfig, CoordinatorSnapshot, CoreInput, Fi
 import { fileSync } from './workspace.js'
 
 type Payload = Record<string, unknown>
+
+/** Largest inbound Lamport value accepted (2^52: the clock keeps 2^52 increments of integer precision). */
+export const MAX_LAMPORT = 2 ** 52
 // Handlers receive payloads already validated by parseEnvelope; the casts name the validated shape.
 type Handler = (st: CoreState, ctx: Ctx, env: Envelope, verdict: Verdict | undefined) => Terminal
 
@@ -191,27 +194,28 @@ export class Coordinator {
     // protocol.md §3 step 6 (TS, required; fix S13): nobody speaks as the coordinator.
     if (pid === st.coordinatorId) return this.#finish(ctx, rawObj, fail('AUTHORIZATION_FAILED', 'the coordinator principal id is reserved'))
     if (env.session_id !== st.clock.sessionId) return this.#finish(ctx, rawObj, fail('INVALID_REFERENCE', `session_id ${env.session_id} does not match this session`))
+    const received = lamportOf(env.watermark)
+    // Beyond 2^52 the clock would lose integer precision after a few increments and stop increasing.
+    if (received !== undefined && received > MAX_LAMPORT) return this.#finish(ctx, rawObj, fail('MALFORMED_MESSAGE', `watermark value ${received} is too large (at most ${MAX_LAMPORT})`))
     if (st.s.securityProfile !== 'open') {
       const replay = this.#replay(now, env)
       if (replay !== undefined) return this.#finish(ctx, rawObj, replay)
     }
-    const received = lamportOf(env.watermark)
+    const instance = env.sender.sender_instance_id
     if (st.s.securityProfile !== 'open' && received !== undefined) {
       // SPEC §12.7 rule 6: values strictly increase per incarnation (enforced in the authenticated profile; fix S7).
-      const key = `${pid}|${env.sender.sender_instance_id}`
-      const last = st.frontier.get(key)
+      const last = st.frontier.get(pid)?.get(instance)
       if (last !== undefined && received <= last) return this.#finish(ctx, rawObj, fail('MALFORMED_MESSAGE', `Lamport regression: watermark ${received} is not above ${last}, the last value of this sender instance`))
-      st.frontier.delete(key)
-      st.frontier.set(key, received)
     }
     // SPEC §12.7 rule 3: max(local, received) + 1.
     if (received !== undefined) st.clock.lamport = Math.max(st.clock.lamport, received) + 1
+    const type = parsed.type
     const part = st.participants.get(pid)
-    if (part !== undefined) {
+    // A HELLO is not yet authenticated: it refreshes nothing until it is admitted (handleHello does).
+    if (part !== undefined && type !== 'HELLO') {
       part.last_seen = now
       part.last_message_id = env.message_id
     }
-    const type = parsed.type
     // SPEC §9.6: after SESSION_CLOSE only GOODBYE is accepted.
     if (st.closed && type !== 'GOODBYE') return this.#finish(ctx, rawObj, fail('SESSION_CLOSED', 'the session is closed'))
     if (part === undefined && type !== 'HELLO') return this.#finish(ctx, rawObj, fail('INVALID_REFERENCE', `principal ${pid} must send HELLO first`))
@@ -225,6 +229,8 @@ export class Coordinator {
         terminal = fail('MALFORMED_MESSAGE', `internal error while processing ${String(type)}: ${(err as Error).message}`)
       }
     }
+    // The incarnation's frontier, for admitted senders only (a refused HELLO leaves no entry).
+    if (st.s.securityProfile !== 'open' && received !== undefined && (type === 'HELLO' ? terminal.kind === 'info' : true)) st.recordFrontier(pid, instance, received)
     // protocol.md §3 step 8: the pending-claim sweep after every message that passed the gates.
     if (!st.closed) {
       sweepClaims(st, ctx)

@@ -3,12 +3,14 @@
  * the cross-principal race lock on normalised paths (§6.4, fix I2), the
  * same-principal auto-supersede (§6.7, same kind only: fix I10) and TTL expiry (§9.4).
  */
-import { compareCodePoints, normalizeScope, scopesOverlap, isIndexableKind, type NormalizedScope, type Scope } from '../protocol/scope.js'
+import { compareCodePoints, normalizeScope, isIndexableKind, type NormalizedScope, type Scope } from '../protocol/scope.js'
 import { duplicateCandidate } from '../protocol/semantics.js'
 import { fail, RELAY, SENDER, type Ctx, type Terminal } from './envelopes.js'
 import { resolveForPrincipal } from './deferrals.js'
 import { announceFrozen, detectConflicts } from './conflicts.js'
 import { settle, terminateIntent } from './cascades.js'
+import { reservedByClaim } from './claims.js'
+import { overlaps } from './overlap.js'
 import { copyJson, isLive, type CoreState, type Intent } from './state.js'
 
 /** Python `repr()` of a list of strings, e.g. `['a.py', 'b.py']` (clients parse it). */
@@ -98,11 +100,11 @@ function supersedable (st: CoreState, norm: NormalizedScope, pid: string): Inten
     if (norm.canonicalUris !== undefined) for (const i of st.liveIntentsOf(pid)) seen.add(i.intent_id)
     for (const id of seen) {
       const i = st.intents.get(id)
-      if (i !== undefined && i.principal_id === pid && i.state === 'ACTIVE' && i.norm.kind === norm.kind && scopesOverlap(i.norm, norm)) out.push(i)
+      if (i !== undefined && i.principal_id === pid && i.state === 'ACTIVE' && i.norm.kind === norm.kind && overlaps(i.norm, norm, false)) out.push(i)
     }
   } else {
     for (const i of st.liveIntentsOf(pid)) {
-      if (i.state === 'ACTIVE' && i.norm.kind === norm.kind && scopesOverlap(i.norm, norm)) out.push(i)
+      if (i.state === 'ACTIVE' && i.norm.kind === norm.kind && overlaps(i.norm, norm, false)) out.push(i)
     }
   }
   return out.sort((a, b) => a.seq - b.seq)
@@ -111,6 +113,8 @@ function supersedable (st: CoreState, norm: NormalizedScope, pid: string): Inten
 export function handleAnnounce (st: CoreState, ctx: Ctx, p: AnnouncePayload, sender: string, messageId: string): Terminal {
   // Fix I1: an intent id is never re-used (another principal's would be a hijack).
   if (st.intents.has(p.intent_id)) return fail('INVALID_REFERENCE', `intent ${p.intent_id} already exists`)
+  const claim = reservedByClaim(st, p.intent_id)
+  if (claim !== undefined) return fail('INVALID_REFERENCE', `intent id ${p.intent_id} is reserved by the pending claim ${claim.claim_id}`)
   let explicit: Intent | undefined
   if (p.supersedes_intent_id !== undefined) {
     explicit = st.intents.get(p.supersedes_intent_id)
@@ -201,17 +205,27 @@ export function handleWithdraw (st: CoreState, ctx: Ctx, p: { intent_id: string 
   return RELAY
 }
 
-/** SPEC §9.4: every live intent with now ≥ expires_at → EXPIRED, with its cascade. */
+/**
+ * SPEC §9.4: every live intent with now ≥ expires_at → EXPIRED, with its
+ * cascade, earliest deadline first and then in registration order. The heap
+ * alone does not fix the order of equal deadlines (it depends on its history,
+ * which a restored coordinator does not share), so due intents are sorted.
+ */
 export function expireIntents (st: CoreState, ctx: Ctx): void {
+  const due: Intent[] = []
+  const seen = new Set<string>()
   for (;;) {
     const t = st.expiry.peekTime()
     if (t === undefined || t > ctx.now) break
     const id = st.expiry.peekId() as string
     st.expiry.pop()
     const i = st.intents.get(id)
-    if (i === undefined || !isLive(i) || i.expires_at !== t) continue
-    terminateIntent(st, ctx, i, 'EXPIRED')
+    if (i === undefined || !isLive(i) || i.expires_at !== t || seen.has(id)) continue
+    seen.add(id)
+    due.push(i)
   }
+  if (due.length > 1) due.sort((a, b) => (a.expires_at as number) - (b.expires_at as number) || a.seq - b.seq)
+  for (const i of due) terminateIntent(st, ctx, i, 'EXPIRED')
 }
 
 export function nextExpiry (st: CoreState): number | undefined {

@@ -20,11 +20,13 @@ interface HelloPayload {
 /** SPEC §8.2 role policy evaluation (the joining principal is excluded from max_count). */
 function evaluatePolicy (st: CoreState, pid: string, ptype: string, requested: readonly string[]): string[] {
   const policy = st.s.rolePolicy as NonNullable<CoreState['s']['rolePolicy']>
-  const allowed = policy.role_assignments?.[pid] ?? [policy.default_role]
+  // Own keys only: a principal id such as `constructor` must not find Object.prototype members.
+  const assigned = policy.role_assignments !== undefined && Object.hasOwn(policy.role_assignments, pid) ? policy.role_assignments[pid] : undefined
+  const allowed = assigned ?? [policy.default_role]
   const out: string[] = []
   for (const role of requested) {
     if (!allowed.includes(role) || out.includes(role)) continue
-    const c = policy.role_constraints?.[role]
+    const c = policy.role_constraints !== undefined && Object.hasOwn(policy.role_constraints, role) ? policy.role_constraints[role] : undefined
     if (c?.allowed_principal_types !== undefined && !c.allowed_principal_types.includes(ptype)) continue
     if (c?.max_count !== undefined) {
       let n = 0

@@ -35,7 +35,7 @@ export function takeSnapshot (st: CoreState, now: number | undefined): Coordinat
       replay_window_sec: s.replayWindowSec,
       recent_message_ids: [...st.seen.keys()],
       seen: [...st.seen.entries()],
-      sender_frontier: Object.fromEntries([...st.frontier].map(([k, v]) => [k, { last_lamport: v }]))
+      sender_frontier: Object.fromEntries([...st.frontier].flatMap(([pid, m]) => [...m].map(([inst, v]) => [`${pid}|${inst}`, { last_lamport: v, principal_id: pid, sender_instance_id: inst }])))
     },
     governance_policy: { require_acknowledgment: true, intent_expiry_grace_sec: s.intentExpiryGraceSec },
     liveness_policy: {
@@ -64,9 +64,12 @@ export function restoreState (snap: CoordinatorSnapshot, s: Settings): CoreState
   st.closed = snap.session_closed
   st.startedAt = typeof snap.started_at === 'number' ? snap.started_at : null
   st.statusDueAt = typeof snap.status_due_at === 'number' ? snap.status_due_at : null
-  const ar = snap.anti_replay as { seen?: Array<[string, number]>, sender_frontier?: Record<string, { last_lamport: number }> } | undefined
+  const ar = snap.anti_replay as { seen?: Array<[string, number]>, sender_frontier?: Record<string, { last_lamport: number, principal_id?: string, sender_instance_id?: string }> } | undefined
   for (const [id, t] of ar?.seen ?? []) st.seen.set(id, t)
-  for (const [k, v] of Object.entries(ar?.sender_frontier ?? {})) st.frontier.set(k, v.last_lamport)
+  for (const [k, v] of Object.entries(ar?.sender_frontier ?? {})) {
+    const bar = k.indexOf('|')
+    st.recordFrontier(v.principal_id ?? k.slice(0, bar), v.sender_instance_id ?? k.slice(bar + 1), v.last_lamport)
+  }
   for (const p of snap.participants) {
     const rec = clone(p) as unknown as Participant
     st.participants.set(rec.principal_id, rec)

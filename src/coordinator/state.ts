@@ -190,6 +190,9 @@ export function resolveSettings (c: CoordinatorConfig): Settings {
   }
 }
 
+/** Sender incarnations per principal whose Lamport frontier is kept. */
+export const FRONTIER_INSTANCES = 8
+
 export const TERMINAL_INTENT: ReadonlySet<string> = new Set(['EXPIRED', 'WITHDRAWN', 'SUPERSEDED', 'TRANSFERRED'])
 export const TERMINAL_CONFLICT: ReadonlySet<string> = new Set(['CLOSED', 'DISMISSED'])
 export const DEAD_OP: ReadonlySet<string> = new Set(['REJECTED', 'ABANDONED', 'SUPERSEDED'])
@@ -225,8 +228,12 @@ export class CoreState {
   workspaceBytes = 0
   /** anti-replay: message id → drop-after time (authenticated profile) */
   readonly seen = new Map<string, number>()
-  /** authenticated profile: "<pid>|<instance>" → last Lamport value (SPEC §12.7 rule 6) */
-  readonly frontier = new Map<string, number>()
+  /**
+   * Authenticated profile: principal → sender instance → last Lamport value
+   * (SPEC §12.7 rule 6), admitted senders only, the FRONTIER_INSTANCES most
+   * recently used incarnations per principal.
+   */
+  readonly frontier = new Map<string, Map<string, number>>()
   closed = false
   startedAt: number | null = null
   statusDueAt: number | null = null
@@ -237,6 +244,17 @@ export class CoreState {
   }
 
   get coordinatorId (): string { return this.clock.coordinatorId }
+
+  recordFrontier (pid: string, instance: string, value: number): void {
+    let m = this.frontier.get(pid)
+    if (m === undefined) {
+      m = new Map()
+      this.frontier.set(pid, m)
+    }
+    m.delete(instance)
+    m.set(instance, value)
+    if (m.size > FRONTIER_INSTANCES) m.delete(m.keys().next().value as string)
+  }
 
   emit (ctx: Ctx, type: MessageType, payload: Record<string, unknown>, audience: Audience): Record<string, unknown> {
     const env = buildEnvelope(this.clock, type, payload, ctx.now)
@@ -449,7 +467,12 @@ export function copyJson<T> (v: T): T {
     return out as T
   }
   const out: Record<string, unknown> = {}
-  for (const k in v) out[k] = copyJson((v as Record<string, unknown>)[k])
+  for (const k of Object.keys(v)) {
+    const x = copyJson((v as Record<string, unknown>)[k])
+    // JSON.parse makes `__proto__` an own key; an assignment would set the prototype instead.
+    if (k === '__proto__') Object.defineProperty(out, k, { value: x, enumerable: true, writable: true, configurable: true })
+    else out[k] = x
+  }
   return out as T
 }
 

@@ -5,9 +5,10 @@
  * written together with the op. The per-target ref map (§7.2) and the files
  * are one source of truth: a file write updates the ref map.
  */
-import { normalizeScope, scopesOverlap } from '../protocol/scope.js'
+import { normalizeScope } from '../protocol/scope.js'
 import { stateRef } from '../protocol/state-ref.js'
 import { checkWorkspacePath } from '../protocol/workspace-path.js'
+import { overlaps } from './overlap.js'
 import { fail, type Ctx, type Terminal } from './envelopes.js'
 import type { CoreState } from './state.js'
 
@@ -30,7 +31,8 @@ function inSenderScope (st: CoreState, sender: string, path: string): boolean {
   for (const i of st.liveIntentsOf(sender)) {
     if (i.state !== 'ACTIVE' || i.norm.kind !== 'resource_path') continue
     probe ??= normalizeScope({ kind: 'file_set', resources: [path] })
-    if (scopesOverlap(i.norm, probe)) return true
+    // A glob too costly to decide grants nothing.
+    if (overlaps(i.norm, probe, false)) return true
   }
   return false
 }

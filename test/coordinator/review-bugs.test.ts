@@ -1,0 +1,162 @@
+/**
+ * Bugs found in the review of the coordinator core. Each test failed before
+ * its fix: restore/continue divergence, state changed by rejected or foreign
+ * input, ids reserved by pending claims, prototype keys in input, unbounded
+ * per-sender maps, Lamport overflow, catastrophic glob matching.
+ */
+import t from 'tap'
+import { Coordinator } from '../../src/coordinator/index.js'
+import type { CoordinatorSnapshot } from '../../src/coordinator/types.js'
+import {
+  Harness, T0, assertRejected, assertRelayed, conflictIdsOf, errorsOf, payloadsOfType, show, type Json
+} from '../helpers/mpac.js'
+
+const QUIET = { unavailabilityTimeoutSec: 1e6, heartbeatIntervalSec: 1e6, resolutionTimeoutSec: 0 }
+
+function restoredCopy (h: Harness): Coordinator {
+  return Coordinator.restore(JSON.parse(JSON.stringify(h.snap())) as CoordinatorSnapshot, h.config)
+}
+
+t.test('TTL expiries due at the same time cascade in registration order, before and after a restore', async t => {
+  const h = new Harness(QUIET)
+  h.join('A', 'B')
+  h.announce('A', 'i0', ['f0.py'], { ttl_sec: 10 })
+  h.propose('B', 'o0', 'f0.py', 'i0')
+  h.announce('A', 'i1', ['f1.py'], { ttl_sec: 5 })
+  h.propose('B', 'o1', 'f1.py', 'i1')
+  h.announce('A', 'i2', ['f2.py'], { ttl_sec: 10 })
+  h.propose('B', 'o2', 'f2.py', 'i2')
+  // Same deadline again: the heap now holds a stale entry for i0.
+  h.update('A', 'i0', { ttl_sec: 10 })
+  const restored = restoredCopy(h)
+  const tick = { kind: 'tick', now: T0 + 10_000 } as const
+  const cont = h.c.apply(tick)
+  const rest = restored.apply(tick)
+  const order = (r: typeof cont): unknown[] => payloadsOfType(r, 'OP_REJECT').map(p => p.op_id)
+  t.same(order(cont), ['o1', 'o0', 'o2'], 'earliest deadline first, then registration order')
+  t.same(order(rest), order(cont), 'a restored coordinator emits the same order')
+  t.same(rest.outputs, cont.outputs, 'identical outputs')
+})
+
+t.test('a pending claim reserves its new_intent_id', async t => {
+  const h = new Harness({ ...QUIET, intentClaimGraceSec: 30 })
+  h.join('A', 'B', 'C')
+  h.announce('A', 'i', ['a.py'])
+  h.announce('A', 'k', ['k.py'])
+  h.goodbye('A', { intent_disposition: 'transfer' })
+  assertRelayed(t, h.claim('B', 'c1', 'i', 'A', 'x', ['a.py']), 'claim c1')
+  const taken = h.announce('C', 'x', ['c.py'])
+  assertRejected(t, taken, 'INVALID_REFERENCE', 'an announce re-using the reserved id')
+  t.equal(h.intentState('x'), undefined, 'nothing registered under the reserved id')
+  assertRejected(t, h.claim('C', 'c2', 'k', 'A', 'x', ['k.py']), 'INVALID_REFERENCE', 'a second claim naming the same new id')
+  h.clock.advance(31)
+  const sweep = h.tick()
+  t.match(payloadsOfType(sweep, 'INTENT_CLAIM_STATUS'), [{ claim_id: 'c1', decision: 'approved', new_intent_id: 'x' }])
+  t.match(h.intent('x'), { principal_id: 'B', state: 'ACTIVE' })
+  // The index is consistent: C may now announce c.py without a conflict, and B holds a.py.
+  t.same(conflictIdsOf(h.announce('C', 'y', ['c.py'])), [])
+  const stale = h.announce('C', 'z', ['a.py'])
+  t.match(errorsOf(stale, 'STALE_INTENT'), [{ holder_intent_id: 'x', holder_principal_id: 'B' }])
+})
+
+t.test('role policy lookups ignore inherited object keys (principal ids such as "constructor")', async t => {
+  const h = new Harness({ rolePolicy: { default_role: 'contributor', role_assignments: { O: ['owner'] }, role_constraints: {} } })
+  for (const pid of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
+    const r = h.hello(pid, ['owner', 'constructor', 'toString'])
+    t.equal(r.accepted, true, `${pid} is admitted`, { outputs: show(r) })
+    t.same(h.participant(pid)?.roles, ['contributor'], `${pid} gets the default role`)
+  }
+  const owner = h.hello('O', ['owner'])
+  t.equal(owner.accepted, true)
+  t.same(h.participant('O')?.roles, ['owner'])
+})
+
+t.test('a "__proto__" key inside scope.extensions is data, not a prototype (continue = restore)', async t => {
+  const h = new Harness(QUIET)
+  h.join('A', 'B')
+  const ext = JSON.parse('{"__proto__": {"impact": ["main.py"]}}') as Json
+  assertRelayed(t, h.announce('A', 'i-a', { kind: 'file_set', resources: ['utils.py'], extensions: ext }))
+  const restored = restoredCopy(h)
+  const env = h.env.make('INTENT_ANNOUNCE', 'B', { intent_id: 'i-b', objective: 'edit main', scope: { kind: 'file_set', resources: ['main.py'] } })
+  const cont = h.c.handle(env, h.now)
+  const rest = restored.handle(env, h.now)
+  t.same(payloadsOfType(cont, 'CONFLICT_REPORT'), [], 'no own `impact` key, so no dependency_breakage')
+  t.same(rest.outputs, cont.outputs, 'a restored coordinator answers the same')
+  const scope = h.intent('i-a')?.scope as Json
+  t.ok(Object.hasOwn(scope.extensions as Json, '__proto__'), 'the key is kept as an own property')
+})
+
+t.test('a refused HELLO claiming an admitted principal does not refresh its liveness', async t => {
+  const h = new Harness({ securityProfile: 'authenticated', unavailabilityTimeoutSec: 10, heartbeatIntervalSec: 1e6, verifier: () => ({ accepted: true, grantedRoles: ['contributor'] }) })
+  h.hello('A', ['contributor'], { payload: { credential: { type: 'bearer_token', value: 'good' } } })
+  h.clock.advance(8)
+  const forged = h.hello('A', ['contributor'], { instance: 'A:intruder', payload: { credential: { type: 'bearer_token', value: 'bad' } }, verdict: { accepted: false, reason: 'unknown token' } })
+  assertRejected(t, forged, 'CREDENTIAL_REJECTED')
+  h.clock.advance(3)
+  const tick = h.tick()
+  t.match(errorsOf(tick, 'PARTICIPANT_UNAVAILABLE'), [{ principal_id: 'A' }], 'A is silent for 11 s: the refused HELLO was not A')
+})
+
+t.test('the per-instance Lamport frontier is bounded (authenticated profile)', async t => {
+  const h = new Harness({ securityProfile: 'authenticated', ...QUIET, verifier: (c) => c.value === 'good' ? { accepted: true, grantedRoles: ['contributor'] } : { accepted: false, reason: 'bad token' } })
+  for (let k = 0; k < 200; k++) {
+    const r = h.hello(`intruder-${k}`, ['contributor'], { instance: `x-${k}`, payload: { credential: { type: 'bearer_token', value: 'bad' } } })
+    t.equal(r.accepted, false)
+  }
+  const frontier = (): string[] => Object.keys((h.snap().anti_replay as { sender_frontier: Json }).sender_frontier)
+  t.same(frontier(), [], 'refused HELLOs leave no frontier entries')
+  for (let k = 0; k < 100; k++) {
+    const r = h.hello('A', ['contributor'], { instance: `A:restart-${k}`, payload: { credential: { type: 'bearer_token', value: 'good' } } })
+    t.equal(r.accepted, true)
+  }
+  const entries = frontier()
+  t.ok(entries.length <= 16, `a restarting client keeps a bounded number of incarnations (${entries.length})`)
+  t.ok(entries.includes('A|A:restart-99'), 'the newest incarnation is tracked')
+  // The newest incarnation is still checked.
+  const regress = h.send('HEARTBEAT', 'A', { status: 'idle' }, { instance: 'A:restart-99', watermark: { kind: 'lamport_clock', value: 0 } })
+  assertRejected(t, regress, 'MALFORMED_MESSAGE')
+})
+
+t.test('a huge Lamport value is refused instead of breaking the coordinator clock', async t => {
+  const h = new Harness(QUIET)
+  h.join('A')
+  const before = h.c.lamport
+  const r = h.send('HEARTBEAT', 'A', { status: 'idle' }, { watermark: { kind: 'lamport_clock', value: Number.MAX_SAFE_INTEGER } })
+  const p = assertRejected(t, r, 'MALFORMED_MESSAGE')
+  t.match(p.description, /watermark/)
+  t.ok(h.c.lamport < before + 10, 'the clock did not jump')
+  const r2 = h.send('HEARTBEAT', 'A', { status: 'idle' }, { watermark: { kind: 'vector_clock', value: { A: 1 }, lamport_value: 2 ** 53 - 2 } })
+  assertRejected(t, r2, 'MALFORMED_MESSAGE', 'the lamport_value fallback too')
+  const a = h.announce('A', 'i', ['a.py'])
+  const ours = [r, r2, a, h.apply({ kind: 'recovered', now: h.now, graceSec: 0 })].flatMap(x => x.outputs).filter(o => (o.frame.sender as Json | undefined)?.principal_id === h.coordinatorId)
+  const marks = ours.map(o => (o.frame.watermark as { value: number }).value)
+  t.ok(marks.length >= 3)
+  for (let k = 1; k < marks.length; k++) t.ok((marks[k] as number) > (marks[k - 1] as number), 'coordinator watermarks keep increasing')
+})
+
+t.test('resource_path globs are matched in linear time (no catastrophic backtracking)', async t => {
+  const h = new Harness(QUIET)
+  h.join('A', 'B', 'C')
+  assertRelayed(t, h.announce('A', 'glob', { kind: 'resource_path', pattern: '*a'.repeat(9) + 'b' }))
+  const start = process.hrtime.bigint()
+  const r = h.announce('B', 'long', ['a'.repeat(40), 'a'.repeat(40) + 'b'])
+  const ms = Number(process.hrtime.bigint() - start) / 1e6
+  t.ok(ms < 1000, `announce took ${ms.toFixed(1)} ms`)
+  t.equal(conflictIdsOf(r).length, 1, 'the pattern does hit one of the files')
+  const miss = h.announce('C', 'miss', ['a'.repeat(39)])
+  t.same(conflictIdsOf(miss), [], 'and misses a file that does not end in b')
+})
+
+t.test('two hostile resource_path patterns do not explode (the product is bounded)', async t => {
+  const h = new Harness(QUIET)
+  h.join('A', 'B')
+  h.announce('A', 'p1', { kind: 'resource_path', pattern: '*a'.repeat(2000) })
+  const start = process.hrtime.bigint()
+  const r = h.announce('B', 'p2', { kind: 'resource_path', pattern: '*a'.repeat(1999) + '*b' })
+  const ms = Number(process.hrtime.bigint() - start) / 1e6
+  t.ok(ms < 500, `announce took ${ms.toFixed(1)} ms`)
+  t.equal(r.accepted, true)
+  t.equal(conflictIdsOf(r).length, 1, 'too large to decide exactly: reported as potentially overlapping')
+  const small = h.announce('B', 'p3', { kind: 'resource_path', pattern: 'docs/**/*.md' })
+  t.same(conflictIdsOf(small), [], 'small patterns are still decided exactly (p1 needs an a at the end)')
+})
