@@ -16,9 +16,12 @@
  *   Replies of one kind arrive in request order, so they are matched FIFO.
  * - After a drop, the client reconnects in the background and calls
  *   `onConnected` after every successful HELLO (the session layer rebuilds
- *   intent ownership there). A HELLO the coordinator rejects is not retried
- *   in the background; the next `ensureConnected()` tries again and throws
- *   `MPAC_ERR_AUTH_REJECTED` with what to fix.
+ *   intent ownership there). A HELLO the coordinator rejects (or an
+ *   untrusted certificate) is not retried in the background; the next
+ *   `ensureConnected()` tries again and throws `MPAC_ERR_AUTH_REJECTED`
+ *   (`MPAC_ERR_TLS_UNTRUSTED`) with what to fix. Replaced by another
+ *   connection of the same principal (close 4409), it stays out of the way:
+ *   every later call throws `MPAC_ERR_REPLACED`.
  */
 import { randomUUID } from 'node:crypto'
 import { connect as netConnect } from 'node:net'
@@ -350,7 +353,7 @@ export class CoordinatorClient {
       const error = err instanceof ShimError
         ? err
         : new ShimError(SHIM_ERROR_CODES.REMOTE_UNAVAILABLE, `cannot reach the coordinator at ${this.#opts.url}: ${(err as Error).message}`, { retryable: true, cause: err })
-      if (error.code === SHIM_ERROR_CODES.AUTH_REJECTED || error.code === SHIM_ERROR_CODES.REMOTE_SESSION_MISMATCH) {
+      if (error.code === SHIM_ERROR_CODES.AUTH_REJECTED || error.code === SHIM_ERROR_CODES.REMOTE_SESSION_MISMATCH || error.code === SHIM_ERROR_CODES.TLS_UNTRUSTED) {
         this.#rejection = error
       } else {
         this.#scheduleReconnect()
@@ -733,7 +736,19 @@ export async function diagnoseHandshake (url: string, token: string | undefined)
   const httpUrl = url.replace(/^ws/i, 'http')
   const headers: Record<string, string> = {}
   if (token !== undefined) headers['authorization'] = `Bearer ${token}`
-  const res = await fetch(httpUrl, { headers, signal: AbortSignal.timeout(2000) })
+  let res: Awaited<ReturnType<typeof fetch>>
+  try {
+    res = await fetch(httpUrl, { headers, signal: AbortSignal.timeout(2000) })
+  } catch (err) {
+    const tls = tlsErrorCode(err)
+    if (tls === undefined) throw err
+    return new ShimError(SHIM_ERROR_CODES.TLS_UNTRUSTED, `the coordinator's TLS certificate is not trusted (${tls}) at ${url}`, {
+      hint: tls === 'ERR_TLS_CERT_ALTNAME_INVALID'
+        ? 'the certificate does not name this host: check the host in MPAC_COORDINATOR_URL'
+        : 'for a coordinator whose certificate comes from a private CA, set NODE_EXTRA_CA_CERTS=/path/to/ca.pem in the environment of mpac-mcp',
+      detail: { tls_error: tls }
+    })
+  }
   let message = ''
   try {
     const body = await res.json() as { message?: unknown }
@@ -755,6 +770,28 @@ export async function diagnoseHandshake (url: string, token: string | undefined)
     })
   }
   throw new Error(`HTTP ${res.status}`)
+}
+
+const TLS_ERRORS = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'CERT_SIGNATURE_FAILURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID'
+])
+
+/** The certificate verification code of a failed fetch (undici puts it on `cause`), if that is why it failed. */
+function tlsErrorCode (err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e !== null && typeof e === 'object' && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code
+    if (typeof code === 'string' && TLS_ERRORS.has(code)) return code
+  }
+  return undefined
 }
 
 export type ProbeResult =

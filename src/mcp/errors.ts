@@ -15,6 +15,8 @@ export const SHIM_ERROR_CODES = {
   REMOTE_SESSION_MISMATCH: 'MPAC_ERR_REMOTE_SESSION_MISMATCH',
   /** Another connection with the same principal id took this one's place (close 4409); this shim stays out of the way. */
   REPLACED: 'MPAC_ERR_REPLACED',
+  /** wss: the coordinator's certificate is not trusted (private CA without NODE_EXTRA_CA_CERTS, wrong host, expired). */
+  TLS_UNTRUSTED: 'MPAC_ERR_TLS_UNTRUSTED',
   /** The coordinator refused the HELLO (token, roles, session). */
   AUTH_REJECTED: 'MPAC_ERR_AUTH_REJECTED',
   /** The local sidecar could not be started or the port is used by something else. */
