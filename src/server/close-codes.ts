@@ -13,7 +13,6 @@ export const CLOSE = {
   UNAUTHORIZED: { code: 4401, reason: 'authentication required' },
   /** The connection's token was removed from the token table (or expired). */
   TOKEN_REVOKED: { code: 4401, reason: 'token revoked' },
-  FORBIDDEN: { code: 4403, reason: 'forbidden' },
   /** No such path or session id. */
   NOT_FOUND: { code: 4004, reason: 'unknown path; use /session/<id>' },
   /** No admitted HELLO within --prehello-timeout. */
@@ -26,7 +25,7 @@ export const CLOSE = {
   SLOW_CONSUMER: { code: 4429, reason: 'slow consumer: send buffer full' },
   TOO_MANY_SESSIONS: { code: 4429, reason: 'session limit reached' },
   TOO_MANY_TOKEN_SESSIONS: { code: 4429, reason: 'session limit for this token reached' },
-  /** The session's stored state is damaged and quarantined. */
+  /** The session's stored state is damaged (quarantined) or cannot be loaded right now. */
   SESSION_UNAVAILABLE: { code: 4503, reason: 'session unavailable' }
 } as const
 

@@ -467,7 +467,7 @@ export function helpText (): string {
   }
   lines.push(`  ${''.padEnd(32)}${'MPAC_TOKEN_TABLE'.padEnd(30)}the token table as JSON (enables the authenticated profile)`)
   lines.push(`  ${''.padEnd(32)}${'MPAC_METRICS_TOKEN'.padEnd(30)}bearer token required by GET /metrics`)
-  lines.push('  --help                            this text')
-  lines.push('  --version                         print the version')
+  lines.push(`${'  --help'.padEnd(34)}${''.padEnd(30)}this text`)
+  lines.push(`${'  --version'.padEnd(34)}${''.padEnd(30)}print the version`)
   return lines.join('\n') + '\n'
 }
