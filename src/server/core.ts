@@ -1,6 +1,5 @@
 import { Coordinator } from '../coordinator/index.js'
 import type { ApplyResult, CoordinatorConfig, CoreInput, FileEntry } from '../coordinator/types.js'
-import type { StoredSession } from '../store/index.js'
 
 /**
  * The part of the coordinator core the server uses (docs/architecture.md).
@@ -19,17 +18,4 @@ export interface SessionCore {
 
 export function createCore (config: CoordinatorConfig): SessionCore {
   return new Coordinator(config) as unknown as SessionCore
-}
-
-/**
- * Rebuilds a session's state from the store: the snapshot (or a fresh
- * coordinator) plus the journal replayed through the same core; the outputs
- * of the replay were sent before and are dropped.
- */
-export function loadCore (stored: StoredSession, config: CoordinatorConfig): SessionCore {
-  const core = (stored.snapshot === undefined
-    ? new Coordinator(config)
-    : Coordinator.restore(stored.snapshot as never, config)) as unknown as SessionCore
-  for (const input of stored.journal) core.apply(input)
-  return core
 }

@@ -1,10 +1,10 @@
 import type { Logger } from 'pino'
 import type { CoordinatorConfig } from '../coordinator/types.js'
-import { recoverSession, SnapshotPolicy, StoreDamagedError, type ManagedSessionStore } from '../store/index.js'
+import { recoverSession, replaySession, SnapshotPolicy, StoreDamagedError, type ManagedSessionStore } from '../store/index.js'
 import { CLOSE, type CloseSpec } from './close-codes.js'
 import type { ServerConfig } from './config.js'
 import type { Connection } from './connection.js'
-import { createCore, loadCore, type SessionCore } from './core.js'
+import { createCore, type SessionCore } from './core.js'
 import type { Metrics } from './metrics.js'
 import { SessionRuntime } from './session-runtime.js'
 import type { TokenTable } from './token-table.js'
@@ -275,13 +275,13 @@ export class SessionRegistry {
   #load (sessionId: string): SessionRuntime | undefined {
     const { store, logger } = this.#opts
     try {
-      const stored = store.load(sessionId)
-      if (stored === undefined) {
+      // The same epoch: an in-process reload of an idle session is not a restart (no `recovered`).
+      const core = replaySession(store, sessionId, this.coreConfig(sessionId))
+      if (core === undefined) {
         this.#stored.delete(sessionId)
         return undefined
       }
-      const core = loadCore(stored, this.coreConfig(sessionId))
-      return this.#newRuntime(sessionId, core, true)
+      return this.#newRuntime(sessionId, core as unknown as SessionCore, true)
     } catch (err) {
       if (err instanceof StoreDamagedError) {
         this.#quarantined.add(sessionId)

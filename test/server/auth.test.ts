@@ -1,5 +1,5 @@
 import t from 'tap'
-import { loadCore } from '../../src/server/core.js'
+import { replaySession } from '../../src/store/index.js'
 import { startServer } from '../helpers/server.js'
 import { announce, envelope, hello, isError, isType, joined, TestClient, upgradeStatus, type Frame } from '../helpers/ws.js'
 
@@ -181,10 +181,9 @@ t.test('HELLO credentials never reach the store (the journal holds the verdict, 
   t.notOk(stored.includes('tok-alpha'), 'the admitted token is not stored')
   t.notOk(stored.includes('tok-wrong-secret'), 'the rejected token is not stored')
   // The journaled verdict still replays to the same state: a core rebuilt from the store has agent:a.
-  const stored2 = srv.store.load('alpha')
-  if (stored2 === undefined) throw new Error('session not stored')
-  const core = loadCore(stored2, srv.app.mpac.registry.coreConfig('alpha'))
-  const participants = (core.summary(Date.now(), null) as Frame).participants as Frame[]
+  const core = replaySession(srv.store, 'alpha', srv.app.mpac.registry.coreConfig('alpha'))
+  if (core === undefined) throw new Error('session not stored')
+  const participants = (core.summary(Date.now(), null) as unknown as Frame).participants as Frame[]
   t.same(participants.map(p => [p.principal_id, p.roles]), [['agent:a', ['owner']]], 'replayed with the journaled verdict')
 })
 
