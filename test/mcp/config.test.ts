@@ -1,10 +1,13 @@
+import { spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
+import { claimAgentSlot } from '../../src/mcp/agent-slot.js'
 import {
   ConfigError,
   DEFAULT_CAPABILITIES,
+  defaultPrincipalId,
   detectWorkspace,
   loadShimConfig,
   parseList,
@@ -137,4 +140,32 @@ t.test('workspace detection walks up to .git; repo_path wins over MPAC_WORKSPACE
 t.test('XDG_STATE_HOME sets the state directory', async t => {
   const c = loadShimConfig({ ...base, MPAC_WORKSPACE_DIR: '/w', XDG_STATE_HOME: '/tmp/xdg' })
   t.equal(c.stateDir, '/tmp/xdg/mpac-mcp')
+})
+
+t.test('identity slots: lowest free slot; a dead holder frees it, a live one does not; release', async t => {
+  const dir = realpathSync(mkdtempSync(join(tmpdir(), 'mpac-slots-')))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const id = loadShimConfig({ ...base, MPAC_WORKSPACE_DIR: '/srv/w', MPAC_AGENT_NAME: 'claude' }).identity
+  const dead = spawnSync(process.execPath, ['-e', '0']).pid as number
+  const live = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' })
+  t.teardown(() => { live.kill('SIGKILL') })
+
+  const first = claimAgentSlot(dir, '/srv/w', id, live.pid)
+  t.equal(first.slot, 1)
+  t.equal(first.identity.principalId, id.principalId, 'slot 1 is the plain default identity')
+  const second = claimAgentSlot(dir, '/srv/w', id, process.pid)
+  t.equal(second.slot, 2, 'slot 1 is held by a live process')
+  t.equal(second.identity.displayName, 'claude-2')
+  t.equal(second.identity.principalId, defaultPrincipalId('/srv/w', 'claude', 2))
+  t.match(second.identity.principalId, /^agent:claude-2@[0-9a-f]{10}$/)
+  second.release()
+
+  writeFileSync(join(dir, 'agents', `${id.principalId.replace(/^agent:/, '')}.1.pid`), `${dead}\n`)
+  const takeover = claimAgentSlot(dir, '/srv/w', id, process.pid)
+  t.equal(takeover.slot, 1, 'the slot of a process that died without releasing it is free')
+  const other = claimAgentSlot(dir, '/srv/w', id, process.pid)
+  t.equal(other.slot, 2, 'a slot this process already holds counts as taken')
+  takeover.release()
+  other.release()
+  t.equal(claimAgentSlot(dir, '/srv/w', id, process.pid).slot, 1, 'released slots are free again')
 })
