@@ -90,7 +90,8 @@ function report (st: CoreState, ctx: Ctx, a: Intent, b: Intent, dep: boolean): v
     scope_frozen: false,
     timeout_reported: false,
     message_id: env.message_id as string,
-    reporter: st.coordinatorId
+    reporter: st.coordinatorId,
+    seq: 0
   })
 }
 
@@ -136,7 +137,8 @@ export function handleReport (st: CoreState, ctx: Ctx, p: ReportPayload, sender:
     scope_frozen: false,
     timeout_reported: false,
     message_id: messageId,
-    reporter: sender
+    reporter: sender,
+    seq: 0
   })
   return RELAY
 }
@@ -153,12 +155,24 @@ function allDead (st: CoreState, c: Conflict): boolean {
   return true
 }
 
-/** SPEC §5.4 C: dismiss when every related intent is terminal and every related op is dead; releases freezes (fix G7). */
+/**
+ * SPEC §5.4 C: dismiss when every related intent is terminal and every
+ * related op is dead; releases freezes (fix G7). Only the candidates (open
+ * conflicts that lost an entity since the last sweep, and new reports) can
+ * qualify; they are judged in creation order.
+ */
 export function autoDismiss (st: CoreState, ctx: Ctx): void {
-  if (st.openConflicts.size === 0) return
-  for (const cid of [...st.openConflicts]) {
+  if (st.dismissCandidates.size === 0) return
+  const cands: Conflict[] = []
+  for (const cid of st.dismissCandidates) {
     const c = st.conflicts.get(cid)
-    if (c === undefined || !allDead(st, c)) continue
+    if (c !== undefined && st.openConflicts.has(cid)) cands.push(c)
+  }
+  st.dismissCandidates.clear()
+  if (cands.length > 1) cands.sort((a, b) => a.seq - b.seq)
+  for (const c of cands) {
+    if (!allDead(st, c)) continue
+    const cid = c.conflict_id
     const rid = nextId(st.clock)
     c.resolution_id = rid
     c.resolved_by = st.coordinatorId
@@ -191,7 +205,7 @@ function frozenUnion (st: CoreState, c: Conflict): NormalizedScope | undefined {
 
 /** SPEC §7.5: 'reject' when fully inside a frozen scope, 'warn' on a partial overlap. */
 export function announceFrozen (st: CoreState, norm: NormalizedScope): 'reject' | 'warn' | undefined {
-  if (st.openConflicts.size === 0) return undefined
+  if (st.frozen.size === 0) return undefined
   let warn = false
   for (const c of st.frozenConflicts()) {
     const u = frozenUnion(st, c)
@@ -204,9 +218,8 @@ export function announceFrozen (st: CoreState, norm: NormalizedScope): 'reject' 
 
 /** SPEC §7.5: an op target (tested as a one-file file_set) overlapping a frozen conflict's intents. */
 export function frozenTarget (st: CoreState, targets: readonly string[]): string | undefined {
-  if (st.openConflicts.size === 0) return undefined
+  if (st.frozen.size === 0) return undefined
   const frozen = st.frozenConflicts()
-  if (frozen.length === 0) return undefined
   for (const t of targets) {
     const n = normalizeScope({ kind: 'file_set', resources: [t] })
     for (const c of frozen) {

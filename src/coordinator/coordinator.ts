@@ -14,7 +14,7 @@ import { handleBatch } from './batches.js'
 import { settle } from './cascades.js'
 import { handleClaim, nextClaimDeadline, sweepClaims } from './claims.js'
 import { handleReport } from './conflicts.js'
-import { expireDeferrals, handleDeferred, nextDeferralDeadline } from './deferrals.js'
+import { clearDeferrals, expireDeferrals, handleDeferred, nextDeferralDeadline } from './deferrals.js'
 import { ALL, ECHO, fail, principals, SENDER, Ctx, type Terminal } from './envelopes.js'
 import { handleAck, handleEscalate, handleResolution, nextResolutionDeadline, resolutionTimeouts } from './governance.js'
 import { expireIntents, handleAnnounce, handleUpdate, handleWithdraw, nextExpiry } from './intents.js'
@@ -173,7 +173,7 @@ export class Coordinator {
     for (const i of st.intents.values()) if (i.state === 'ACTIVE' || i.state === 'SUSPENDED') st.setIntentState(ctx, i, 'WITHDRAWN')
     for (const o of st.ops.values()) if (o.state === 'PROPOSED' || o.state === 'FROZEN') st.setOpState(ctx, o, 'ABANDONED')
     st.claims.clear()
-    st.deferrals.clear()
+    clearDeferrals(st)
     st.closed = true
     const final = st.clock.lamport
     st.emit(ctx, 'SESSION_CLOSE', { reason, final_lamport_clock: final, summary: closeSummary(st, now), active_intents_disposition: 'withdraw_all' }, ALL)

@@ -9,7 +9,7 @@
 import type { Scope } from '../protocol/scope.js'
 import { formatTsOffset } from '../protocol/time.js'
 import { ALL, ECHO, fail, nextId, type Ctx, type Terminal } from './envelopes.js'
-import { copyJson, isLive, TERMINAL_INTENT, type CoreState, type Deferral } from './state.js'
+import { addTo, copyJson, isLive, removeFrom, TERMINAL_INTENT, type CoreState, type Deferral } from './state.js'
 
 interface DeferredPayload {
   deferral_id?: string
@@ -45,8 +45,41 @@ export function deferralSatisfied (st: CoreState, d: Deferral): boolean {
 }
 
 function resolve (st: CoreState, ctx: Ctx, d: Deferral, status: 'resolved' | 'expired', reason: string): void {
-  st.deferrals.delete(d.deferral_id)
+  removeDeferral(st, d)
   st.emit(ctx, 'INTENT_DEFERRED', { deferral_id: d.deferral_id, principal_id: d.principal_id, status, reason }, ALL)
+}
+
+function indexDeferral (st: CoreState, d: Deferral): void {
+  for (const id of d.observed_intent_ids) addTo(st.deferralsByObserved, id, d.deferral_id)
+  for (const id of d.observed_principals) addTo(st.deferralsByObserved, id, d.deferral_id)
+}
+
+function unindexDeferral (st: CoreState, d: Deferral): void {
+  for (const id of d.observed_intent_ids) removeFrom(st.deferralsByObserved, id, d.deferral_id)
+  for (const id of d.observed_principals) removeFrom(st.deferralsByObserved, id, d.deferral_id)
+}
+
+/** Registers a deferral (new: a fresh `seq`; from a snapshot: its own) with its indexes and TTL. */
+export function addDeferral (st: CoreState, d: Deferral): void {
+  if (!(d.seq > 0)) d.seq = ++st.deferralSeq
+  else if (d.seq > st.deferralSeq) st.deferralSeq = d.seq
+  st.deferrals.set(d.deferral_id, d)
+  addTo(st.deferralsByPrincipal, d.principal_id, d.deferral_id)
+  indexDeferral(st, d)
+  st.deferralExpiry.push(d.expires_at, d.deferral_id)
+}
+
+function removeDeferral (st: CoreState, d: Deferral): void {
+  st.deferrals.delete(d.deferral_id)
+  removeFrom(st.deferralsByPrincipal, d.principal_id, d.deferral_id)
+  unindexDeferral(st, d)
+}
+
+export function clearDeferrals (st: CoreState): void {
+  st.deferrals.clear()
+  st.deferralsByPrincipal.clear()
+  st.deferralsByObserved.clear()
+  st.deferralExpiry.clear()
 }
 
 export function handleDeferred (st: CoreState, ctx: Ctx, p: DeferredPayload, sender: string): Terminal {
@@ -64,11 +97,12 @@ export function handleDeferred (st: CoreState, ctx: Ctx, p: DeferredPayload, sen
     observed_principals: [...(p.observed_principals ?? [])],
     category: p.category === 'duplicate_yield' ? 'duplicate_yield' : 'queue',
     received_at: ctx.now,
-    expires_at: ctx.now + Math.round(ttl * 1000)
+    expires_at: ctx.now + Math.round(ttl * 1000),
+    seq: 0
   }
   // Re-using an id replaces that deferral (idempotent retry).
-  st.deferrals.delete(d.deferral_id)
-  st.deferrals.set(d.deferral_id, d)
+  if (existing !== undefined) removeDeferral(st, existing)
+  addDeferral(st, d)
   st.emit(ctx, 'INTENT_DEFERRED', {
     deferral_id: d.deferral_id,
     principal_id: d.principal_id,
@@ -84,10 +118,31 @@ export function handleDeferred (st: CoreState, ctx: Ctx, p: DeferredPayload, sen
   return ECHO
 }
 
-/** Termination path (every one, fix I6): re-evaluate deferrals that mention the intent or its owner. */
+function bySeq (st: CoreState, ids: Iterable<string>): Deferral[] {
+  const out: Deferral[] = []
+  for (const id of ids) {
+    const d = st.deferrals.get(id)
+    if (d !== undefined) out.push(d)
+  }
+  return out.sort((a, b) => a.seq - b.seq)
+}
+
+/**
+ * Termination path (every one, fix I6): re-evaluate deferrals that mention
+ * the intent or its owner (found through the observed-id index), in
+ * insertion order.
+ */
 export function cleanupDeferrals (st: CoreState, ctx: Ctx, done: ReadonlyArray<{ intentId: string, principalId: string }>): void {
   if (st.deferrals.size === 0) return
-  for (const d of [...st.deferrals.values()]) {
+  const ids = new Set<string>()
+  for (const t of done) {
+    for (const key of [t.intentId, t.principalId]) {
+      const s = st.deferralsByObserved.get(key)
+      if (s !== undefined) for (const id of s) ids.add(id)
+    }
+  }
+  if (ids.size === 0) return
+  for (const d of bySeq(st, ids)) {
     let mentioned = false
     for (const t of done) {
       if (d.observed_intent_ids.includes(t.intentId) || d.observed_intent_ids.includes(t.principalId) || d.observed_principals.includes(t.principalId)) {
@@ -104,7 +159,9 @@ export function cleanupDeferrals (st: CoreState, ctx: Ctx, done: ReadonlyArray<{
         return i === undefined ? !isPrincipal(st, id) || principalHasLive(st, id) : !TERMINAL_INTENT.has(i.state)
       })
       if (pruned.length !== d.observed_intent_ids.length) {
+        unindexDeferral(st, d)
         d.observed_intent_ids = pruned
+        indexDeferral(st, d)
         ctx.dirty = true
       }
     }
@@ -113,16 +170,34 @@ export function cleanupDeferrals (st: CoreState, ctx: Ctx, done: ReadonlyArray<{
 
 /** SPEC §5.4 H: an INTENT_ANNOUNCE by P resolves every deferral held by P. */
 export function resolveForPrincipal (st: CoreState, ctx: Ctx, pid: string): void {
-  if (st.deferrals.size === 0) return
-  for (const d of [...st.deferrals.values()]) if (d.principal_id === pid) resolve(st, ctx, d, 'resolved', 'principal_announced')
+  const ids = st.deferralsByPrincipal.get(pid)
+  if (ids === undefined) return
+  for (const d of bySeq(st, ids)) resolve(st, ctx, d, 'resolved', 'principal_announced')
+}
+
+/** A heap entry is current when its deferral still exists with that deadline. */
+function current (st: CoreState, id: string, t: number): Deferral | undefined {
+  const d = st.deferrals.get(id)
+  return d !== undefined && d.expires_at === t ? d : undefined
 }
 
 export function expireDeferrals (st: CoreState, ctx: Ctx): void {
-  for (const d of [...st.deferrals.values()]) if (ctx.now >= d.expires_at) resolve(st, ctx, d, 'expired', 'ttl')
+  const due = new Set<string>()
+  for (;;) {
+    const t = st.deferralExpiry.peekTime()
+    if (t === undefined || t > ctx.now) break
+    const id = st.deferralExpiry.peekId() as string
+    st.deferralExpiry.pop()
+    if (current(st, id, t) !== undefined) due.add(id)
+  }
+  for (const d of bySeq(st, due)) resolve(st, ctx, d, 'expired', 'ttl')
 }
 
 export function nextDeferralDeadline (st: CoreState): number | undefined {
-  let min: number | undefined
-  for (const d of st.deferrals.values()) if (min === undefined || d.expires_at < min) min = d.expires_at
-  return min
+  for (;;) {
+    const t = st.deferralExpiry.peekTime()
+    if (t === undefined) return undefined
+    if (current(st, st.deferralExpiry.peekId() as string, t) !== undefined) return t
+    st.deferralExpiry.pop()
+  }
 }

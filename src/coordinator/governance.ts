@@ -101,17 +101,28 @@ export function handleResolution (st: CoreState, ctx: Ctx, p: ResolutionPayload,
   return RELAY
 }
 
-function eligibleForTimeout (st: CoreState, c: Conflict): boolean {
-  return (c.state === 'OPEN' || c.state === 'ACKED') && !c.scope_frozen && !c.timeout_reported
+/**
+ * The conflicts whose resolution timeout has passed (now > created_at +
+ * timeout), in creation order. Each conflict has one heap entry; entries of
+ * conflicts that can no longer time out are dropped (a conflict never becomes
+ * eligible again).
+ */
+function dueTimeouts (st: CoreState, now: number): Conflict[] {
+  const due: Conflict[] = []
+  for (;;) {
+    const t = st.timeouts.peekTime()
+    if (t === undefined || t >= now) break
+    const c = st.conflicts.get(st.timeouts.peekId() as string)
+    st.timeouts.pop()
+    if (c !== undefined && st.timeoutEligible(c)) due.push(c)
+  }
+  return due.sort((a, b) => a.seq - b.seq)
 }
 
 /** SPEC §18.6 step 1: escalate to an available non-party arbiter, else freeze and report once. */
 export function resolutionTimeouts (st: CoreState, ctx: Ctx): void {
-  const limit = st.s.resolutionTimeoutSec * 1000
-  if (limit <= 0 || st.openConflicts.size === 0) return
-  for (const cid of [...st.openConflicts]) {
-    const c = st.conflicts.get(cid)
-    if (c === undefined || !eligibleForTimeout(st, c) || ctx.now - c.created_at <= limit) continue
+  for (const c of dueTimeouts(st, ctx.now)) {
+    const cid = c.conflict_id
     let arbiter: string | undefined
     for (const p of st.participants.values()) {
       if (p.is_available && p.roles.includes('arbiter') && p.principal_id !== c.principal_a && p.principal_id !== c.principal_b) {
@@ -125,9 +136,8 @@ export function resolutionTimeouts (st: CoreState, ctx: Ctx): void {
       st.setConflictState(ctx, c, 'ESCALATED')
       st.emit(ctx, 'CONFLICT_ESCALATE', { conflict_id: cid, escalate_to: arbiter, reason: 'resolution_timeout' }, ALL)
     } else {
-      c.scope_frozen = true
       c.timeout_reported = true
-      ctx.dirty = true
+      st.freeze(ctx, c)
       st.emit(ctx, 'PROTOCOL_ERROR', {
         error_code: 'RESOLUTION_TIMEOUT',
         refers_to: c.message_id,
@@ -139,14 +149,11 @@ export function resolutionTimeouts (st: CoreState, ctx: Ctx): void {
 }
 
 export function nextResolutionDeadline (st: CoreState): number | undefined {
-  const limit = st.s.resolutionTimeoutSec * 1000
-  if (limit <= 0) return undefined
-  let min: number | undefined
-  for (const cid of st.openConflicts) {
-    const c = st.conflicts.get(cid)
-    if (c === undefined || !eligibleForTimeout(st, c)) continue
-    const t = c.created_at + limit + 1
-    if (min === undefined || t < min) min = t
+  for (;;) {
+    const t = st.timeouts.peekTime()
+    if (t === undefined) return undefined
+    const c = st.conflicts.get(st.timeouts.peekId() as string)
+    if (c !== undefined && st.timeoutEligible(c)) return t + 1
+    st.timeouts.pop()
   }
-  return min
 }

@@ -6,7 +6,7 @@
 import { formatTs } from '../protocol/time.js'
 import { fail, type Ctx, type Terminal } from './envelopes.js'
 import { ownerRejoin } from './claims.js'
-import type { CoreState, Participant } from './state.js'
+import type { CoreState, Intent, Participant } from './state.js'
 import type { Credential, Verdict } from './types.js'
 
 interface HelloPayload {
@@ -139,15 +139,20 @@ export function summary (st: CoreState, now: number, workspaceDir: string | null
     is_available: p.is_available,
     last_seen: formatTs(p.last_seen)
   }))
-  const active: Array<Record<string, unknown>> = []
-  for (const i of st.intents.values()) {
-    if (i.state === 'ACTIVE' || i.state === 'SUSPENDED') {
-      active.push({ intent_id: i.intent_id, principal_id: i.principal_id, objective: i.objective, state: i.state, scope: structuredClone(i.scope), claimed_by: i.claimed_by })
+  // Live intents in registration order and open conflicts in creation order, through the indexes.
+  const live: Intent[] = []
+  for (const ids of st.liveByPrincipal.values()) {
+    for (const id of ids) {
+      const i = st.intents.get(id)
+      if (i !== undefined) live.push(i)
     }
   }
+  live.sort((a, b) => a.seq - b.seq)
+  const active = live.map(i => ({ intent_id: i.intent_id, principal_id: i.principal_id, objective: i.objective, state: i.state, scope: structuredClone(i.scope), claimed_by: i.claimed_by }))
   const open: Array<Record<string, unknown>> = []
-  for (const c of st.conflicts.values()) {
-    if (OPEN_STATES.has(c.state)) {
+  for (const id of st.openConflicts) {
+    const c = st.conflicts.get(id)
+    if (c !== undefined && OPEN_STATES.has(c.state)) {
       open.push({ conflict_id: c.conflict_id, category: c.category, severity: c.severity, state: c.state, principal_a: c.principal_a, principal_b: c.principal_b, intent_a: c.intent_a, intent_b: c.intent_b })
     }
   }

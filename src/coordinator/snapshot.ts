@@ -5,6 +5,7 @@
  * anti-replay window, timers). A snapshot is a deep copy and JSON-safe.
  */
 import { formatTs } from '../protocol/time.js'
+import { addDeferral } from './deferrals.js'
 import { CoreState, type Batch, type Claim, type Conflict, type Deferral, type Intent, type Operation, type Participant, type Settings } from './state.js'
 import type { CoordinatorSnapshot } from './types.js'
 
@@ -29,6 +30,8 @@ export function takeSnapshot (st: CoreState, now: number | undefined): Coordinat
     session_closed: st.closed,
     id_sequence: st.clock.seq,
     intent_sequence: st.intentSeq,
+    conflict_sequence: st.conflictSeq,
+    deferral_sequence: st.deferralSeq,
     started_at: st.startedAt,
     status_due_at: st.statusDueAt,
     anti_replay: {
@@ -88,13 +91,15 @@ export function restoreState (snap: CoordinatorSnapshot, s: Settings): CoreState
   }
   for (const raw of snap.deferrals) {
     const d = clone(raw) as unknown as Deferral
-    st.deferrals.set(d.deferral_id, d)
+    addDeferral(st, d)
   }
   for (const [path, f] of Object.entries(snap.files)) {
     const bytes = Buffer.byteLength(f.content, 'utf8')
     st.files.set(path, { content: f.content, state_ref: f.state_ref, bytes })
     st.workspaceBytes += bytes
   }
+  if (typeof snap.conflict_sequence === 'number' && snap.conflict_sequence > st.conflictSeq) st.conflictSeq = snap.conflict_sequence
+  if (typeof snap.deferral_sequence === 'number' && snap.deferral_sequence > st.deferralSeq) st.deferralSeq = snap.deferral_sequence
   const refs = snap.state_refs as Record<string, string> | undefined
   for (const [k, v] of Object.entries(refs ?? {})) st.refs.set(k, v)
   return st

@@ -95,6 +95,8 @@ export interface Conflict {
   /** The message that created it (the CONFLICT_REPORT's message_id). */
   message_id: string
   reporter: string
+  /** Creation order (0 when created: `addConflict` assigns it). Sweeps act in this order. */
+  seq: number
 }
 
 export interface Claim {
@@ -120,6 +122,8 @@ export interface Deferral {
   category: string
   received_at: number
   expires_at: number
+  /** Insertion order (0 when created: `addDeferral` assigns it; a replacement gets a new one). */
+  seq: number
 }
 
 export interface Batch {
@@ -219,9 +223,27 @@ export class CoreState {
   readonly openConflicts = new Set<string>()
   /** intent → conflict ids naming it */
   readonly conflictsByIntent = new Map<string, Set<string>>()
+  /** op → conflict ids listing it in related_ops */
+  readonly conflictsByOp = new Map<string, Set<string>>()
+  /** open conflicts with a frozen scope (§7.5) */
+  readonly frozen = new Set<string>()
+  /**
+   * Open conflicts the next auto-dismiss sweep must look at: those with an
+   * entity that died since the last sweep, and new participant reports.
+   * Invariant: every open conflict whose entities are all dead is in here.
+   */
+  readonly dismissCandidates = new Set<string>()
+  /** resolution-timeout deadlines (created_at + timeout → conflict id), lazily pruned */
+  readonly timeouts = new DeadlineHeap()
+  conflictSeq = 0
   /** pending claims by original intent id */
   readonly claims = new Map<string, Claim>()
   readonly deferrals = new Map<string, Deferral>()
+  /** deferrer → deferral ids, observed intent or principal id → deferral ids, TTL heap */
+  readonly deferralsByPrincipal = new Map<string, Set<string>>()
+  readonly deferralsByObserved = new Map<string, Set<string>>()
+  readonly deferralExpiry = new DeadlineHeap()
+  deferralSeq = 0
   readonly files = new Map<string, FileRec>()
   /** normalised target → last known state ref (protocol.md §7.2) */
   readonly refs = new Map<string, string>()
@@ -361,6 +383,7 @@ export class CoreState {
     const live = isLive(i)
     if (wasLive && !live) this.#unindexIntent(i)
     else if (!wasLive && live) this.#indexIntent(i)
+    if (TERMINAL_INTENT.has(state)) this.#dismissCandidates(this.conflictsByIntent.get(i.intent_id))
     ctx.dirty = true
   }
 
@@ -399,13 +422,12 @@ export class CoreState {
     const now = isPendingOp(o)
     if (was && !now) this.#unindexOp(o)
     else if (!was && now) this.#indexOp(o)
+    if (DEAD_OP.has(state)) this.#dismissCandidates(this.conflictsByOp.get(o.op_id))
     ctx.dirty = true
   }
 
-  removeOp (ctx: Ctx, o: Operation): void {
-    if (isPendingOp(o)) this.#unindexOp(o)
-    this.ops.delete(o.op_id)
-    ctx.dirty = true
+  #dismissCandidates (ids: ReadonlySet<string> | undefined): void {
+    if (ids !== undefined) for (const id of ids) if (this.openConflicts.has(id)) this.dismissCandidates.add(id)
   }
 
   pendingOps (map: Map<string, Set<string>>, key: string): Operation[] {
@@ -421,19 +443,45 @@ export class CoreState {
 
   // ---- conflicts ----------------------------------------------------------
 
+  /**
+   * Registers a conflict (new, or from a snapshot: then every open one is a
+   * dismiss candidate, which keeps the candidate invariant without storing it).
+   */
   addConflict (ctx: Ctx | undefined, c: Conflict): void {
-    this.conflicts.set(c.conflict_id, c)
-    if (!TERMINAL_CONFLICT.has(c.state)) this.openConflicts.add(c.conflict_id)
-    for (const id of c.related_intents) addTo(this.conflictsByIntent, id, c.conflict_id)
+    if (!(c.seq > 0)) c.seq = ++this.conflictSeq
+    else if (c.seq > this.conflictSeq) this.conflictSeq = c.seq
+    const id = c.conflict_id
+    this.conflicts.set(id, c)
+    if (!TERMINAL_CONFLICT.has(c.state)) {
+      this.openConflicts.add(id)
+      if (c.scope_frozen) this.frozen.add(id)
+      if (this.timeoutEligible(c)) this.timeouts.push(c.created_at + this.s.resolutionTimeoutSec * 1000, id)
+      this.dismissCandidates.add(id)
+    }
+    for (const i of c.related_intents) addTo(this.conflictsByIntent, i, id)
+    for (const o of c.related_ops) addTo(this.conflictsByOp, o, id)
     if (ctx !== undefined) ctx.dirty = true
+  }
+
+  /** OPEN or ACKED, neither frozen nor reported, and a timeout is configured (§8.5 step 1). */
+  timeoutEligible (c: Conflict): boolean {
+    return this.s.resolutionTimeoutSec > 0 && (c.state === 'OPEN' || c.state === 'ACKED') && !c.scope_frozen && !c.timeout_reported
   }
 
   setConflictState (ctx: Ctx, c: Conflict, state: ConflictState): void {
     c.state = state
     if (TERMINAL_CONFLICT.has(state)) {
       this.openConflicts.delete(c.conflict_id)
+      this.frozen.delete(c.conflict_id)
+      this.dismissCandidates.delete(c.conflict_id)
       c.scope_frozen = false
     }
+    ctx.dirty = true
+  }
+
+  freeze (ctx: Ctx, c: Conflict): void {
+    c.scope_frozen = true
+    this.frozen.add(c.conflict_id)
     ctx.dirty = true
   }
 
@@ -444,15 +492,18 @@ export class CoreState {
     if (ids === undefined) return
     for (const cid of ids) {
       const c = this.conflicts.get(cid)
-      if (c !== undefined && this.openConflicts.has(cid) && !c.related_ops.includes(o.op_id)) c.related_ops.push(o.op_id)
+      if (c !== undefined && this.openConflicts.has(cid) && !c.related_ops.includes(o.op_id)) {
+        c.related_ops.push(o.op_id)
+        addTo(this.conflictsByOp, o.op_id, cid)
+      }
     }
   }
 
   frozenConflicts (): Conflict[] {
     const out: Conflict[] = []
-    for (const id of this.openConflicts) {
+    for (const id of this.frozen) {
       const c = this.conflicts.get(id)
-      if (c !== undefined && c.scope_frozen) out.push(c)
+      if (c !== undefined) out.push(c)
     }
     return out
   }
