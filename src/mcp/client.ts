@@ -482,6 +482,19 @@ export class CoordinatorClient {
     this.#scheduleReconnect()
   }
 
+  /**
+   * A coordinator answers in milliseconds: no reply within the safety-net
+   * timeout means the connection is dead even if it looks open (half-open
+   * TCP after a network change or sleep). Treat it as closed and reconnect,
+   * instead of letting every later call wait for the same timeout.
+   */
+  #abandon (ws: WebSocket, why: string): void {
+    if (this.#ws !== ws || this.#state !== 'open') return
+    this.#log.warn({ why }, 'coordinator connection unresponsive; reconnecting')
+    try { ws.close(4000, 'unresponsive') } catch { /* already closing */ }
+    this.#onClose(ws, 1006, why)
+  }
+
   #failAll (error: ShimError): void {
     for (const p of this.#pending.values()) {
       this.#timers.clearTimeout(p.timer)
@@ -557,6 +570,7 @@ export class CoordinatorClient {
       pending.timer = this.#timers.setTimeout(() => {
         this.#pending.delete(envelope.message_id)
         reject(new ShimError(SHIM_ERROR_CODES.REMOTE_TIMEOUT, `no reply from the coordinator to ${messageType} within ${timeoutMs} ms`, { retryable: true }))
+        this.#abandon(ws, `no reply to ${messageType} within ${timeoutMs} ms`)
       }, timeoutMs)
       this.#pending.set(envelope.message_id, pending)
       try {
@@ -580,6 +594,7 @@ export class CoordinatorClient {
       q.timer = this.#timers.setTimeout(() => {
         q.abandoned = true
         reject(new ShimError(SHIM_ERROR_CODES.REMOTE_TIMEOUT, `no reply from the coordinator to ${request.type} within ${timeoutMs} ms`, { retryable: true }))
+        this.#abandon(ws, `no reply to ${request.type} within ${timeoutMs} ms`)
       }, timeoutMs)
       this.#queries[kind].push(q)
       this.#queryOrder.push({ kind, q })

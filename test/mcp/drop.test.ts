@@ -55,6 +55,27 @@ t.test('a call in flight when the connection drops gets a retryable error; after
   t.equal(y['status'], 'ok', 'ownership was rebuilt after the restart')
 })
 
+t.test('a connection that stops answering without closing (half-open) is dropped and replaced', async t => {
+  const state = stateHome(t)
+  const ws = tempDir(t, 'mpac-halfopen-ws-')
+  const coordinator = await startCoordinator(t, ['--port', '0', '--data-dir', join(state, 'data')])
+  const proxy = await startProxy(t, coordinator.port)
+  const url = `ws://127.0.0.1:${proxy.port}/session/halfopen`
+  const shim = await startShim(t, cleanEnv({ XDG_STATE_HOME: state, MPAC_WORKSPACE_DIR: ws, MPAC_COORDINATOR_URL: url, MPAC_AGENT_NAME: 'Wanderer', MPAC_REQUEST_TIMEOUT_MS: '1000' }))
+  const begin = await shim.call('begin_task', { objective: 'travel', files: ['bag.txt'] })
+  t.equal(begin['status'], 'ok')
+
+  proxy.blackhole()
+  const lost = await shim.raw('who_is_working')
+  t.match(lost.structuredContent, { status: 'error', code: 'MPAC_ERR_REMOTE_TIMEOUT', retryable: true }, 'the call in flight times out (retryable)')
+  const started = Date.now()
+  const next = await shim.call('who_is_working')
+  t.match(next, { status: 'ok' }, 'the next call works on a new connection')
+  t.ok(Date.now() - started < 1000, `without waiting for another timeout (${Date.now() - started} ms)`)
+  t.ok(list(next['active_intents']).some(i => i['intent_id'] === begin['intent_id']))
+  t.equal((await shim.call('yield_task', { intent_id: begin['intent_id'] }))['status'], 'ok', 'ownership rebuilt on the new connection')
+})
+
 t.test('a shim declared unavailable (missed heartbeats) is available again at once', async t => {
   const state = stateHome(t)
   const ws = tempDir(t, 'mpac-unavail-ws-')

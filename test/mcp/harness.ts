@@ -181,6 +181,8 @@ export interface Proxy {
   holdNextClientChunk (): Promise<void>
   /** Connections currently open through the proxy. */
   connections (): number
+  /** The connections open now go silent both ways without closing (a half-open connection); new ones work. */
+  blackhole (): void
 }
 
 /**
@@ -192,6 +194,7 @@ export async function startProxy (t: Teardown, targetPort: number): Promise<Prox
   let target = targetPort
   let holder: (() => void) | undefined
   const pairs = new Set<[Socket, Socket]>()
+  const silent = new WeakSet<Socket>()
   const server = createNetServer(client => {
     const upstream = netConnect(target, '127.0.0.1')
     const pair: [Socket, Socket] = [client, upstream]
@@ -202,6 +205,7 @@ export async function startProxy (t: Teardown, targetPort: number): Promise<Prox
       upstream.destroy()
     }
     client.on('data', chunk => {
+      if (silent.has(client)) return
       if (holder !== undefined) {
         const h = holder
         holder = undefined
@@ -210,7 +214,7 @@ export async function startProxy (t: Teardown, targetPort: number): Promise<Prox
       }
       upstream.write(chunk)
     })
-    upstream.on('data', chunk => client.write(chunk))
+    upstream.on('data', chunk => { if (!silent.has(client)) client.write(chunk) })
     client.on('close', end)
     upstream.on('close', end)
     client.on('error', end)
@@ -225,7 +229,8 @@ export async function startProxy (t: Teardown, targetPort: number): Promise<Prox
     port: (server.address() as AddressInfo).port,
     retarget (port) { target = port },
     holdNextClientChunk () { return new Promise(resolve => { holder = resolve }) },
-    connections () { return pairs.size }
+    connections () { return pairs.size },
+    blackhole () { for (const [client] of pairs) silent.add(client) }
   }
 }
 
