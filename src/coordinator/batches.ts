@@ -11,7 +11,7 @@ import { frozenTarget } from './conflicts.js'
 import { settle } from './cascades.js'
 import { commitOp, intentGate, isObserverOnly, isUncoordinated, newOp, registerProposal, type OpFields } from './operations.js'
 import { TERMINAL_INTENT, type CoreState } from './state.js'
-import { applyFileChanges, parseFileChanges, shortRef, staleFile, type FileChange } from './workspace.js'
+import { applyFileChanges, parseFileChanges, pendingLayout, shortRef, staleFile, type FileChange } from './workspace.js'
 
 type Entry = OpFields & { file_changes?: unknown }
 
@@ -26,9 +26,10 @@ interface BatchPayload {
 function entryChanges (st: CoreState, entries: readonly Entry[], sender: string): Map<string, FileChange[]> | Terminal {
   const out = new Map<string, FileChange[]>()
   const paths = new Set<string>()
+  const layout = pendingLayout()
   for (const e of entries) {
     if (e.file_changes === undefined) continue
-    const changes = parseFileChanges(st, e.file_changes, sender, new Map([[normalizePath(e.target), e.state_ref_before ?? null]]))
+    const changes = parseFileChanges(st, e.file_changes, sender, new Map([[normalizePath(e.target), e.state_ref_before ?? null]]), layout)
     if (!Array.isArray(changes)) return changes as Terminal
     for (const c of changes) {
       if (paths.has(c.path)) return fail('MALFORMED_MESSAGE', `file_changes: ${c.path} appears in more than one batch entry`)

@@ -66,7 +66,7 @@ export function addDeferral (st: CoreState, d: Deferral): void {
   st.deferrals.set(d.deferral_id, d)
   addTo(st.deferralsByPrincipal, d.principal_id, d.deferral_id)
   indexDeferral(st, d)
-  st.deferralExpiry.push(d.expires_at, d.deferral_id)
+  st.deferralExpiry.pushCompacting(d.expires_at, d.deferral_id, (t, id) => current(st, id, t) !== undefined)
 }
 
 function removeDeferral (st: CoreState, d: Deferral): void {

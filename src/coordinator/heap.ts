@@ -7,6 +7,7 @@
 export class DeadlineHeap {
   #t: number[] = []
   #id: string[] = []
+  #limit = 1024
 
   get size (): number { return this.#t.length }
 
@@ -25,6 +26,30 @@ export class DeadlineHeap {
     }
     ts[i] = t
     ids[i] = id
+  }
+
+  /**
+   * `push`, then, when stale pairs may dominate (the heap doubled since the
+   * last compaction), rebuild it from the pairs `current` accepts, one per id.
+   * Amortised O(1) per push; keeps a heap whose records keep changing
+   * deadlines (repeated TTL updates) from growing without bound.
+   */
+  pushCompacting (t: number, id: string, current: (t: number, id: string) => boolean): void {
+    this.push(t, id)
+    if (this.#t.length <= this.#limit) return
+    const ts = this.#t
+    const ids = this.#id
+    this.clear()
+    const kept = new Set<string>()
+    for (let i = 0; i < ts.length; i++) {
+      const pid = ids[i] as string
+      const pt = ts[i] as number
+      if (!kept.has(pid) && current(pt, pid)) {
+        kept.add(pid)
+        this.push(pt, pid)
+      }
+    }
+    this.#limit = 2 * this.#t.length + 1024
   }
 
   peekTime (): number | undefined { return this.#t[0] }

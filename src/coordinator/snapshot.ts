@@ -6,6 +6,7 @@
  */
 import { formatTs } from '../protocol/time.js'
 import { addDeferral } from './deferrals.js'
+import { trackPath } from './workspace.js'
 import { CoreState, type Batch, type Claim, type Conflict, type Deferral, type Intent, type Operation, type Participant, type Settings } from './state.js'
 import type { CoordinatorSnapshot } from './types.js'
 
@@ -96,6 +97,7 @@ export function restoreState (snap: CoordinatorSnapshot, s: Settings): CoreState
   for (const [path, f] of Object.entries(snap.files)) {
     const bytes = Buffer.byteLength(f.content, 'utf8')
     st.files.set(path, { content: f.content, state_ref: f.state_ref, bytes })
+    trackPath(st, path, 1)
     st.workspaceBytes += bytes
   }
   if (typeof snap.conflict_sequence === 'number' && snap.conflict_sequence > st.conflictSeq) st.conflictSeq = snap.conflict_sequence

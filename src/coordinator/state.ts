@@ -245,6 +245,8 @@ export class CoreState {
   readonly deferralExpiry = new DeadlineHeap()
   deferralSeq = 0
   readonly files = new Map<string, FileRec>()
+  /** directory → number of workspace files below it (a path is never both a file and a directory) */
+  readonly dirs = new Map<string, number>()
   /** normalised target → last known state ref (protocol.md §7.2) */
   readonly refs = new Map<string, string>()
   workspaceBytes = 0
@@ -337,7 +339,7 @@ export class CoreState {
   addIntent (ctx: Ctx | undefined, i: Intent): void {
     this.intents.set(i.intent_id, i)
     if (isLive(i)) this.#indexIntent(i)
-    if (i.expires_at !== null && isLive(i)) this.expiry.push(i.expires_at, i.intent_id)
+    if (i.expires_at !== null && isLive(i)) this.expiry.pushCompacting(i.expires_at, i.intent_id, this.#expiryCurrent)
     if (ctx !== undefined) ctx.dirty = true
   }
 
@@ -370,9 +372,14 @@ export class CoreState {
     ctx.dirty = true
   }
 
+  readonly #expiryCurrent = (t: number, id: string): boolean => {
+    const i = this.intents.get(id)
+    return i !== undefined && isLive(i) && i.expires_at === t
+  }
+
   setExpiry (ctx: Ctx, i: Intent, at: number | null): void {
     i.expires_at = at
-    if (at !== null) this.expiry.push(at, i.intent_id)
+    if (at !== null) this.expiry.pushCompacting(at, i.intent_id, this.#expiryCurrent)
     ctx.dirty = true
   }
 

@@ -14,6 +14,42 @@ import type { CoreState } from './state.js'
 
 export interface FileChange { path: string, content: string, before: string | null, bytes: number }
 
+/** The paths one message writes so far (a batch shares one across its entries). */
+export interface PendingLayout { readonly files: Set<string>, readonly dirs: Set<string> }
+
+export function pendingLayout (): PendingLayout {
+  return { files: new Set(), dirs: new Set() }
+}
+
+/** `a/b/c` → `a`, `a/b`. */
+function ancestors (path: string): string[] {
+  const out: string[] = []
+  for (let i = path.indexOf('/'); i > 0; i = path.indexOf('/', i + 1)) out.push(path.slice(0, i))
+  return out
+}
+
+/** Keeps `st.dirs` (directory → number of files below it) in step with a file appearing (+1) or going (-1). */
+export function trackPath (st: CoreState, path: string, delta: 1 | -1): void {
+  for (const d of ancestors(path)) {
+    const n = (st.dirs.get(d) ?? 0) + delta
+    if (n > 0) st.dirs.set(d, n)
+    else st.dirs.delete(d)
+  }
+}
+
+/**
+ * A path must not be a file and a directory at once, in the workspace or in
+ * this message: the disk mirror (and git) could not hold both.
+ */
+function layoutProblem (st: CoreState, path: string, pending: PendingLayout): string | undefined {
+  if (st.dirs.has(path) || pending.dirs.has(path)) return `${path} is a directory`
+  const up = ancestors(path)
+  for (const a of up) if (st.files.has(a) || pending.files.has(a)) return `${a} is a file`
+  pending.files.add(path)
+  for (const a of up) pending.dirs.add(a)
+  return undefined
+}
+
 function isObject (v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
 }
@@ -42,7 +78,7 @@ function inSenderScope (st: CoreState, sender: string, path: string): boolean {
  * normalised targets of the message; `fallbackBefore` maps a target to the
  * op's `state_ref_before`, used when an entry has none.
  */
-export function parseFileChanges (st: CoreState, raw: unknown, sender: string, targets: ReadonlyMap<string, string | null>): FileChange[] | Terminal {
+export function parseFileChanges (st: CoreState, raw: unknown, sender: string, targets: ReadonlyMap<string, string | null>, pending = pendingLayout()): FileChange[] | Terminal {
   if (raw === undefined || raw === null) return []
   if (!isObject(raw)) return fail('MALFORMED_MESSAGE', 'payload.file_changes: expected an object of path → {content, state_ref_before}')
   const out: FileChange[] = []
@@ -57,6 +93,8 @@ export function parseFileChanges (st: CoreState, raw: unknown, sender: string, t
     const pc = checkWorkspacePath(key)
     if (!pc.ok) return fail('MALFORMED_MESSAGE', `payload.file_changes: invalid path ${JSON.stringify(key)}: ${pc.reason}`)
     const path = pc.path
+    const clash = layoutProblem(st, path, pending)
+    if (clash !== undefined) return fail('MALFORMED_MESSAGE', `payload.file_changes: invalid path ${JSON.stringify(key)}: ${clash}`)
     if (!targets.has(path) && !inSenderScope(st, sender, path)) {
       return fail('AUTHORIZATION_FAILED', `payload.file_changes: ${path} is neither the operation target nor inside an ACTIVE intent of ${sender}`)
     }
@@ -88,6 +126,7 @@ export function staleFile (st: CoreState, changes: readonly FileChange[]): Termi
 export function writeFile (st: CoreState, path: string, content: string, bytes: number): string {
   const ref = stateRef(content)
   const old = st.files.get(path)
+  if (old === undefined) trackPath(st, path, 1)
   st.workspaceBytes += bytes - (old?.bytes ?? 0)
   st.files.set(path, { content, state_ref: ref, bytes })
   st.refs.set(path, ref)
@@ -114,6 +153,7 @@ export function fileSync (st: CoreState, ctx: Ctx, rawPath: string, content: str
     if (old === undefined) return
     st.workspaceBytes -= old.bytes
     st.files.delete(path)
+    trackPath(st, path, -1)
     st.refs.delete(path)
     ctx.dirty = true
     return

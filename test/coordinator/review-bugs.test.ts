@@ -6,6 +6,7 @@
  */
 import t from 'tap'
 import { Coordinator } from '../../src/coordinator/index.js'
+import { DeadlineHeap } from '../../src/coordinator/heap.js'
 import type { CoordinatorSnapshot } from '../../src/coordinator/types.js'
 import {
   Harness, T0, assertRejected, assertRelayed, conflictIdsOf, errorsOf, payloadsOfType, show, type Json
@@ -159,4 +160,49 @@ t.test('two hostile resource_path patterns do not explode (the product is bounde
   t.equal(conflictIdsOf(r).length, 1, 'too large to decide exactly: reported as potentially overlapping')
   const small = h.announce('B', 'p3', { kind: 'resource_path', pattern: 'docs/**/*.md' })
   t.same(conflictIdsOf(small), [], 'small patterns are still decided exactly (p1 needs an a at the end)')
+})
+
+t.test('deadline heaps stay bounded when a record keeps changing its deadline', async t => {
+  const heap = new DeadlineHeap()
+  let latest = 0
+  for (let k = 1; k <= 100_000; k++) {
+    latest = T0 + k
+    heap.pushCompacting(latest, 'i', (time, id) => id === 'i' && time === latest)
+  }
+  t.ok(heap.size <= 2048, `size ${heap.size} after 100,000 deadline changes`)
+  t.equal(heap.peekId(), 'i')
+  // Through the core: repeated TTL updates, then the expiry still happens exactly once, on time.
+  const h = new Harness(QUIET)
+  h.join('A', 'B')
+  h.announce('A', 'i', ['a.py'], { ttl_sec: 5 })
+  h.propose('B', 'o', 'a.py', 'i')
+  for (let k = 0; k < 3000; k++) h.update('A', 'i', { ttl_sec: 5 + (k % 7) })
+  const last = 5 + (2999 % 7)
+  t.equal(h.c.nextDeadline(), T0 + last * 1000)
+  t.same(payloadsOfType(h.tick(last - 0.001), 'OP_REJECT'), [])
+  t.match(payloadsOfType(h.tick(0.001), 'OP_REJECT'), [{ op_id: 'o', reason: 'intent_terminated' }])
+  for (let k = 0; k < 3000; k++) h.defer('B', { deferral_id: 'd', ttl_sec: 100 + k })
+  t.equal(h.c.nextDeadline(), h.now + (100 + 2999) * 1000, 'the deferral deadline is the last one')
+})
+
+t.test('file_changes never make a path both a file and a directory (the disk mirror could not hold it)', async t => {
+  const h = new Harness(QUIET)
+  h.join('A')
+  h.announce('A', 'i', { kind: 'resource_path', pattern: '**' })
+  const fc = (paths: string[]): Json => ({ file_changes: Object.fromEntries(paths.map(p => [p, { content: p }])) })
+  assertRelayed(t, h.commit('A', 'o1', 'a.py', 'r0', 'r1', 'i', fc(['a.py', 'pkg/m.py'])))
+  const under = assertRejected(t, h.commit('A', 'o2', 'a.py/x', 'r0', 'r1', 'i', fc(['a.py/x'])), 'MALFORMED_MESSAGE')
+  t.match(under.description, /a\.py is a file/)
+  const over = assertRejected(t, h.commit('A', 'o3', 'pkg', 'r0', 'r1', 'i', fc(['pkg'])), 'MALFORMED_MESSAGE')
+  t.match(over.description, /pkg is a directory/)
+  assertRejected(t, h.commit('A', 'o4', 'n', 'r0', 'r1', 'i', fc(['n/deep/f.py', 'n/deep'])), 'MALFORMED_MESSAGE', 'within one message')
+  t.same(h.c.listFiles().map(f => f.path), ['a.py', 'pkg/m.py'], 'nothing written by the refused commits')
+  h.fileSync('a.py', null)
+  assertRelayed(t, h.commit('A', 'o5', 'a.py/x', 'r0', 'r1', 'i', fc(['a.py/x'])), 'after the file is gone the directory may exist')
+  h.fileSync('pkg/m.py', null)
+  h.fileSync('a.py/x', null)
+  assertRelayed(t, h.commit('A', 'o6', 'pkg', 'r0', 'r1', 'i', fc(['pkg', 'a.py'])), 'emptied directories are gone')
+  const restored = restoredCopy(h)
+  const env = h.env.make('OP_COMMIT', 'A', { op_id: 'o7', target: 'pkg/z', op_kind: 'replace', state_ref_before: 'r0', state_ref_after: 'r1', intent_id: 'i', ...fc(['pkg/z']) })
+  t.equal(restored.handle(env, h.now).accepted, false, 'a restored coordinator knows the layout')
 })
