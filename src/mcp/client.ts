@@ -470,7 +470,7 @@ export class CoordinatorClient {
       // Another connection of the same principal took over; fighting back would loop forever.
       this.#rejection = new ShimError(SHIM_ERROR_CODES.REPLACED, `another connection with principal id ${this.principalId} replaced this one (close 4409): this agent is no longer connected`, {
         retryable: false,
-        hint: 'two agents use the same MPAC_PRINCIPAL_ID: give each its own (or unset it), then restart this one'
+        hint: 'two agents use the same principal id (the same MPAC_PRINCIPAL_ID, or the same MPAC_AGENT_NAME and workspace path on two machines): give each its own, then restart this one'
       })
       this.#failAll(this.#rejection)
       return
