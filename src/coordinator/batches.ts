@@ -22,7 +22,11 @@ interface BatchPayload {
   intent_id?: string
 }
 
-/** Each entry's file_changes, validated against that entry's target (or the sender's intent scope). */
+/**
+ * Each entry's file_changes, validated against that entry's target (or the
+ * sender's intent scope), the workspace limits counting every entry. Not
+ * stale-checked: the callers decide per entry (best_effort) or per message.
+ */
 function entryChanges (st: CoreState, entries: readonly Entry[], sender: string): Map<string, FileChange[]> | Terminal {
   const out = new Map<string, FileChange[]>()
   const paths = new Set<string>()
@@ -35,8 +39,6 @@ function entryChanges (st: CoreState, entries: readonly Entry[], sender: string)
       if (paths.has(c.path)) return fail('MALFORMED_MESSAGE', `file_changes: ${c.path} appears in more than one batch entry`)
       paths.add(c.path)
     }
-    const stale = staleFile(st, changes)
-    if (stale !== undefined) return stale
     out.set(e.op_id, changes)
   }
   return out
@@ -94,6 +96,8 @@ function withIntent (p: BatchPayload, e: OpFields): OpFields {
 }
 
 function postCommit (st: CoreState, ctx: Ctx, p: BatchPayload, entries: Entry[], sender: string, allOrNothing: boolean): Terminal {
+  const changes = entryChanges(st, entries, sender)
+  if (!(changes instanceof Map)) return changes
   const overlay = new Map<string, string>()
   const rejected: Rejected[] = []
   const accepted: OpFields[] = []
@@ -114,11 +118,15 @@ function postCommit (st: CoreState, ctx: Ctx, p: BatchPayload, entries: Entry[],
       rejected.push({ op_id: e.op_id, reason: 'intent_terminated', refers_to: i.last_message_id })
       continue
     }
+    // The workspace's own stale check, per entry like the ref check (best_effort keeps the others).
+    const fstale = staleFile(st, changes.get(e.op_id) ?? [])
+    if (fstale !== undefined) {
+      rejected.push({ op_id: e.op_id, reason: 'stale_state_ref', detail: fstale.kind === 'error' ? fstale.description : undefined })
+      continue
+    }
     accepted.push(e)
     if (typeof e.state_ref_after === 'string') overlay.set(t, e.state_ref_after)
   }
-  const changes = entryChanges(st, entries, sender)
-  if (!(changes instanceof Map)) return changes
   if (allOrNothing && rejected.length > 0) return batchFailure(st, ctx, p.batch_id, rejected)
   for (const r of rejected) entryReject(st, ctx, p.batch_id, r)
   const opIds: string[] = []
@@ -185,6 +193,10 @@ function completion (st: CoreState, ctx: Ctx, p: BatchPayload, entries: Entry[],
   }
   const changes = entryChanges(st, entries, sender)
   if (!(changes instanceof Map)) return changes
+  for (const c of changes.values()) {
+    const stale = staleFile(st, c)
+    if (stale !== undefined) return stale
+  }
   for (const e of entries) {
     const o = st.ops.get(e.op_id)
     if (o !== undefined) {

@@ -14,11 +14,11 @@ import type { CoreState } from './state.js'
 
 export interface FileChange { path: string, content: string, before: string | null, bytes: number }
 
-/** The paths one message writes so far (a batch shares one across its entries). */
-export interface PendingLayout { readonly files: Set<string>, readonly dirs: Set<string> }
+/** What one message writes so far (a batch shares one across its entries): paths, and bytes added to the workspace. */
+export interface PendingLayout { readonly files: Set<string>, readonly dirs: Set<string>, added: number }
 
 export function pendingLayout (): PendingLayout {
-  return { files: new Set(), dirs: new Set() }
+  return { files: new Set(), dirs: new Set(), added: 0 }
 }
 
 /** `a/b/c` → `a`, `a/b`. */
@@ -82,7 +82,7 @@ export function parseFileChanges (st: CoreState, raw: unknown, sender: string, t
   if (raw === undefined || raw === null) return []
   if (!isObject(raw)) return fail('MALFORMED_MESSAGE', 'payload.file_changes: expected an object of path → {content, state_ref_before}')
   const out: FileChange[] = []
-  let total = st.workspaceBytes
+  let total = st.workspaceBytes + pending.added
   for (const key of Object.keys(raw)) {
     const entry = raw[key]
     if (!isObject(entry) || typeof entry.content !== 'string') return fail('MALFORMED_MESSAGE', `payload.file_changes[${JSON.stringify(key)}]: expected {content: string, state_ref_before?: string}`)
@@ -105,6 +105,7 @@ export function parseFileChanges (st: CoreState, raw: unknown, sender: string, t
     const before = typeof entry.state_ref_before === 'string' ? entry.state_ref_before : targets.get(path) ?? null
     out.push({ path, content: entry.content, before, bytes })
   }
+  pending.added = total - st.workspaceBytes
   return out
 }
 

@@ -9,7 +9,7 @@ import { Coordinator } from '../../src/coordinator/index.js'
 import { DeadlineHeap } from '../../src/coordinator/heap.js'
 import type { CoordinatorSnapshot } from '../../src/coordinator/types.js'
 import {
-  Harness, T0, assertRejected, assertRelayed, conflictIdsOf, errorsOf, payloadsOfType, show, type Json
+  Harness, T0, assertRejected, assertRelayed, conflictIdsOf, errorsOf, payloadsOfType, refOf, show, type Json
 } from '../helpers/mpac.js'
 
 const QUIET = { unavailabilityTimeoutSec: 1e6, heartbeatIntervalSec: 1e6, resolutionTimeoutSec: 0 }
@@ -205,4 +205,42 @@ t.test('file_changes never make a path both a file and a directory (the disk mir
   const restored = restoredCopy(h)
   const env = h.env.make('OP_COMMIT', 'A', { op_id: 'o7', target: 'pkg/z', op_kind: 'replace', state_ref_before: 'r0', state_ref_after: 'r1', intent_id: 'i', ...fc(['pkg/z']) })
   t.equal(restored.handle(env, h.now).accepted, false, 'a restored coordinator knows the layout')
+})
+
+t.test('best_effort batch: an entry whose file is stale is rejected alone', async t => {
+  const h = new Harness(QUIET)
+  h.join('A')
+  h.announce('A', 'i', ['a.py', 'b.py'])
+  h.fileSync('a.py', 'disk a')
+  const s = h.batch('A', 'bt', [
+    { op_id: 'o1', target: 'a.py', state_ref_before: refOf('old a'), state_ref_after: refOf('A'), file_changes: { 'a.py': { content: 'A' } } },
+    { op_id: 'o2', target: 'b.py', state_ref_before: refOf(''), state_ref_after: refOf('B'), file_changes: { 'b.py': { content: 'B' } } }
+  ], 'best_effort', 'i')
+  t.equal(s.accepted, true, 'accepted', { outputs: show(s) })
+  t.match(s.outputs[s.outputs.length - 1], { terminal: true, audience: { kind: 'all' }, frame: { message_id: s.id } })
+  t.match(payloadsOfType(s, 'OP_REJECT'), [{ op_id: 'o1', reason: 'stale_state_ref', batch_id: 'bt' }])
+  t.equal(h.opState('o2'), 'COMMITTED')
+  t.equal(h.opState('o1'), undefined)
+  t.same(s.fileWrites.map(w => w.path), ['b.py'])
+  t.equal(h.c.readFile('a.py')?.content, 'disk a')
+  const all = h.batch('A', 'bt2', [
+    { op_id: 'o3', target: 'a.py', state_ref_before: refOf('old a'), state_ref_after: refOf('A'), file_changes: { 'a.py': { content: 'A' } } },
+    { op_id: 'o4', target: 'b.py', state_ref_before: refOf('B'), state_ref_after: refOf('C'), file_changes: { 'b.py': { content: 'C' } } }
+  ], 'all_or_nothing', 'i')
+  const p = assertRejected(t, all, 'STALE_STATE_REF')
+  t.same(p.rejected_ops, ['o3'])
+  t.match(payloadsOfType(all, 'OP_REJECT'), [{ op_id: 'bt2', reason: 'batch_validation_failed', rejected_ops: ['o3'] }], 'as for a stale op ref')
+})
+
+t.test('the workspace size limit counts every entry of a batch together', async t => {
+  const h = new Harness({ ...QUIET, maxWorkspaceBytes: 16 })
+  h.join('A')
+  h.announce('A', 'i', ['a.py', 'b.py'])
+  const r = h.batch('A', 'bt', [
+    { op_id: 'o1', target: 'a.py', state_ref_before: null, state_ref_after: 'r1', file_changes: { 'a.py': { content: '0123456789' } } },
+    { op_id: 'o2', target: 'b.py', state_ref_before: null, state_ref_after: 'r2', file_changes: { 'b.py': { content: '0123456789' } } }
+  ] as never, 'best_effort', 'i')
+  const p = assertRejected(t, r, 'MALFORMED_MESSAGE')
+  t.match(p.description, /workspace limit/)
+  t.same(h.c.listFiles(), [])
 })
