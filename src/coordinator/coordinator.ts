@@ -30,6 +30,25 @@ type Payload = Record<string, unknown>
 
 /** Largest inbound Lamport value accepted (2^52: the clock keeps 2^52 increments of integer precision). */
 export const MAX_LAMPORT = 2 ** 52
+
+/**
+ * Deepest nesting of objects and arrays accepted in an envelope. Copies,
+ * snapshots (structuredClone) and JSON.stringify recurse; a few thousand
+ * levels exhaust the stack, so such input is refused before it is stored.
+ */
+export const MAX_DEPTH = 64
+
+/** Is `v` nested deeper than `max` levels? Iterative, so it never overflows itself. */
+function deeperThan (v: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[v, 1]]
+  for (let top = stack.pop(); top !== undefined; top = stack.pop()) {
+    const [x, d] = top
+    if (typeof x !== 'object' || x === null) continue
+    if (d > max) return true
+    for (const k of Object.keys(x)) stack.push([(x as Record<string, unknown>)[k], d + 1])
+  }
+  return false
+}
 // Handlers receive payloads already validated by parseEnvelope; the casts name the validated shape.
 type Handler = (st: CoreState, ctx: Ctx, env: Envelope, verdict: Verdict | undefined) => Terminal
 
@@ -191,6 +210,7 @@ export class Coordinator {
     const pid = env.sender.principal_id
     const ctx = new Ctx(now, pid, env.message_id)
     const rawObj = raw as Record<string, unknown>
+    if (deeperThan(raw, MAX_DEPTH)) return this.#finish(ctx, rawObj, fail('MALFORMED_MESSAGE', `the message is nested deeper than ${MAX_DEPTH} levels`))
     // protocol.md §3 step 6 (TS, required; fix S13): nobody speaks as the coordinator.
     if (pid === st.coordinatorId) return this.#finish(ctx, rawObj, fail('AUTHORIZATION_FAILED', 'the coordinator principal id is reserved'))
     if (env.session_id !== st.clock.sessionId) return this.#finish(ctx, rawObj, fail('INVALID_REFERENCE', `session_id ${env.session_id} does not match this session`))

@@ -18,7 +18,7 @@ interface HelloPayload {
 }
 
 /** SPEC §8.2 role policy evaluation (the joining principal is excluded from max_count). */
-function evaluatePolicy (st: CoreState, pid: string, ptype: string, requested: readonly string[]): string[] {
+function evaluatePolicy (st: CoreState, pid: string, ptype: string, requested: readonly string[], leaving: string | undefined): string[] {
   const policy = st.s.rolePolicy as NonNullable<CoreState['s']['rolePolicy']>
   // Own keys only: a principal id such as `constructor` must not find Object.prototype members.
   const assigned = policy.role_assignments !== undefined && Object.hasOwn(policy.role_assignments, pid) ? policy.role_assignments[pid] : undefined
@@ -30,7 +30,7 @@ function evaluatePolicy (st: CoreState, pid: string, ptype: string, requested: r
     if (c?.allowed_principal_types !== undefined && !c.allowed_principal_types.includes(ptype)) continue
     if (c?.max_count !== undefined) {
       let n = 0
-      for (const p of st.participants.values()) if (p.principal_id !== pid && p.roles.includes(role)) n++
+      for (const p of st.participants.values()) if (p.principal_id !== pid && p.principal_id !== leaving && p.roles.includes(role)) n++
       if (n >= c.max_count) continue
     }
     out.push(role)
@@ -38,13 +38,29 @@ function evaluatePolicy (st: CoreState, pid: string, ptype: string, requested: r
   return out.length > 0 ? out : [policy.default_role]
 }
 
-function grantRoles (st: CoreState, pid: string, ptype: string, requested: readonly string[], verdict: Verdict | undefined): string[] {
+function grantRoles (st: CoreState, pid: string, ptype: string, requested: readonly string[], verdict: Verdict | undefined, leaving: string | undefined): string[] {
   if (verdict?.accepted === true && verdict.grantedRoles !== undefined) return [...verdict.grantedRoles]
-  if (st.s.rolePolicy !== undefined) return evaluatePolicy(st, pid, ptype, requested)
+  if (st.s.rolePolicy !== undefined) return evaluatePolicy(st, pid, ptype, requested, leaving)
   // SPEC §23.1.2: requested roles are never granted blindly in the authenticated profile.
   if (st.s.securityProfile !== 'open') return []
   // Open profile: the requested roles; none requested → contributor (fix W8; PY says "participant").
   return requested.length > 0 ? [...new Set(requested)] : ['contributor']
+}
+
+/**
+ * The participant a full session forgets to admit a newcomer: the first (in
+ * roster order) that is gone (GOODBYE or unavailable) and holds nothing: no
+ * live intent, no pending operation, no pending claim. It must HELLO again.
+ */
+function forgettable (st: CoreState): string | undefined {
+  for (const p of st.participants.values()) {
+    const pid = p.principal_id
+    if (p.is_available || st.liveByPrincipal.has(pid) || st.pendingByPrincipal.has(pid)) continue
+    let claiming = false
+    for (const c of st.claims.values()) if (c.claimer === pid) claiming = true
+    if (!claiming) return pid
+  }
+  return undefined
 }
 
 export function handleHello (st: CoreState, ctx: Ctx, sender: { principal_id: string, principal_type: string, sender_instance_id?: string }, p: HelloPayload, verdictIn: Verdict | undefined, messageId: string): Terminal {
@@ -70,11 +86,17 @@ export function handleHello (st: CoreState, ctx: Ctx, sender: { principal_id: st
     }
   }
   const existing = st.participants.get(pid)
+  let leaving: string | undefined
   if (existing === undefined && st.participants.size >= st.s.maxParticipants) {
-    return fail('AUTHORIZATION_FAILED', `the session is full (at most ${st.s.maxParticipants} participants)`)
+    leaving = forgettable(st)
+    if (leaving === undefined) return fail('AUTHORIZATION_FAILED', `the session is full (at most ${st.s.maxParticipants} participants)`)
   }
-  const roles = grantRoles(st, pid, sender.principal_type, p.roles ?? [], verdict)
+  const roles = grantRoles(st, pid, sender.principal_type, p.roles ?? [], verdict, leaving)
   if (roles.length === 0) return fail('AUTHORIZATION_FAILED', 'no role could be granted (no role policy and no roles from the credential)')
+  if (leaving !== undefined) {
+    st.participants.delete(leaving)
+    st.frontier.delete(leaving)
+  }
   const backend = p.backend
   const rec: Participant = {
     principal_id: pid,

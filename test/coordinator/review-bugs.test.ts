@@ -244,3 +244,38 @@ t.test('the workspace size limit counts every entry of a batch together', async 
   t.match(p.description, /workspace limit/)
   t.same(h.c.listFiles(), [])
 })
+
+t.test('deeply nested input is refused up front (snapshots and summaries could not copy it later)', async t => {
+  const h = new Harness(QUIET)
+  h.join('A')
+  const deep = JSON.parse('{"x":'.repeat(3000) + '1' + '}'.repeat(3000)) as Json
+  const r = h.announce('A', 'i', { kind: 'file_set', resources: ['a.py'], extensions: deep })
+  const p = assertRejected(t, r, 'MALFORMED_MESSAGE')
+  t.match(p.description, /nested deeper than/)
+  t.doesNotThrow(() => h.snap())
+  t.doesNotThrow(() => h.c.summary(h.now))
+  t.equal(h.intentState('i'), undefined)
+  const ok = JSON.parse('{"x":'.repeat(20) + '1' + '}'.repeat(20)) as Json
+  assertRelayed(t, h.announce('A', 'j', { kind: 'file_set', resources: ['a.py'], extensions: ok }), 'ordinary nesting is fine')
+})
+
+t.test('a full session makes room by forgetting a departed participant that holds nothing', async t => {
+  const h = new Harness({ maxParticipants: 2, unavailabilityTimeoutSec: 10, heartbeatIntervalSec: 1e6, resolutionTimeoutSec: 0 })
+  h.join('A', 'B')
+  h.announce('A', 'a1', ['a.py'])
+  h.goodbye('A')
+  t.equal(h.intentState('a1'), 'WITHDRAWN')
+  assertRelayed(t, h.announce('B', 'b1', ['b.py']))
+  const c = h.hello('C')
+  t.equal(c.accepted, true, 'C takes the place of A, who left and holds nothing', { outputs: show(c) })
+  t.same(h.snap().participants.map(p => p.principal_id), ['B', 'C'])
+  assertRejected(t, h.hello('D'), 'AUTHORIZATION_FAILED', 'B and C are present: still full')
+  // B times out with a live (now SUSPENDED) intent: it is not forgotten.
+  h.clock.advance(8)
+  h.heartbeat('C')
+  h.clock.advance(3)
+  h.tick()
+  t.equal(h.intentState('b1'), 'SUSPENDED')
+  assertRejected(t, h.hello('D'), 'AUTHORIZATION_FAILED', 'B still holds an intent')
+  assertRejected(t, h.heartbeat('A'), 'INVALID_REFERENCE', 'a forgotten principal must HELLO again')
+})
