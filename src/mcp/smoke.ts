@@ -9,6 +9,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { basename, join, resolve } from 'node:path'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
@@ -128,6 +129,10 @@ async function makeHarness (flow: SmokeFlow, options: SmokeOptions, cleanups: Ar
     url = `ws://127.0.0.1:${port}/session/${sessionId}`
     env['MPAC_COORDINATOR_URL'] = url
   } else {
+    // A free port rather than the derived one: 38000–39999 lies in the OS's ephemeral
+    // range, so on a busy machine another program may hold the derived port, and
+    // the flows check coordination, not port derivation (config tests do).
+    env['MPAC_SIDECAR_PORT'] = String(await freePort())
     const config = loadShimConfig(env)
     await ensureLocalSidecar(config, options.logger, { env })
     cleanups.push(() => {
@@ -336,6 +341,17 @@ export async function startMultiSession (dataDir: string, env: NodeJS.ProcessEnv
     child.stderr?.on('data', (chunk: Buffer) => { output += chunk.toString('utf8') })
     child.once('exit', code => { clearTimeout(timer); reject(new Error(`the coordinator exited (${code}):\n${output}`)) })
   })
+}
+
+async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolveListen, reject) => {
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', resolveListen)
+  })
+  const port = (server.address() as AddressInfo).port
+  await new Promise<void>(resolveClose => server.close(() => resolveClose()))
+  return port
 }
 
 async function stopChild (child: ChildProcess): Promise<void> {
