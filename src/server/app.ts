@@ -42,9 +42,11 @@ const SESSION_ID = /^[A-Za-z0-9._:-]{1,128}$/
  */
 export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance {
   const { logger } = deps
+  const hops = config.trustProxy
   const app = Fastify({
     loggerInstance: logger,
-    trustProxy: config.trustProxy,
+    // A hop count trusts the `hops` nearest proxies (Fastify's typings omit the number form).
+    trustProxy: typeof hops === 'number' ? (_address: string, hop: number) => hop < hops : hops,
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     ...(config.tls === undefined ? {} : { https: { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } })

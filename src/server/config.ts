@@ -53,7 +53,7 @@ export interface ServerConfig {
   /** SQLite `synchronous`: FULL syncs every group commit; NORMAL (WAL) survives process crashes, not power loss. */
   readonly storeSync: 'full' | 'normal'
   readonly dataDir: string
-  readonly trustProxy: boolean | string
+  readonly trustProxy: boolean | string | number
   /** Stop the process after this many seconds without any connection (auto-started local sidecar). */
   readonly idleExitSec: number | undefined
   readonly complianceProfile: 'core' | 'governance'
@@ -95,7 +95,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { flag: 'data-dir', env: 'MPAC_DATA_DIR', kind: 'string', help: 'where sessions are stored (default $XDG_STATE_HOME/mpac-mcp or ~/.local/state/mpac-mcp)' },
   { flag: 'store', env: 'MPAC_STORE', kind: 'string', help: 'sqlite | memory (default sqlite)' },
   { flag: 'store-sync', env: 'MPAC_STORE_SYNC', kind: 'string', help: 'full (fsync every group commit, survives power loss) | normal (survives process crashes) (default full)' },
-  { flag: 'trust-proxy', env: 'MPAC_TRUST_PROXY', kind: 'string', help: 'proxy address(es) to trust for X-Forwarded-*, or true/false (default false)' },
+  { flag: 'trust-proxy', env: 'MPAC_TRUST_PROXY', kind: 'string', help: 'proxy address(es) to trust for X-Forwarded-*, a hop count (1 = the nearest proxy), or true/false (default false)' },
   { flag: 'idle-exit', env: 'MPAC_IDLE_EXIT', kind: 'string', help: 'exit after SEC seconds without any connection (default: never)' },
   { flag: 'compliance-profile', env: 'MPAC_COMPLIANCE_PROFILE', kind: 'string', help: 'core | governance (default core)' },
   { flag: 'execution-model', env: 'MPAC_EXECUTION_MODEL', kind: 'string', help: 'post_commit | pre_commit (pre_commit needs governance; default post_commit)' },
@@ -362,12 +362,15 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
   if (tlsFlag && tls === undefined && !tlsByProxy) {
     fail(r.name('tls'), 'there are two ways to get TLS: pass --tls-cert FILE --tls-key FILE and the sidecar serves wss:// itself, or put a proxy such as Caddy in front that terminates TLS (then pass --trust-proxy <proxy address> with --tls)')
   }
-  let trustProxy: boolean | string = false
+  let trustProxy: boolean | string | number = false
   if (trustProxyRaw !== undefined) {
-    trustProxy = trustProxyRaw === 'true' ? true : trustProxyRaw === 'false' ? false : trustProxyRaw
+    // A whole number is a hop count: trust that many proxies in front (fly.io's
+    // edge has no fixed address, so `1` is the safe setting there; `true`
+    // would believe any client-supplied X-Forwarded-For).
+    trustProxy = trustProxyRaw === 'true' ? true : trustProxyRaw === 'false' ? false : /^[1-9][0-9]?$/.test(trustProxyRaw) ? Number(trustProxyRaw) : trustProxyRaw
     if (typeof trustProxy === 'string') {
       const bad = trustProxy.split(',').map(v => v.trim()).find(v => !isProxyAddress(v))
-      if (bad !== undefined) fail(r.name('trust-proxy'), `expected true, false or comma-separated IP addresses, CIDR ranges or loopback/linklocal/uniquelocal, got ${JSON.stringify(bad)}`)
+      if (bad !== undefined) fail(r.name('trust-proxy'), `expected true, false, a hop count (1-99) or comma-separated IP addresses, CIDR ranges or loopback/linklocal/uniquelocal, got ${JSON.stringify(bad)}`)
     }
   }
 

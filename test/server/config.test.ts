@@ -175,6 +175,7 @@ t.test('values that only fail later are refused at start: workspace, TLS files, 
   t.equal(ok(['--workspace', dir]).workspaceDir, dir)
   t.equal(ok(['--trust-proxy', '10.0.0.0/8, 127.0.0.1,loopback,::1/128']).trustProxy, '10.0.0.0/8, 127.0.0.1,loopback,::1/128')
   t.equal(ok(['--trust-proxy', 'true']).trustProxy, true)
+  t.equal(ok(['--trust-proxy', '1']).trustProxy, 1, 'a whole number is a hop count')
 })
 
 t.test('help says that in multi-session mode the policies apply to every session', async t => {
