@@ -164,6 +164,13 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
 
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
+      // A client that never finishes its close handshake must not hold the
+      // process past the platform's kill timeout (fly.toml and the systemd
+      // unit allow 30 s): give up after 20 s, the store is already durable.
+      setTimeout(() => {
+        logger.error({ signal }, 'shutdown did not finish within 20 s; exiting')
+        process.exit(1)
+      }, 20_000).unref()
       stop(signal).then(() => process.exit(0), (err: unknown) => {
         logger.error({ err }, 'shutdown failed')
         process.exit(1)
