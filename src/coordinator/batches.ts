@@ -9,7 +9,7 @@ import { normalizePath } from '../protocol/scope.js'
 import { ALL, fail, RELAY, type Ctx, type Terminal } from './envelopes.js'
 import { frozenTarget } from './conflicts.js'
 import { settle } from './cascades.js'
-import { commitOp, intentGate, isObserverOnly, isUncoordinated, newOp, registerProposal, type OpFields } from './operations.js'
+import { commitOp, frozenFiles, intentGate, isObserverOnly, isUncoordinated, newOp, registerProposal, type OpFields } from './operations.js'
 import { TERMINAL_INTENT, type CoreState } from './state.js'
 import { applyFileChanges, parseFileChanges, pendingLayout, shortRef, staleFile, type FileChange } from './workspace.js'
 
@@ -39,6 +39,9 @@ function entryChanges (st: CoreState, entries: readonly Entry[], sender: string)
       if (paths.has(c.path)) return fail('MALFORMED_MESSAGE', `file_changes: ${c.path} appears in more than one batch entry`)
       paths.add(c.path)
     }
+    // SPEC §7.5: any file in a frozen scope rejects the whole batch, as a frozen target does.
+    const frozen = frozenFiles(st, changes)
+    if (frozen !== undefined) return frozen
     out.set(e.op_id, changes)
   }
   return out

@@ -140,7 +140,10 @@ export function handleCommit (st: CoreState, ctx: Ctx, p: OpFields & { file_chan
   // SPEC §7.5: OP_COMMIT into a frozen scope MUST be rejected (pre_commit too: fix O3).
   if (frozenTarget(st, [p.target]) !== undefined) return fail('SCOPE_FROZEN', `target ${p.target} lies in a frozen scope`)
   if (pre && existing === undefined) {
-    // SPEC §7.8: an initial OP_COMMIT for an unknown op id is the proposal; file_changes wait for the completion.
+    // SPEC §7.8: an initial OP_COMMIT for an unknown op id is the proposal. Its file_changes are validated
+    // (a hostile path is an error) but written only by the completing OP_COMMIT, after authorization.
+    const checked = parseFileChanges(st, p.file_changes, sender, new Map([[normalizePath(p.target), p.state_ref_before ?? null]]))
+    if (!Array.isArray(checked)) return checked as Terminal
     registerProposal(st, ctx, p, sender, null, true)
     settle(st, ctx)
     return RELAY
@@ -150,6 +153,8 @@ export function handleCommit (st: CoreState, ctx: Ctx, p: OpFields & { file_chan
   const target = normalizePath(p.target)
   const changes = parseFileChanges(st, p.file_changes, sender, new Map([[target, p.state_ref_before ?? null]]))
   if (!Array.isArray(changes)) return changes as Terminal
+  const frozen = frozenFiles(st, changes)
+  if (frozen !== undefined) return frozen
   const fstale = staleFile(st, changes)
   if (fstale !== undefined) return fstale
   let o = existing
@@ -163,6 +168,13 @@ export function handleCommit (st: CoreState, ctx: Ctx, p: OpFields & { file_chan
   st.linkOp(o)
   applyChanges(st, ctx, changes, sender)
   return RELAY
+}
+
+/** SPEC §7.5: a file written by a commit is as much a write into a frozen scope as its target. */
+export function frozenFiles (st: CoreState, changes: readonly FileChange[]): Terminal | undefined {
+  if (st.frozen.size === 0) return undefined
+  for (const c of changes) if (frozenTarget(st, [c.path]) !== undefined) return fail('SCOPE_FROZEN', `file_changes: ${c.path} lies in a frozen scope`)
+  return undefined
 }
 
 export function applyChanges (st: CoreState, ctx: Ctx, changes: readonly FileChange[], sender: string): void {
