@@ -10,6 +10,7 @@ import type { MessageType } from '../protocol/message-types.js'
 import { parseEnvelope, type Envelope } from '../protocol/schemas.js'
 import { parseTs } from '../protocol/time.js'
 import { lamportOf } from '../protocol/watermark.js'
+import { checkWorkspacePath } from '../protocol/workspace-path.js'
 import { handleBatch } from './batches.js'
 import { settle } from './cascades.js'
 import { handleClaim, nextClaimDeadline, sweepClaims } from './claims.js'
@@ -316,8 +317,10 @@ export class Coordinator {
     return summary(this.#st, now, workspaceDir ?? null)
   }
 
+  /** The workspace file at `path`, normalised as file_changes keys are (`./a.py` is `a.py`); undefined for an invalid path. */
   readFile (path: string): { content: string; state_ref: string } | undefined {
-    const f = this.#st.files.get(path)
+    const pc = checkWorkspacePath(path)
+    const f = pc.ok ? this.#st.files.get(pc.path) : undefined
     return f === undefined ? undefined : { content: f.content, state_ref: f.state_ref }
   }
 

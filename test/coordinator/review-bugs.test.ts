@@ -338,3 +338,12 @@ t.test('pre_commit: the file_changes of an initial OP_COMMIT (the proposal) are 
   assertRelayed(t, h.commit('A', 'o1', 'a.py', refOf(''), refOf('x'), 'i', { file_changes: { 'a.py': { content: 'x' } } }), 'the completion writes the files')
   t.equal(h.c.readFile('a.py')?.content, 'x')
 })
+
+t.test('a file is readable by the same path spelling it was written with', async t => {
+  const h = new Harness(QUIET)
+  h.join('A')
+  h.announce('A', 'i', ['src/a.py'])
+  assertRelayed(t, h.commit('A', 'o1', './src/a.py', 'r0', 'r1', 'i', { file_changes: { './src//a.py': { content: 'x' } } }))
+  for (const p of ['src/a.py', './src/a.py', 'src//a.py', 'src/a.py/']) t.same(h.c.readFile(p), { content: 'x', state_ref: refOf('x') }, p)
+  for (const p of ['../src/a.py', '/src/a.py', '', 'src\\a.py']) t.equal(h.c.readFile(p), undefined, JSON.stringify(p))
+})
