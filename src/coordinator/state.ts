@@ -221,9 +221,9 @@ export class CoreState {
   readonly conflicts = new Map<string, Conflict>()
   /** non-terminal conflict ids */
   readonly openConflicts = new Set<string>()
-  /** intent → conflict ids naming it */
+  /** intent → open conflict ids naming it */
   readonly conflictsByIntent = new Map<string, Set<string>>()
-  /** op → conflict ids listing it in related_ops */
+  /** op → open conflict ids listing it in related_ops */
   readonly conflictsByOp = new Map<string, Set<string>>()
   /** open conflicts with a frozen scope (§7.5) */
   readonly frozen = new Set<string>()
@@ -464,9 +464,9 @@ export class CoreState {
       if (c.scope_frozen) this.frozen.add(id)
       if (this.timeoutEligible(c)) this.timeouts.push(c.created_at + this.s.resolutionTimeoutSec * 1000, id)
       this.dismissCandidates.add(id)
+      for (const i of c.related_intents) addTo(this.conflictsByIntent, i, id)
+      for (const o of c.related_ops) addTo(this.conflictsByOp, o, id)
     }
-    for (const i of c.related_intents) addTo(this.conflictsByIntent, i, id)
-    for (const o of c.related_ops) addTo(this.conflictsByOp, o, id)
     if (ctx !== undefined) ctx.dirty = true
   }
 
@@ -481,6 +481,8 @@ export class CoreState {
       this.openConflicts.delete(c.conflict_id)
       this.frozen.delete(c.conflict_id)
       this.dismissCandidates.delete(c.conflict_id)
+      for (const i of c.related_intents) removeFrom(this.conflictsByIntent, i, c.conflict_id)
+      for (const o of c.related_ops) removeFrom(this.conflictsByOp, o, c.conflict_id)
       c.scope_frozen = false
     }
     ctx.dirty = true

@@ -68,3 +68,26 @@ t.test(`${LOAD} deferrals do not slow the hot path`, async t => {
   const w = h.withdraw('A', 'hold')
   t.equal(w.outputs.filter(o => o.frame.message_type === 'INTENT_DEFERRED').length, LOAD, 'every deferral observing the intent resolves')
 })
+
+t.test(`operations on an intent with ${LOAD} resolved conflicts do not walk them`, async t => {
+  const run = (h: Harness): number => {
+    const start = process.hrtime.bigint()
+    for (let k = 0; k < ROUNDS; k++) {
+      const n = seq++
+      h.propose('A', `p${n}`, 'hold.py', 'hold')
+      h.commit('A', `q${n}`, 'hold.py', null as never, `r${n}`, 'hold')
+    }
+    return Number(process.hrtime.bigint() - start) / 1e6
+  }
+  const bestOf = (h: Harness): number => { run(h); return Math.min(run(h), run(h), run(h)) }
+  const base = bestOf(session(0, 0))
+  const h = session(LOAD, 0)
+  for (let k = 0; k < LOAD; k++) h.resolve('O', `c${k}`, 'approved')
+  t.equal(h.conflictState(`c${LOAD - 1}`), 'CLOSED')
+  const ms = bestOf(h)
+  t.ok(ms < base * 4, `${ms.toFixed(0)} ms vs ${base.toFixed(0)} ms without the load`)
+  // A conflict opened now still collects the intent's new operations.
+  h.report('O', { conflict_id: 'late', category: 'scope_overlap', severity: 'low', related_intents: ['hold'] })
+  h.propose('A', 'after', 'hold.py', 'hold')
+  t.same(h.conflict('late')?.related_ops, ['after'])
+})
