@@ -7,11 +7,13 @@
  * available owner or arbiter other than the claimer exists (PY-style
  * automatic approval, recorded in approved_by).
  */
-import { normalizeScope, scopeContains, type Scope } from '../protocol/scope.js'
+import { isDeepStrictEqual } from 'node:util'
+import { isIndexableKind, normalizeScope, scopeContains, type NormalizedScope, type Scope } from '../protocol/scope.js'
 import { ALL, fail, RELAY, type Ctx, type Terminal } from './envelopes.js'
 import { detectConflicts } from './conflicts.js'
 import { restoreIntent, terminateIntent } from './cascades.js'
 import { raceLock, staleIntent, ttlDeadline } from './intents.js'
+import { overlaps } from './overlap.js'
 import { copyJson, isLive, type Claim, type CoreState } from './state.js'
 
 interface ClaimPayload {
@@ -22,6 +24,22 @@ interface ClaimPayload {
   objective: string
   scope: Scope
   justification?: string
+}
+
+/**
+ * Does `inner` equal or narrow `outer`? Same indexable kind: a subset. Files
+ * inside a glob: each file matches it. The same glob, or an identical scope
+ * of another kind. Anything else (another kind, a wider or different glob)
+ * is not known to be narrower, so it is not.
+ */
+function narrows (outer: NormalizedScope, inner: NormalizedScope): boolean {
+  if (outer.kind === inner.kind && isIndexableKind(outer.kind)) return scopeContains(outer, inner)
+  if (outer.kind === 'resource_path' && inner.kind === 'file_set') {
+    for (const f of inner.items) if (!overlaps(outer, normalizeScope({ kind: 'file_set', resources: [f] }), false)) return false
+    return true
+  }
+  if (outer.kind === 'resource_path' && inner.kind === 'resource_path') return outer.pattern === inner.pattern
+  return outer.kind === inner.kind && isDeepStrictEqual(outer.raw, inner.raw)
 }
 
 export function handleClaim (st: CoreState, ctx: Ctx, p: ClaimPayload, sender: string, messageId: string): Terminal {
@@ -39,7 +57,7 @@ export function handleClaim (st: CoreState, ctx: Ctx, p: ClaimPayload, sender: s
   if (reservedByClaim(st, p.new_intent_id) !== undefined) return fail('INVALID_REFERENCE', `intent id ${p.new_intent_id} is reserved by another pending claim`)
   const norm = normalizeScope(p.scope)
   // SPEC §15.6.2: the new scope must equal or narrow the original.
-  if (!scopeContains(orig.norm, norm)) return fail('INVALID_REFERENCE', `the claimed scope is not contained in the scope of intent ${orig.intent_id}`)
+  if (!narrows(orig.norm, norm)) return fail('INVALID_REFERENCE', `the claimed scope is not contained in the scope of intent ${orig.intent_id}`)
   const hit = raceLock(st, norm, sender, norm.items, orig.intent_id)
   if (hit !== undefined) return staleIntent(hit)
   st.claims.set(orig.intent_id, {
