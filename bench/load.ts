@@ -1,7 +1,7 @@
 /**
  * Load benchmark of mpac-mcp-sidecar.
  *
- *   npx tsx bench/load.ts [--sessions 20] [--agents 5] [--seconds 10] [--store memory|sqlite] [--sync full|normal] [--files 10]
+ *   npx tsx bench/load.ts [--sessions 20] [--agents 5] [--seconds 10] [--store memory|sqlite] [--sync full|normal] [--files 10] [--rate R]
  *   npx tsx bench/load.ts --idle 2000
  *   (add --dist to measure the built server, after `npm run build`)
  *
@@ -9,7 +9,9 @@
  * agents (undici WebSocket) each loop announce → commit → withdraw on a small
  * shared pool of files per session (so race-lock rejections happen); every
  * request awaits its terminal frame. Prints requests/s, p50/p99 round trip,
- * errors and the server's RSS. `--idle N` instead opens N admitted idle
+ * errors and the server's RSS. Without `--rate` the agents send back to back
+ * (closed loop: the saturation throughput); `--rate R` paces them to offer R
+ * requests/s in total (latency at a given load). `--idle N` instead opens N admitted idle
  * connections and reports the server's memory.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -140,6 +142,7 @@ async function load (): Promise<void> {
   const seconds = Number(arg('seconds', '10'))
   const store = arg('store', 'memory')
   const files = Number(arg('files', String(agents * 2)))
+  const rate = Number(arg('rate', '0'))
   const { child, port } = await startServer(store, ['--store-sync', arg('sync', 'full')])
   const all: Agent[] = []
   for (let s = 0; s < sessions; s++) {
@@ -163,19 +166,30 @@ async function load (): Promise<void> {
       return undefined
     }
   }
+  // --rate: each agent sends one request every `interval` ms on a fixed schedule.
+  const interval = rate > 0 ? (all.length * 1000) / rate : 0
+  const paced = async (agent: Agent, type: string, payload: Frame, slot: { next: number }): Promise<Frame | undefined> => {
+    if (interval > 0) {
+      const wait = slot.next - performance.now()
+      if (wait > 0) await new Promise(resolve => setTimeout(resolve, wait))
+      slot.next += interval
+    }
+    return await timed(agent, type, payload)
+  }
   const loop = async (agent: Agent, n: number): Promise<void> => {
     let i = 0
+    const slot = { next: performance.now() + Math.random() * interval }
     while (!stop) {
       i++
       const file = `src/f${(n + i) % files}.ts`
       const intentId = `${agent.pid}-i${i}`
-      const ann = await timed(agent, 'INTENT_ANNOUNCE', { intent_id: intentId, objective: 'bench', scope: { kind: 'file_set', resources: [file] } })
+      const ann = await paced(agent, 'INTENT_ANNOUNCE', { intent_id: intentId, objective: 'bench', scope: { kind: 'file_set', resources: [file] } }, slot)
       if (ann === undefined || ann.message_type === 'PROTOCOL_ERROR') continue
-      await timed(agent, 'OP_COMMIT', {
+      await paced(agent, 'OP_COMMIT', {
         op_id: `${intentId}-op`, intent_id: intentId, target: file, op_kind: 'replace',
         state_ref_before: `sha256:${String(i).padStart(16, '0')}`, state_ref_after: `sha256:${String(i + 1).padStart(16, '0')}`
-      })
-      await timed(agent, 'INTENT_WITHDRAW', { intent_id: intentId })
+      }, slot)
+      await paced(agent, 'INTENT_WITHDRAW', { intent_id: intentId }, slot)
     }
   }
   const started = performance.now()
@@ -192,6 +206,7 @@ async function load (): Promise<void> {
     sync: arg('sync', 'full'),
     sessions,
     agents,
+    offeredRate: rate > 0 ? rate : 'max',
     seconds: Number(elapsed.toFixed(1)),
     requests,
     requestsPerSec: Math.round(requests / elapsed),
