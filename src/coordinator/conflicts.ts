@@ -5,10 +5,60 @@
  * frozen-scope tests (§7.5).
  */
 import { dependencyConflict, dependencyDetail } from '../protocol/dependency.js'
-import { normalizeScope, scopeContains, isIndexableKind, type NormalizedScope } from '../protocol/scope.js'
+import { normalizeScope, scopeContains, isIndexableKind, type NormalizedScope, type Scope } from '../protocol/scope.js'
 import { ALL, fail, nextId, principals, RELAY, type Ctx, type Terminal } from './envelopes.js'
 import { overlaps } from './overlap.js'
 import { DEAD_OP, isLive, TERMINAL_INTENT, type Conflict, type CoreState, type Intent } from './state.js'
+
+/**
+ * Symbol comparisons the dependency test may make for one pair of scopes.
+ * The protocol helper compares every declared symbol with every used one
+ * (quadratic); past this budget the pair is judged at file level, as if no
+ * symbols were declared (the conservative answer: `symbols: null`).
+ */
+export const SYMBOL_PAIR_BUDGET = 1 << 14
+
+interface SymbolSizes { affects: number, used: number, dependsOn: number, impact: number }
+
+const sizes = new WeakMap<Scope, SymbolSizes>()
+
+function lengthOf (v: unknown): number {
+  return Array.isArray(v) ? v.length : 0
+}
+
+function symbolSizes (scope: Scope): SymbolSizes {
+  let s = sizes.get(scope)
+  if (s === undefined) {
+    const ext = (scope.extensions ?? {}) as Record<string, unknown>
+    let used = 0
+    const imp = ext.impact_symbols
+    if (typeof imp === 'object' && imp !== null && !Array.isArray(imp)) for (const k of Object.keys(imp)) used += lengthOf((imp as Record<string, unknown>)[k])
+    s = { affects: lengthOf(ext.affects_symbols), used, dependsOn: lengthOf(ext.depends_on_symbols), impact: lengthOf(ext.impact) }
+    sizes.set(scope, s)
+  }
+  return s
+}
+
+/** The scope without its symbol hints (file-level dependency analysis). */
+function fileLevel (scope: Scope): Scope {
+  const ext = { ...scope.extensions }
+  delete ext.affects_symbols
+  delete ext.impact_symbols
+  delete ext.depends_on_symbols
+  return { ...scope, extensions: ext }
+}
+
+/** The two scopes as the dependency test should see them: as given, or both at file level when too costly. */
+function dependencyScopes (a: Scope, b: Scope): [Scope, Scope] {
+  const x = symbolSizes(a)
+  const y = symbolSizes(b)
+  // Upper bound of the string comparisons in both directions: symbolMatch pairs, merging the
+  // importer's depends_on into each reached file's used list, and deduplicating each list.
+  const work = x.affects * (x.used + y.dependsOn * x.impact) + y.affects * (y.used + x.dependsOn * y.impact) +
+    y.dependsOn * (x.used + x.impact * y.dependsOn) + x.dependsOn * (y.used + y.impact * x.dependsOn) +
+    x.affects * x.affects + y.affects * y.affects + x.dependsOn * x.dependsOn + y.dependsOn * y.dependsOn
+  return work <= SYMBOL_PAIR_BUDGET ? [a, b] : [fileLevel(a), fileLevel(b)]
+}
 
 function hasLivePair (st: CoreState, a: string, b: string): boolean {
   const ids = st.conflictsByIntent.get(a)
@@ -39,7 +89,7 @@ export function detectConflicts (st: CoreState, ctx: Ctx, intent: Intent, skipEx
     if (other === undefined || other.principal_id === intent.principal_id || !isLive(other)) continue
     if (overlaps(intent.norm, other.norm)) hits.push({ other, dep: false })
     // protocol.md §6.5: only when there is no direct overlap and both are file_set.
-    else if (fileSet && other.norm.kind === 'file_set' && dependencyConflict(intent.scope, other.scope)) hits.push({ other, dep: true })
+    else if (fileSet && other.norm.kind === 'file_set' && dependencyConflict(...dependencyScopes(intent.scope, other.scope))) hits.push({ other, dep: true })
   }
   if (hits.length > 1) hits.sort((x, y) => x.other.seq - y.other.seq)
   for (const h of hits) {
@@ -63,7 +113,7 @@ function report (st: CoreState, ctx: Ctx, a: Intent, b: Intent, dep: boolean): v
     intent_a: a.intent_id,
     intent_b: b.intent_id
   }
-  if (dep) payload.dependency_detail = dependencyDetail(a.scope, b.scope)
+  if (dep) payload.dependency_detail = dependencyDetail(...dependencyScopes(a.scope, b.scope))
   payload.related_intents = [a.intent_id, b.intent_id]
   payload.related_ops = []
   payload.basis = { kind: 'rule', rule_id: dep ? 'dependency.breakage.v1' : 'scope.overlap.v1' }

@@ -366,3 +366,18 @@ t.test('a claim cannot widen the scope by changing its kind', async t => {
   const same = h.claim('B', 'c6', 'i', 'A', 'j6', ['./src/a.py', 'src/b.py'])
   t.match(payloadsOfType(same, 'INTENT_CLAIM_STATUS'), [{ decision: 'approved', new_intent_id: 'j6' }], 'the same files')
 })
+
+t.test('dependency analysis with huge symbol lists is bounded (judged at file level instead)', async t => {
+  const h = new Harness(QUIET)
+  h.join('A', 'B', 'C')
+  const syms = Array.from({ length: 3000 }, (_, k) => `m.C${k}.f`)
+  h.announce('A', 'i-a', { kind: 'file_set', resources: ['utils.py'], extensions: { impact: ['main.py'], affects_symbols: syms, impact_symbols: { 'main.py': syms.map(s => `x${s}`) } } })
+  const start = process.hrtime.bigint()
+  const r = h.announce('B', 'i-b', ['main.py'])
+  const ms = Number(process.hrtime.bigint() - start) / 1e6
+  t.ok(ms < 500, `announce took ${ms.toFixed(0)} ms`)
+  t.match(payloadsOfType(r, 'CONFLICT_REPORT'), [{ category: 'dependency_breakage', dependency_detail: { ba: [{ file: 'main.py', symbols: null }] } }], 'file-level: the edit reaches main.py')
+  // Small lists are still compared symbol by symbol.
+  h.announce('A', 'i-a2', { kind: 'file_set', resources: ['lib.py'], extensions: { impact: ['app.py'], affects_symbols: ['lib.foo'], impact_symbols: { 'app.py': ['lib.bar'] } } })
+  t.same(payloadsOfType(h.announce('C', 'i-c', ['app.py']), 'CONFLICT_REPORT'), [], 'disjoint symbols: no conflict')
+})
