@@ -47,7 +47,7 @@ RUN npm ci --omit=dev \
  && npm cache clean --force
 
 FROM base AS runtime
-# sqlite3: the shell for online backups and inspection (`.backup`, docs/storage.md).
+# sqlite3: the shell for online backups and inspection (`.backup`, README.md: Data and durability).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends sqlite3 \
  && rm -rf /var/lib/apt/lists/*

@@ -11,7 +11,7 @@ import { deriveSessionId } from '../protocol/workspace-id.js'
 /**
  * Configuration of `mpac-mcp-sidecar`: every setting is a flag and an
  * `MPAC_*` environment variable (flags beat env; an empty env value counts as
- * unset). Parsed once, validated, frozen. See docs/configuration.md.
+ * unset). Parsed once, validated, frozen. See README.md (The coordinator).
  */
 
 export interface ServerLimits {
@@ -92,7 +92,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { flag: 'tls-cert', env: 'MPAC_TLS_CERT', kind: 'string', help: 'PEM certificate file' },
   { flag: 'tls-key', env: 'MPAC_TLS_KEY', kind: 'string', help: 'PEM private key file' },
   { flag: 'allow-open', env: 'MPAC_ALLOW_OPEN', kind: 'bool', help: 'allow binding a non-loopback address without a token table' },
-  { flag: 'data-dir', env: 'MPAC_DATA_DIR', kind: 'string', help: 'where sessions are stored (default $XDG_STATE_HOME/mpac-mcp or ~/.local/state/mpac-mcp)' },
+  { flag: 'data-dir', env: 'MPAC_DATA_DIR', kind: 'string', help: 'where sessions are stored (default $XDG_STATE_HOME/mpac-mcp/server, or …/local in single-session mode; ~/.local/state when XDG_STATE_HOME is unset)' },
   { flag: 'store', env: 'MPAC_STORE', kind: 'string', help: 'sqlite | memory (default sqlite)' },
   { flag: 'store-sync', env: 'MPAC_STORE_SYNC', kind: 'string', help: 'full (fsync every group commit, survives power loss) | normal (survives process crashes) (default full)' },
   { flag: 'trust-proxy', env: 'MPAC_TRUST_PROXY', kind: 'string', help: 'proxy address(es) to trust for X-Forwarded-*, a hop count (1 = the nearest proxy), or true/false (default false)' },

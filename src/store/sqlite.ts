@@ -367,7 +367,7 @@ export class SqliteStore implements ManagedSessionStore {
     this.#stmt.quarantine.run(reason, sessionId)
     const state = this.#state(sessionId)
     state.quarantineReason = reason
-    this.#log.error({ sessionId, reason }, 'session quarantined: its stored state is damaged; other sessions are unaffected (see docs/storage.md)')
+    this.#log.error({ sessionId, reason }, 'session quarantined: its stored state is damaged; other sessions are unaffected (see README.md, Quarantined sessions)')
     throw new StoreDamagedError(sessionId, reason)
   }
 }

@@ -1,6 +1,6 @@
 /**
  * wss:// with a private CA: the shim trusts it through NODE_EXTRA_CA_CERTS
- * (documented in docs/tools.md), and without it reports an untrusted
+ * (documented in README.md), and without it reports an untrusted
  * certificate as such, with what to do, instead of "unreachable, retry".
  * A TLS front (private CA made with openssl) in front of a real coordinator
  * child process; real `mpac-mcp` processes.

@@ -138,7 +138,7 @@ t.test('idle sessions are unloaded and reloaded on demand', async t => {
   const s = (await probe.next(isType('SESSION_SUMMARY_RESPONSE'))).session as Frame
   t.equal(s.active_intent_count, 1, 'reloaded with its state')
   t.equal(registry.loadedCount, 1)
-  // An in-process reload is not a coordinator restart: the epoch stays (docs/storage.md, docs/configuration.md).
+  // An in-process reload is not a coordinator restart: the epoch stays (README.md: Data and durability).
   const { client: back, info } = await joined(`${srv.url}/session/idle`, 'agent:a')
   t.teardown(() => back.close())
   t.equal(info.coordinator_epoch, 1, 'same coordinator_epoch after an idle unload and reload')
