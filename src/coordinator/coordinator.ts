@@ -75,9 +75,30 @@ const HANDLERS: Partial<Record<MessageType, Handler>> = {
   RESOLUTION: (st, ctx, env) => handleResolution(st, ctx, any(env.payload), env.sender.principal_id, env.watermark !== undefined)
 }
 
-/** The relay frame: the inbound object as received, with file contents removed from a copy. */
-function relayFrame (raw: Record<string, unknown>): Record<string, unknown> {
-  const payload = raw.payload as Payload
+/**
+ * The relay/echo frame of an inbound envelope: a new top-level object with
+ * only PY's ten envelope keys and PY's three sender keys (protocol.md §2.1
+ * TS-REC; Python clients' envelope parser raises on any other key, so
+ * spec-optional keys such as `in_reply_to` or `sender.extensions` are
+ * dropped), and the payload untouched except that `file_changes` are removed
+ * from a copy. Shallow: nested values are shared with the inbound object.
+ */
+export function wireFrame (raw: Record<string, unknown>, stripFiles: boolean): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (const k of WIRE_KEYS) if (k in raw) out[k] = raw[k]
+  const sender = raw.sender as Record<string, unknown>
+  const s: Record<string, unknown> = {}
+  for (const k of WIRE_SENDER_KEYS) if (k in sender) s[k] = sender[k]
+  out.sender = s
+  if (stripFiles) out.payload = withoutFiles(raw.payload as Payload)
+  return out
+}
+
+const WIRE_KEYS = ['protocol', 'version', 'message_type', 'message_id', 'session_id', 'sender', 'ts', 'payload', 'watermark', 'coordinator_epoch'] as const
+const WIRE_SENDER_KEYS = ['principal_id', 'principal_type', 'sender_instance_id'] as const
+
+/** The payload with file contents removed from a copy (the original when it carries none). */
+function withoutFiles (payload: Payload): Payload {
   let copy: Payload | undefined
   if ('file_changes' in payload) {
     copy = { ...payload }
@@ -93,7 +114,7 @@ function relayFrame (raw: Record<string, unknown>): Record<string, unknown> {
       return c
     })
   }
-  return copy === undefined ? raw : { ...raw, payload: copy }
+  return copy ?? payload
 }
 
 export class Coordinator {
@@ -293,12 +314,12 @@ export class Coordinator {
         out[out.length - 1] = { ...out[out.length - 1] as Output, terminal: true }
         break
       case 'echo':
-        out.push({ audience: SENDER, frame: raw as Record<string, unknown>, terminal: true })
+        out.push({ audience: SENDER, frame: wireFrame(raw as Record<string, unknown>, false), terminal: true })
         break
       case 'relay': {
         // FILE_UPDATED follows the relay for every peer; the sender gets it first so that its terminal frame stays last.
         for (const f of ctx.afterRelay) out.push({ audience: SENDER, frame: f })
-        out.push({ audience: ALL, frame: relayFrame(raw as Record<string, unknown>), terminal: true })
+        out.push({ audience: ALL, frame: wireFrame(raw as Record<string, unknown>, true), terminal: true })
         if (ctx.afterRelay.length > 0) {
           const peers = [...st.participants.keys()].filter(id => id !== ctx.sender)
           if (peers.length > 0) for (const f of ctx.afterRelay) out.push({ audience: principals(peers), frame: f })

@@ -85,9 +85,10 @@ t.test('W1: coordinator CONFLICT_REPORTs carry the schema-required keys', async 
   t.match(dep, { category: 'dependency_breakage', basis: { kind: 'rule', rule_id: 'dependency.breakage.v1' }, description: /\S/, based_on_watermark: { kind: 'lamport_clock' } })
 })
 
-t.test('W3: spec-optional envelope and sender keys are accepted and relayed intact; a key no schema knows is a clear MALFORMED_MESSAGE', async t => {
+t.test('W3: spec-optional envelope and sender keys are accepted, and relays and echoes carry only PY\'s keys; a key no schema knows is a clear MALFORMED_MESSAGE', async t => {
   // protocol.md §2.1 recommends accepting unknown keys; issue 2 ("an unknown
-  // field … gets a PROTOCOL_ERROR") wins. Python crashed on both kinds.
+  // field … gets a PROTOCOL_ERROR") wins. Python crashed on both kinds, and
+  // Python clients still crash on them, so relays drop them (§2.1 TS-REC).
   const optional = {
     in_reply_to: 'm-0',
     trace_id: 'trace-1',
@@ -95,6 +96,7 @@ t.test('W3: spec-optional envelope and sender keys are accepted and relayed inta
     signature: 'sig',
     extensions: { 'vendor.x': { a: 1 } }
   }
+  const wireKeys = ['coordinator_epoch', 'message_id', 'message_type', 'payload', 'protocol', 'sender', 'session_id', 'ts', 'version', 'watermark']
   await t.test('the spec-optional keys and sender.extensions', async t => {
     const h = new Harness()
     const hello = h.env.make('HELLO', 'A', { display_name: 'A', roles: ['contributor'], capabilities: [] }, { extra: optional })
@@ -102,10 +104,26 @@ t.test('W3: spec-optional envelope and sender keys are accepted and relayed inta
     const r = h.resend(hello)
     t.equal(r.accepted, true, { outputs: show(r) })
     t.equal(typeOf(terminalOf(r)!), 'SESSION_INFO')
-    const ann = h.env.make('INTENT_ANNOUNCE', 'A', { intent_id: 'i-a', objective: 'x', scope: fileSet('a.py') }, { extra: optional })
+    const ann = h.env.make('INTENT_ANNOUNCE', 'A', { intent_id: 'i-a', objective: 'x', scope: fileSet('a.py') }, { extra: { ...optional, coordinator_epoch: 1 } })
     ;(ann.sender as Json).extensions = { 'vendor.y': 2 }
-    assertNoOutput(t, h.resend(ann))
+    const ra = h.resend(ann)
+    t.equal(ra.accepted, true, { outputs: show(ra) })
     t.equal(h.intentState('i-a'), 'ACTIVE')
+    const relay = terminalOf(ra)!
+    t.same(relay.audience, { kind: 'all' })
+    t.same(Object.keys(relay.frame).sort(), wireKeys, 'the relay has exactly the ten envelope keys')
+    t.same(relay.frame.sender, { principal_id: 'A', principal_type: (ann.sender as Json).principal_type, sender_instance_id: (ann.sender as Json).sender_instance_id }, 'sender keys: principal_id, principal_type, sender_instance_id only')
+    t.equal(relay.frame.payload, ann.payload, 'the payload is passed on as received (not copied)')
+    for (const k of ['message_id', 'message_type', 'session_id', 'ts', 'version', 'protocol', 'watermark', 'coordinator_epoch']) t.same(relay.frame[k], ann[k], `${k} as received`)
+    t.same(payloadsOfType(ra, 'CONFLICT_REPORT'), [], 'no coordinator output besides the terminal frame')
+    t.ok('in_reply_to' in ann && 'extensions' in (ann.sender as Json), 'the inbound envelope is not modified')
+    // An echo (HEARTBEAT) follows the same rule.
+    const hb = h.env.make('HEARTBEAT', 'A', { status: 'idle' }, { extra: optional })
+    const rh = h.resend(hb)
+    assertEchoed(t, rh)
+    const echo = terminalOf(rh)!
+    t.same(Object.keys(echo.frame).sort(), wireKeys.filter(k => k !== 'coordinator_epoch'), 'the echo has the envelope keys it was sent with, optional ones dropped')
+    t.same(Object.keys(echo.frame.sender as Json).sort(), ['principal_id', 'principal_type', 'sender_instance_id'])
   })
   await t.test('a key no schema knows', async t => {
     const h = new Harness()

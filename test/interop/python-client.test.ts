@@ -32,9 +32,6 @@ const REPORTED: Readonly<Record<string, string>> = {
   'agent op ids: a later commit re-using the same op_id is accepted and written (MPACAgent only detects STALE_STATE_REF)':
     'reported: src/coordinator/operations.ts handleCommit refuses a COMMITTED op_id (fix O7) even for its own principal; ' +
     'MPACAgent names ops op-<name>-<file> and reuses them per task, so its second task on a file is refused and it prints "Committed!"',
-  "relay: PY clients receive that relay with PY's envelope and sender keys only (protocol.md §2.1, §13.1 W3)":
-    'reported: src/coordinator/coordinator.ts relayFrame forwards the inbound envelope verbatim, so spec-optional keys ' +
-    '(in_reply_to, trace_id, extensions, sender.extensions) of one client reach every Python client, whose dataclass parser raises on them',
   'FILE_LIST: size is the length in characters (Python len) for non-BMP text':
     'reported: Coordinator.listFiles uses String.length (UTF-16 units); PY sends len(text) in code points (protocol.md §11.3)'
 }
