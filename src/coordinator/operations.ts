@@ -1,6 +1,7 @@
 /**
  * OP_PROPOSE, OP_COMMIT, OP_REJECT, OP_SUPERSEDE (protocol.md §4.13–§4.17,
- * §7), with the TS fixes: duplicate op ids are refused (O7), pre_commit
+ * §7), with the TS fixes: duplicate op ids are refused (O7; except that a
+ * post_commit OP_COMMIT may re-use an id its own principal committed), pre_commit
  * completions are frozen- and stale-checked (O3), participant OP_REJECT
  * exists (O1), OP_SUPERSEDE checks ownership and target and advances the ref
  * map (O5). file_changes are validated and stale-checked before acceptance.
@@ -121,8 +122,13 @@ export function commitOp (st: CoreState, ctx: Ctx, o: Operation, p: OpFields): v
 }
 
 export function handleCommit (st: CoreState, ctx: Ctx, p: OpFields & { file_changes?: unknown }, sender: string): Terminal {
-  const existing = st.ops.get(p.op_id)
+  const found = st.ops.get(p.op_id)
   const pre = st.s.executionModel === 'pre_commit'
+  // Python parity (docs/compatibility.md, O7): the `mpac` agent names its ops op-<name>-<file> and reuses the id
+  // for its next task on that file. A post_commit OP_COMMIT re-using an id its own principal COMMITTED (outside a
+  // batch) is a new commit of that op; the old record is replaced once every check has passed.
+  const replaced = found !== undefined && !pre && found.state === 'COMMITTED' && found.principal_id === sender && found.batch_id === null ? found : undefined
+  const existing = replaced === undefined ? found : undefined
   if (existing === undefined) {
     if (isObserverOnly(st, sender)) return fail('AUTHORIZATION_FAILED', 'observers may not commit operations')
     const gate = intentGate(st, p.intent_id)
@@ -159,6 +165,7 @@ export function handleCommit (st: CoreState, ctx: Ctx, p: OpFields & { file_chan
   if (fstale !== undefined) return fstale
   let o = existing
   if (o === undefined) {
+    if (replaced !== undefined) st.dropOp(ctx, replaced)
     o = newOp(ctx, sender, p, 'COMMITTED', null, isUncoordinated(st, p.intent_id))
     st.addOp(ctx, o)
     if (o.state_ref_after !== null) st.refs.set(target, o.state_ref_after)

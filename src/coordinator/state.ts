@@ -433,6 +433,30 @@ export class CoreState {
     ctx.dirty = true
   }
 
+  /**
+   * Removes an operation record (replaced by a re-used op id, or forgotten
+   * history). Open conflicts listing it drop it from related_ops and become
+   * dismiss candidates (they lost an entity); resolved conflicts keep the id.
+   */
+  dropOp (ctx: Ctx | undefined, o: Operation): void {
+    if (this.ops.get(o.op_id) !== o) return
+    if (isPendingOp(o)) this.#unindexOp(o)
+    this.ops.delete(o.op_id)
+    const cids = this.conflictsByOp.get(o.op_id)
+    if (cids !== undefined) {
+      this.conflictsByOp.delete(o.op_id)
+      for (const cid of cids) {
+        const c = this.conflicts.get(cid)
+        if (c === undefined) continue
+        const at = c.related_ops.indexOf(o.op_id)
+        if (at >= 0) c.related_ops.splice(at, 1)
+        this.dismissCandidates.add(cid)
+      }
+      if (ctx !== undefined) ctx.needsSweep = true
+    }
+    if (ctx !== undefined) ctx.dirty = true
+  }
+
   #dismissCandidates (ids: ReadonlySet<string> | undefined): void {
     if (ids !== undefined) for (const id of ids) if (this.openConflicts.has(id)) this.dismissCandidates.add(id)
   }

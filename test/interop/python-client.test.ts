@@ -29,9 +29,6 @@ const INSTALL_HINT = `${PYTHON} cannot import websockets. Install Debian's pytho
  * entry to make its check a hard failure once src/ is changed.
  */
 const REPORTED: Readonly<Record<string, string>> = {
-  'agent op ids: a later commit re-using the same op_id is accepted and written (MPACAgent only detects STALE_STATE_REF)':
-    'reported: src/coordinator/operations.ts handleCommit refuses a COMMITTED op_id (fix O7) even for its own principal; ' +
-    'MPACAgent names ops op-<name>-<file> and reuses them per task, so its second task on a file is refused and it prints "Committed!"',
   'FILE_LIST: size is the length in characters (Python len) for non-BMP text':
     'reported: Coordinator.listFiles uses String.length (UTF-16 units); PY sends len(text) in code points (protocol.md §11.3)'
 }
