@@ -25,6 +25,7 @@ import { closeSummary, handleHello, summary } from './session-info.js'
 import { restoreState, takeSnapshot } from './snapshot.js'
 import { CoreState, resolveSettings, type Settings } from './state.js'
 import type { ApplyResult, CoordinatorConfig, CoordinatorSnapshot, CoreInput, FileEntry, Output, SessionCloseReason, Verdict } from './types.js'
+import { charLength } from './text.js'
 import { fileSync } from './workspace.js'
 
 type Payload = Record<string, unknown>
@@ -345,10 +346,11 @@ export class Coordinator {
     return f === undefined ? undefined : { content: f.content, state_ref: f.state_ref }
   }
 
+  /** protocol.md §11.3: `size` is the length in characters (code points, Python's `len`). */
   listFiles (): FileEntry[] {
     return [...this.#st.files.entries()]
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([path, f]) => ({ path, state_ref: f.state_ref, size: f.content.length }))
+      .map(([path, f]) => ({ path, state_ref: f.state_ref, size: charLength(f.content) }))
   }
 
   nextDeadline (): number | undefined {

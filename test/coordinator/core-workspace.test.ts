@@ -4,6 +4,7 @@
  * relative to the terminal relay, file_sync, listFiles and readFile.
  */
 import t from 'tap'
+import { charLength } from '../../src/coordinator/text.js'
 import { Harness, outputsOfType, refOf, terminalOf, assertRejected, assertRelayed, type Json } from '../helpers/mpac.js'
 
 const fc = (entries: Record<string, [string, string | null]>): Json => ({
@@ -106,4 +107,18 @@ t.test('pre_commit: files only on the completing commit', async t => {
   assertRelayed(t, done)
   t.same(done.fileWrites.map(w => w.path), ['a.py'])
   t.equal(h.opState('op1'), 'COMMITTED')
+})
+
+t.test('FILE_LIST size counts characters (code points, Python len), not UTF-16 units', async t => {
+  const h = new Harness()
+  const text = 'smile \u{1F600} caf\u00e9\n'
+  t.equal(text.length, 14, 'the emoji is two UTF-16 units')
+  h.fileSync('e.txt', text)
+  h.fileSync('plain.txt', 'abc\n')
+  t.same(h.c.listFiles().map(f => [f.path, f.size]), [['e.txt', 13], ['plain.txt', 4]])
+  t.equal(charLength(''), 0)
+  t.equal(charLength('\u{1F600}\u{1F600}'), 2)
+  t.equal(charLength('a\uD800b'), 3, 'a lone high surrogate counts as one, as in Python')
+  t.equal(charLength('\uDC00\uD800'), 2, 'lone surrogates in the wrong order count one each')
+  t.equal(charLength('x\uD83D'), 2, 'a high surrogate at the end counts as one')
 })

@@ -22,17 +22,6 @@ const SERVER_CLI = join(ROOT, 'src', 'server', 'cli.ts')
 const INSTALL_HINT = `${PYTHON} cannot import websockets. Install Debian's python3-websockets: ` +
   '`apt-get update && apt-get install -y python3-websockets` (CI installs it in .ci/run)'
 
-/**
- * Checks that currently fail because our coordinator differs from what a
- * Python client relies on, reported to the lead rather than fixed here
- * (test/interop owns no src/). They still run on every test run; remove an
- * entry to make its check a hard failure once src/ is changed.
- */
-const REPORTED: Readonly<Record<string, string>> = {
-  'FILE_LIST: size is the length in characters (Python len) for non-BMP text':
-    'reported: Coordinator.listFiles uses String.length (UTF-16 units); PY sends len(text) in code points (protocol.md §11.3)'
-}
-
 const TOKENS = {
   alice: 'tok-alice-interop',
   bob: 'tok-bob-interop',
@@ -128,10 +117,7 @@ function assertChecks (t: Test, run: PyRun, mode: string): void {
   t.same(run.other, [], 'the script prints nothing but check lines')
   const names = new Set(run.lines.map(l => l.check))
   t.equal(names.size, run.lines.length, 'check names are unique')
-  for (const line of run.lines) {
-    const todo = REPORTED[line.check]
-    t.ok(line.ok, line.check, todo === undefined ? { detail: line.detail } : { detail: line.detail, todo })
-  }
+  for (const line of run.lines) t.ok(line.ok, line.check, { detail: line.detail })
   t.ok(names.has(`${mode}: the scripted flow ran to the end`), `${mode}: the script reached its last step`)
   const failed = run.lines.filter(l => !l.ok)
   t.equal(run.code, failed.length === 0 ? 0 : 1, 'the exit code agrees with the check lines', { stderr: run.stderr })

@@ -1,5 +1,6 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import { z } from 'zod'
+import { charLength } from '../../coordinator/text.js'
 import { normalisePath } from '../session.js'
 import { contextShape, repoPathArg, result, runTool, type ToolDeps } from './common.js'
 
@@ -16,7 +17,7 @@ export function registerGetFileStateTool (server: McpServer, deps: ToolDeps): vo
       ...contextShape,
       path: z.string().optional(),
       state_ref: z.string().optional().describe('sha256:<16 hex> of the current content.'),
-      size: z.number().optional().describe('Length of the content in characters.'),
+      size: z.number().optional().describe('Length of the content in characters (code points, as Python\'s len).'),
       content: z.string().optional()
     },
     annotations: { readOnlyHint: true, openWorldHint: true }
@@ -25,15 +26,16 @@ export function registerGetFileStateTool (server: McpServer, deps: ToolDeps): vo
     const reply = await session.readFile(target)
     if (reply['type'] === 'FILE_CONTENT' && typeof reply['content'] === 'string') {
       const content = reply['content']
+      const size = charLength(content)
       const structured: Record<string, unknown> = {
         status: 'ok',
         path: target,
         state_ref: reply['state_ref'],
-        size: content.length,
+        size,
         ...session.context()
       }
       if (includeContent !== false) structured['content'] = content
-      return result(structured, `${target}: ${String(reply['state_ref'])}, ${content.length} characters`)
+      return result(structured, `${target}: ${String(reply['state_ref'])}, ${size} characters`)
     }
     const structured = { status: 'missing', path: target, message: 'File not found in shared workspace', ...session.context() }
     return result(structured, `${target}: not found in the shared workspace`)
