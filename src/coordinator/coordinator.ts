@@ -236,7 +236,7 @@ export class Coordinator {
     if (deeperThan(raw, MAX_DEPTH)) return this.#finish(ctx, rawObj, fail('MALFORMED_MESSAGE', `the message is nested deeper than ${MAX_DEPTH} levels`))
     // protocol.md §3 step 6 (TS, required; fix S13): nobody speaks as the coordinator.
     if (pid === st.coordinatorId) return this.#finish(ctx, rawObj, fail('AUTHORIZATION_FAILED', 'the coordinator principal id is reserved'))
-    if (env.session_id !== st.clock.sessionId) return this.#finish(ctx, rawObj, fail('INVALID_REFERENCE', `session_id ${env.session_id} does not match this session`))
+    if (st.s.checkEnvelopeSessionId && env.session_id !== st.clock.sessionId) return this.#finish(ctx, rawObj, fail('INVALID_REFERENCE', `session_id ${env.session_id} does not match this session`))
     const received = lamportOf(env.watermark)
     // Beyond 2^52 the clock would lose integer precision after a few increments and stop increasing.
     if (received !== undefined && received > MAX_LAMPORT) return this.#finish(ctx, rawObj, fail('MALFORMED_MESSAGE', `watermark value ${received} is too large (at most ${MAX_LAMPORT})`))

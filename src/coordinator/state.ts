@@ -153,6 +153,7 @@ export interface Settings {
   maxWorkspaceBytes: number
   maxFileBytes: number
   maxParticipants: number
+  checkEnvelopeSessionId: boolean
 }
 
 function num (v: number | undefined, d: number, name: string): number {
@@ -190,7 +191,8 @@ export function resolveSettings (c: CoordinatorConfig): Settings {
     backendHealthPolicy: c.backendHealthPolicy,
     maxWorkspaceBytes: num(c.maxWorkspaceBytes, 64 * 1024 * 1024, 'maxWorkspaceBytes'),
     maxFileBytes: num(c.maxFileBytes, 4 * 1024 * 1024, 'maxFileBytes'),
-    maxParticipants: num(c.maxParticipants, 256, 'maxParticipants')
+    maxParticipants: num(c.maxParticipants, 256, 'maxParticipants'),
+    checkEnvelopeSessionId: c.checkEnvelopeSessionId !== false
   }
 }
 

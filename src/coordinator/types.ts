@@ -113,6 +113,13 @@ export interface CoordinatorConfig {
   readonly maxFileBytes?: number
   /** Participants (registered principals) per session. Default 256. */
   readonly maxParticipants?: number
+  /**
+   * Refuse an envelope whose `session_id` differs from this session's with
+   * INVALID_REFERENCE. Default true. The server sets false in single-session
+   * mode, where protocol.md §2.1 does not recommend the check (the Python
+   * bridge's unpinned remote mode sends a locally derived session id).
+   */
+  readonly checkEnvelopeSessionId?: boolean
 }
 
 export type SessionCloseReason = 'completed' | 'timeout' | 'policy' | 'coordinator_shutdown' | 'manual'

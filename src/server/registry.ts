@@ -72,6 +72,9 @@ export class SessionRegistry {
       intentClaimGraceSec: c.claimGraceSec,
       maxWorkspaceBytes: c.limits.maxWorkspaceBytes,
       maxParticipants: c.limits.maxParticipants,
+      // protocol.md §2.1 recommends the envelope session_id check in multi-session mode only: the Python bridge's
+      // unpinned remote mode sends its locally derived session id to a single-session server (docs/compatibility.md).
+      checkEnvelopeSessionId: c.mode !== 'single',
       ...(c.backendHealthPolicy === undefined ? {} : { backendHealthPolicy: c.backendHealthPolicy })
     }
   }

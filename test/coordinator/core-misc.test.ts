@@ -280,3 +280,15 @@ t.test('operations: supersede and reject edge cases, governance intent gate, obs
   t.match(h.op('s1'), { state: 'COMMITTED', state_ref_before: 'r1', state_ref_after: null, op_kind: 'patch', intent_id: 'i' })
   assertRejected(t, h.opReject('V', 'nope'), 'INVALID_REFERENCE')
 })
+
+t.test('checkEnvelopeSessionId: a foreign envelope session_id is refused by default and admitted when the check is off', async t => {
+  const strict = new Harness()
+  assertRejected(t, strict.hello('A', ['contributor'], { sessionId: 'elsewhere' }), 'INVALID_REFERENCE')
+  t.same(strict.snap().participants, [], 'nobody admitted')
+  const lax = new Harness({ checkEnvelopeSessionId: false })
+  const r = lax.hello('A', ['contributor'], { sessionId: 'elsewhere' })
+  t.equal(r.accepted, true)
+  t.equal(terminalOf(r)?.frame.session_id, lax.sessionId, 'SESSION_INFO carries the coordinator\'s session id')
+  assertRelayed(t, lax.announce('A', 'i', ['a.py'], {}, { sessionId: 'elsewhere' }))
+  t.equal(lax.intentState('i'), 'ACTIVE')
+})
