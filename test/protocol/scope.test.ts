@@ -1,8 +1,11 @@
 import t from 'tap'
 import {
   compareCodePoints,
+  GLOB_MATCH_BUDGET,
+  GLOB_PRODUCT_BUDGET,
   globMatch,
   globsOverlap,
+  globWork,
   isIndexableKind,
   normalizePath,
   normalizeScope,
@@ -288,14 +291,56 @@ t.test('globsOverlap: hand-picked pairs', async t => {
 })
 
 // ---------------------------------------------------------------------------
-// Exhaustive cross-check of the automaton intersection against the regex
-// matcher: random short patterns over {a, b, /, *, ?, **}, and every
-// normalised path up to length 7 over {a, b, c, /}. For every pair of
-// patterns, globsOverlap must be true exactly when some enumerated path
-// matches both (the patterns are short enough that a witness, if any, is
-// short too), and for every (pattern, literal path) pair the automaton and
-// the regex must agree.
+// Exhaustive cross-check against an independent reference: a test-local
+// translation of the glob grammar into a (backtracking) RegExp, segment by
+// segment, which is fine for the short inputs used here. Random short
+// patterns over {a, b, /, *, ?, **}, and every normalised path up to length 7
+// over {a, b, c, /}: globMatch must agree with the reference on every
+// (pattern, path) pair, and for every pair of patterns globsOverlap must be
+// true exactly when some enumerated path matches both (the patterns are
+// short enough that a witness, if any, is short too).
 // ---------------------------------------------------------------------------
+
+function referenceRegex (pattern: string): RegExp {
+  const segs: string[] = []
+  for (const seg of normalizePath(pattern).split('/')) {
+    const globstar = /^\*{2,}$/.test(seg)
+    if (globstar && segs.at(-1) === '**') continue
+    segs.push(globstar ? '**' : seg)
+  }
+  const last = segs.length - 1
+  let src = ''
+  segs.forEach((seg, k) => {
+    if (seg === '**') {
+      if (segs.length === 1) src += '.*' // the whole pattern
+      else if (k === last) src += '(?:/.*)?' // `a/**`: includes the slash before it
+      else if (k === 0) src += '(?:.*/)?' // `**/b`: includes the slash after it
+      else src += '/(?:.*/)?' // `a/**/b`: the slash before, then the optional segments with theirs
+      return
+    }
+    if (k > 0 && segs[k - 1] !== '**') src += '/'
+    for (const piece of seg.match(/\*{2,}|\*|\?|[^*?]+/gu) ?? []) {
+      if (piece.startsWith('**')) src += '.*'
+      else if (piece === '*') src += '[^/]*'
+      else if (piece === '?') src += '[^/]'
+      else src += piece.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+    }
+  })
+  return new RegExp('^' + src + '$', 'su')
+}
+
+const referenceMatch = (pattern: string, path: string): boolean => referenceRegex(pattern).test(normalizePath(path))
+
+t.test('the reference matcher itself agrees with the hand-picked globMatch cases', async t => {
+  const cases: Array<[string, string, boolean]> = [
+    ['**/x.ts', 'x.ts', true], ['a/**/b', 'a/b', true], ['a/**', 'a', true], ['a**b', 'a/x/b', true],
+    ['/**', '/etc/passwd', true], ['*', 'a/b', false], ['a/**/b', 'ab', false], ['src/**', 'srcx', false]
+  ]
+  for (const [p, s, want] of cases) {
+    t.equal(referenceMatch(p, s), want, `reference ${p} ~ ${s}`)
+    t.equal(globMatch(p, s), want, `globMatch ${p} ~ ${s}`)
+  }
+})
 
 function rng (seed: number): () => number {
   let s = seed >>> 0
@@ -334,11 +379,20 @@ t.test('globsOverlap agrees with brute force over enumerated paths', async t => 
   }
   const paths = allPaths(7)
   const pats = [...patterns]
+  let matchMismatches = 0
   const matchSets = pats.map(p => {
+    const re = referenceRegex(p)
     const bits = new Uint8Array(paths.length)
-    paths.forEach((s, i) => { bits[i] = globMatch(p, s) ? 1 : 0 })
+    paths.forEach((s, i) => {
+      bits[i] = re.test(s) ? 1 : 0
+      if (globMatch(p, s) !== (bits[i] === 1)) {
+        matchMismatches++
+        if (matchMismatches < 10) t.fail(`globMatch(${p}, ${s}) disagrees with the reference`)
+      }
+    })
     return bits
   })
+  t.equal(matchMismatches, 0, `globMatch ≡ reference on ${pats.length} × ${paths.length} pairs`)
   let mismatches = 0
   let positives = 0
   for (let i = 0; i < pats.length; i++) {
@@ -359,7 +413,7 @@ t.test('globsOverlap agrees with brute force over enumerated paths', async t => 
   t.equal(mismatches, 0, `${pats.length} patterns, ${paths.length} paths`)
   t.ok(positives > 100, 'the sample contains many overlapping pairs')
 
-  // Literal paths as patterns: automaton ≡ regex.
+  // Literal paths as patterns: intersection ≡ matching.
   let checked = 0
   for (const p of pats) {
     for (let k = 0; k < paths.length; k += 37) {
@@ -385,4 +439,84 @@ t.test('scopesOverlap on hot kinds does not depend on set order and is fast', as
   const ms = Number(process.hrtime.bigint() - start) / 1e6
   t.equal(hits, 20000)
   t.ok(ms < 2000, `40k comparisons took ${ms.toFixed(1)} ms`)
+})
+
+// ---------------------------------------------------------------------------
+// Complexity. Work is counted through the exported `globWork` counters, not
+// timed: matching is O(pattern × path) steps, and the glob × glob search
+// never visits more than GLOB_PRODUCT_BUDGET product states.
+// ---------------------------------------------------------------------------
+
+function stepsOf (f: () => unknown): number {
+  const before = globWork.matchSteps
+  f()
+  return globWork.matchSteps - before
+}
+
+t.test('globMatch is O(pattern × path) on patterns that make a RegExp backtrack', async t => {
+  // `*a*a…*a*b*` against a^n: a backtracking matcher tries every split (the
+  // old RegExp took 12 s for `*a*a…*ab`, 21 characters, against a^40). The
+  // pattern has no literal prefix or suffix, so the NFA does all the work.
+  for (const [k, n] of [[10, 40], [20, 40], [200, 400], [1000, 1000], [2000, 4000]] as const) {
+    const pattern = '*a'.repeat(k) + '*b*'
+    const path = 'a'.repeat(n)
+    const hit = 'a'.repeat(n) + 'b'
+    const bound = 8 * (pattern.length + 2) * (n + 2)
+    let result = true
+    const steps = stepsOf(() => { result = globMatch(pattern, path) })
+    t.equal(result, false, `${pattern.length}-char pattern, ${n}-char path: no match`)
+    t.ok(steps <= bound, `${steps} steps ≤ ${bound}`)
+    const stepsHit = stepsOf(() => { result = globMatch(pattern, hit) })
+    t.equal(result, n >= k, `…and ${n + 1}-char a^${n}b`)
+    t.ok(stepsHit <= bound, `${stepsHit} steps ≤ ${bound}`)
+  }
+  // Doubling both sizes at most quadruples the work (no exponential growth).
+  const w = (k: number): number => stepsOf(() => globMatch('*a'.repeat(k) + '*b*', 'a'.repeat(2 * k)))
+  const [w1, w2] = [w(100), w(200)]
+  t.ok(w2 <= 4.5 * w1, `work ${w1} → ${w2} when doubling`)
+  // Sanity: the counter moves, so the bounds above can fail.
+  t.ok(w1 > 1000, 'the counter counts NFA steps')
+})
+
+t.test('glob × file_set: bounded by GLOB_MATCH_BUDGET, then `undecided`', async t => {
+  const huge = normalizeScope(glob('*a'.repeat(2048)))
+  const many = normalizeScope(files(...Array.from({ length: 20 }, (_, k) => 'a'.repeat(1000 + k))))
+  const steps = stepsOf(() => {
+    t.equal(scopesOverlap(huge, many), true, 'over budget: potentially overlapping')
+    t.equal(scopesOverlap(many, huge, 'strict', false), false, 'over budget, undecided = false')
+  })
+  t.ok(steps <= 2 * (GLOB_MATCH_BUDGET + 10 * 4097), `two decisions took ${steps} steps`)
+  const few = normalizeScope(files('a'.repeat(1000), 'b/' + 'a'.repeat(3000)))
+  t.equal(scopesOverlap(huge, few, 'strict', true), false, 'within budget: exact whatever `undecided` says')
+  const small = normalizeScope(glob('*a'.repeat(200)))
+  const enough = normalizeScope(files('b', 'a'.repeat(300)))
+  t.equal(scopesOverlap(small, enough, 'strict', false), true, 'within budget: exact match')
+
+  // The literal prefix/suffix filter keeps ordinary globs cheap over big file sets.
+  const ts = normalizeScope(glob('src/**/*.ts'))
+  const js = normalizeScope(files(...Array.from({ length: 20000 }, (_, k) => `src/module${k}/deep/file${k}.js`)))
+  const cheap = stepsOf(() => t.equal(scopesOverlap(ts, js, 'strict', true), false, 'decided exactly'))
+  t.ok(cheap < GLOB_MATCH_BUDGET / 4, `${cheap} steps for 20000 files`)
+})
+
+t.test('glob × glob: at most GLOB_PRODUCT_BUDGET product states, then `undecided`', async t => {
+  const a = '*a'.repeat(2048)
+  const b = '*b'.repeat(2048)
+  let before = globWork.productStates
+  t.equal(globsOverlap(a, b), true, 'over budget: potentially overlapping (exactly: disjoint, different last letters)')
+  t.ok(globWork.productStates - before <= GLOB_PRODUCT_BUDGET, `${globWork.productStates - before} states visited`)
+  t.equal(globsOverlap(a, b, false), false, 'undecided = false')
+  const na = normalizeScope(glob(a))
+  const nb = normalizeScope(glob(b))
+  t.equal(scopesOverlap(na, nb), true)
+  t.equal(scopesOverlap(na, nb, 'strict', false), false)
+  t.equal(scopesOverlap(na, nb, 'py', false), true, 'py mode never looks at globs')
+
+  // Big but cheap: the search visits few states, so the answer is exact.
+  before = globWork.productStates
+  t.equal(globsOverlap('src/' + 'x'.repeat(5000), 'lib/' + 'x'.repeat(5000), true), false, 'disjoint at the first letter')
+  t.equal(globsOverlap('src/' + 'x'.repeat(5000) + '/*', 'src/' + 'x'.repeat(5000) + '/*/y', false), false, 'decided: one more segment')
+  t.ok(globWork.productStates - before < 4 * 5010, `${globWork.productStates - before} states visited`)
+  t.equal(globsOverlap('*a'.repeat(300), '*a'.repeat(200) + '*b', false), false, 'decided within budget: different last letters')
+  t.equal(globsOverlap('*a'.repeat(30), '*a'.repeat(20) + '*a', false), true, 'decided within budget: overlap')
 })
