@@ -37,10 +37,11 @@ function pathSet (v: unknown): Set<string> {
   return out
 }
 
+/** Distinct non-empty strings, first occurrence order. */
 function nonEmptyStrings (v: unknown): string[] {
-  const out: string[] = []
-  if (Array.isArray(v)) for (const x of v) if (typeof x === 'string' && x !== '' && !out.includes(x)) out.push(x)
-  return out
+  const out = new Set<string>()
+  if (Array.isArray(v)) for (const x of v) if (typeof x === 'string' && x !== '') out.add(x)
+  return [...out]
 }
 
 function depInfo (scope: Scope): DepInfo {
@@ -80,18 +81,72 @@ function classOwner (s: string): string | undefined {
   return UPPER_START.test(tail(owner)) ? owner : undefined
 }
 
-function sameOrTail (x: string, y: string): boolean {
-  return x === y || tail(x) === tail(y)
-}
-
 /** Length in code points, as Python's len(). */
 function cpLength (s: string): number {
-  return Array.from(s).length
+  let n = 0
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1)
+      if (d >= 0xdc00 && d <= 0xdfff) i++
+    }
+    n++
+  }
+  return n
 }
 
-/** The more qualified (longer) of two names; `x` on a tie. */
-function longer (x: string, y: string): string {
-  return cpLength(x) >= cpLength(y) ? x : y
+/**
+ * Per key, the shortest member (by code points) and the shortest length
+ * among the other members: enough to ask "is there a member other than `x`
+ * no longer than L?" in O(1).
+ */
+interface Shortest { v: string, len: number, other: number }
+
+function addShortest (m: Map<string, Shortest>, key: string, v: string, len: number): void {
+  const e = m.get(key)
+  if (e === undefined) m.set(key, { v, len, other: Infinity })
+  else if (len < e.len) { e.other = e.len; e.v = v; e.len = len } else if (len < e.other) e.other = len
+}
+
+/** The shortest length among the members of `e` other than `x` (members are distinct). */
+function shortestBesides (e: Shortest | undefined, x: string): number {
+  if (e === undefined) return Infinity
+  return e.v === x ? e.other : e.len
+}
+
+interface Side {
+  names: Set<string>
+  /** last segment → shortest names with that last segment */
+  byTail: Map<string, Shortest>
+  /** last segment of the class owner → shortest names with such an owner */
+  byOwnerTail: Map<string, Shortest>
+  /** the same groupings with every member and its length */
+  tailGroups: Map<string, Array<[string, number]>>
+  ownerTailGroups: Map<string, Array<[string, number]>>
+}
+
+function addToGroup (m: Map<string, Array<[string, number]>>, key: string, v: string, len: number): void {
+  const g = m.get(key)
+  if (g === undefined) m.set(key, [[v, len]])
+  else g.push([v, len])
+}
+
+function side (names: readonly string[]): Side {
+  const set = new Set(names)
+  const s: Side = { names: set, byTail: new Map(), byOwnerTail: new Map(), tailGroups: new Map(), ownerTailGroups: new Map() }
+  for (const x of set) {
+    const len = cpLength(x)
+    const t = tail(x)
+    addShortest(s.byTail, t, x, len)
+    addToGroup(s.tailGroups, t, x, len)
+    const owner = classOwner(x)
+    if (owner !== undefined) {
+      const ot = tail(owner)
+      addShortest(s.byOwnerTail, ot, x, len)
+      addToGroup(s.ownerTailGroups, ot, x, len)
+    }
+  }
+  return s
 }
 
 /**
@@ -107,68 +162,109 @@ function longer (x: string, y: string): string {
  *      sides have matching owners (`Note.a` ~ `models.Note.b`) the longer
  *      name is reported. Lowercase owners (`utils.foo` ~ `utils.bar`) never
  *      collapse.
+ * "Longer" counts code points; on a tie the `a` name is reported.
+ *
+ * Every layer is a rule on one pair (x from `a`, y from `b`), decided here
+ * without enumerating the pairs: names are indexed by last segment and by
+ * the last segment of their class owner, and "x is reported as the longer
+ * of some partner" only needs the shortest partner. O((|a| + |b|) · name
+ * length) plus the final sort; the result is a union over the elements of
+ * `b`, so symbolMatch(a, b ∪ c) = symbolMatch(a, b) ∪ symbolMatch(a, c).
  */
 export function symbolMatch (a: readonly string[], b: readonly string[]): string[] {
+  if (a.length === 0 || b.length === 0) return []
+  return matchSides(side(a), side(b))
+}
+
+function matchSides (A: Side, B: Side): string[] {
   const out = new Set<string>()
-  const bSet = new Set(b)
-  const bByTail = new Map<string, string[]>()
-  for (const y of b) {
-    const t = tail(y)
-    const list = bByTail.get(t)
-    if (list === undefined) bByTail.set(t, [y])
-    else list.push(y)
-  }
-  for (const x of a) {
-    if (bSet.has(x)) out.add(x)
-    for (const y of bByTail.get(tail(x)) ?? []) if (y !== x) out.add(longer(x, y))
-  }
-  const bOwners = b.map(classOwner)
-  for (const x of a) {
-    const xOwner = classOwner(x)
-    for (let j = 0; j < b.length; j++) {
-      const y = b[j] as string
-      const yOwner = bOwners[j]
-      if (xOwner !== undefined && sameOrTail(xOwner, y)) out.add(x)
-      if (yOwner !== undefined && sameOrTail(x, yOwner)) out.add(y)
-      if (xOwner !== undefined && yOwner !== undefined && sameOrTail(xOwner, yOwner)) out.add(longer(x, y))
+  // Names of `a`: only those sharing a key with some name of `b` can match,
+  // so walk b's keys and a's groups (`a` may be indexed once and matched
+  // against many small `b`s).
+  for (const [t, shortest] of B.byTail) {
+    for (const [x, len] of A.tailGroups.get(t) ?? []) {
+      // 1. exact, or 2. x is the longer of a tail pair
+      if (B.names.has(x) || shortestBesides(shortest, x) <= len) out.add(x)
     }
+    // 3. x's owner matches some y (y equal to it or sharing its last segment)
+    for (const [x] of A.ownerTailGroups.get(t) ?? []) out.add(x)
+  }
+  for (const [ot, shortest] of B.byOwnerTail) {
+    // 3. both owners match and x is the longer name
+    for (const [x, len] of A.ownerTailGroups.get(ot) ?? []) if (shortest.len <= len) out.add(x)
+  }
+  // Names of `b`.
+  for (const y of B.names) {
+    if (out.has(y)) continue
+    const len = cpLength(y)
+    if (shortestBesides(A.byTail.get(tail(y)), y) < len) { out.add(y); continue } // 2. y is strictly longer
+    const owner = classOwner(y)
+    if (owner === undefined) continue
+    const ot = tail(owner)
+    if (A.byTail.has(ot)) out.add(y) // 3. y's owner matches some x
+    else if ((A.byOwnerTail.get(ot)?.len ?? Infinity) < len) out.add(y) // 3. both owners, y strictly longer
   }
   return [...out].sort(compareCodePoints)
 }
 
 /**
- * The symbols the importer `file` uses from the editor, plus the symbols the
- * importer's owner plans to start using; null when the importer's use is a
- * wildcard or unknown.
+ * One direction of the §6.5 test: `editor`'s edit against the files of
+ * `importer` it reaches. The editor's affected symbols are indexed once.
+ * The importer owner's planned uses (depends_on) are matched once too and
+ * merged into every file's result: symbolMatch distributes over unions of
+ * its second argument, so this equals matching each file's used symbols
+ * plus the planned uses.
  */
-function usedSymbols (editor: DepInfo, file: string, importer: DepInfo): string[] | null {
-  const used = editor.impactSymbols?.get(file)
-  if (used === undefined || used === null) return null
-  if (importer.dependsOn.length === 0) return used
-  const all = [...used]
-  for (const s of importer.dependsOn) if (!all.includes(s)) all.push(s)
-  return all
-}
+class Direction {
+  private readonly affects: Side | null
+  private planned: string[] | undefined
 
-/** Files of `importer` that `editor`'s edit reaches, sorted. */
-function reachedFiles (editor: DepInfo, importer: DepInfo): string[] {
-  const out: string[] = []
-  for (const f of editor.impact) if (importer.resources.has(f)) out.push(f)
-  return out.sort(compareCodePoints)
-}
-
-function hits (editor: DepInfo, file: string, importer: DepInfo): boolean {
-  if (editor.affects === null) return true
-  const used = usedSymbols(editor, file, importer)
-  if (used === null) return true
-  return symbolMatch(editor.affects, used).length > 0
-}
-
-function directionHits (editor: DepInfo, importer: DepInfo): boolean {
-  for (const f of editor.impact) {
-    if (importer.resources.has(f) && hits(editor, f, importer)) return true
+  constructor (private readonly editor: DepInfo, private readonly importer: DepInfo) {
+    this.affects = editor.affects === null ? null : side(editor.affects)
   }
-  return false
+
+  private plannedClash (): string[] {
+    if (this.planned === undefined) {
+      const deps = this.importer.dependsOn
+      this.planned = this.affects === null || deps.length === 0 ? [] : matchSides(this.affects, side(deps))
+    }
+    return this.planned
+  }
+
+  /** The clashing symbols for one reached file; null for file-level precision (wildcard or unknown use). */
+  clash (file: string): string[] | null {
+    if (this.affects === null) return null
+    const used = this.editor.impactSymbols?.get(file)
+    if (used === undefined || used === null) return null
+    const direct = used.length === 0 ? [] : matchSides(this.affects, side(used))
+    const planned = this.plannedClash()
+    if (planned.length === 0) return direct
+    if (direct.length === 0) return [...planned]
+    return [...new Set([...direct, ...planned])].sort(compareCodePoints)
+  }
+
+  /** Files of `importer` that the edit reaches, sorted. */
+  reached (): string[] {
+    const out: string[] = []
+    for (const f of this.editor.impact) if (this.importer.resources.has(f)) out.push(f)
+    return out.sort(compareCodePoints)
+  }
+
+  hits (): boolean {
+    for (const f of this.editor.impact) {
+      if (!this.importer.resources.has(f)) continue
+      const c = this.clash(f)
+      if (c === null || c.length > 0) return true
+    }
+    return false
+  }
+
+  detail (): Array<{ file: string; symbols: string[] | null }> {
+    return this.reached().map(file => {
+      const c = this.clash(file)
+      return { file, symbols: c !== null && c.length > 0 ? c : null }
+    })
+  }
 }
 
 /** The §6.5 verdict (symmetric). Non-file_set scopes never conflict. */
@@ -176,17 +272,7 @@ export function dependencyConflict (a: Scope, b: Scope): boolean {
   if (a.kind !== 'file_set' || b.kind !== 'file_set') return false
   const da = depInfo(a)
   const db = depInfo(b)
-  return directionHits(da, db) || directionHits(db, da)
-}
-
-function directionDetail (editor: DepInfo, importer: DepInfo): Array<{ file: string; symbols: string[] | null }> {
-  return reachedFiles(editor, importer).map(file => {
-    if (editor.affects === null) return { file, symbols: null }
-    const used = usedSymbols(editor, file, importer)
-    if (used === null) return { file, symbols: null }
-    const clash = symbolMatch(editor.affects, used)
-    return { file, symbols: clash.length > 0 ? clash : null }
-  })
+  return new Direction(da, db).hits() || new Direction(db, da).hits()
 }
 
 /**
@@ -201,8 +287,8 @@ export function dependencyDetail (a: Scope, b: Scope): DependencyDetail {
   if (a.kind !== 'file_set' || b.kind !== 'file_set') return out
   const da = depInfo(a)
   const db = depInfo(b)
-  const ab = directionDetail(da, db)
-  const ba = directionDetail(db, da)
+  const ab = new Direction(da, db).detail()
+  const ba = new Direction(db, da).detail()
   if (ab.length > 0) out.ab = ab
   if (ba.length > 0) out.ba = ba
   return out
