@@ -56,19 +56,18 @@ const HINT = /(?<![A-Za-z0-9_.])([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_
 
 /** Symbol hints from free text (§6.6): `name(`, `name function`, `mod.name method`, `name 函数`. */
 export function objectiveSymbolHints (objective: string): string[] {
-  const out: string[] = []
+  const out = new Set<string>()
   for (const m of objective.matchAll(HINT)) {
     const name = m[1] as string
-    if (name.endsWith('.py')) continue
-    if (!out.includes(name)) out.push(name)
+    if (!name.endsWith('.py')) out.add(name)
   }
-  return out
+  return [...out]
 }
 
 /** Dotted module names of the scope's `.py` resources: `a/b.py` → `a.b`, `pkg/__init__.py` → `pkg`. */
 export function pythonModules (scope: Scope): string[] {
-  const out: string[] = []
-  if (!Array.isArray(scope.resources)) return out
+  const out = new Set<string>()
+  if (!Array.isArray(scope.resources)) return []
   for (const r of scope.resources) {
     if (typeof r !== 'string') continue
     const p = normalizePath(r)
@@ -78,10 +77,9 @@ export function pythonModules (scope: Scope): string[] {
     if (base.endsWith('/__init__')) base = base.slice(0, -9)
     const segs = base.split('/')
     if (segs.some(s => s === '')) continue
-    const mod = segs.join('.')
-    if (!out.includes(mod)) out.push(mod)
+    out.add(segs.join('.'))
   }
-  return out
+  return [...out]
 }
 
 function summarize (intent: IntentLike): Summary {
@@ -123,9 +121,11 @@ function summarize (intent: IntentLike): Summary {
   const cleanSymbols = [...new Set(symbols)]
   const postconditions: string[] = []
   const normalizedPostconditions: string[] = []
+  const seen = new Set<string>()
   for (const p of posts) {
     const n = normalizeText(p)
-    if (normalizedPostconditions.includes(n)) continue
+    if (seen.has(n)) continue
+    seen.add(n)
     postconditions.push(p)
     normalizedPostconditions.push(n)
   }
