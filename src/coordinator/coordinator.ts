@@ -150,7 +150,9 @@ export class Coordinator {
 
   apply (input: CoreInput): ApplyResult {
     try {
-      return this.#apply(input)
+      const r = this.#apply(input)
+      // Bounded history (maxFinishedRecords), after every input so that a replay forgets the same records.
+      return this.#st.prune() && !r.changed ? { ...r, changed: true } : r
     } catch {
       // Only reachable with an unusable input time (formatTs refuses it) or a bug; never throw at the runtime.
       return { outputs: [], changed: true, accepted: false, fileWrites: [] }

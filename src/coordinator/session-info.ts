@@ -193,22 +193,31 @@ export function summary (st: CoreState, now: number, workspaceDir: string | null
 
 /** SESSION_CLOSE.summary: the 12 integer keys of protocol.md §4.5. */
 export function closeSummary (st: CoreState, now: number): Record<string, number> {
-  const count = <T extends { state: string }>(m: Map<string, T>, ...states: string[]): number => {
+  // Forgotten history (CoordinatorConfig.maxFinishedRecords) still counts.
+  const count = <T extends { state: string }>(m: Map<string, T>, gone: Map<string, number>, ...states: string[]): number => {
     let n = 0
     for (const x of m.values()) if (states.includes(x.state)) n++
+    for (const s of states) n += gone.get(s) ?? 0
     return n
   }
+  const sum = (gone: Map<string, number>): number => {
+    let n = 0
+    for (const v of gone.values()) n += v
+    return n
+  }
+  const fi = st.forgotten.intents
+  const fo = st.forgotten.ops
   return {
-    total_intents: st.intents.size,
-    completed_intents: count(st.intents, 'SUPERSEDED', 'TRANSFERRED'),
-    expired_intents: count(st.intents, 'EXPIRED'),
-    withdrawn_intents: count(st.intents, 'WITHDRAWN'),
-    total_operations: st.ops.size,
-    committed_operations: count(st.ops, 'COMMITTED'),
-    rejected_operations: count(st.ops, 'REJECTED'),
-    abandoned_operations: count(st.ops, 'ABANDONED'),
+    total_intents: st.intents.size + sum(fi),
+    completed_intents: count(st.intents, fi, 'SUPERSEDED', 'TRANSFERRED'),
+    expired_intents: count(st.intents, fi, 'EXPIRED'),
+    withdrawn_intents: count(st.intents, fi, 'WITHDRAWN'),
+    total_operations: st.ops.size + sum(fo),
+    committed_operations: count(st.ops, fo, 'COMMITTED'),
+    rejected_operations: count(st.ops, fo, 'REJECTED'),
+    abandoned_operations: count(st.ops, fo, 'ABANDONED'),
     total_conflicts: st.conflicts.size,
-    resolved_conflicts: count(st.conflicts, 'RESOLVED', 'CLOSED'),
+    resolved_conflicts: count(st.conflicts, new Map(), 'RESOLVED', 'CLOSED'),
     total_participants: st.participants.size,
     duration_sec: Math.max(0, Math.floor((now - (st.startedAt ?? now)) / 1000))
   }

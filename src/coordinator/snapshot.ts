@@ -56,8 +56,15 @@ export function takeSnapshot (st: CoreState, now: number | undefined): Coordinat
     pending_claims: [...st.claims.values()].map(c => clone(c) as unknown as Record<string, unknown>),
     deferrals: [...st.deferrals.values()].map(d => clone(d) as unknown as Record<string, unknown>),
     files: Object.fromEntries([...st.files].map(([p, f]) => [p, { content: f.content, state_ref: f.state_ref }])),
-    state_refs: Object.fromEntries(st.refs)
+    state_refs: Object.fromEntries(st.refs),
+    finished_intents: [...st.finishedIntents],
+    finished_operations: [...st.finishedOps],
+    forgotten: { intents: Object.fromEntries(st.forgotten.intents), operations: Object.fromEntries(st.forgotten.ops) }
   }
+}
+
+function strings (v: unknown): string[] {
+  return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []
 }
 
 export function restoreState (snap: CoordinatorSnapshot, s: Settings): CoreState {
@@ -74,6 +81,12 @@ export function restoreState (snap: CoordinatorSnapshot, s: Settings): CoreState
     const bar = k.indexOf('|')
     st.recordFrontier(v.principal_id ?? k.slice(0, bar), v.sender_instance_id ?? k.slice(bar + 1), v.last_lamport)
   }
+  // Finish order first: the records added below keep these positions.
+  for (const id of strings(snap.finished_intents)) st.finishedIntents.add(id)
+  for (const id of strings(snap.finished_operations)) st.finishedOps.add(id)
+  const fg = snap.forgotten as { intents?: Record<string, number>, operations?: Record<string, number> } | undefined
+  for (const [k, v] of Object.entries(fg?.intents ?? {})) st.forgotten.intents.set(k, v)
+  for (const [k, v] of Object.entries(fg?.operations ?? {})) st.forgotten.ops.set(k, v)
   for (const p of snap.participants) {
     const rec = clone(p) as unknown as Participant
     st.participants.set(rec.principal_id, rec)

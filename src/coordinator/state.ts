@@ -154,6 +154,7 @@ export interface Settings {
   maxFileBytes: number
   maxParticipants: number
   checkEnvelopeSessionId: boolean
+  maxFinishedRecords: number
 }
 
 function num (v: number | undefined, d: number, name: string): number {
@@ -192,7 +193,8 @@ export function resolveSettings (c: CoordinatorConfig): Settings {
     maxWorkspaceBytes: num(c.maxWorkspaceBytes, 64 * 1024 * 1024, 'maxWorkspaceBytes'),
     maxFileBytes: num(c.maxFileBytes, 4 * 1024 * 1024, 'maxFileBytes'),
     maxParticipants: num(c.maxParticipants, 256, 'maxParticipants'),
-    checkEnvelopeSessionId: c.checkEnvelopeSessionId !== false
+    checkEnvelopeSessionId: c.checkEnvelopeSessionId !== false,
+    maxFinishedRecords: num(c.maxFinishedRecords, 1000, 'maxFinishedRecords')
   }
 }
 
@@ -202,6 +204,9 @@ export const FRONTIER_INSTANCES = 8
 export const TERMINAL_INTENT: ReadonlySet<string> = new Set(['EXPIRED', 'WITHDRAWN', 'SUPERSEDED', 'TRANSFERRED'])
 export const TERMINAL_CONFLICT: ReadonlySet<string> = new Set(['CLOSED', 'DISMISSED'])
 export const DEAD_OP: ReadonlySet<string> = new Set(['REJECTED', 'ABANDONED', 'SUPERSEDED'])
+
+/** Operation states after which an op only changes by OP_SUPERSEDE: history that may be forgotten. */
+export const SETTLED_OP: ReadonlySet<string> = new Set(['COMMITTED', 'REJECTED', 'ABANDONED', 'SUPERSEDED'])
 
 export function isLive (i: Intent): boolean { return i.state === 'ACTIVE' || i.state === 'SUSPENDED' }
 export function isPendingOp (o: Operation): boolean { return o.state === 'PROPOSED' || o.state === 'FROZEN' }
@@ -260,6 +265,12 @@ export class CoreState {
    * recently used incarnations per principal.
    */
   readonly frontier = new Map<string, Map<string, number>>()
+  /** Terminal intent ids in the order they finished (the order history is forgotten in). */
+  readonly finishedIntents = new Set<string>()
+  /** Settled (COMMITTED, REJECTED, ABANDONED, SUPERSEDED) op ids in the order they settled. */
+  readonly finishedOps = new Set<string>()
+  /** Forgotten records by state (close summary totals stay exact). */
+  readonly forgotten = { intents: new Map<string, number>(), ops: new Map<string, number>() }
   closed = false
   startedAt: number | null = null
   statusDueAt: number | null = null
@@ -340,6 +351,7 @@ export class CoreState {
 
   addIntent (ctx: Ctx | undefined, i: Intent): void {
     this.intents.set(i.intent_id, i)
+    if (TERMINAL_INTENT.has(i.state)) this.finishedIntents.add(i.intent_id)
     if (isLive(i)) this.#indexIntent(i)
     if (i.expires_at !== null && isLive(i)) this.expiry.pushCompacting(i.expires_at, i.intent_id, this.#expiryCurrent)
     if (ctx !== undefined) ctx.dirty = true
@@ -392,7 +404,10 @@ export class CoreState {
     const live = isLive(i)
     if (wasLive && !live) this.#unindexIntent(i)
     else if (!wasLive && live) this.#indexIntent(i)
-    if (TERMINAL_INTENT.has(state)) this.#dismissCandidates(this.conflictsByIntent.get(i.intent_id))
+    if (TERMINAL_INTENT.has(state)) {
+      this.finishedIntents.add(i.intent_id)
+      this.#dismissCandidates(this.conflictsByIntent.get(i.intent_id))
+    }
     ctx.dirty = true
   }
 
@@ -412,6 +427,7 @@ export class CoreState {
   addOp (ctx: Ctx | undefined, o: Operation): void {
     this.ops.set(o.op_id, o)
     if (isPendingOp(o)) this.#indexOp(o)
+    else if (SETTLED_OP.has(o.state)) this.finishedOps.add(o.op_id)
     if (ctx !== undefined) ctx.dirty = true
   }
 
@@ -431,6 +447,7 @@ export class CoreState {
     const now = isPendingOp(o)
     if (was && !now) this.#unindexOp(o)
     else if (!was && now) this.#indexOp(o)
+    if (SETTLED_OP.has(state)) this.finishedOps.add(o.op_id)
     if (DEAD_OP.has(state)) this.#dismissCandidates(this.conflictsByOp.get(o.op_id))
     ctx.dirty = true
   }
@@ -444,6 +461,7 @@ export class CoreState {
     if (this.ops.get(o.op_id) !== o) return
     if (isPendingOp(o)) this.#unindexOp(o)
     this.ops.delete(o.op_id)
+    this.finishedOps.delete(o.op_id)
     const cids = this.conflictsByOp.get(o.op_id)
     if (cids !== undefined) {
       this.conflictsByOp.delete(o.op_id)
@@ -457,6 +475,79 @@ export class CoreState {
       if (ctx !== undefined) ctx.needsSweep = true
     }
     if (ctx !== undefined) ctx.dirty = true
+  }
+
+  /**
+   * Bounded history (CoordinatorConfig.maxFinishedRecords): while more than
+   * the maximum of terminal intents (or settled operations) are kept, forgets
+   * the earliest finished ones that nothing live refers to. Runs at the end of
+   * every input; deterministic (finish order is part of the snapshot).
+   * Returns whether anything was forgotten.
+   */
+  prune (): boolean {
+    const max = this.s.maxFinishedRecords
+    let changed = false
+    let excess = this.finishedIntents.size - max
+    if (excess > 0) {
+      for (const id of this.finishedIntents) {
+        if (excess <= 0) break
+        const i = this.intents.get(id)
+        if (i !== undefined && this.#intentPinned(i)) continue
+        this.finishedIntents.delete(id)
+        if (i !== undefined) {
+          this.intents.delete(id)
+          bump(this.forgotten.intents, i.state)
+        }
+        excess--
+        changed = true
+      }
+    }
+    excess = this.finishedOps.size - max
+    if (excess > 0) {
+      for (const id of this.finishedOps) {
+        if (excess <= 0) break
+        const o = this.ops.get(id)
+        if (o !== undefined && this.#opPinned(o)) continue
+        this.finishedOps.delete(id)
+        if (o !== undefined) {
+          this.ops.delete(id)
+          bump(this.forgotten.ops, o.state)
+          if (o.batch_id !== null) this.#dropBatchIfEmpty(o.batch_id)
+        }
+        excess--
+        changed = true
+      }
+    }
+    return changed
+  }
+
+  /** Still referenced by an open conflict, a pending claim, a deferral or a pending op. */
+  #intentPinned (i: Intent): boolean {
+    const id = i.intent_id
+    if (!TERMINAL_INTENT.has(i.state)) return true
+    if (this.conflictsByIntent.has(id) || this.deferralsByObserved.has(id) || this.pendingByIntent.has(id) || this.claims.has(id)) return true
+    for (const c of this.claims.values()) if (c.new_intent_id === id) return true
+    return false
+  }
+
+  /** Still referenced by an open conflict, or a member of a batch with a pending op. */
+  #opPinned (o: Operation): boolean {
+    if (!SETTLED_OP.has(o.state) || this.conflictsByOp.has(o.op_id)) return true
+    if (o.batch_id === null) return false
+    const b = this.batches.get(o.batch_id)
+    if (b === undefined) return false
+    for (const id of b.op_ids) {
+      const x = this.ops.get(id)
+      if (x !== undefined && isPendingOp(x)) return true
+    }
+    return false
+  }
+
+  #dropBatchIfEmpty (batchId: string): void {
+    const b = this.batches.get(batchId)
+    if (b === undefined) return
+    for (const id of b.op_ids) if (this.ops.get(id)?.batch_id === batchId) return
+    this.batches.delete(batchId)
   }
 
   #dismissCandidates (ids: ReadonlySet<string> | undefined): void {
@@ -560,6 +651,10 @@ export function copyJson<T> (v: T): T {
     else out[k] = x
   }
   return out as T
+}
+
+function bump (m: Map<string, number>, key: string): void {
+  m.set(key, (m.get(key) ?? 0) + 1)
 }
 
 export function addTo (map: Map<string, Set<string>>, key: string, id: string): void {

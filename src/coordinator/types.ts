@@ -120,6 +120,14 @@ export interface CoordinatorConfig {
    * bridge's unpinned remote mode sends a locally derived session id).
    */
   readonly checkEnvelopeSessionId?: boolean
+  /**
+   * Bounded history: the most terminal intents (EXPIRED, WITHDRAWN,
+   * SUPERSEDED, TRANSFERRED) and the most settled operations (COMMITTED,
+   * REJECTED, ABANDONED, SUPERSEDED) kept, each. Beyond it the earliest
+   * finished ones that no open conflict, pending claim, deferral or pending
+   * op refers to are forgotten; a forgotten id may be reused. Default 1000.
+   */
+  readonly maxFinishedRecords?: number
 }
 
 export type SessionCloseReason = 'completed' | 'timeout' | 'policy' | 'coordinator_shutdown' | 'manual'

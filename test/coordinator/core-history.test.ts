@@ -89,3 +89,94 @@ t.test('op-id reuse keeps conflicts\' related_ops consistent', async t => {
   t.same(payloadsOfType(h.tick(), 'PROTOCOL_ERROR'), [])
   t.ok(restoresExactly(h), 'restore is exact')
 })
+
+/** One finished task: announce, commit, withdraw (one terminal intent, one COMMITTED op). */
+function task (h: Harness, pid: string, k: number): void {
+  const file = `f${k % 7}.py`
+  h.announce(pid, `i-${pid}-${k}`, [file])
+  const before = (h.c.readFile(file) ?? { state_ref: 'r0' }).state_ref
+  const ok = h.commit(pid, `o-${pid}-${k}`, file, String((h.snap().state_refs as Json)[file] ?? before), `r-${k}`, `i-${pid}-${k}`)
+  if (!ok.accepted) throw new Error(`commit ${k} refused: ${JSON.stringify(ok.outputs)}`)
+  h.withdraw(pid, `i-${pid}-${k}`)
+}
+
+t.test('bounded history: a long session keeps at most maxFinishedRecords terminal intents and settled ops', async t => {
+  const h = new Harness({ ...QUIET, maxFinishedRecords: 50 })
+  h.join('A')
+  const sizes: number[] = []
+  for (let k = 0; k < 600; k++) {
+    task(h, 'A', k)
+    if (k === 199 || k === 599) sizes.push(JSON.stringify(h.snap()).length)
+  }
+  const snap = h.snap()
+  t.equal(snap.intents.length, 50, 'terminal intents kept')
+  t.equal(snap.operations.length, 50, 'settled ops kept')
+  t.same(snap.intents.map(i => i.intent_id), Array.from({ length: 50 }, (_, j) => `i-A-${550 + j}`), 'the most recently finished ones, in order')
+  t.same(snap.operations.map(o => o.op_id), Array.from({ length: 50 }, (_, j) => `o-A-${550 + j}`))
+  t.ok(Math.abs((sizes[1] as number) - (sizes[0] as number)) < 200, `the snapshot does not grow with the history (${sizes.join(' → ')} bytes)`)
+  t.equal(Object.keys(snap.state_refs as Json).length, 7, 'the per-target ref map keeps every target')
+  // The ref map is state, not history: a stale before-ref is still refused after its op was forgotten.
+  h.announce('A', 'i-late', ['f3.py'])
+  t.equal(h.commit('A', 'o-late', 'f3.py', 'r-3', 'r-late', 'i-late').accepted, false, 'stale against the kept ref of f3.py')
+  // A forgotten id may be re-used.
+  assertRelayed(t, h.announce('A', 'i-A-0', ['zz.py']), 'a forgotten intent id is free again')
+  assertRelayed(t, h.commit('A', 'o-A-0', 'zz.py', 'q0', 'q1', 'i-A-0'), 'a forgotten op id is free again')
+  // SESSION_CLOSE totals still count forgotten records.
+  const summary = payloadsOfType(h.close(), 'SESSION_CLOSE')[0]?.summary as Json
+  t.match(summary, { total_intents: 602, withdrawn_intents: 602, total_operations: 601, committed_operations: 601 })
+  t.ok(restoresExactly(h), 'restore is exact')
+})
+
+t.test('bounded history: records an open conflict or a pending op refers to survive; freed, they are forgotten', async t => {
+  const h = new Harness({ ...QUIET, maxFinishedRecords: 5 })
+  h.join('A', 'B', 'C', ['R', ['arbiter']])
+  h.announce('A', 'i-old', ['old.py'])
+  h.commit('A', 'o-old', 'old.py', 's0', 's1', 'i-old')
+  h.announce('B', 'i-b', ['b.py'])
+  assertRelayed(t, h.report('C', { conflict_id: 'k1', category: 'semantic_goal_conflict', severity: 'high', related_intents: ['i-old', 'i-b'], related_ops: ['o-old'] }))
+  h.withdraw('A', 'i-old')
+  for (let k = 0; k < 40; k++) task(h, 'C', k)
+  t.equal(h.intentState('i-old'), 'WITHDRAWN', 'the open conflict keeps its intent')
+  t.equal(h.opState('o-old'), 'COMMITTED', 'the open conflict keeps its op')
+  t.equal(h.snap().intents.filter(i => i.state !== 'ACTIVE').length, 5, 'still at most the maximum (the pinned record counts)')
+  t.equal(h.snap().operations.length, 5)
+  t.equal(h.snap().intents.filter(i => i.state !== 'ACTIVE')[0]?.intent_id, 'i-old', 'the pinned record is the oldest kept')
+  t.ok(restoresExactly(h), 'restore is exact with pinned records')
+  h.withdraw('B', 'i-b')
+  t.equal(h.conflictState('k1'), 'OPEN', 'o-old is COMMITTED: the conflict stays open')
+  t.equal(h.intentState('i-b'), 'WITHDRAWN', 'the conflict keeps i-b too')
+  assertRelayed(t, h.resolve('R', 'k1', 'dismissed'))
+  t.equal(h.conflictState('k1'), 'DISMISSED')
+  t.equal(h.intentState('i-old'), 'WITHDRAWN', 'kept until the maximum is exceeded again')
+  task(h, 'C', 99)
+  t.equal(h.intentState('i-old'), undefined, 'no longer referenced: the oldest, forgotten first')
+  t.equal(h.intentState('i-b'), 'WITHDRAWN', 'i-b finished recently: kept')
+  t.equal(h.opState('o-old'), undefined)
+  t.equal(h.snap().intents.length, 5)
+  t.equal(h.snap().operations.length, 5)
+  t.same(h.conflict('k1')?.related_intents, ['i-old', 'i-b'], 'the resolved conflict keeps the ids it named')
+})
+
+t.test('bounded history: a restored coordinator continues exactly like the original while pruning', async t => {
+  const h = new Harness({ ...QUIET, maxFinishedRecords: 8 })
+  h.join('A', 'B', ['R', ['reviewer']])
+  for (let k = 0; k < 30; k++) task(h, k % 2 === 0 ? 'A' : 'B', k)
+  h.propose('A', 'p-1', 'f1.py')
+  h.opReject('R', 'p-1')
+  const copy = Coordinator.restore(JSON.parse(JSON.stringify(h.snap())) as CoordinatorSnapshot, h.config)
+  const start = h.inputs.length
+  for (let k = 30; k < 60; k++) {
+    task(h, k % 2 === 0 ? 'A' : 'B', k)
+    if (k % 5 === 0) h.propose('B', `p-${k}`, `f${k % 7}.py`)
+    if (k % 10 === 0) h.opReject('R', `p-${k}`)
+  }
+  const later = h.inputs.slice(start)
+  const outs = later.map(i => copy.apply(i).outputs)
+  t.same(copy.snapshot(h.now), h.snap(), 'same state after the same inputs')
+  t.ok(outs.flat().length > 0)
+  t.equal(h.snap().operations.filter(o => o.state !== 'PROPOSED').length, 8)
+  // Replaying every input from the start gives the same state as well (the journal path).
+  const replay = new Coordinator(h.config)
+  for (const i of h.inputs) replay.apply(i)
+  t.same(replay.snapshot(h.now), h.snap(), 'a full replay forgets the same records')
+})
