@@ -7,7 +7,7 @@
  */
 import { normalizePath } from '../protocol/scope.js'
 import { ALL, fail, RELAY, type Ctx, type Terminal } from './envelopes.js'
-import { frozenTarget } from './conflicts.js'
+import { frozenDescription, frozenTarget } from './conflicts.js'
 import { settle } from './cascades.js'
 import { commitOp, frozenFiles, intentGate, isObserverOnly, isUncoordinated, newOp, registerProposal, type OpFields } from './operations.js'
 import { TERMINAL_INTENT, type CoreState } from './state.js'
@@ -40,7 +40,7 @@ function entryChanges (st: CoreState, entries: readonly Entry[], sender: string)
       paths.add(c.path)
     }
     // SPEC §7.5: any file in a frozen scope rejects the whole batch, as a frozen target does.
-    const frozen = frozenFiles(st, changes)
+    const frozen = frozenFiles(st, changes, sender)
     if (frozen !== undefined) return frozen
     out.set(e.op_id, changes)
   }
@@ -76,7 +76,8 @@ export function handleBatch (st: CoreState, ctx: Ctx, p: BatchPayload, sender: s
   if (ids.size !== entries.length) return fail('MALFORMED_MESSAGE', 'OP_BATCH_COMMIT.operations repeats an op_id')
   const allOrNothing = p.atomicity !== 'best_effort'
   // SPEC §7.5: any entry target in a frozen scope rejects the whole batch.
-  if (frozenTarget(st, entries.map(e => e.target)) !== undefined) return fail('SCOPE_FROZEN', 'a batch entry targets a frozen scope')
+  const frozenBy = frozenTarget(st, entries.map(e => e.target), sender)
+  if (frozenBy !== undefined) return fail('SCOPE_FROZEN', frozenDescription(st, frozenBy, 'a batch entry targets a frozen scope'))
   const pre = st.s.executionModel === 'pre_commit'
   const known = st.batches.get(p.batch_id)
   if (pre && known !== undefined) return completion(st, ctx, p, entries, sender)

@@ -266,10 +266,14 @@ export function announceFrozen (st: CoreState, norm: NormalizedScope): 'reject' 
   return warn ? 'warn' : undefined
 }
 
-/** SPEC §7.5: an op target (tested as a one-file file_set) overlapping a frozen conflict's intents. */
-export function frozenTarget (st: CoreState, targets: readonly string[]): string | undefined {
+/**
+ * SPEC §7.5: an op target (tested as a one-file file_set) overlapping a frozen conflict's intents.
+ * A conflict whose phase-2 priority bypass (§8.5) names `sender` does not block that sender.
+ */
+export function frozenTarget (st: CoreState, targets: readonly string[], sender?: string): string | undefined {
   if (st.frozen.size === 0) return undefined
-  const frozen = st.frozenConflicts()
+  const frozen = st.frozenConflicts().filter(c => sender === undefined || c.bypass_principal !== sender)
+  if (frozen.length === 0) return undefined
   for (const t of targets) {
     const n = normalizeScope({ kind: 'file_set', resources: [t] })
     for (const c of frozen) {
@@ -277,4 +281,11 @@ export function frozenTarget (st: CoreState, targets: readonly string[]): string
     }
   }
   return undefined
+}
+
+/** The SCOPE_FROZEN description for a write blocked by `conflictId`, explaining a phase-2 partial unfreeze (§8.5). */
+export function frozenDescription (st: CoreState, conflictId: string, base: string): string {
+  const c = st.conflicts.get(conflictId)
+  if (c?.bypass_principal === undefined) return base
+  return `${base}; conflict ${conflictId} is partially unfrozen (frozen-scope phase 2): only ${c.bypass_principal}, owner of the higher-priority intent, may write there until the conflict is resolved`
 }

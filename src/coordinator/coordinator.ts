@@ -15,6 +15,7 @@ import { handleBatch } from './batches.js'
 import { settle } from './cascades.js'
 import { handleClaim, nextClaimDeadline, sweepClaims } from './claims.js'
 import { handleReport } from './conflicts.js'
+import { degradeFrozenScopes, nextDegradationDeadline } from './degradation.js'
 import { clearDeferrals, expireDeferrals, handleDeferred, nextDeferralDeadline } from './deferrals.js'
 import { ALL, ECHO, fail, principals, SENDER, Ctx, type Terminal } from './envelopes.js'
 import { handleAck, handleEscalate, handleResolution, nextResolutionDeadline, resolutionTimeouts } from './governance.js'
@@ -204,6 +205,9 @@ export class Coordinator {
     checkLiveness(st, ctx)
     settle(st, ctx)
     resolutionTimeouts(st, ctx)
+    // §8.5 step 2 (when configured), after auto-dismiss (settle) so that it pre-empts every phase.
+    degradeFrozenScopes(st, ctx)
+    settle(st, ctx)
     sweepClaims(st, ctx)
     settle(st, ctx)
     statusHeartbeat(st, ctx)
@@ -366,6 +370,7 @@ export class Coordinator {
     consider(nextDeferralDeadline(st))
     consider(nextLivenessDeadline(st))
     consider(nextResolutionDeadline(st))
+    consider(nextDegradationDeadline(st))
     consider(nextClaimDeadline(st))
     consider(st.statusDueAt ?? undefined)
     return min

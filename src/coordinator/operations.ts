@@ -8,7 +8,7 @@
  */
 import { normalizePath } from '../protocol/scope.js'
 import { ALL, fail, RELAY, type Ctx, type Terminal } from './envelopes.js'
-import { frozenTarget } from './conflicts.js'
+import { frozenDescription, frozenTarget } from './conflicts.js'
 import { rejectOp, settle } from './cascades.js'
 import { isPendingOp, TERMINAL_INTENT, type CoreState, type Operation } from './state.js'
 import { applyFileChanges, parseFileChanges, shortRef, staleFile, type FileChange } from './workspace.js'
@@ -103,7 +103,8 @@ export function handlePropose (st: CoreState, ctx: Ctx, p: OpFields, sender: str
   const gate = intentGate(st, p.intent_id)
   if (gate !== undefined) return gate
   // SPEC §7.5: an OP_PROPOSE whose target overlaps a frozen scope MUST be rejected.
-  if (frozenTarget(st, [p.target]) !== undefined) return fail('SCOPE_FROZEN', `target ${p.target} lies in a frozen scope`)
+  const frozenBy = frozenTarget(st, [p.target], sender)
+  if (frozenBy !== undefined) return fail('SCOPE_FROZEN', frozenDescription(st, frozenBy, `target ${p.target} lies in a frozen scope`))
   registerProposal(st, ctx, p, sender, null, true)
   settle(st, ctx)
   return RELAY
@@ -144,7 +145,8 @@ export function handleCommit (st: CoreState, ctx: Ctx, p: OpFields & { file_chan
     return fail('AUTHORIZATION_FAILED', `operation ${p.op_id} has not been authorized`)
   }
   // SPEC §7.5: OP_COMMIT into a frozen scope MUST be rejected (pre_commit too: fix O3).
-  if (frozenTarget(st, [p.target]) !== undefined) return fail('SCOPE_FROZEN', `target ${p.target} lies in a frozen scope`)
+  const frozenBy = frozenTarget(st, [p.target], sender)
+  if (frozenBy !== undefined) return fail('SCOPE_FROZEN', frozenDescription(st, frozenBy, `target ${p.target} lies in a frozen scope`))
   if (pre && existing === undefined) {
     // SPEC §7.8: an initial OP_COMMIT for an unknown op id is the proposal. Its file_changes are validated
     // (a hostile path is an error) but written only by the completing OP_COMMIT, after authorization.
@@ -159,7 +161,7 @@ export function handleCommit (st: CoreState, ctx: Ctx, p: OpFields & { file_chan
   const target = normalizePath(p.target)
   const changes = parseFileChanges(st, p.file_changes, sender, new Map([[target, p.state_ref_before ?? null]]))
   if (!Array.isArray(changes)) return changes as Terminal
-  const frozen = frozenFiles(st, changes)
+  const frozen = frozenFiles(st, changes, sender)
   if (frozen !== undefined) return frozen
   const fstale = staleFile(st, changes)
   if (fstale !== undefined) return fstale
@@ -178,9 +180,12 @@ export function handleCommit (st: CoreState, ctx: Ctx, p: OpFields & { file_chan
 }
 
 /** SPEC §7.5: a file written by a commit is as much a write into a frozen scope as its target. */
-export function frozenFiles (st: CoreState, changes: readonly FileChange[]): Terminal | undefined {
+export function frozenFiles (st: CoreState, changes: readonly FileChange[], sender?: string): Terminal | undefined {
   if (st.frozen.size === 0) return undefined
-  for (const c of changes) if (frozenTarget(st, [c.path]) !== undefined) return fail('SCOPE_FROZEN', `file_changes: ${c.path} lies in a frozen scope`)
+  for (const c of changes) {
+    const by = frozenTarget(st, [c.path], sender)
+    if (by !== undefined) return fail('SCOPE_FROZEN', frozenDescription(st, by, `file_changes: ${c.path} lies in a frozen scope`))
+  }
   return undefined
 }
 

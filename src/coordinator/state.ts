@@ -92,6 +92,10 @@ export interface Conflict {
   decision: string | null
   scope_frozen: boolean
   timeout_reported: boolean
+  /** §8.5 progressive degradation (only when configured): when the scope froze, the phase reached, the owner allowed to write in phase 2. */
+  frozen_at?: number
+  phase?: number
+  bypass_principal?: string
   /** The message that created it (the CONFLICT_REPORT's message_id). */
   message_id: string
   reporter: string
@@ -155,6 +159,8 @@ export interface Settings {
   maxParticipants: number
   checkEnvelopeSessionId: boolean
   maxFinishedRecords: number
+  /** §8.5 step 2; undefined = disabled. */
+  frozenScopePhases: { phase1Sec: number, phase2Sec: number, phase3: boolean } | undefined
 }
 
 function num (v: number | undefined, d: number, name: string): number {
@@ -194,7 +200,14 @@ export function resolveSettings (c: CoordinatorConfig): Settings {
     maxFileBytes: num(c.maxFileBytes, 4 * 1024 * 1024, 'maxFileBytes'),
     maxParticipants: num(c.maxParticipants, 256, 'maxParticipants'),
     checkEnvelopeSessionId: c.checkEnvelopeSessionId !== false,
-    maxFinishedRecords: num(c.maxFinishedRecords, 1000, 'maxFinishedRecords')
+    maxFinishedRecords: num(c.maxFinishedRecords, 1000, 'maxFinishedRecords'),
+    frozenScopePhases: c.frozenScopePhases === undefined
+      ? undefined
+      : {
+          phase1Sec: num(c.frozenScopePhases.phase1Sec, 60, 'frozenScopePhases.phase1Sec'),
+          phase2Sec: num(c.frozenScopePhases.phase2Sec, 240, 'frozenScopePhases.phase2Sec'),
+          phase3: c.frozenScopePhases.phase3 !== false
+        }
   }
 }
 
@@ -607,6 +620,7 @@ export class CoreState {
 
   freeze (ctx: Ctx, c: Conflict): void {
     c.scope_frozen = true
+    if (this.s.frozenScopePhases !== undefined) c.frozen_at = ctx.now
     this.frozen.add(c.conflict_id)
     ctx.dirty = true
   }

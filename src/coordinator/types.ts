@@ -128,6 +128,14 @@ export interface CoordinatorConfig {
    * op refers to are forgotten; a forgotten id may be reused. Default 1000.
    */
   readonly maxFinishedRecords?: number
+  /**
+   * protocol.md §8.5 step 2, progressive degradation of a frozen scope, measured from the freeze.
+   * Absent = disabled (default): a frozen scope stays frozen until its conflict is resolved or dismissed.
+   * `phase1Sec` (default 60): then phase 2 (escalate to an available arbiter; the owner of the one
+   * strictly highest-priority intent may write; else one RESOLUTION_TIMEOUT reminder).
+   * `phase2Sec` (default 240): then, when `phase3` (default true), first-committer-wins closes the conflict.
+   */
+  readonly frozenScopePhases?: { readonly phase1Sec?: number; readonly phase2Sec?: number; readonly phase3?: boolean }
 }
 
 export type SessionCloseReason = 'completed' | 'timeout' | 'policy' | 'coordinator_shutdown' | 'manual'
