@@ -61,6 +61,8 @@ export interface ServerConfig {
   readonly unavailabilityTimeoutSec: number
   readonly resolutionTimeoutSec: number
   readonly claimGraceSec: number
+  /** protocol.md §8.5 progressive degradation of frozen scopes (phases 2 and 3); off by default. */
+  readonly frozenScopePhases: boolean
   readonly heartbeatIntervalSec: number
   readonly backendHealthPolicy: BackendHealthPolicy | undefined
   /** Slack given to every participant after a restart before liveness applies. */
@@ -102,6 +104,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { flag: 'unavailability-timeout', env: 'MPAC_UNAVAILABILITY_TIMEOUT', kind: 'string', help: 'seconds of silence before a participant is unavailable (default 90)' },
   { flag: 'resolution-timeout', env: 'MPAC_RESOLUTION_TIMEOUT', kind: 'string', help: 'seconds before an unresolved conflict escalates (default 300, 0 = never)' },
   { flag: 'claim-grace', env: 'MPAC_CLAIM_GRACE', kind: 'string', help: 'seconds a claim waits for the original owner (default 0)' },
+  { flag: 'frozen-scope-phases', env: 'MPAC_FROZEN_SCOPE_PHASES', kind: 'bool', help: 'progressive degradation of a frozen scope: after 60 s escalate or let the strictly higher-priority side through, after 300 s first committer wins (default off)' },
   { flag: 'heartbeat-interval', env: 'MPAC_HEARTBEAT_INTERVAL', kind: 'string', help: 'seconds between COORDINATOR_STATUS heartbeats (default 30)' },
   { flag: 'backend-health-policy', env: 'MPAC_BACKEND_HEALTH_POLICY', kind: 'string', help: 'backend health policy as JSON, or @file' },
   { flag: 'restart-grace', env: 'MPAC_RESTART_GRACE', kind: 'string', help: 'seconds of liveness slack after a restart (default 30)' },
@@ -429,6 +432,7 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
     unavailabilityTimeoutSec: r.seconds('unavailability-timeout', 90),
     resolutionTimeoutSec: r.seconds('resolution-timeout', 300, { allowZero: true }),
     claimGraceSec: r.seconds('claim-grace', 0, { allowZero: true }),
+    frozenScopePhases: r.bool('frozen-scope-phases'),
     heartbeatIntervalSec: r.seconds('heartbeat-interval', 30, { timer: true }),
     backendHealthPolicy,
     restartGraceSec: r.seconds('restart-grace', 30, { allowZero: true }),

@@ -70,6 +70,7 @@ export class SessionRegistry {
       unavailabilityTimeoutSec: c.unavailabilityTimeoutSec,
       resolutionTimeoutSec: c.resolutionTimeoutSec,
       intentClaimGraceSec: c.claimGraceSec,
+      ...(c.frozenScopePhases ? { frozenScopePhases: {} } : {}),
       maxWorkspaceBytes: c.limits.maxWorkspaceBytes,
       maxParticipants: c.limits.maxParticipants,
       // protocol.md §2.1 recommends the envelope session_id check in multi-session mode only: the Python bridge's

@@ -175,6 +175,8 @@ t.test('values that only fail later are refused at start: workspace, TLS files, 
   t.equal(ok(['--workspace', dir]).workspaceDir, dir)
   t.equal(ok(['--trust-proxy', '10.0.0.0/8, 127.0.0.1,loopback,::1/128']).trustProxy, '10.0.0.0/8, 127.0.0.1,loopback,::1/128')
   t.equal(ok(['--trust-proxy', 'true']).trustProxy, true)
+  t.equal(ok([]).frozenScopePhases, false, 'progressive degradation is off by default')
+  t.equal(ok(['--frozen-scope-phases']).frozenScopePhases, true)
   t.equal(ok(['--trust-proxy', '1']).trustProxy, 1, 'a whole number is a hop count')
 })
 
