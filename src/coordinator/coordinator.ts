@@ -26,7 +26,7 @@ import { closeSummary, handleHello, summary } from './session-info.js'
 import { restoreState, takeSnapshot } from './snapshot.js'
 import { CoreState, resolveSettings, type Settings } from './state.js'
 import type { ApplyResult, CoordinatorConfig, CoordinatorSnapshot, CoreInput, FileEntry, Output, SessionCloseReason, Verdict } from './types.js'
-import { charLength } from './text.js'
+import { charLength } from '../protocol/text.js'
 import { fileSync } from './workspace.js'
 
 type Payload = Record<string, unknown>

@@ -11,6 +11,7 @@
  * The caller runs this only for pairs that do not overlap directly.
  */
 import { compareCodePoints, normalizePath, type Scope } from './scope.js'
+import { charLength } from './text.js'
 
 export interface DependencyDetail {
   ab?: Array<{ file: string; symbols: string[] | null }>
@@ -81,19 +82,6 @@ function classOwner (s: string): string | undefined {
   return UPPER_START.test(tail(owner)) ? owner : undefined
 }
 
-/** Length in code points, as Python's len(). */
-function cpLength (s: string): number {
-  let n = 0
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i)
-    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-      const d = s.charCodeAt(i + 1)
-      if (d >= 0xdc00 && d <= 0xdfff) i++
-    }
-    n++
-  }
-  return n
-}
 
 /**
  * Per key, the shortest member (by code points) and the shortest length
@@ -135,7 +123,7 @@ function side (names: readonly string[]): Side {
   const set = new Set(names)
   const s: Side = { names: set, byTail: new Map(), byOwnerTail: new Map(), tailGroups: new Map(), ownerTailGroups: new Map() }
   for (const x of set) {
-    const len = cpLength(x)
+    const len = charLength(x)
     const t = tail(x)
     addShortest(s.byTail, t, x, len)
     addToGroup(s.tailGroups, t, x, len)
@@ -196,7 +184,7 @@ function matchSides (A: Side, B: Side): string[] {
   // Names of `b`.
   for (const y of B.names) {
     if (out.has(y)) continue
-    const len = cpLength(y)
+    const len = charLength(y)
     if (shortestBesides(A.byTail.get(tail(y)), y) < len) { out.add(y); continue } // 2. y is strictly longer
     const owner = classOwner(y)
     if (owner === undefined) continue

@@ -4,7 +4,7 @@
  * relative to the terminal relay, file_sync, listFiles and readFile.
  */
 import t from 'tap'
-import { charLength } from '../../src/coordinator/text.js'
+import { charLength } from '../../src/protocol/text.js'
 import { Harness, outputsOfType, refOf, terminalOf, assertRejected, assertRelayed, type Json } from '../helpers/mpac.js'
 
 const fc = (entries: Record<string, [string, string | null]>): Json => ({

@@ -685,7 +685,7 @@ t.test('the protocol index re-exports every module', async t => {
     import('../../src/protocol/message-types.js'), import('../../src/protocol/error-codes.js'), import('../../src/protocol/schemas.js'),
     import('../../src/protocol/scope.js'), import('../../src/protocol/dependency.js'), import('../../src/protocol/semantics.js'),
     import('../../src/protocol/watermark.js'), import('../../src/protocol/state-ref.js'), import('../../src/protocol/time.js'),
-    import('../../src/protocol/workspace-path.js'), import('../../src/protocol/state-machines.js'), import('../../src/protocol/workspace-id.js')
+    import('../../src/protocol/workspace-path.js'), import('../../src/protocol/state-machines.js'), import('../../src/protocol/workspace-id.js'), import('../../src/protocol/text.js')
   ])
   for (const mod of modules) {
     for (const [name, value] of Object.entries(mod)) t.equal((index as Record<string, unknown>)[name], value, name)

@@ -1,6 +1,6 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import { z } from 'zod'
-import { charLength } from '../../coordinator/text.js'
+import { charLength } from '../../protocol/text.js'
 import { normalisePath } from '../session.js'
 import { contextShape, repoPathArg, result, runTool, type ToolDeps } from './common.js'
 
