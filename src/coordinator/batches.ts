@@ -141,7 +141,7 @@ function postCommit (st: CoreState, ctx: Ctx, p: BatchPayload, entries: Entry[],
     if (o.state_ref_after !== null) st.refs.set(normalizePath(o.target), o.state_ref_after)
     opIds.push(o.op_id)
   }
-  st.batches.set(p.batch_id, { batch_id: p.batch_id, principal_id: sender, atomicity: allOrNothing ? 'all_or_nothing' : 'best_effort', op_ids: opIds })
+  st.addBatch({ batch_id: p.batch_id, principal_id: sender, atomicity: allOrNothing ? 'all_or_nothing' : 'best_effort', op_ids: opIds })
   applyEntryChanges(st, ctx, changes, opIds, sender)
   ctx.dirty = true
   return RELAY
@@ -172,7 +172,7 @@ function initial (st: CoreState, ctx: Ctx, p: BatchPayload, entries: Entry[], se
     registerProposal(st, ctx, e, sender, p.batch_id, true)
     opIds.push(e.op_id)
   }
-  st.batches.set(p.batch_id, { batch_id: p.batch_id, principal_id: sender, atomicity: allOrNothing ? 'all_or_nothing' : 'best_effort', op_ids: opIds })
+  st.addBatch({ batch_id: p.batch_id, principal_id: sender, atomicity: allOrNothing ? 'all_or_nothing' : 'best_effort', op_ids: opIds })
   settle(st, ctx)
   return RELAY
 }

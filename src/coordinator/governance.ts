@@ -107,6 +107,11 @@ export function handleResolution (st: CoreState, ctx: Ctx, p: ResolutionPayload,
  * conflicts that can no longer time out are dropped (a conflict never becomes
  * eligible again).
  */
+/** A heap entry is the conflict's own (not one of a forgotten conflict whose id was reused) and still eligible. */
+function timeoutCurrent (st: CoreState, c: Conflict, t: number): boolean {
+  return st.timeoutEligible(c) && t === c.created_at + st.s.resolutionTimeoutSec * 1000
+}
+
 function dueTimeouts (st: CoreState, now: number): Conflict[] {
   const due: Conflict[] = []
   for (;;) {
@@ -114,7 +119,7 @@ function dueTimeouts (st: CoreState, now: number): Conflict[] {
     if (t === undefined || t >= now) break
     const c = st.conflicts.get(st.timeouts.peekId() as string)
     st.timeouts.pop()
-    if (c !== undefined && st.timeoutEligible(c)) due.push(c)
+    if (c !== undefined && timeoutCurrent(st, c, t)) due.push(c)
   }
   return due.sort((a, b) => a.seq - b.seq)
 }
@@ -153,7 +158,7 @@ export function nextResolutionDeadline (st: CoreState): number | undefined {
     const t = st.timeouts.peekTime()
     if (t === undefined) return undefined
     const c = st.conflicts.get(st.timeouts.peekId() as string)
-    if (c !== undefined && st.timeoutEligible(c)) return t + 1
+    if (c !== undefined && timeoutCurrent(st, c, t)) return t + 1
     st.timeouts.pop()
   }
 }

@@ -54,6 +54,7 @@ export function handleHeartbeat (st: CoreState, ctx: Ctx, p: HeartbeatPayload, s
   // SPEC §9.3: a resumed HEARTBEAT restores the participant and its SUSPENDED intents.
   if (!part.is_available) {
     part.is_available = true
+    st.arrive(sender)
     ownerRejoin(st, ctx, sender)
   }
   if (bh !== undefined) backendHealth(st, ctx, part, bh)
@@ -102,6 +103,7 @@ export function handleGoodbye (st: CoreState, ctx: Ctx, p: GoodbyePayload, sende
   const part = st.participants.get(sender) as Participant
   part.is_available = false
   part.status = 'offline'
+  st.depart(sender)
   ctx.dirty = true
   if (st.closed) return RELAY
   const disposition = p.intent_disposition ?? 'withdraw'
@@ -133,6 +135,7 @@ export function checkLiveness (st: CoreState, ctx: Ctx): void {
   for (const part of st.participants.values()) {
     if (!part.is_available || part.status === 'offline' || ctx.now - part.last_seen <= limit) continue
     part.is_available = false
+    st.depart(part.principal_id)
     ctx.dirty = true
     for (const o of st.pendingOps(st.pendingByPrincipal, part.principal_id)) st.setOpState(ctx, o, 'ABANDONED')
     for (const i of st.liveIntentsOf(part.principal_id)) if (i.state === 'ACTIVE') suspendIntent(st, ctx, i)

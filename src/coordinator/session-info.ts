@@ -49,17 +49,11 @@ function grantRoles (st: CoreState, pid: string, ptype: string, requested: reado
 
 /**
  * The participant a full session forgets to admit a newcomer: the first (in
- * roster order) that is gone (GOODBYE or unavailable) and holds nothing: no
- * live intent, no pending operation, no pending claim. It must HELLO again.
+ * roster order) that is gone (GOODBYE or unavailable) and holds nothing
+ * (CoreState.forgettableParticipant). It must HELLO again.
  */
 function forgettable (st: CoreState): string | undefined {
-  for (const p of st.participants.values()) {
-    const pid = p.principal_id
-    if (p.is_available || st.liveByPrincipal.has(pid) || st.pendingByPrincipal.has(pid)) continue
-    let claiming = false
-    for (const c of st.claims.values()) if (c.claimer === pid) claiming = true
-    if (!claiming) return pid
-  }
+  for (const p of st.participants.values()) if (st.forgettableParticipant(p)) return p.principal_id
   return undefined
 }
 
@@ -93,10 +87,7 @@ export function handleHello (st: CoreState, ctx: Ctx, sender: { principal_id: st
   }
   const roles = grantRoles(st, pid, sender.principal_type, p.roles ?? [], verdict, leaving)
   if (roles.length === 0) return fail('AUTHORIZATION_FAILED', 'no role could be granted (no role policy and no roles from the credential)')
-  if (leaving !== undefined) {
-    st.participants.delete(leaving)
-    st.frontier.delete(leaving)
-  }
+  if (leaving !== undefined) st.forgetParticipant(leaving)
   const backend = p.backend
   const rec: Participant = {
     principal_id: pid,
@@ -116,6 +107,7 @@ export function handleHello (st: CoreState, ctx: Ctx, sender: { principal_id: st
   }
   // A re-HELLO replaces the record and keeps its roster position (Map.set on an existing key).
   st.participants.set(pid, rec)
+  st.arrive(pid)
   ctx.dirty = true
   ownerRejoin(st, ctx, pid)
   return { kind: 'info', payload: sessionInfo(st, roles, cred) }
@@ -207,6 +199,7 @@ export function closeSummary (st: CoreState, now: number): Record<string, number
   }
   const fi = st.forgotten.intents
   const fo = st.forgotten.ops
+  const fc = st.forgotten.conflicts
   return {
     total_intents: st.intents.size + sum(fi),
     completed_intents: count(st.intents, fi, 'SUPERSEDED', 'TRANSFERRED'),
@@ -216,9 +209,9 @@ export function closeSummary (st: CoreState, now: number): Record<string, number
     committed_operations: count(st.ops, fo, 'COMMITTED'),
     rejected_operations: count(st.ops, fo, 'REJECTED'),
     abandoned_operations: count(st.ops, fo, 'ABANDONED'),
-    total_conflicts: st.conflicts.size,
-    resolved_conflicts: count(st.conflicts, new Map(), 'RESOLVED', 'CLOSED'),
-    total_participants: st.participants.size,
+    total_conflicts: st.conflicts.size + sum(fc),
+    resolved_conflicts: count(st.conflicts, fc, 'RESOLVED', 'CLOSED'),
+    total_participants: st.participants.size + st.forgotten.participants,
     duration_sec: Math.max(0, Math.floor((now - (st.startedAt ?? now)) / 1000))
   }
 }

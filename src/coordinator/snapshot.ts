@@ -59,7 +59,15 @@ export function takeSnapshot (st: CoreState, now: number | undefined): Coordinat
     state_refs: Object.fromEntries(st.refs),
     finished_intents: [...st.finishedIntents],
     finished_operations: [...st.finishedOps],
-    forgotten: { intents: Object.fromEntries(st.forgotten.intents), operations: Object.fromEntries(st.forgotten.ops) }
+    finished_conflicts: [...st.finishedConflicts],
+    departed_participants: [...st.departed],
+    empty_batches: [...st.emptyBatches],
+    forgotten: {
+      intents: Object.fromEntries(st.forgotten.intents),
+      operations: Object.fromEntries(st.forgotten.ops),
+      conflicts: Object.fromEntries(st.forgotten.conflicts),
+      participants: st.forgotten.participants
+    }
   }
 }
 
@@ -84,13 +92,20 @@ export function restoreState (snap: CoordinatorSnapshot, s: Settings): CoreState
   // Finish order first: the records added below keep these positions.
   for (const id of strings(snap.finished_intents)) st.finishedIntents.add(id)
   for (const id of strings(snap.finished_operations)) st.finishedOps.add(id)
-  const fg = snap.forgotten as { intents?: Record<string, number>, operations?: Record<string, number> } | undefined
+  for (const id of strings(snap.finished_conflicts)) st.finishedConflicts.add(id)
+  for (const id of strings(snap.empty_batches)) st.emptyBatches.add(id)
+  const fg = snap.forgotten as { intents?: Record<string, number>, operations?: Record<string, number>, conflicts?: Record<string, number>, participants?: number } | undefined
   for (const [k, v] of Object.entries(fg?.intents ?? {})) st.forgotten.intents.set(k, v)
   for (const [k, v] of Object.entries(fg?.operations ?? {})) st.forgotten.ops.set(k, v)
+  for (const [k, v] of Object.entries(fg?.conflicts ?? {})) st.forgotten.conflicts.set(k, v)
+  if (typeof fg?.participants === 'number') st.forgotten.participants = fg.participants
   for (const p of snap.participants) {
     const rec = clone(p) as unknown as Participant
     st.participants.set(rec.principal_id, rec)
   }
+  // Departure order (older snapshots: the unavailable participants in roster order).
+  const departed = Array.isArray(snap.departed_participants) ? strings(snap.departed_participants) : snap.participants.filter(p => !p.is_available).map(p => p.principal_id)
+  for (const id of departed) if (st.participants.get(id)?.is_available === false) st.departed.add(id)
   for (const raw of snap.intents) {
     const r = clone(raw) as unknown as Intent
     st.addIntent(undefined, st.newIntent(r))
@@ -99,6 +114,12 @@ export function restoreState (snap: CoordinatorSnapshot, s: Settings): CoreState
   for (const raw of snap.operations) st.addOp(undefined, clone(raw) as unknown as Operation)
   for (const raw of snap.conflicts) st.addConflict(undefined, clone(raw) as unknown as Conflict)
   for (const raw of (snap.batches as Batch[] | undefined) ?? []) st.batches.set(raw.batch_id, clone(raw))
+  if (Array.isArray(snap.empty_batches)) {
+    for (const id of st.emptyBatches) if (!st.batches.has(id)) st.emptyBatches.delete(id)
+  } else {
+    // Older snapshots: the member-less batches in creation order.
+    for (const b of st.batches.values()) if (!b.op_ids.some(id => st.ops.get(id)?.batch_id === b.batch_id)) st.emptyBatches.add(b.batch_id)
+  }
   for (const raw of snap.pending_claims) {
     const c = clone(raw) as unknown as Claim
     st.claims.set(c.original_intent_id, c)

@@ -282,8 +282,14 @@ export class CoreState {
   readonly finishedIntents = new Set<string>()
   /** Settled (COMMITTED, REJECTED, ABANDONED, SUPERSEDED) op ids in the order they settled. */
   readonly finishedOps = new Set<string>()
-  /** Forgotten records by state (close summary totals stay exact). */
-  readonly forgotten = { intents: new Map<string, number>(), ops: new Map<string, number>() }
+  /** Terminal (CLOSED, DISMISSED) conflict ids in the order they finished. */
+  readonly finishedConflicts = new Set<string>()
+  /** Unavailable participants (GOODBYE or liveness timeout) in the order they departed. */
+  readonly departed = new Set<string>()
+  /** Batches created without a recorded member (every entry refused), in creation order. */
+  readonly emptyBatches = new Set<string>()
+  /** Forgotten records by state, and forgotten participants (close summary totals stay exact). */
+  readonly forgotten = { intents: new Map<string, number>(), ops: new Map<string, number>(), conflicts: new Map<string, number>(), participants: 0 }
   closed = false
   startedAt: number | null = null
   statusDueAt: number | null = null
@@ -325,6 +331,44 @@ export class CoreState {
     const out: string[] = []
     for (const p of this.participants.values()) if (p.roles.includes('owner') || p.roles.includes('arbiter')) out.push(p.principal_id)
     return out
+  }
+
+  /** A participant went away (GOODBYE or unavailable): it joins the departed order. */
+  depart (pid: string): void {
+    this.departed.delete(pid)
+    this.departed.add(pid)
+  }
+
+  /** A participant is back (HELLO, resumed HEARTBEAT). */
+  arrive (pid: string): void {
+    this.departed.delete(pid)
+  }
+
+  /**
+   * Gone (GOODBYE or unavailable) and holding nothing: no live intent, no
+   * pending operation, no pending claim, no deferral (its own or observing
+   * it). Such a participant may be forgotten (it must HELLO again).
+   */
+  forgettableParticipant (p: Participant): boolean {
+    const pid = p.principal_id
+    if (p.is_available || this.liveByPrincipal.has(pid) || this.pendingByPrincipal.has(pid)) return false
+    if (this.deferralsByPrincipal.has(pid) || this.deferralsByObserved.has(pid)) return false
+    for (const c of this.claims.values()) if (c.claimer === pid) return false
+    return true
+  }
+
+  /** Removes a participant record (full session, or bounded history); counted in the close summary. */
+  forgetParticipant (pid: string): void {
+    if (!this.participants.delete(pid)) return
+    this.frontier.delete(pid)
+    this.departed.delete(pid)
+    this.forgotten.participants++
+  }
+
+  /** Registers a batch record; one no member of which was recorded is bounded history at once. */
+  addBatch (b: Batch): void {
+    this.batches.set(b.batch_id, b)
+    if (!b.op_ids.some(id => this.ops.get(id)?.batch_id === b.batch_id)) this.emptyBatches.add(b.batch_id)
   }
 
   openConflictCount (): number { return this.openConflicts.size }
@@ -492,7 +536,8 @@ export class CoreState {
 
   /**
    * Bounded history (CoordinatorConfig.maxFinishedRecords): while more than
-   * the maximum of terminal intents (or settled operations) are kept, forgets
+   * the maximum of terminal intents (or settled operations, terminal
+   * conflicts, member-less batches, departed participants) are kept, forgets
    * the earliest finished ones that nothing live refers to. Runs at the end of
    * every input; deterministic (finish order is part of the snapshot).
    * Returns whether anything was forgotten.
@@ -531,6 +576,43 @@ export class CoreState {
         changed = true
       }
     }
+    // Terminal conflicts: nothing refers to one any more (RESOLUTION/ACK/ESCALATE need a live one).
+    excess = this.finishedConflicts.size - max
+    if (excess > 0) {
+      for (const id of this.finishedConflicts) {
+        if (excess <= 0) break
+        this.finishedConflicts.delete(id)
+        const c = this.conflicts.get(id)
+        if (c !== undefined && TERMINAL_CONFLICT.has(c.state)) {
+          this.conflicts.delete(id)
+          bump(this.forgotten.conflicts, c.state)
+        }
+        excess--
+        changed = true
+      }
+    }
+    excess = this.emptyBatches.size - max
+    if (excess > 0) {
+      for (const id of this.emptyBatches) {
+        if (excess <= 0) break
+        this.emptyBatches.delete(id)
+        this.#dropBatchIfEmpty(id)
+        excess--
+        changed = true
+      }
+    }
+    excess = this.departed.size - max
+    if (excess > 0) {
+      for (const pid of this.departed) {
+        if (excess <= 0) break
+        const p = this.participants.get(pid)
+        if (p !== undefined && !this.forgettableParticipant(p)) continue
+        if (p === undefined) this.departed.delete(pid)
+        else this.forgetParticipant(pid)
+        excess--
+        changed = true
+      }
+    }
     return changed
   }
 
@@ -561,6 +643,7 @@ export class CoreState {
     if (b === undefined) return
     for (const id of b.op_ids) if (this.ops.get(id)?.batch_id === batchId) return
     this.batches.delete(batchId)
+    this.emptyBatches.delete(batchId)
   }
 
   #dismissCandidates (ids: ReadonlySet<string> | undefined): void {
@@ -596,7 +679,7 @@ export class CoreState {
       this.dismissCandidates.add(id)
       for (const i of c.related_intents) addTo(this.conflictsByIntent, i, id)
       for (const o of c.related_ops) addTo(this.conflictsByOp, o, id)
-    }
+    } else this.finishedConflicts.add(id)
     if (ctx !== undefined) ctx.dirty = true
   }
 
@@ -614,6 +697,7 @@ export class CoreState {
       for (const i of c.related_intents) removeFrom(this.conflictsByIntent, i, c.conflict_id)
       for (const o of c.related_ops) removeFrom(this.conflictsByOp, o, c.conflict_id)
       c.scope_frozen = false
+      this.finishedConflicts.add(c.conflict_id)
     }
     ctx.dirty = true
   }

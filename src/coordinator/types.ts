@@ -123,9 +123,13 @@ export interface CoordinatorConfig {
   /**
    * Bounded history: the most terminal intents (EXPIRED, WITHDRAWN,
    * SUPERSEDED, TRANSFERRED) and the most settled operations (COMMITTED,
-   * REJECTED, ABANDONED, SUPERSEDED) kept, each. Beyond it the earliest
+   * REJECTED, ABANDONED, SUPERSEDED) kept, each; likewise terminal
+   * conflicts (CLOSED, DISMISSED), batches none of whose entries was
+   * recorded, and departed participants (GOODBYE or unavailable) holding no
+   * live intent, pending op, claim or deferral. Beyond it the earliest
    * finished ones that no open conflict, pending claim, deferral or pending
-   * op refers to are forgotten; a forgotten id may be reused. Default 1000.
+   * op refers to are forgotten; a forgotten id may be reused (a forgotten
+   * participant must HELLO again). Default 1000.
    */
   readonly maxFinishedRecords?: number
   /**

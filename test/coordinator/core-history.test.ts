@@ -3,7 +3,7 @@
  * bounded history of finished intents and operations (CoordinatorConfig
  * maxFinishedRecords).
  */
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { Coordinator } from '../../src/coordinator/index.js'
 import type { CoordinatorSnapshot } from '../../src/coordinator/types.js'
 import { Harness, assertRejected, assertRelayed, payloadsOfType, type Json } from '../helpers/mpac.js'
@@ -179,4 +179,119 @@ t.test('bounded history: a restored coordinator continues exactly like the origi
   const replay = new Coordinator(h.config)
   for (const i of h.inputs) replay.apply(i)
   t.same(replay.snapshot(h.now), h.snap(), 'a full replay forgets the same records')
+})
+
+/** Restoring the snapshot and replaying every input from the start both end in the original's state. */
+function restoreAndReplayAgree (t: Test, h: Harness): void {
+  t.ok(restoresExactly(h), 'restore is exact')
+  const replay = new Coordinator(h.config)
+  for (const i of h.inputs) replay.apply(i)
+  t.same(replay.snapshot(h.now), h.snap(), 'a full replay forgets the same records')
+}
+
+/** One conflict reported on the live intents i-a / i-b and resolved at once by the arbiter. */
+function conflictRound (h: Harness, k: number): void {
+  const r = h.report('C', { conflict_id: `k-${k}`, category: 'semantic_goal_conflict', severity: 'high', related_intents: ['i-a', 'i-b'] })
+  if (!r.accepted) throw new Error(`report ${k} refused: ${JSON.stringify(r.outputs)}`)
+  const s = h.resolve('R', `k-${k}`, k % 3 === 0 ? 'dismissed' : 'approved')
+  if (!s.accepted) throw new Error(`resolution ${k} refused: ${JSON.stringify(s.outputs)}`)
+}
+
+t.test('bounded history: terminal conflicts beyond maxFinishedRecords are forgotten, earliest finished first', async t => {
+  const h = new Harness({ ...QUIET, maxFinishedRecords: 5 })
+  h.join('A', 'B', 'C', ['R', ['arbiter']])
+  h.announce('A', 'i-a', ['a.py'])
+  h.announce('B', 'i-b', ['b.py'])
+  const sizes: number[] = []
+  for (let k = 0; k < 300; k++) {
+    conflictRound(h, k)
+    if (k === 49 || k === 299) sizes.push(JSON.stringify(h.snap()).length)
+  }
+  const snap = h.snap()
+  t.same(snap.conflicts.map(c => c.conflict_id), ['k-295', 'k-296', 'k-297', 'k-298', 'k-299'], 'the most recently finished conflicts are kept')
+  t.same(snap.finished_conflicts, ['k-295', 'k-296', 'k-297', 'k-298', 'k-299'], 'finish order is in the snapshot')
+  t.ok(Math.abs((sizes[1] as number) - (sizes[0] as number)) < 200, `the snapshot does not grow with resolved conflicts (${sizes.join(' → ')} bytes)`)
+  // An open conflict is never forgotten, however old; the forgotten order is the finish order, not the creation order.
+  assertRelayed(t, h.report('C', { conflict_id: 'k-old', category: 'semantic_goal_conflict', severity: 'high', related_intents: ['i-a', 'i-b'] }))
+  for (let k = 300; k < 320; k++) conflictRound(h, k)
+  t.equal(h.conflictState('k-old'), 'OPEN', 'the open conflict is kept')
+  assertRelayed(t, h.resolve('R', 'k-old', 'approved'))
+  t.same(h.snap().finished_conflicts, ['k-316', 'k-317', 'k-318', 'k-319', 'k-old'], 'finished last: kept, the earliest finished forgotten')
+  // Messages naming a forgotten conflict.
+  for (const s of [h.resolve('R', 'k-0', 'approved'), h.ack('A', 'k-1'), h.escalate('A', 'k-2', 'R')]) {
+    const p = assertRejected(t, s, 'INVALID_REFERENCE')
+    t.match(p.description, /unknown conflict k-\d/)
+  }
+  // A forgotten conflict id may be reported again: a new conflict.
+  assertRelayed(t, h.report('C', { conflict_id: 'k-0', category: 'semantic_goal_conflict', severity: 'high', related_intents: ['i-a', 'i-b'] }), 'a forgotten conflict id is free again')
+  t.equal(h.conflictState('k-0'), 'OPEN')
+  assertRejected(t, h.report('C', { conflict_id: 'k-319', category: 'semantic_goal_conflict', severity: 'high', related_intents: ['i-a'] }), 'INVALID_REFERENCE', 'a kept terminal conflict id is still taken')
+  restoreAndReplayAgree(t, h)
+  const summary = payloadsOfType(h.close(), 'SESSION_CLOSE')[0]?.summary as Json
+  // 321 finished + the reused k-0; k % 3 === 0 dismissed (107 of 0..319), the rest and k-old CLOSED.
+  t.match(summary, { total_conflicts: 322, resolved_conflicts: 214, total_participants: 4 }, 'close totals count forgotten conflicts')
+})
+
+t.test('bounded history: a re-used conflict id does not inherit the forgotten conflict\'s resolution timeout', async t => {
+  const h = new Harness({ ...QUIET, resolutionTimeoutSec: 100, maxFinishedRecords: 1 })
+  h.join('A', 'B', 'C', ['R', ['arbiter']])
+  h.announce('A', 'i-a', ['a.py'])
+  h.announce('B', 'i-b', ['b.py'])
+  conflictRound(h, 0)
+  conflictRound(h, 1)
+  t.equal(h.conflict('k-0'), undefined, 'k-0 forgotten')
+  h.tick(60)
+  assertRelayed(t, h.report('C', { conflict_id: 'k-0', category: 'semantic_goal_conflict', severity: 'high', related_intents: ['i-a', 'i-b'] }))
+  t.same(payloadsOfType(h.tick(50), 'CONFLICT_ESCALATE'), [], 'the old entry (due at 100 s) does not time the new k-0 out')
+  t.equal(h.conflictState('k-0'), 'OPEN')
+  t.equal(payloadsOfType(h.tick(51), 'CONFLICT_ESCALATE').length, 1, 'its own timeout (100 s after its report) does')
+  t.equal(h.conflictState('k-0'), 'ESCALATED')
+  restoreAndReplayAgree(t, h)
+})
+
+t.test('bounded history: departed participants holding nothing are forgotten beyond the bound; close totals stay exact', async t => {
+  const h = new Harness({ ...QUIET, maxFinishedRecords: 3 })
+  h.join('A')
+  // P-keep leaves with its intent suspended for transfer: it holds a live intent and is never forgotten.
+  h.join('P-keep')
+  h.announce('P-keep', 'i-keep', ['keep.py'])
+  assertRelayed(t, h.goodbye('P-keep', { intent_disposition: 'transfer' }))
+  for (let k = 0; k < 20; k++) {
+    h.join(`P${k}`)
+    h.announce(`P${k}`, `i-p${k}`, [`p${k}.py`])
+    assertRelayed(t, h.goodbye(`P${k}`))
+  }
+  const ids = (): string[] => h.snap().participants.map(p => p.principal_id)
+  t.same(ids(), ['A', 'P-keep', 'P18', 'P19'], 'the one holding an intent (it counts) and the latest departures are kept')
+  t.same(h.snap().departed_participants, ['P-keep', 'P18', 'P19'], 'departure order is in the snapshot')
+  // A kept departed participant that comes back leaves the departed list.
+  h.heartbeat('P18')
+  t.same(h.snap().departed_participants, ['P-keep', 'P19'])
+  // A forgotten participant must HELLO again; then it is a participant as before.
+  assertRejected(t, h.heartbeat('P0'), 'INVALID_REFERENCE', 'a forgotten participant must HELLO first')
+  h.join('P0')
+  t.equal(h.participant('P0')?.is_available, true, 'a forgotten participant may join again')
+  restoreAndReplayAgree(t, h)
+  const summary = payloadsOfType(h.close(), 'SESSION_CLOSE')[0]?.summary as Json
+  t.match(summary, { total_participants: 23 }, 'forgotten participants still count (P0, forgotten and back, counts twice)')
+})
+
+t.test('bounded history: batch records go with their last op, member-less batches beyond the bound', async t => {
+  const h = new Harness({ ...QUIET, maxFinishedRecords: 3 })
+  h.join('A')
+  h.announce('A', 'i', ['a.py', 'b.py'])
+  h.commit('A', 'seed', 'a.py', 'r0', 'r1', 'i')
+  for (let k = 0; k < 10; k++) {
+    // Every entry stale: nothing is recorded, the batch record alone remains.
+    h.batch('A', `empty-${k}`, [{ op_id: `e-${k}`, target: 'a.py', state_ref_before: 'stale', state_ref_after: 'x' }], 'best_effort', 'i')
+    h.batch('A', `full-${k}`, [{ op_id: `m-${k}`, target: 'b.py', state_ref_before: `b${k}`, state_ref_after: `b${k + 1}` }], 'all_or_nothing', 'i')
+  }
+  t.equal(h.opState('e-0'), undefined, 'a refused entry is not recorded')
+  const batches = (): string[] => (h.snap().batches as Array<{ batch_id: string }>).map(b => b.batch_id)
+  t.same(batches().filter(id => id.startsWith('empty')), ['empty-7', 'empty-8', 'empty-9'], 'member-less batches are bounded')
+  t.same(batches().filter(id => id.startsWith('full')), ['full-7', 'full-8', 'full-9'], 'a batch goes with its last forgotten op')
+  t.same(h.snap().operations.map(o => o.op_id), ['m-7', 'm-8', 'm-9'])
+  assertRelayed(t, h.batch('A', 'empty-0', [{ op_id: 'e-again', target: 'a.py', state_ref_before: 'r1', state_ref_after: 'r2' }], 'best_effort', 'i'), 'a forgotten batch id is free again')
+  assertRejected(t, h.batch('A', 'empty-9', [{ op_id: 'e-dup', target: 'a.py', state_ref_before: 'r2', state_ref_after: 'r3' }], 'best_effort', 'i'), 'INVALID_REFERENCE', 'a kept batch id is taken')
+  restoreAndReplayAgree(t, h)
 })
