@@ -4,6 +4,8 @@
  *   npx tsx bench/load.ts [--sessions 20] [--agents 5] [--seconds 10] [--store memory|sqlite] [--sync full|normal] [--files 10] [--rate R]
  *   npx tsx bench/load.ts --idle 2000
  *   (add --dist to measure the built server, after `npm run build`)
+ *   (add --prof DIR to write the server's V8 CPU profile into DIR with `node --cpu-prof`
+ *   and print its top self-time functions)
  *
  * Starts the server as a child process (the real CLI), then S sessions × A
  * agents (undici WebSocket) each loop announce → commit → withdraw on a small
@@ -15,7 +17,7 @@
  * connections and reports the server's memory.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -34,6 +36,8 @@ const root = fileURLToPath(new URL('..', import.meta.url))
 async function startServer (store: string, extra: string[]): Promise<{ child: ChildProcess, port: number }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'mpac-bench-'))
   const nodeFlags = (process.env.MPAC_BENCH_NODE_FLAGS ?? '').split(' ').filter(f => f !== '')
+  const profDir = arg('prof', '')
+  if (profDir !== '') nodeFlags.push('--cpu-prof', '--cpu-prof-dir', profDir)
   // --dist runs the built server (npm run build first): no TypeScript loader in the measured process.
   const entry = process.argv.includes('--dist') ? ['dist/server/cli.js'] : ['--import', './scripts/ts-register.mjs', 'src/server/cli.ts']
   const child = spawn(process.execPath, [...nodeFlags, ...entry,
@@ -217,7 +221,40 @@ async function load (): Promise<void> {
     serverRssMiB: Math.round(rss)
   }))
   for (const a of all) a.close()
+  await stopServer(child)
+  const profDir = arg('prof', '')
+  if (profDir !== '') summariseProfiles(profDir)
+}
+
+interface ProfileNode { id: number, callFrame: { functionName: string, url: string, lineNumber: number }, children?: number[] }
+interface Profile { nodes: ProfileNode[], samples: number[], timeDeltas: number[] }
+
+/** Prints the top self-time functions of every `.cpuprofile` in `dir` (as a JSON line each). */
+function summariseProfiles (dir: string): void {
+  for (const name of readdirSync(dir).filter(f => f.endsWith('.cpuprofile'))) {
+    const profile = JSON.parse(readFileSync(join(dir, name), 'utf8')) as Profile
+    const byId = new Map(profile.nodes.map(n => [n.id, n]))
+    const self = new Map<string, number>()
+    let total = 0
+    profile.samples.forEach((id, i) => {
+      const dt = profile.timeDeltas[i] ?? 0
+      const frame = byId.get(id)?.callFrame
+      const where = frame === undefined ? '?' : `${frame.functionName || '(anonymous)'} ${frame.url.replace(/^.*\/(node_modules|dist|src)\//, '$1/')}:${frame.lineNumber + 1}`
+      self.set(where, (self.get(where) ?? 0) + dt)
+      total += dt
+    })
+    const top = [...self].sort((a, b) => b[1] - a[1]).slice(0, 30)
+    console.log(JSON.stringify({ mode: 'profile', file: join(dir, name), totalMs: Math.round(total / 1000) }))
+    for (const [where, us] of top) console.log(`${(100 * us / total).toFixed(1).padStart(5)}%  ${where}`)
+  }
+}
+
+/** SIGTERM, then wait for the exit (a `--cpu-prof` profile is written on the way out). */
+async function stopServer (child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise(resolve => child.once('exit', resolve))
   child.kill('SIGTERM')
+  await exited
 }
 
 async function idle (count: number): Promise<void> {

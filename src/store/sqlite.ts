@@ -29,6 +29,17 @@ const SCHEMA_VERSION = 1
 /** A WAL file is truncated back to this size after a checkpoint (it may grow past it in between). */
 const WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
+/**
+ * Pages in the WAL that trigger an automatic checkpoint (SQLite's default is
+ * 1000). Journal rows are inserted and soon deleted by a snapshot, so a
+ * larger WAL lets a checkpoint copy each page once for many commits; about
+ * 20% less commit time on the load benchmark's pattern. ~32 MiB at 4 KiB pages.
+ */
+const WAL_CHECKPOINT_PAGES = 8000
+
+/** Journal rows per multi-row `INSERT` (4 parameters each, well below SQLite's limit of 32766). */
+const INSERT_CHUNK = 64
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS sessions (
   session_id TEXT PRIMARY KEY,
@@ -101,6 +112,12 @@ export class SqliteStore implements ManagedSessionStore {
   readonly #log: StoreLogger
   readonly #states = new Map<string, SessionState>()
   readonly #stmt
+  /** `#insertEntries(n)`, by row count. */
+  readonly #inserts: Array<Database.Statement<unknown[]> | undefined> = []
+  /** One transaction wrapper, made once (`db.transaction` builds new wrappers on every call). */
+  readonly #transaction: <T>(fn: () => T) => T
+  /** The first store write that failed inside the current `batch`; the batch rolls back. */
+  #failedInBatch: unknown
 
   constructor (options: SqliteStoreOptions) {
     mkdirSync(options.dir, { recursive: true, mode: 0o700 })
@@ -111,6 +128,7 @@ export class SqliteStore implements ManagedSessionStore {
       this.#db.pragma(`synchronous = ${options.synchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`)
       this.#db.pragma('busy_timeout = 5000')
       this.#db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT}`)
+      this.#db.pragma(`wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`)
       const version = this.#db.pragma('user_version', { simple: true }) as number
       if (version > SCHEMA_VERSION) {
         throw new Error(`${join(options.dir, DATABASE_FILE)} has schema version ${version}; this version of mpac-mcp reads ${SCHEMA_VERSION}`)
@@ -124,6 +142,8 @@ export class SqliteStore implements ManagedSessionStore {
       throw err
     }
     const db = this.#db
+    const tx = db.transaction((fn: () => unknown) => fn())
+    this.#transaction = <T>(fn: () => T): T => tx(fn) as T
     this.#stmt = {
       listSessions: db.prepare<[], { session_id: string }>('SELECT session_id FROM sessions WHERE quarantined = 0 ORDER BY session_id').pluck(),
       listQuarantined: db.prepare<[], { session_id: string; quarantine_reason: string | null }>(
@@ -139,7 +159,6 @@ export class SqliteStore implements ManagedSessionStore {
         (SELECT COUNT(*) FROM journal WHERE session_id = @id) AS entries,
         (SELECT SUM(length(CAST(body AS BLOB))) FROM journal WHERE session_id = @id) AS bytes`),
       insertSession: db.prepare<[string, number]>('INSERT INTO sessions (session_id, created_at) VALUES (?, ?)'),
-      insertEntry: db.prepare<[string, number, string, number]>('INSERT INTO journal (session_id, seq, body, crc) VALUES (?, ?, ?, ?)'),
       snapshot: db.prepare<[string], SnapshotRow>('SELECT seq, body, crc FROM snapshots WHERE session_id = ?'),
       journal: db.prepare<[string], JournalRow>('SELECT seq, body, crc FROM journal WHERE session_id = ? ORDER BY seq').raw(),
       upsertSnapshot: db.prepare<[string, number, string, number]>(`INSERT INTO snapshots (session_id, seq, body, crc) VALUES (?, ?, ?, ?)
@@ -251,8 +270,13 @@ export class SqliteStore implements ManagedSessionStore {
    */
   batch<T> (fn: () => T): T {
     if (this.#db.inTransaction) return fn()
+    this.#failedInBatch = undefined
     try {
-      return this.#db.transaction(fn)()
+      return this.#transaction(() => {
+        const result = fn()
+        if (this.#failedInBatch !== undefined) throw this.#failedInBatch
+        return result
+      })
     } catch (err) {
       // The counters of whatever `fn` appended were rolled back with it.
       this.#states.clear()
@@ -267,16 +291,7 @@ export class SqliteStore implements ManagedSessionStore {
       const bodies = inputs.map(input => JSON.stringify(input))
       const first = inputs[0]?.now
       const createdAt = typeof first === 'number' && Number.isFinite(first) ? Math.trunc(first) : Date.now()
-      let added = 0
-      this.#db.transaction(() => {
-        if (!state.exists) this.#stmt.insertSession.run(sessionId, createdAt)
-        for (let i = 0; i < bodies.length; i++) {
-          const body = bodies[i] as string
-          const seq = state.lastSeq + i + 1
-          this.#stmt.insertEntry.run(sessionId, seq, body, rowChecksum(sessionId, seq, body))
-          added += Buffer.byteLength(body)
-        }
-      })()
+      const added = this.#atomically(this.#appendRows, sessionId, state, bodies, createdAt)
       state.exists = true
       state.lastSeq += bodies.length
       state.entries += bodies.length
@@ -285,17 +300,65 @@ export class SqliteStore implements ManagedSessionStore {
     return { entriesSinceSnapshot: state.entries, bytesSinceSnapshot: state.bytes }
   }
 
+  /** Inserts the journal rows of one `append` (in a transaction); returns their size in bytes. */
+  readonly #appendRows = (sessionId: string, state: SessionState, bodies: readonly string[], createdAt: number): number => {
+    if (!state.exists) this.#stmt.insertSession.run(sessionId, createdAt)
+    let added = 0
+    let i = 0
+    while (i < bodies.length) {
+      // Up to INSERT_CHUNK rows per statement: one call into SQLite instead of one per row.
+      const n = Math.min(INSERT_CHUNK, bodies.length - i)
+      const params: Array<string | number> = []
+      for (let k = 0; k < n; k++) {
+        const body = bodies[i + k] as string
+        const seq = state.lastSeq + i + k + 1
+        params.push(sessionId, seq, body, rowChecksum(sessionId, seq, body))
+        added += Buffer.byteLength(body)
+      }
+      this.#insertEntries(n).run(params)
+      i += n
+    }
+    return added
+  }
+
+  /** The prepared `INSERT` of `n` journal rows (cached per row count). */
+  #insertEntries (n: number): Database.Statement<unknown[]> {
+    let stmt = this.#inserts[n]
+    if (stmt === undefined) {
+      stmt = this.#db.prepare(`INSERT INTO journal (session_id, seq, body, crc) VALUES ${Array(n).fill('(?, ?, ?, ?)').join(', ')}`)
+      this.#inserts[n] = stmt
+    }
+    return stmt
+  }
+
+  /**
+   * Runs `fn` in a transaction, or directly when one is open already (inside
+   * `batch`: a nested `db.transaction` would add a SAVEPOINT and RELEASE for
+   * nothing, since the batch rolls back as a whole anyway).
+   */
+  #atomically<A extends unknown[], T> (fn: (...args: A) => T, ...args: A): T {
+    if (!this.#db.inTransaction) return this.#transaction(() => fn(...args))
+    try {
+      return fn(...args)
+    } catch (err) {
+      // Part of it may be written: the whole batch must roll back, even if
+      // the batch's function catches this error.
+      this.#failedInBatch ??= err
+      throw err
+    }
+  }
+
   saveSnapshot (sessionId: string, snapshot: unknown): void {
     const state = this.#state(sessionId)
     this.#assertUsable(sessionId, state)
     const body = JSON.stringify(snapshot)
     if (typeof body !== 'string') throw new TypeError('snapshot is not JSON-serialisable')
     const seq = state.lastSeq
-    this.#db.transaction(() => {
+    this.#atomically(() => {
       if (!state.exists) this.#stmt.insertSession.run(sessionId, Date.now())
       this.#stmt.upsertSnapshot.run(sessionId, seq, body, rowChecksum(sessionId, seq, body))
       this.#stmt.deleteJournalUpTo.run(sessionId, seq)
-    })()
+    })
     state.exists = true
     state.entries = 0
     state.bytes = 0

@@ -229,6 +229,40 @@ t.test('batch: appends of several sessions in one transaction, all or nothing', 
   t.same(again.listSessions(), ['a', 'b', 'c'])
 })
 
+t.test('an append of more rows than one INSERT takes is stored whole and in order', async t => {
+  const { store, dir } = open(t)
+  const inputs = Array.from({ length: 150 }, (_, i) => i % 3 === 0 ? msg(i + 1, `m${i}`) : tick(i + 1))
+  t.same(store.append('s1', inputs), { entriesSinceSnapshot: 150, bytesSinceSnapshot: bytesOf(inputs) })
+  t.same(store.append('s1', [tick(151)]).entriesSinceSnapshot, 151)
+  store.close()
+  const { store: again } = open(t, dir)
+  t.same(again.load('s1')?.journal, [...inputs, tick(151)], 'every row checks out on load')
+  t.same(raw(t, dir).prepare('SELECT seq FROM journal WHERE session_id = ? ORDER BY seq').pluck().all('s1'),
+    Array.from({ length: 151 }, (_, i) => i + 1))
+})
+
+t.test('batch: a failed append rolls the whole batch back even when fn catches the error', async t => {
+  const { store, dir } = open(t)
+  store.append('a', [tick(1), tick(2)])
+  // A row in the way of the 67th entry: the second INSERT of the next append fails after the first one wrote 64 rows.
+  raw(t, dir).prepare('INSERT INTO journal (session_id, seq, body, crc) VALUES (?, ?, ?, ?)').run('a', 67, '{}', 0)
+  let caught: unknown
+  t.throws(() => store.batch(() => {
+    store.append('e', [tick(1)])
+    try {
+      store.append('a', Array.from({ length: 70 }, (_, i) => tick(i + 3)))
+    } catch (err) {
+      caught = err
+    }
+    store.append('f', [tick(1)])
+  }), /constraint/i)
+  t.match(String(caught), /constraint/i, 'the append itself threw')
+  t.equal(store.load('e'), undefined, 'appends before the failure are rolled back')
+  t.equal(store.load('f'), undefined, 'appends after it too')
+  t.same(raw(t, dir).prepare('SELECT seq FROM journal WHERE session_id = ? ORDER BY seq').pluck().all('a'), [1, 2, 67],
+    'no partial rows of the failed append')
+})
+
 t.test('retention purges closed sessions older than the cutoff', async t => {
   const { store, dir, logs } = open(t)
   store.append('old', [tick(1)])
