@@ -1,10 +1,10 @@
 import t from 'tap'
 import { SnapshotPolicy } from '../../src/store/index.js'
 
-t.test('defaults: every 1000 entries or 4 MiB', async t => {
+t.test('defaults: every 5000 entries or 4 MiB', async t => {
   const policy = new SnapshotPolicy()
-  t.equal(policy.due({ entriesSinceSnapshot: 999, bytesSinceSnapshot: 4 * 1024 * 1024 - 1 }), false)
-  t.equal(policy.due({ entriesSinceSnapshot: 1000, bytesSinceSnapshot: 0 }), true)
+  t.equal(policy.due({ entriesSinceSnapshot: 4999, bytesSinceSnapshot: 4 * 1024 * 1024 - 1 }), false)
+  t.equal(policy.due({ entriesSinceSnapshot: 5000, bytesSinceSnapshot: 0 }), true)
   t.equal(policy.due({ entriesSinceSnapshot: 1, bytesSinceSnapshot: 4 * 1024 * 1024 }), true)
 })
 
