@@ -13,6 +13,7 @@
  * Auto-dismiss runs before (settle), so it pre-empts every phase.
  */
 import { rejectOp } from './cascades.js'
+import { escalateToArbiter } from './governance.js'
 import { ALL, nextId, type Ctx } from './envelopes.js'
 import { isPendingOp, type Conflict, type CoreState, type Intent, type Operation } from './state.js'
 
@@ -57,21 +58,7 @@ function phase2 (st: CoreState, ctx: Ctx, c: Conflict): void {
   const cid = c.conflict_id
   c.phase = 2
   ctx.dirty = true
-  if (c.state !== 'ESCALATED') {
-    let arbiter: string | undefined
-    for (const p of st.participants.values()) {
-      if (p.is_available && p.roles.includes('arbiter') && p.principal_id !== c.principal_a && p.principal_id !== c.principal_b) {
-        arbiter = p.principal_id
-        break
-      }
-    }
-    if (arbiter !== undefined) {
-      c.escalated_to = arbiter
-      c.escalated_at = ctx.now
-      st.setConflictState(ctx, c, 'ESCALATED')
-      st.emit(ctx, 'CONFLICT_ESCALATE', { conflict_id: cid, escalate_to: arbiter, reason: 'frozen_scope_phase_2' }, ALL)
-    }
-  }
+  if (c.state !== 'ESCALATED') escalateToArbiter(st, ctx, c, 'frozen_scope_phase_2')
   const winner = priorityWinner(st, c)
   if (winner !== undefined) {
     c.bypass_principal = winner

@@ -124,23 +124,28 @@ function dueTimeouts (st: CoreState, now: number): Conflict[] {
   return due.sort((a, b) => a.seq - b.seq)
 }
 
+/**
+ * A system escalation: to the first available arbiter (in join order) that is
+ * not one of the conflict's two principals (fix G9). False when there is none.
+ */
+export function escalateToArbiter (st: CoreState, ctx: Ctx, c: Conflict, reason: string): boolean {
+  for (const p of st.participants.values()) {
+    if (p.is_available && p.roles.includes('arbiter') && p.principal_id !== c.principal_a && p.principal_id !== c.principal_b) {
+      c.escalated_to = p.principal_id
+      c.escalated_at = ctx.now
+      st.setConflictState(ctx, c, 'ESCALATED')
+      st.emit(ctx, 'CONFLICT_ESCALATE', { conflict_id: c.conflict_id, escalate_to: p.principal_id, reason }, ALL)
+      return true
+    }
+  }
+  return false
+}
+
 /** SPEC §18.6 step 1: escalate to an available non-party arbiter, else freeze and report once. */
 export function resolutionTimeouts (st: CoreState, ctx: Ctx): void {
   for (const c of dueTimeouts(st, ctx.now)) {
     const cid = c.conflict_id
-    let arbiter: string | undefined
-    for (const p of st.participants.values()) {
-      if (p.is_available && p.roles.includes('arbiter') && p.principal_id !== c.principal_a && p.principal_id !== c.principal_b) {
-        arbiter = p.principal_id
-        break
-      }
-    }
-    if (arbiter !== undefined) {
-      c.escalated_to = arbiter
-      c.escalated_at = ctx.now
-      st.setConflictState(ctx, c, 'ESCALATED')
-      st.emit(ctx, 'CONFLICT_ESCALATE', { conflict_id: cid, escalate_to: arbiter, reason: 'resolution_timeout' }, ALL)
-    } else {
+    if (!escalateToArbiter(st, ctx, c, 'resolution_timeout')) {
       c.timeout_reported = true
       st.freeze(ctx, c)
       st.emit(ctx, 'PROTOCOL_ERROR', {
