@@ -4,35 +4,20 @@
  * deploy files (a TOML subset for fly.toml, the Dockerfile's instructions).
  */
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process'
-import { mkdtempSync, realpathSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import { cleanEnv, tempDir, type Env, type Teardown } from '../helpers/process.js'
+
+export { cleanEnv, tempDir, type Env, type Teardown }
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 export const SERVER_CLI = join(ROOT, 'src', 'server', 'cli.ts')
 export const SHIM_CLI = join(ROOT, 'src', 'mcp', 'cli.ts')
 /** `node --import <this>` runs a .ts entry from any working directory (the project's TypeScript loader). */
 export const TS_LOADER = pathToFileURL(join(ROOT, 'scripts', 'ts-register.mjs')).href
-
-export interface Teardown { teardown (fn: () => unknown): void }
-export type Env = Record<string, string>
-
-/** The process environment without MPAC_*, NODE_OPTIONS and tap's variables, plus `extra`. */
-export function cleanEnv (extra: Env = {}): Env {
-  const env: Env = {}
-  for (const [k, v] of Object.entries(process.env)) {
-    if (v !== undefined && !k.startsWith('MPAC_') && k !== 'NODE_OPTIONS' && !k.startsWith('TAP')) env[k] = v
-  }
-  return { ...env, ...extra }
-}
-
-export function tempDir (t: Teardown, prefix: string): string {
-  const dir = realpathSync(mkdtempSync(join(tmpdir(), prefix)))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
 
 /** A TCP port that was free on 127.0.0.1 a moment ago (for programs that cannot listen on port 0 and report it). */
 export function freePort (): Promise<number> {

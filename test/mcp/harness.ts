@@ -6,40 +6,22 @@
  * (found through their pid files).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, readFileSync, readdirSync } from 'node:fs'
 import { createServer as createNetServer, connect as netConnect, type AddressInfo, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
+import { cleanEnv, tempDir, type Env, type Teardown } from '../helpers/process.js'
+
+export { cleanEnv, tempDir, type Env, type Teardown }
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const SERVER_CLI = join(ROOT, 'src', 'server', 'cli.ts')
 const SHIM_CLI = join(ROOT, 'src', 'mcp', 'cli.ts')
 /** `--import tsx` resolves from the cwd; the absolute URL works from any directory. */
 export const TSX = import.meta.resolve('tsx')
-
-export interface Teardown { teardown (fn: () => unknown): void }
-
-export type Env = Record<string, string>
-
-/** The process environment without MPAC_* (so the developer's settings never leak into a test). */
-export function cleanEnv (extra: Env = {}): Env {
-  const env: Env = {}
-  for (const [k, v] of Object.entries(process.env)) {
-    if (v !== undefined && !k.startsWith('MPAC_') && k !== 'NODE_OPTIONS' && !k.startsWith('TAP')) env[k] = v
-  }
-  return { ...env, ...extra }
-}
-
-/** A fresh directory in the OS temp dir, removed at teardown. */
-export function tempDir (t: Teardown, prefix: string): string {
-  const dir = realpathSync(mkdtempSync(join(tmpdir(), prefix)))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
 
 /** Resolves when `predicate(output)` holds for the child's accumulated stdout+stderr; rejects on exit or deadline. */
 function waitForOutput (child: ChildProcess, read: () => string, predicate: (out: string) => boolean, timeoutMs: number): Promise<void> {
