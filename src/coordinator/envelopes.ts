@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto'
 import type { ErrorCode } from '../protocol/error-codes.js'
 import type { MessageType } from '../protocol/message-types.js'
 import { formatTs } from '../protocol/time.js'
+import { clampLamport } from '../protocol/watermark.js'
 import type { Audience, FileWrite, Output } from './types.js'
 
 export const ALL: Audience = Object.freeze({ kind: 'all' })
@@ -45,7 +46,8 @@ export function buildEnvelope (c: Clock, type: MessageType, payload: Record<stri
     const v = payload[k]
     if (v !== null && v !== undefined) clean[k] = v
   }
-  c.lamport++
+  // Saturates at MAX_LAMPORT, the largest value coordinators accept: a clock at the ceiling repeats it.
+  c.lamport = clampLamport(c.lamport + 1)
   return {
     protocol: 'MPAC',
     version: c.version,

@@ -175,6 +175,15 @@ export class SessionRuntime {
   }
 
   /** A sideband query (protocol.md §11.3), answered in order with the session's other outputs. */
+  /**
+   * Why the core would refuse this HELLO from a connection that was never
+   * admitted, without applying it (issue 11.2: such input changes nothing).
+   */
+  helloRefusal (envelope: Record<string, unknown>, verdict: Verdict | undefined): { readonly code: string, readonly description: string } | undefined {
+    if (this.#broken) return undefined // handleMessage ignores input to a failed session
+    return this.core.helloRefusal(envelope, this.#opts.now(), verdict)
+  }
+
   handleSideband (peer: Peer, frame: Record<string, unknown>, receivedAt: number): void {
     if (this.#broken) return
     const now = this.#opts.now()
@@ -303,8 +312,12 @@ export class SessionRuntime {
       if (p.receivedAt !== undefined) metrics.observeHandling((performance.now() - p.receivedAt) / 1000)
     }
     for (const peer of corked) peer.uncork?.()
-    if (!this.#persisted && !this.#admittedEver && this.#pending.length === 0) {
-      // A provisional session nobody was admitted to: forget it entirely (no timer keeps it alive).
+    this.releaseIfProvisional()
+  }
+
+  /** A provisional session nobody was admitted to is forgotten entirely (no timer keeps it alive). */
+  releaseIfProvisional (): void {
+    if (!this.#persisted && !this.#admittedEver && this.#pending.length === 0 && !this.#disposed) {
       this.#dispose()
       this.#opts.onDiscard?.(this)
     }
