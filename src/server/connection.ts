@@ -73,6 +73,8 @@ export class Connection implements Peer {
   principalId: string | undefined
   /** Digest of the HELLO credential token that admitted this connection. */
   helloDigest: string | undefined
+  /** The roles the token table gave that token when this connection was admitted (a reload that changes them closes it). */
+  tokenRoles: readonly string[] | undefined
   #log: Logger | undefined
   readonly #socket: WebSocketLike
   readonly #ctx: ConnectionContext
@@ -360,6 +362,7 @@ export class Connection implements Peer {
       runtime.attach(this)
       const token = this.#tokenOf(envelope)
       this.helloDigest = token
+      this.tokenRoles = token === undefined ? undefined : this.#ctx.auth.table?.entryOf(token)?.roles
       this.#log = undefined
       this.#ctx.registry.admitted(this, runtime, token)
     }

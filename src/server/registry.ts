@@ -38,6 +38,11 @@ export class SessionRegistry {
   readonly #snapshotPolicy = new SnapshotPolicy()
   /** Sessions with work queued in this event-loop turn (flushed together). */
   #dirty = new Set<SessionRuntime>()
+  /** The token table connections are judged by (swapped by revalidate). */
+  #table: TokenTable | undefined
+  #expiryTimer: NodeJS.Timeout | undefined
+  /** When #expiryTimer fires (epoch ms), or Infinity. */
+  #expiryAt = Infinity
   #workspace: DiskWorkspace | undefined
   #sweepTimer: NodeJS.Timeout | undefined
   /** Called whenever the number of open connections changes (idle exit). */
@@ -46,6 +51,7 @@ export class SessionRegistry {
   constructor (opts: RegistryOptions) {
     this.#opts = opts
     this.#now = opts.now ?? Date.now
+    this.#table = opts.config.tokenTable
   }
 
   get connectionCount (): number { return this.#connections.size }
@@ -175,6 +181,7 @@ export class SessionRegistry {
 
   /** A HELLO was admitted on `conn`. */
   admitted (conn: Connection, runtime: SessionRuntime, tokenDigest: string | undefined): void {
+    this.#noteExpiry(tokenDigest)
     if (!this.#stored.has(runtime.sessionId)) {
       this.#stored.add(runtime.sessionId)
       if (tokenDigest !== undefined) {
@@ -215,6 +222,7 @@ export class SessionRegistry {
 
   connectionOpened (conn: Connection): void {
     this.#connections.add(conn)
+    this.#noteExpiry(conn.headerAuth?.digest)
     this.onConnectionCount?.(this.#connections.size)
   }
 
@@ -223,20 +231,72 @@ export class SessionRegistry {
     this.onConnectionCount?.(this.#connections.size)
   }
 
-  /** After a token-table reload: close connections whose token is gone or no longer valid here. */
+  /**
+   * After a token-table reload, and when a token's `expires_at` passes:
+   * closes connections whose token is gone, expired or no longer valid here
+   * (4401), and admitted connections whose token's roles changed (4205: the
+   * client reconnects and is granted the new roles). Re-arms the expiry timer.
+   */
   revalidate (table: TokenTable | undefined): number {
+    this.#table = table
+    const now = this.#now()
     let closed = 0
     for (const conn of [...this.#connections]) {
       const digests = [conn.headerAuth?.digest, conn.helloDigest].filter((d): d is string => d !== undefined)
       if (digests.length === 0) continue
-      const valid = table !== undefined && digests.every(d => table.stillValid(d, conn.sessionId, conn.principalId))
-      if (!valid) {
-        conn.log.info('token revoked; closing connection')
-        conn.close(CLOSE.TOKEN_REVOKED)
+      const entries = digests.map(d => table?.entryOf(d))
+      if (table === undefined || !digests.every(d => table.stillValid(d, conn.sessionId, conn.principalId, now))) {
+        const expired = entries.some(e => e?.expiresAt !== undefined && now >= e.expiresAt)
+        conn.log.info(expired ? 'token expired; closing connection' : 'token revoked; closing connection')
+        conn.close(expired ? CLOSE.TOKEN_EXPIRED : CLOSE.TOKEN_REVOKED)
+        closed++
+        continue
+      }
+      const roles = conn.helloDigest === undefined ? undefined : table.entryOf(conn.helloDigest)?.roles
+      if (conn.tokenRoles !== undefined && roles !== undefined && !sameRoles(conn.tokenRoles, roles)) {
+        conn.log.info({ before: conn.tokenRoles, after: roles }, 'token roles changed; closing connection so it rejoins with the new roles')
+        conn.close(CLOSE.ROLES_CHANGED)
         closed++
       }
     }
+    this.#armExpiry()
     return closed
+  }
+
+  /** Arms one timer at the earliest `expires_at` among the tokens of open connections. */
+  #armExpiry (): void {
+    this.#setExpiryTimer(Infinity)
+    const table = this.#table
+    if (table === undefined) return
+    let next = Infinity
+    for (const conn of this.#connections) {
+      for (const d of [conn.headerAuth?.digest, conn.helloDigest]) {
+        const at = d === undefined ? undefined : table.entryOf(d)?.expiresAt
+        if (at !== undefined && at < next) next = at
+      }
+    }
+    this.#setExpiryTimer(next)
+  }
+
+  /** A connection now holds this token: fire earlier if it expires before the armed time (O(1)). */
+  #noteExpiry (digest: string | undefined): void {
+    const at = digest === undefined ? undefined : this.#table?.entryOf(digest)?.expiresAt
+    if (at !== undefined && at < this.#expiryAt) this.#setExpiryTimer(at)
+  }
+
+  #setExpiryTimer (at: number): void {
+    if (this.#expiryTimer !== undefined) clearTimeout(this.#expiryTimer)
+    this.#expiryTimer = undefined
+    this.#expiryAt = at
+    if (at === Infinity) return
+    // Node caps timer delays at 2^31-1 ms; a later expiry re-arms when this fires.
+    const delay = Math.min(Math.max(0, at - this.#now()), 2_147_483_647)
+    this.#expiryTimer = setTimeout(() => {
+      this.#expiryTimer = undefined
+      this.#expiryAt = Infinity
+      this.revalidate(this.#table)
+    }, delay)
+    this.#expiryTimer.unref()
   }
 
   /** Unloads idle sessions and purges closed ones past retention. */
@@ -268,6 +328,7 @@ export class SessionRegistry {
   /** Shutdown: close every connection with `spec`, flush and snapshot every session. */
   shutdown (spec: CloseSpec): void {
     if (this.#sweepTimer !== undefined) clearInterval(this.#sweepTimer)
+    this.#setExpiryTimer(Infinity)
     for (const runtime of this.#live.values()) runtime.flush()
     for (const conn of [...this.#connections]) conn.close(spec)
     for (const runtime of [...this.#live.values()]) {
@@ -360,4 +421,8 @@ export class SessionRegistry {
     if (this.#live.get(runtime.sessionId) === runtime) this.#live.delete(runtime.sessionId)
     this.#opts.metrics.sessionsLoaded = this.#live.size
   }
+}
+
+function sameRoles (a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every(r => b.includes(r))
 }
