@@ -7,6 +7,7 @@ import { VERSION } from '../version.js'
 import { buildApp } from './app.js'
 import { helpText, isLoopback, loadServerConfig, type ServerConfig } from './config.js'
 import { createLogger } from './logger.js'
+import { listenMetrics, type MetricsListener } from './metrics-listener.js'
 import { TokenTable } from './token-table.js'
 
 /**
@@ -16,7 +17,7 @@ import { TokenTable } from './token-table.js'
  * table file). `mpac-mcp-sidecar token …` is dispatched to the token command.
  */
 
-function banner (config: ServerConfig, port: number, tokens: number): string {
+function banner (config: ServerConfig, port: number, tokens: number, metricsPort: number | undefined): string {
   const scheme = config.tls !== undefined || config.tlsByProxy ? 'wss' : 'ws'
   const shownHost = config.host === '0.0.0.0' || config.host === '::' || config.host === ''
     ? '<this-host>'
@@ -31,7 +32,8 @@ function banner (config: ServerConfig, port: number, tokens: number): string {
     `  security profile: ${config.securityProfile}${config.tokenTable === undefined ? '' : ` (${tokens} token${tokens === 1 ? '' : 's'}${config.tokenTableFile === undefined ? '' : `, from ${config.tokenTableFile}`})`}`,
     `  policies:         ${config.complianceProfile}, ${config.executionModel}`,
     `  store:            ${config.store === 'memory' ? 'memory (nothing survives a restart)' : `sqlite in ${config.dataDir} (sync ${config.storeSync})`}`,
-    `  clients connect:  ${url}${config.mode === 'single' ? ` (or ${base}/)` : ''}`
+    `  clients connect:  ${url}${config.mode === 'single' ? ` (or ${base}/)` : ''}`,
+    `  metrics:          ${metricsPort !== undefined ? `http://127.0.0.1:${metricsPort}/metrics (loopback, no token)` : config.metricsToken !== undefined ? '/metrics with the MPAC_METRICS_TOKEN bearer token' : config.metricsPublic ? '/metrics, open (--metrics-public)' : 'off (set MPAC_METRICS_TOKEN, --metrics-port or --metrics-public)'}`
   ]
   if (!isLoopback(config.host) && config.tokenTable === undefined) lines.push('  WARNING: reachable from other machines without authentication (--allow-open)')
   return lines.join('\n') + '\n'
@@ -90,7 +92,18 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
     return setting === undefined ? 1 : 2
   }
   const port = (app.server.address() as AddressInfo).port
-  process.stdout.write(banner(config, port, config.tokenTable?.size ?? 0))
+  let metricsListener: MetricsListener | undefined
+  if (config.metricsPort !== undefined) {
+    try {
+      metricsListener = await listenMetrics(app.mpac.metrics, config.metricsPort)
+    } catch (err) {
+      await app.close()
+      store.close()
+      process.stderr.write(`mpac-mcp-sidecar: cannot listen on 127.0.0.1:${config.metricsPort} for ${settingName(argv, env, 'metrics-port', 'MPAC_METRICS_PORT')}: ${oneLine((err as Error).message)}\n`)
+      return 1
+    }
+  }
+  process.stdout.write(banner(config, port, config.tokenTable?.size ?? 0, metricsListener?.port))
 
   let stopping: Promise<void> | undefined
   const stop = (why: string): Promise<void> => {
@@ -99,6 +112,7 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
       watcher?.close()
       if (idleTimer !== undefined) clearTimeout(idleTimer)
       try {
+        await metricsListener?.close()
         await app.close()
       } finally {
         store.close()

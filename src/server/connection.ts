@@ -87,8 +87,14 @@ export class Connection implements Peer {
   #dropped = 0
   #corked = false
 
-  constructor (socket: WebSocketLike, sessionId: string, headerAuth: HeaderAuth | undefined, ctx: ConnectionContext) {
+  /** The client address (`request.ip`: the proxy-reported one behind a trusted proxy). */
+  readonly address: string
+  /** Counted among the connections not admitted yet (registry.prehello*), until admitted or closed. */
+  #prehelloCounted = true
+
+  constructor (socket: WebSocketLike, sessionId: string, headerAuth: HeaderAuth | undefined, ctx: ConnectionContext, address = '') {
     this.#socket = socket
+    this.address = address
     this.sessionId = sessionId
     this.headerAuth = headerAuth
     this.#ctx = ctx
@@ -190,6 +196,7 @@ export class Connection implements Peer {
 
   #onClose (): void {
     if (this.#prehelloTimer !== undefined) clearTimeout(this.#prehelloTimer)
+    this.#endPrehello()
     this.#closed = true
     this.#runtime?.detach(this)
     this.#ctx.metrics.connections--
@@ -358,6 +365,7 @@ export class Connection implements Peer {
     const result = runtime.handleMessage(this, envelope, verdict, receivedAt)
     if (result?.accepted === true) {
       if (this.#prehelloTimer !== undefined) clearTimeout(this.#prehelloTimer)
+      this.#endPrehello()
       this.#runtime = runtime
       runtime.attach(this)
       const token = this.#tokenOf(envelope)
@@ -366,6 +374,12 @@ export class Connection implements Peer {
       this.#log = undefined
       this.#ctx.registry.admitted(this, runtime, token)
     }
+  }
+
+  #endPrehello (): void {
+    if (!this.#prehelloCounted) return
+    this.#prehelloCounted = false
+    this.#ctx.registry.prehelloEnded(this.address)
   }
 
   /** Digest of the token this HELLO presents (credential, else header). */

@@ -43,6 +43,9 @@ export class SessionRegistry {
   #expiryTimer: NodeJS.Timeout | undefined
   /** When #expiryTimer fires (epoch ms), or Infinity. */
   #expiryAt = Infinity
+  /** Connections not admitted by a HELLO yet, per client address and in total. */
+  readonly #prehello = new Map<string, number>()
+  #prehelloTotal = 0
   #workspace: DiskWorkspace | undefined
   #sweepTimer: NodeJS.Timeout | undefined
   /** Called whenever the number of open connections changes (idle exit). */
@@ -220,7 +223,36 @@ export class SessionRegistry {
     }
   }
 
+  /**
+   * Why an upgrade from `address` must be refused before it happens, given
+   * the connections not admitted by a HELLO yet (issue 11.4: unauthenticated
+   * resources are bounded): HTTP 503 past --max-prehello-connections, 429 past
+   * --max-prehello-per-address. Undefined: go ahead.
+   */
+  prehelloRefusal (address: string): { readonly status: 429 | 503, readonly reason: string } | undefined {
+    const limits = this.#opts.config.limits
+    if (this.#prehelloTotal >= limits.maxPrehelloConnections) {
+      return { status: 503, reason: `too many connections waiting for their HELLO (at most ${limits.maxPrehelloConnections}); retry shortly` }
+    }
+    if ((this.#prehello.get(address) ?? 0) >= limits.maxPrehelloPerAddress) {
+      return { status: 429, reason: `too many connections from this address waiting for their HELLO (at most ${limits.maxPrehelloPerAddress}); retry shortly` }
+    }
+    return undefined
+  }
+
+  /** A connection ended its pre-HELLO phase (admitted, or closed before). */
+  prehelloEnded (address: string): void {
+    this.#prehelloTotal--
+    const n = (this.#prehello.get(address) ?? 1) - 1
+    if (n <= 0) this.#prehello.delete(address)
+    else this.#prehello.set(address, n)
+  }
+
+  get prehelloCount (): number { return this.#prehelloTotal }
+
   connectionOpened (conn: Connection): void {
+    this.#prehelloTotal++
+    this.#prehello.set(conn.address, (this.#prehello.get(conn.address) ?? 0) + 1)
     this.#connections.add(conn)
     this.#noteExpiry(conn.headerAuth?.digest)
     this.onConnectionCount?.(this.#connections.size)
