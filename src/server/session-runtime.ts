@@ -146,10 +146,10 @@ export class SessionRuntime {
     let envelope = envelopeIn
     const now = this.#opts.now()
     const type = envelope.message_type
-    if (this.#opts.workspace !== undefined && type === 'INTENT_ANNOUNCE') {
+    if (this.#opts.workspace !== undefined && (type === 'INTENT_ANNOUNCE' || type === 'INTENT_UPDATE')) {
       const reason = this.#refusedScope(envelope)
       if (reason !== undefined) {
-        this.#refuse(peer, envelope, 'AUTHORIZATION_FAILED', `${reason}; nothing was announced`, receivedAt)
+        this.#refuse(peer, envelope, 'AUTHORIZATION_FAILED', `${reason}; the intent was not ${type === 'INTENT_ANNOUNCE' ? 'announced' : 'updated'}`, receivedAt)
         return undefined
       }
     }
@@ -447,7 +447,7 @@ export class SessionRuntime {
   }
 
   /**
-   * Workspace mode: why an INTENT_ANNOUNCE scope names something that is not
+   * Workspace mode: why an INTENT_ANNOUNCE (or INTENT_UPDATE) scope names something that is not
    * a workspace file (outside the directory, VCS metadata), or undefined.
    * Hosted sessions (no workspace) accept any resource name.
    */

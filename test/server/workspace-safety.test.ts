@@ -109,6 +109,8 @@ t.test('git workspace: VCS metadata, ignored files and temporary names are never
 
   const ok = await c.request(announce('agent:a', 'i1', ['README.md', 'new.txt'], sessionId))
   t.equal(ok.message_type, 'INTENT_ANNOUNCE')
+  const widen = await c.request(envelope('INTENT_UPDATE', 'agent:a', { intent_id: 'i1', scope: { kind: 'file_set', resources: ['README.md', '/etc/passwd'] } }, sessionId))
+  t.match(widen, { message_type: 'PROTOCOL_ERROR', payload: { error_code: 'AUTHORIZATION_FAILED', description: /"\/etc\/passwd" is not a path inside the workspace.*the intent was not updated/ } }, 'INTENT_UPDATE cannot widen a scope outside the workspace')
   for (const [i, path, rule] of [
     [1, '.git/hooks/pre-commit', /file_changes: path \.git\/hooks\/pre-commit is VCS metadata/],
     [2, 'wt/.git', /path wt\/\.git is VCS metadata/],
