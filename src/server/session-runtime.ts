@@ -283,7 +283,14 @@ export class SessionRuntime {
       // Write-ahead: name the files about to be written before the commit is journaled,
       // so a crash from here on makes the next start write them from the journal.
       const paths = this.#pending.flatMap(p => p.writes.map(w => w.path))
-      if (paths.length > 0) ws.beginCommit(paths)
+      if (paths.length > 0) {
+        try {
+          ws.beginCommit(paths)
+        } catch (err) {
+          // The disk, not the store, failed: the commit still stands; its write will fail and be logged.
+          this.log.error({ err, paths }, 'workspace: the commit manifest could not be written')
+        }
+      }
     }
     const stats = this.#opts.store.append(this.sessionId, this.#journal)
     this.#opts.metrics.journalAppends++
