@@ -132,11 +132,17 @@ export class SessionRegistry {
         this.#stored.add(id)
       }
       if (this.#workspace !== undefined) {
+        // A commit interrupted by a crash is finished first (from its temporary files, or from the journal just replayed).
+        const core = runtime.core
+        const recovery = this.#workspace.recover(path => core.readFile(path)?.content)
+        if (recovery.state !== undefined) {
+          logger.warn({ sessionId: id, manifest: recovery.state, rolledForward: recovery.rolledForward, failed: recovery.failed }, 'workspace: finished a commit interrupted by a crash')
+        }
         const report = this.#workspace.load(config.limits.maxWorkspaceBytes)
         const onDisk = new Set(report.files.map(f => f.path))
         const gone = runtime.core.listFiles().filter(f => !onDisk.has(f.path)).map(f => ({ path: f.path, content: null }))
         runtime.syncFiles([...report.files, ...gone])
-        logger.info({ sessionId: id, files: report.files.length, bytes: report.bytes, skipped: report.skipped }, 'workspace loaded')
+        logger.info({ sessionId: id, files: report.files.length, bytes: report.bytes, skipped: report.skipped, staleTempsRemoved: report.cleaned, git: this.#workspace.git.isRepository }, 'workspace loaded')
       }
     }
     for (const runtime of this.#live.values()) runtime.flush()

@@ -1,6 +1,6 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import { z } from 'zod'
-import { normalisePath } from '../session.js'
+import { toRepoPath } from '../session.js'
 import { stateRef } from '../../protocol/state-ref.js'
 import type { Reply } from '../client.js'
 import { contextShape, describeRejection, rejection, repoPathArg, result, runTool, type ToolDeps } from './common.js'
@@ -38,7 +38,7 @@ export function registerSubmitChangeTool (server: McpServer, deps: ToolDeps): vo
     },
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true }
   }, async ({ intent_id: intentId, target, content, state_ref_before: before, repo_path: repoPath }) => runTool(deps, repoPath, async session => {
-    const path = normalisePath(session.config.workspaceDir, target)
+    const path = toRepoPath(session.config.workspaceDir, target)
     const base = { ...session.context(), intent_id: intentId, target: path }
     if (!(await session.owns(intentId))) {
       const message = 'Intent is not owned by this agent (announce it with begin_task, or take it over)'
