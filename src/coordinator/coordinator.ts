@@ -4,7 +4,9 @@
  * protocol.md §3 in order (parse, coordinator-id guard, session check,
  * replay protection, Lamport receive rule, closed-session check, HELLO gate,
  * dispatch, pending-claim sweep) and ends every message input with exactly
- * one terminal frame for the sender.
+ * one terminal frame for the sender: the last MPAC envelope it receives for
+ * that input, which only sideband FILE_UPDATED pushes may follow (frame order:
+ * docs/architecture.md).
  */
 import type { MessageType } from '../protocol/message-types.js'
 import { parseEnvelope, type Envelope } from '../protocol/schemas.js'
