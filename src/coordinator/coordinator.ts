@@ -4,7 +4,9 @@
  * protocol.md §3 in order (parse, coordinator-id guard, session check,
  * replay protection, Lamport receive rule, closed-session check, HELLO gate,
  * dispatch, pending-claim sweep) and ends every message input with exactly
- * one terminal frame for the sender.
+ * one terminal frame for the sender: the last MPAC envelope it receives for
+ * that input, which only sideband FILE_UPDATED pushes may follow (frame order:
+ * docs/architecture.md).
  */
 import type { ErrorCode } from '../protocol/error-codes.js'
 import type { MessageType } from '../protocol/message-types.js'
@@ -18,7 +20,7 @@ import { handleClaim, nextClaimDeadline, sweepClaims } from './claims.js'
 import { handleReport } from './conflicts.js'
 import { degradeFrozenScopes, nextDegradationDeadline } from './degradation.js'
 import { clearDeferrals, expireDeferrals, handleDeferred, nextDeferralDeadline } from './deferrals.js'
-import { ALL, ECHO, fail, principals, SENDER, Ctx, type Terminal } from './envelopes.js'
+import { ALL, ECHO, fail, OTHERS, SENDER, Ctx, type Terminal } from './envelopes.js'
 import { handleAck, handleEscalate, handleResolution, nextResolutionDeadline, resolutionTimeouts } from './governance.js'
 import { expireIntents, handleAnnounce, handleUpdate, handleWithdraw, nextExpiry } from './intents.js'
 import { checkLiveness, handleGoodbye, handleHeartbeat, nextLivenessDeadline, statusHeartbeat, statusPayload } from './liveness.js'
@@ -244,24 +246,26 @@ export class Coordinator {
     const env = parsed.envelope
     const pid = env.sender.principal_id
     const ctx = new Ctx(now, pid, env.message_id)
-    const rawObj = raw as Record<string, unknown>
-    if (deeperThan(raw, MAX_DEPTH)) return this.#finish(ctx, rawObj, fail('MALFORMED_MESSAGE', `the message is nested deeper than ${MAX_DEPTH} levels`))
+    // Relays and echoes are built from the validated envelope: unknown keys the sender added are not in it
+    // (SPEC §21.2: ignored; the raw input, which the runtime journals, keeps them).
+    const known = env as unknown as Record<string, unknown>
+    if (deeperThan(raw, MAX_DEPTH)) return this.#finish(ctx, known, fail('MALFORMED_MESSAGE', `the message is nested deeper than ${MAX_DEPTH} levels`))
     // protocol.md §3 step 6 (TS, required; fix S13): nobody speaks as the coordinator.
-    if (pid === st.coordinatorId) return this.#finish(ctx, rawObj, fail('AUTHORIZATION_FAILED', 'the coordinator principal id is reserved'))
-    if (st.s.checkEnvelopeSessionId && env.session_id !== st.clock.sessionId) return this.#finish(ctx, rawObj, fail('INVALID_REFERENCE', `session_id ${env.session_id} does not match this session`))
+    if (pid === st.coordinatorId) return this.#finish(ctx, known, fail('AUTHORIZATION_FAILED', 'the coordinator principal id is reserved'))
+    if (st.s.checkEnvelopeSessionId && env.session_id !== st.clock.sessionId) return this.#finish(ctx, known, fail('INVALID_REFERENCE', `session_id ${env.session_id} does not match this session`))
     const received = lamportOf(env.watermark)
     // Beyond 2^52 the clock would lose integer precision after a few increments and stop increasing.
-    if (received !== undefined && received > MAX_LAMPORT) return this.#finish(ctx, rawObj, fail('MALFORMED_MESSAGE', `watermark value ${received} is too large (at most ${MAX_LAMPORT})`))
+    if (received !== undefined && received > MAX_LAMPORT) return this.#finish(ctx, known, fail('MALFORMED_MESSAGE', `watermark value ${received} is too large (at most ${MAX_LAMPORT})`))
     if (st.s.securityProfile !== 'open') {
       const replay = this.#replay(now, env)
-      if (replay !== undefined) return this.#finish(ctx, rawObj, replay)
+      if (replay !== undefined) return this.#finish(ctx, known, replay)
     }
     const instance = env.sender.sender_instance_id
     if (st.s.securityProfile !== 'open' && received !== undefined) {
       // SPEC §12.7 rule 6: values strictly increase per incarnation (enforced in the authenticated profile; fix S7).
       const last = st.frontier.get(pid)?.get(instance)
       // A clock saturated at the ceiling cannot increase any more: repeating MAX_LAMPORT is not a regression.
-      if (last !== undefined && received <= last && !(received === MAX_LAMPORT && last === MAX_LAMPORT)) return this.#finish(ctx, rawObj, fail('MALFORMED_MESSAGE', `Lamport regression: watermark ${received} is not above ${last}, the last value of this sender instance`))
+      if (last !== undefined && received <= last && !(received === MAX_LAMPORT && last === MAX_LAMPORT)) return this.#finish(ctx, known, fail('MALFORMED_MESSAGE', `Lamport regression: watermark ${received} is not above ${last}, the last value of this sender instance`))
     }
     // SPEC §12.7 rule 3: max(local, received) + 1.
     if (received !== undefined) st.clock.lamport = clampLamport(Math.max(st.clock.lamport, received) + 1)
@@ -273,8 +277,8 @@ export class Coordinator {
       part.last_message_id = env.message_id
     }
     // SPEC §9.6: after SESSION_CLOSE only GOODBYE is accepted.
-    if (st.closed && type !== 'GOODBYE') return this.#finish(ctx, rawObj, fail('SESSION_CLOSED', 'the session is closed'))
-    if (part === undefined && type !== 'HELLO') return this.#finish(ctx, rawObj, fail('INVALID_REFERENCE', helloFirst(pid)))
+    if (st.closed && type !== 'GOODBYE') return this.#finish(ctx, known, fail('SESSION_CLOSED', 'the session is closed'))
+    if (part === undefined && type !== 'HELLO') return this.#finish(ctx, known, fail('INVALID_REFERENCE', helloFirst(pid)))
     const handler = type !== undefined ? HANDLERS[type] : undefined
     let terminal: Terminal = ECHO
     if (handler !== undefined) {
@@ -292,7 +296,7 @@ export class Coordinator {
       sweepClaims(st, ctx)
       settle(st, ctx)
     }
-    return this.#finish(ctx, rawObj, terminal)
+    return this.#finish(ctx, known, terminal)
   }
 
   /**
@@ -385,13 +389,17 @@ export class Coordinator {
         out.push({ audience: SENDER, frame: wireFrame(raw as Record<string, unknown>, false), terminal: true })
         break
       case 'relay': {
-        // FILE_UPDATED follows the relay for every peer; the sender gets it first so that its terminal frame stays last.
+        // Frame order (protocol.md §11.4, docs/architecture.md): the peers get the relay first, then the
+        // FILE_UPDATED pushes, then what the message caused (CONFLICT_REPORT, OP_REJECT, …). The sender
+        // gets what it caused, then its terminal relay, then the FILE_UPDATED pushes (sideband frames,
+        // never an MPAC envelope after the terminal one).
+        const frame = wireFrame(raw as Record<string, unknown>, true)
+        const caused = out.splice(0)
+        out.push({ audience: OTHERS, frame })
+        for (const f of ctx.afterRelay) out.push({ audience: OTHERS, frame: f })
+        for (const o of caused) out.push(o)
+        out.push({ audience: SENDER, frame, terminal: true })
         for (const f of ctx.afterRelay) out.push({ audience: SENDER, frame: f })
-        out.push({ audience: ALL, frame: wireFrame(raw as Record<string, unknown>, true), terminal: true })
-        if (ctx.afterRelay.length > 0) {
-          const peers = [...st.participants.keys()].filter(id => id !== ctx.sender)
-          if (peers.length > 0) for (const f of ctx.afterRelay) out.push({ audience: principals(peers), frame: f })
-        }
         break
       }
     }

@@ -15,6 +15,7 @@ import type { Audience, FileWrite, Output } from './types.js'
 
 export const ALL: Audience = Object.freeze({ kind: 'all' })
 export const SENDER: Audience = Object.freeze({ kind: 'sender' })
+export const OTHERS: Audience = Object.freeze({ kind: 'others' })
 
 export function principals (ids: Iterable<string>): Audience {
   return { kind: 'principals', ids: [...new Set(ids)] }
@@ -86,7 +87,7 @@ export class Ctx {
   readonly fileWrites: FileWrite[] = []
   /** Set by every state mutation that a snapshot would see (used for `changed` on ticks). */
   dirty = false
-  /** FILE_UPDATED frames that go to peers after the terminal relay. */
+  /** FILE_UPDATED frames: to the peers right after their copy of the relay, to the sender after its terminal relay. */
   readonly afterRelay: Array<Record<string, unknown>> = []
   /** Intents terminated by this input, for deferral cleanup (SPEC §5.4 A step 3). */
   readonly terminated: Array<{ intentId: string, principalId: string }> = []

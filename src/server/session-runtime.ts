@@ -521,7 +521,13 @@ export class SessionRuntime {
     }
     if (result.changed) this.#journal.push(input)
     beforeRouting?.(result)
-    const sends = result.outputs.map(o => [this.#recipients(o, peer), JSON.stringify(o.frame), o.frame] as const)
+    // A relay is one frame object in two outputs (the peers' copy and the sender's terminal one): serialised once.
+    const texts = new Map<object, string>()
+    const sends = result.outputs.map(o => {
+      let text = texts.get(o.frame)
+      if (text === undefined) texts.set(o.frame, text = JSON.stringify(o.frame))
+      return [this.#recipients(o, peer), text, o.frame] as const
+    })
     for (const w of result.fileWrites) this.#overlay.set(w.path, w.content)
     this.#queue({ sends, writes: result.fileWrites, after: afterFn?.(), receivedAt })
     this.armTimer()
@@ -533,6 +539,11 @@ export class SessionRuntime {
     switch (audience.kind) {
       case 'sender': return peer === undefined ? NO_PEERS : [peer]
       case 'all': return [...this.#byPrincipal.values()]
+      case 'others': {
+        const out: Peer[] = []
+        for (const p of this.#byPrincipal.values()) if (p !== peer) out.push(p)
+        return out
+      }
       case 'principals': {
         const out: Peer[] = []
         for (const id of audience.ids) {

@@ -87,8 +87,8 @@ export function registerSubmitChangeTool (server: McpServer, deps: ToolDeps): vo
         return result(structured, `commit ${finalStatus}: ${describeRejection(reply)}`)
       }
     }
-    // Accepted: confirm the file now holds our content (FILE_UPDATED arrives before the
-    // terminal relay; without it, read the file back).
+    // Accepted: confirm the file now holds our content (FILE_UPDATED follows the terminal
+    // relay, docs/architecture.md "Frame order"; when it is not here yet, read the file back).
     let current: string | null = null
     const pushed = session.fileUpdates.get(path)
     if (pushed !== undefined && pushed['state_ref'] === after) {
