@@ -109,8 +109,10 @@ export class SessionRegistry {
         if (err instanceof StoreDamagedError) {
           this.#stored.delete(id)
           this.#quarantined.add(id)
+          logDamage(logger, err)
+        } else {
+          logger.error({ sessionId: id, err }, 'restoring session failed')
         }
-        logger.error({ sessionId: id, err: err instanceof StoreDamagedError ? err.message : err }, err instanceof StoreDamagedError ? 'session quarantined: stored state is damaged' : 'restoring session failed')
       }
     }
     if (config.mode === 'single' && this.isUnavailable(config.sessionId as string)) {
@@ -290,7 +292,7 @@ export class SessionRegistry {
       if (err instanceof StoreDamagedError) {
         this.#quarantined.add(sessionId)
         this.#stored.delete(sessionId)
-        logger.error({ sessionId, err: err.message }, 'session quarantined: stored state is damaged')
+        logDamage(logger, err)
       } else {
         // Still stored: keep the id (isUnavailable) so nobody recreates it empty; retried on next access.
         logger.error({ sessionId, err }, 'loading session failed')
@@ -360,4 +362,10 @@ export class SessionRegistry {
     if (this.#live.get(runtime.sessionId) === runtime) this.#live.delete(runtime.sessionId)
     this.#opts.metrics.sessionsLoaded = this.#live.size
   }
+}
+
+/** One error line per detected damage: the store logs it when it has a logger, else this does. */
+function logDamage (logger: Logger, err: StoreDamagedError): void {
+  if (err.logged) return
+  logger.error({ sessionId: err.sessionId, ...(err.seq === undefined ? {} : { seq: err.seq }), reason: err.reason }, 'session quarantined: stored state is damaged')
 }
