@@ -2,7 +2,7 @@
 import { watch, readFileSync, type FSWatcher } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { dirname } from 'node:path'
-import { openStore, type ManagedSessionStore } from '../store/index.js'
+import { DataDirLockedError, openStore, type ManagedSessionStore } from '../store/index.js'
 import { VERSION } from '../version.js'
 import { buildApp } from './app.js'
 import { helpText, isLoopback, loadServerConfig, type ServerConfig } from './config.js'
@@ -69,8 +69,13 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
   const logger = createLogger(config.logLevel)
   let store: ManagedSessionStore
   try {
-    store = openStore({ dataDir: config.store === 'memory' ? ':memory:' : config.dataDir, logger, synchronous: config.storeSync === 'normal' ? 'NORMAL' : 'FULL' })
+    store = openStore({ dataDir: config.store === 'memory' ? ':memory:' : config.dataDir, logger, synchronous: config.storeSync === 'normal' ? 'NORMAL' : 'FULL', sessionId: config.mode === 'single' ? config.sessionId : undefined })
   } catch (err) {
+    if (err instanceof DataDirLockedError) {
+      // Not a bad value: the directory is busy (a runtime failure, exit 1).
+      process.stderr.write(`mpac-mcp-sidecar: ${err.message}; stop it first, or give this one its own ${settingName(argv, env, 'data-dir', 'MPAC_DATA_DIR')}\n`)
+      return 1
+    }
     process.stderr.write(`mpac-mcp-sidecar: invalid ${settingName(argv, env, 'data-dir', 'MPAC_DATA_DIR')}: cannot open the store in ${config.dataDir}: ${oneLine((err as Error).message)}\n`)
     return 2
   }

@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
 import type { CoreInput } from '../coordinator/types.js'
+import { DataDirLock } from './lock.js'
 import { silentLogger } from './managed.js'
 import type { ManagedSessionStore, QuarantinedSession, StoreLogger } from './managed.js'
 import { StoreDamagedError } from './types.js'
@@ -18,6 +19,11 @@ export interface SqliteStoreOptions {
    * crash but may lose the last commits on a power cut; for benchmarks.
    */
   readonly synchronous?: 'FULL' | 'NORMAL'
+  /**
+   * A single-session coordinator: lock only this session of the directory
+   * (single-session sidecars may share one). Default: the whole directory.
+   */
+  readonly sessionId?: string
 }
 
 /** The name of the database file inside the data directory. */
@@ -105,9 +111,12 @@ type JournalRow = [seq: unknown, body: unknown, crc: unknown]
  * checksum verified on `load`; a row that fails it (wherever it is, the
  * last one included) or a missing row quarantines that session only.
  *
- * One process owns a data directory: the store caches per-session counters.
+ * One process owns a data directory: the store caches per-session counters,
+ * and it holds the directory's lock (`DataDirLock`) from construction to
+ * `close`, so a second store, in this process or another, is refused.
  */
 export class SqliteStore implements ManagedSessionStore {
+  readonly #lock: DataDirLock
   readonly #db: Database.Database
   readonly #log: StoreLogger
   readonly #states = new Map<string, SessionState>()
@@ -122,7 +131,14 @@ export class SqliteStore implements ManagedSessionStore {
   constructor (options: SqliteStoreOptions) {
     mkdirSync(options.dir, { recursive: true, mode: 0o700 })
     this.#log = options.logger ?? silentLogger
-    this.#db = new Database(join(options.dir, DATABASE_FILE))
+    // Before anything reads or writes mpac.db: throws DataDirLockedError when another process holds the directory.
+    this.#lock = DataDirLock.acquire(options.dir, options.sessionId)
+    try {
+      this.#db = new Database(join(options.dir, DATABASE_FILE))
+    } catch (err) {
+      this.#lock.release()
+      throw err
+    }
     try {
       this.#db.pragma('journal_mode = WAL')
       this.#db.pragma(`synchronous = ${options.synchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`)
@@ -139,6 +155,7 @@ export class SqliteStore implements ManagedSessionStore {
       })()
     } catch (err) {
       this.#db.close()
+      this.#lock.release()
       throw err
     }
     const db = this.#db
@@ -386,6 +403,7 @@ export class SqliteStore implements ManagedSessionStore {
 
   close (): void {
     if (this.#db.open) this.#db.close()
+    this.#lock.release()
     this.#states.clear()
   }
 

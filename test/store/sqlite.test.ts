@@ -3,7 +3,7 @@ import { statSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import type { CoreInput } from '../../src/coordinator/types.js'
-import { DATABASE_FILE, MemoryStore, openStore, SqliteStore, StoreDamagedError } from '../../src/store/index.js'
+import { DATABASE_FILE, DataDirLockedError, MemoryStore, openStore, SqliteStore, StoreDamagedError } from '../../src/store/index.js'
 import { captureLogs } from './fixtures/logs.js'
 import { tempDir } from './fixtures/temp-dir.js'
 
@@ -331,4 +331,17 @@ t.test('openStore picks the store from the data directory', async t => {
   const sqlite = openStore({ store: 'sqlite', dataDir: tempDir(t) })
   t.teardown(() => sqlite.close())
   t.ok(sqlite instanceof SqliteStore)
+})
+
+t.test('one store per data directory: a second one is refused until the first is closed', async t => {
+  const { store, dir } = open(t)
+  store.append('s1', [tick(1)])
+  const err = t.throws(() => new SqliteStore({ dir })) as DataDirLockedError
+  t.ok(err instanceof DataDirLockedError)
+  t.equal(err.dir, dir)
+  t.equal(err.holderPid, process.pid)
+  t.match(err.message, `the data directory ${dir} is in use by another coordinator (pid ${process.pid})`)
+  store.close()
+  const { store: again } = open(t, dir)
+  t.same(again.load('s1')?.journal, [tick(1)], 'taken once released')
 })
