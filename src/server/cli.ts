@@ -13,7 +13,8 @@ import { TokenTable } from './token-table.js'
  * `mpac-mcp-sidecar`: the one process entry of the server. Reads argv and
  * env, opens the store, listens, prints the banner, installs signal
  * handlers (SIGTERM/SIGINT: graceful shutdown; SIGHUP: reload the token
- * table file). `mpac-mcp-sidecar token …` is dispatched to the token command.
+ * table file). `mpac-mcp-sidecar token …` is dispatched to the token command,
+ * `backup …` and `restore …` to the backup command.
  */
 
 function banner (config: ServerConfig, port: number, tokens: number): string {
@@ -51,6 +52,10 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
   if (argv[0] === 'token') {
     const { runTokenCommand } = await import('./token-command.js')
     return runTokenCommand(argv.slice(1), { stdout: process.stdout, stderr: process.stderr })
+  }
+  if (argv[0] === 'backup' || argv[0] === 'restore') {
+    const { runBackupCommand } = await import('./backup-command.js')
+    return runBackupCommand(argv[0], argv.slice(1), env, { stdout: process.stdout, stderr: process.stderr })
   }
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(helpText())
