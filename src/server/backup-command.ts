@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3'
-import { closeSync, existsSync, fsyncSync, openSync, realpathSync, renameSync, statSync, unlinkSync } from 'node:fs'
+import { chownSync, closeSync, existsSync, fsyncSync, openSync, realpathSync, renameSync, statSync, unlinkSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
-import { DATABASE_FILE, DataDirLock, DataDirLockedError } from '../store/index.js'
+import { DATABASE_FILE, DataDirLock, DataDirLockedError, LOCK_FILE, PID_FILE } from '../store/index.js'
 import { defaultDataDir } from './config.js'
 
 /**
@@ -128,6 +128,20 @@ function syncDir (path: string): void {
   try { syncFile(path) } catch { /* not supported everywhere (Windows) */ }
 }
 
+/**
+ * Run as root (`fly ssh console`, `sudo`) for a directory owned by the
+ * service user: hand the files this command created to that user, or the
+ * coordinator could not open them.
+ */
+function matchOwner (dir: string, paths: readonly string[]): void {
+  if (process.getuid?.() !== 0) return
+  const { uid, gid } = statSync(dir)
+  if (uid === 0) return
+  for (const path of paths) {
+    if (existsSync(path)) chownSync(path, uid, gid)
+  }
+}
+
 function removeQuietly (path: string): void {
   try { unlinkSync(path) } catch { /* gone */ }
 }
@@ -213,6 +227,7 @@ function restore (args: Args, io: BackupCommandIo): number {
     } finally {
       copy.close()
     }
+    matchOwner(args.dataDir, [tmp, join(args.dataDir, LOCK_FILE), join(args.dataDir, PID_FILE)])
     const aside = existsSync(target) ? setAside(target) : undefined
     renameSync(tmp, target)
     syncDir(args.dataDir)

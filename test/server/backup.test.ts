@@ -124,3 +124,19 @@ t.test('restore verifies the file first and changes nothing when it is not a sou
   t.equal(missing.code, 2, 'bad arguments exit 2')
   t.match(missing.stderr, '--from FILE is required')
 })
+
+// Runs only as root (as `fly ssh console` and `sudo` do): restore then gives its files to the directory's owner.
+t.test('restore run as root hands the files it creates to the data directory owner', { skip: process.getuid?.() !== 0 ? 'needs root' : false }, async t => {
+  const { chownSync, mkdirSync } = await import('node:fs')
+  const env = { HOME: tempDir(t, 'mpac-backup-home-') }
+  const out = tempDir(t, 'mpac-backup-out-')
+  const src = join(out, 'src')
+  const s = new Database(join(out, 'b.db'))
+  s.exec('CREATE TABLE sessions (session_id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, closed_at INTEGER, quarantined INTEGER NOT NULL DEFAULT 0, quarantine_reason TEXT); CREATE TABLE journal (session_id TEXT, seq INTEGER, body TEXT, crc INTEGER); CREATE TABLE snapshots (session_id TEXT, seq INTEGER, body TEXT, crc INTEGER)')
+  s.close()
+  mkdirSync(src, { mode: 0o700 })
+  chownSync(src, 1000, 1000)
+  const r = await runSidecarCli(['restore', '--from', join(out, 'b.db'), '--data-dir', src], env)
+  t.equal(r.code, 0, r.stderr)
+  for (const f of ['mpac.db', 'mpac.lock', 'mpac.pid']) t.equal(statSync(join(src, f)).uid, 1000, `${f} belongs to the directory's owner`)
+})
