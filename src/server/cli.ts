@@ -2,7 +2,7 @@
 import { watch, readFileSync, type FSWatcher } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { dirname } from 'node:path'
-import { openStore, type ManagedSessionStore } from '../store/index.js'
+import { DataDirLockedError, openStore, type ManagedSessionStore } from '../store/index.js'
 import { VERSION } from '../version.js'
 import { buildApp } from './app.js'
 import { helpText, isLoopback, loadServerConfig, type ServerConfig } from './config.js'
@@ -14,7 +14,8 @@ import { TokenTable } from './token-table.js'
  * `mpac-mcp-sidecar`: the one process entry of the server. Reads argv and
  * env, opens the store, listens, prints the banner, installs signal
  * handlers (SIGTERM/SIGINT: graceful shutdown; SIGHUP: reload the token
- * table file). `mpac-mcp-sidecar token …` is dispatched to the token command.
+ * table file). `mpac-mcp-sidecar token …` is dispatched to the token command,
+ * `backup …` and `restore …` to the backup command.
  */
 
 function banner (config: ServerConfig, port: number, tokens: number, metricsPort: number | undefined): string {
@@ -54,6 +55,10 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
     const { runTokenCommand } = await import('./token-command.js')
     return runTokenCommand(argv.slice(1), { stdout: process.stdout, stderr: process.stderr })
   }
+  if (argv[0] === 'backup' || argv[0] === 'restore') {
+    const { runBackupCommand } = await import('./backup-command.js')
+    return runBackupCommand(argv[0], argv.slice(1), env, { stdout: process.stdout, stderr: process.stderr })
+  }
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(helpText())
     return 0
@@ -71,8 +76,13 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
   const logger = createLogger(config.logLevel)
   let store: ManagedSessionStore
   try {
-    store = openStore({ dataDir: config.store === 'memory' ? ':memory:' : config.dataDir, logger, synchronous: config.storeSync === 'normal' ? 'NORMAL' : 'FULL' })
+    store = openStore({ dataDir: config.store === 'memory' ? ':memory:' : config.dataDir, logger, synchronous: config.storeSync === 'normal' ? 'NORMAL' : 'FULL', sessionId: config.mode === 'single' ? config.sessionId : undefined })
   } catch (err) {
+    if (err instanceof DataDirLockedError) {
+      // Not a bad value: the directory is busy (a runtime failure, exit 1).
+      process.stderr.write(`mpac-mcp-sidecar: ${err.message}; stop it first, or give this one its own ${settingName(argv, env, 'data-dir', 'MPAC_DATA_DIR')}\n`)
+      return 1
+    }
     process.stderr.write(`mpac-mcp-sidecar: invalid ${settingName(argv, env, 'data-dir', 'MPAC_DATA_DIR')}: cannot open the store in ${config.dataDir}: ${oneLine((err as Error).message)}\n`)
     return 2
   }

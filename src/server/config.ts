@@ -261,7 +261,8 @@ function isProxyAddress (value: string): boolean {
   return family === 4 && isIP(range) === 4
 }
 
-function defaultDataDir (env: Readonly<Record<string, string | undefined>>): string {
+/** The base of the default data directories (`server` and `local` are inside it). */
+export function defaultDataDir (env: Readonly<Record<string, string | undefined>>): string {
   const xdg = env.XDG_STATE_HOME
   if (xdg !== undefined && xdg !== '' && isAbsolute(xdg)) return join(xdg, 'mpac-mcp')
   return join(env.HOME !== undefined && env.HOME !== '' ? env.HOME : homedir(), '.local', 'state', 'mpac-mcp')
@@ -492,6 +493,8 @@ export function helpText (): string {
   const lines = [
     'Usage: mpac-mcp-sidecar [flags]            serve MPAC sessions over WebSocket',
     '       mpac-mcp-sidecar token <command>    manage the token table (see `mpac-mcp-sidecar token --help`)',
+    '       mpac-mcp-sidecar backup --to FILE   online, verified copy of the data directory (see `backup --help`)',
+    '       mpac-mcp-sidecar restore --from FILE  put a backup in place (the coordinator must be stopped)',
     '',
     'With no flags: many sessions at ws://127.0.0.1:8766/session/<id>, open profile (loopback only).',
     'With --workspace DIR (and/or --session-id ID): one session, at ws://HOST:PORT/ (and /session/<ID>).',

@@ -118,8 +118,10 @@ export class SessionRegistry {
         if (err instanceof StoreDamagedError) {
           this.#stored.delete(id)
           this.#quarantined.add(id)
+          logDamage(logger, err)
+        } else {
+          logger.error({ sessionId: id, err }, 'restoring session failed')
         }
-        logger.error({ sessionId: id, err: err instanceof StoreDamagedError ? err.message : err }, err instanceof StoreDamagedError ? 'session quarantined: stored state is damaged' : 'restoring session failed')
       }
     }
     if (config.mode === 'single' && this.isUnavailable(config.sessionId as string)) {
@@ -389,7 +391,7 @@ export class SessionRegistry {
       if (err instanceof StoreDamagedError) {
         this.#quarantined.add(sessionId)
         this.#stored.delete(sessionId)
-        logger.error({ sessionId, err: err.message }, 'session quarantined: stored state is damaged')
+        logDamage(logger, err)
       } else {
         // Still stored: keep the id (isUnavailable) so nobody recreates it empty; retried on next access.
         logger.error({ sessionId, err }, 'loading session failed')
@@ -463,4 +465,10 @@ export class SessionRegistry {
 
 function sameRoles (a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every(r => b.includes(r))
+}
+
+/** One error line per detected damage: the store logs it when it has a logger, else this does. */
+function logDamage (logger: Logger, err: StoreDamagedError): void {
+  if (err.logged) return
+  logger.error({ sessionId: err.sessionId, ...(err.seq === undefined ? {} : { seq: err.seq }), reason: err.reason }, 'session quarantined: stored state is damaged')
 }
