@@ -67,7 +67,8 @@ export class MemoryStore implements ManagedSessionStore {
     }
     return {
       entriesSinceSnapshot: session?.journal.length ?? 0,
-      bytesSinceSnapshot: session?.journalBytes ?? 0
+      bytesSinceSnapshot: session?.journalBytes ?? 0,
+      snapshotBytes: session?.snapshotBytes ?? 0
     }
   }
 

@@ -297,7 +297,7 @@ export class SqliteStore implements ManagedSessionStore {
       state.entries += bodies.length
       state.bytes += added
     }
-    return { entriesSinceSnapshot: state.entries, bytesSinceSnapshot: state.bytes }
+    return { entriesSinceSnapshot: state.entries, bytesSinceSnapshot: state.bytes, snapshotBytes: state.snapshotBytes }
   }
 
   /** Inserts the journal rows of one `append` (in a transaction); returns their size in bytes. */
