@@ -73,6 +73,10 @@ export class SessionRegistry {
       ...(c.frozenScopePhases ? { frozenScopePhases: {} } : {}),
       maxWorkspaceBytes: c.limits.maxWorkspaceBytes,
       maxParticipants: c.limits.maxParticipants,
+      maxIntentsPerParticipant: c.limits.maxIntentsPerParticipant,
+      maxIntentsPerSession: c.limits.maxIntentsPerSession,
+      maxScopeFiles: c.limits.maxScopeFiles,
+      maxOpenConflicts: c.limits.maxOpenConflicts,
       // protocol.md §2.1 recommends the envelope session_id check in multi-session mode only: the Python bridge's
       // unpinned remote mode sends its locally derived session id to a single-session server (docs/compatibility.md).
       checkEnvelopeSessionId: c.mode !== 'single',

@@ -42,8 +42,17 @@ t.test('no flags: multi-session on 127.0.0.1:8766, open, sqlite under ~/.local/s
     maxSessionsPerToken: 50,
     maxParticipants: 256,
     maxWorkspaceBytes: 64 * 1024 * 1024,
-    maxBufferedBytes: 4 * 1024 * 1024
+    maxBufferedBytes: 4 * 1024 * 1024,
+    maxIntentsPerParticipant: 256,
+    maxIntentsPerSession: 4096,
+    maxScopeFiles: 1024,
+    maxOpenConflicts: 1024,
+    maxConnectionsPerToken: 512,
+    maxConnectionsPerAddress: 512,
+    maxSessionsPerAddress: 100,
+    maxJournalBytesPerMin: 32 * 1024 * 1024
   })
+  t.equal(c.idleRetentionSec, 30 * 86400)
   t.ok(Object.isFrozen(c))
 })
 
