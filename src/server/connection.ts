@@ -319,6 +319,11 @@ export class Connection implements Peer {
       this.#serverError('INVALID_REFERENCE', 'this connection has no admitted HELLO; send HELLO first', envelope.message_id)
       return
     }
+    const full = this.#ctx.registry.admissionLimit(this, this.#tokenOf(envelope), claimed)
+    if (full !== undefined) {
+      this.close(full)
+      return
+    }
     const verdict = this.#verdict(envelope, claimed)
     let runtime = existing
     if (runtime === undefined) {
@@ -327,7 +332,7 @@ export class Connection implements Peer {
         this.close(CLOSE.SESSION_UNAVAILABLE)
         return
       }
-      const created = this.#ctx.registry.provisional(this.sessionId, this.#tokenOf(envelope))
+      const created = this.#ctx.registry.provisional(this.sessionId, this.#tokenOf(envelope), this)
       if ('code' in created) {
         this.close(created)
         return
