@@ -2,7 +2,7 @@
  * Fairness benchmark: does one tenant flooding inside every limit degrade
  * another tenant's round trips?
  *
- *   npm run bench:tenants -- [--seconds 10] [--flood-sessions 20] [--flood-agents 5] [--flood-rate 190]
+ *   npm run bench:tenants -- [--seconds 10] [--flood-sessions 20] [--flood-agents 5] [--flood-rate R]
  *                            [--store sqlite|memory] [--sync full|normal] [--dist] [--server-args "..."]
  *
  * Starts the real sidecar (child process, authenticated profile, two tokens,
@@ -12,8 +12,11 @@
  * (baseline). Phase 2 starts tenant A (the flooder) in a separate process so
  * that its client work does not share this process's event loop:
  * `--flood-sessions` sessions × `--flood-agents` connections with A's token,
- * each pipelining announce/withdraw pairs at `--flood-rate` frames/s (below
- * --max-msgs-per-sec, so nothing is rate limited), and measures B again.
+ * each pipelining announce/withdraw pairs at `--flood-rate` frames/s (default:
+ * 95% of the token's --max-msgs-per-sec-per-token share spread over its
+ * connections, capped at 95% of --max-msgs-per-sec; so nothing is rate
+ * limited), and measures B again. To see the server without the per-token
+ * share: `--server-args "--max-msgs-per-sec-per-token 100000" --token-share 100000`.
  * Prints one JSON line per phase and the p99 ratio.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -53,6 +56,17 @@ async function startServer (): Promise<{ child: ChildProcess, port: number }> {
 }
 
 let seq = 0
+
+/**
+ * Frames/s per flooding connection: at the limits, i.e. 95% of the token's
+ * share (--max-msgs-per-sec-per-token, default 2000) spread over its
+ * connections, and at most 95% of --max-msgs-per-sec (200) per connection.
+ */
+function defaultFloodRate (): number {
+  const connections = Number(arg('flood-sessions', '20')) * Number(arg('flood-agents', '5'))
+  const share = Number(arg('token-share', '2000'))
+  return Math.max(1, Math.min(190, Math.floor((0.95 * share) / connections)))
+}
 
 class Agent {
   readonly #ws: WebSocket
@@ -177,7 +191,7 @@ async function flood (): Promise<void> {
   const port = Number(arg('port', '0'))
   const sessions = Number(arg('flood-sessions', '20'))
   const agents = Number(arg('flood-agents', '5'))
-  const rate = Number(arg('flood-rate', '190'))
+  const rate = Number(arg('flood-rate', String(defaultFloodRate())))
   const all: Agent[] = []
   for (let s = 0; s < sessions; s++) {
     for (let a = 0; a < agents; a++) all.push(await Agent.join(port, `flood-${s}`, `agent:f${s}-${a}`, 'tok-flood'))
@@ -227,7 +241,7 @@ async function main (): Promise<void> {
     console.log(JSON.stringify({ phase: 'baseline', ...baseline }))
 
     const flooder = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--role', 'flood', '--port', String(port),
-      '--flood-sessions', arg('flood-sessions', '20'), '--flood-agents', arg('flood-agents', '5'), '--flood-rate', arg('flood-rate', '190')],
+      '--flood-sessions', arg('flood-sessions', '20'), '--flood-agents', arg('flood-agents', '5'), '--flood-rate', arg('flood-rate', String(defaultFloodRate()))],
     { cwd: root, stdio: ['pipe', 'pipe', 'inherit'] })
     let out = ''
     await new Promise<void>((resolve, reject) => {

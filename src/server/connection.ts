@@ -221,7 +221,7 @@ export class Connection implements Peer {
     if (this.#closed) return
     const receivedAt = performance.now()
     const limits = this.#ctx.config.limits
-    if (!this.#takeToken()) {
+    if (!this.#takeToken() || !this.#ctx.registry.takeTokenShare(this)) {
       // Flooding: each dropped frame gets an error so the client's request
       // does not hang; another full second's worth of excess closes it.
       this.#dropped++
@@ -232,7 +232,7 @@ export class Connection implements Peer {
         }
         return
       }
-      this.#serverError('INTENT_BACKOFF', `rate limit exceeded (${limits.maxMsgsPerSec} frames per second); retry later`, refersTo(data, isBinary), { retry_after_sec: 1 })
+      this.#serverError('INTENT_BACKOFF', `rate limit exceeded (${limits.maxMsgsPerSec} frames per second per connection, ${limits.maxMsgsPerSecPerToken} per token); retry later`, refersTo(data, isBinary), { retry_after_sec: 1 })
       return
     }
     if (this.principalId === undefined && ++this.#prehelloFrames > limits.prehelloMaxFrames) {

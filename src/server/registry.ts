@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
 import type { CoordinatorConfig } from '../coordinator/types.js'
 import { recoverSession, replaySession, SnapshotPolicy, StoreDamagedError, type ManagedSessionStore } from '../store/index.js'
@@ -44,6 +45,8 @@ export class SessionRegistry {
   /** Open connections per client address. */
   readonly #connsByAddress = new Map<string, Set<Connection>>()
   readonly #addressOf = new WeakMap<Connection, string>()
+  /** --max-msgs-per-sec-per-token buckets (dropped with the token's last connection). */
+  readonly #tokenBuckets = new Map<string, { tokens: number, at: number }>()
   readonly #snapshotPolicy = new SnapshotPolicy()
   /** Sessions with work queued in this event-loop turn (flushed together). */
   #dirty = new Set<SessionRuntime>()
@@ -218,6 +221,28 @@ export class SessionRegistry {
     return n >= max ? this.#refused(conn, CLOSE.TOO_MANY_TOKEN_CONNECTIONS, max) : undefined
   }
 
+  /**
+   * --max-msgs-per-sec-per-token: one token bucket per token across all its
+   * connections (burst = one second's worth), so a tenant with many
+   * connections gets a bounded share of the server, not connections × the
+   * per-connection rate. Connections without a token (open profile) are not
+   * limited here. False = over the share (the frame is refused like a
+   * per-connection rate-limited one).
+   */
+  takeTokenShare (conn: Connection): boolean {
+    const digest = conn.helloDigest ?? conn.headerAuth?.digest
+    if (digest === undefined) return true
+    const rate = this.#opts.config.limits.maxMsgsPerSecPerToken
+    const now = performance.now()
+    let bucket = this.#tokenBuckets.get(digest)
+    if (bucket === undefined) this.#tokenBuckets.set(digest, bucket = { tokens: rate, at: now })
+    bucket.tokens = Math.min(rate, bucket.tokens + ((now - bucket.at) / 1000) * rate)
+    bucket.at = now
+    if (bucket.tokens < 1) return false
+    bucket.tokens -= 1
+    return true
+  }
+
   /** Open connections presenting this token (for the check before the upgrade). */
   tokenConnections (tokenDigest: string): number {
     return this.#connsByToken.get(tokenDigest)?.size ?? 0
@@ -280,7 +305,10 @@ export class SessionRegistry {
     for (const digest of [conn.headerAuth?.digest, conn.helloDigest]) {
       if (digest === undefined) continue
       const set = this.#connsByToken.get(digest)
-      if (set !== undefined && set.delete(conn) && set.size === 0) this.#connsByToken.delete(digest)
+      if (set !== undefined && set.delete(conn) && set.size === 0) {
+        this.#connsByToken.delete(digest)
+        this.#tokenBuckets.delete(digest)
+      }
     }
     const address = this.#addressOf.get(conn)
     if (address !== undefined) {
