@@ -72,10 +72,7 @@ export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance 
   app.decorate('mpac', handle)
 
   app.register(fastifyWebsocket, {
-    // allowSynchronousEvents: false: a connection's frames are handled one per event-loop turn (ws defers
-    // each next frame with setImmediate), so connections take turns: one flooding connection's buffered
-    // burst cannot hold back another tenant's frame behind hundreds of its own (bench/tenants.ts).
-    options: { maxPayload: config.limits.maxFrameBytes, perMessageDeflate: false, allowSynchronousEvents: false },
+    options: { maxPayload: config.limits.maxFrameBytes, perMessageDeflate: false },
     errorHandler (error, socket) {
       logger.debug({ err: error }, 'websocket error')
       // ws has already started the close handshake for protocol errors (1009 …); cut only open sockets.

@@ -143,3 +143,22 @@ t.test('journal bytes per session per minute: INTENT_BACKOFF with retry_after_se
   now += 61_000
   t.equal((await a.request(announce('agent:a', 'later', ['later.py'], 'busy'))).message_type, 'INTENT_ANNOUNCE', 'writes pass again a minute later')
 })
+
+t.test('frames per token across its connections: INTENT_BACKOFF beyond the share; other tokens unaffected', async t => {
+  const tokens = { MPAC_TOKEN_TABLE: JSON.stringify({ 'tok-a': { allowed_sessions: ['*'] }, 'tok-b': { allowed_sessions: ['*'] } }) }
+  const srv = await startServer(t, { argv: ['--max-msgs-per-sec-per-token', '10', '--max-msgs-per-sec', '1000'], env: tokens })
+  const url = `${srv.url}/session/s`
+  const { client: a1 } = await joined(url, 'agent:a1', { token: 'tok-a' })
+  const { client: a2 } = await joined(url, 'agent:a2', { token: 'tok-a' })
+  const { client: b } = await joined(url, 'agent:b', { token: 'tok-b' })
+  t.teardown(() => { a1.close(); a2.close(); b.close() })
+  // 8 frames on each connection: within the per-connection rate, above the token's share of 10.
+  for (let i = 0; i < 8; i++) {
+    a1.send(envelope('HEARTBEAT', 'agent:a1', { status: 'idle' }, 's'))
+    a2.send(envelope('HEARTBEAT', 'agent:a2', { status: 'idle' }, 's'))
+  }
+  const backoff = await Promise.race([a1.next(isError('INTENT_BACKOFF')), a2.next(isError('INTENT_BACKOFF'))])
+  t.match(payloadOf(backoff).description, /10 per token/)
+  const hb = envelope('HEARTBEAT', 'agent:b', { status: 'idle' }, 's')
+  t.equal((await b.request(hb)).message_id, hb.message_id, 'another token keeps its own share')
+})
