@@ -59,12 +59,12 @@ let seq = 0
 
 /**
  * Frames/s per flooding connection: at the limits, i.e. 95% of the token's
- * share (--max-msgs-per-sec-per-token, default 2000) spread over its
+ * share (--max-msgs-per-sec-per-token, default 500) spread over its
  * connections, and at most 95% of --max-msgs-per-sec (200) per connection.
  */
 function defaultFloodRate (): number {
   const connections = Number(arg('flood-sessions', '20')) * Number(arg('flood-agents', '5'))
-  const share = Number(arg('token-share', '2000'))
+  const share = Number(arg('token-share', '500'))
   return Math.max(1, Math.min(190, Math.floor((0.95 * share) / connections)))
 }
 

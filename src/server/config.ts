@@ -143,7 +143,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { flag: 'max-connections-per-token', env: 'MPAC_MAX_CONNECTIONS_PER_TOKEN', kind: 'string', help: 'open connections per token (default 512)' },
   { flag: 'max-connections-per-address', env: 'MPAC_MAX_CONNECTIONS_PER_ADDRESS', kind: 'string', help: 'open connections per client address (default 512)' },
   { flag: 'max-sessions-per-address', env: 'MPAC_MAX_SESSIONS_PER_ADDRESS', kind: 'string', help: 'sessions one client address may create while the process runs (default 100)' },
-  { flag: 'max-msgs-per-sec-per-token', env: 'MPAC_MAX_MSGS_PER_SEC_PER_TOKEN', kind: 'string', help: 'frames per second per token across its connections (default 2000)' },
+  { flag: 'max-msgs-per-sec-per-token', env: 'MPAC_MAX_MSGS_PER_SEC_PER_TOKEN', kind: 'string', help: 'frames per second per token across its connections (default 500)' },
   { flag: 'max-journal-bytes-per-min', env: 'MPAC_MAX_JOURNAL_BYTES_PER_MIN', kind: 'string', help: 'journal bytes one session may write per minute, then INTENT_BACKOFF (default 33554432)' },
   { flag: 'session-idle-retention', env: 'MPAC_SESSION_IDLE_RETENTION', kind: 'string', help: 'close and delete a session without connections after SEC seconds, 0 = never (default 2592000, 30 days; multi-session only)' },
   { flag: 'log-level', env: 'LOG_LEVEL', kind: 'string', help: 'fatal | error | warn | info | debug | trace | silent (default info)' }
@@ -483,7 +483,7 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
       maxConnectionsPerToken: r.integer('max-connections-per-token', 512),
       maxConnectionsPerAddress: r.integer('max-connections-per-address', 512),
       maxSessionsPerAddress: r.integer('max-sessions-per-address', 100),
-      maxMsgsPerSecPerToken: r.integer('max-msgs-per-sec-per-token', 2000),
+      maxMsgsPerSecPerToken: r.integer('max-msgs-per-sec-per-token', 500),
       maxJournalBytesPerMin: r.integer('max-journal-bytes-per-min', 32 * 1024 * 1024, 1024)
     }),
     logLevel

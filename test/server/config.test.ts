@@ -50,7 +50,7 @@ t.test('no flags: multi-session on 127.0.0.1:8766, open, sqlite under ~/.local/s
     maxConnectionsPerToken: 512,
     maxConnectionsPerAddress: 512,
     maxSessionsPerAddress: 100,
-    maxMsgsPerSecPerToken: 2000,
+    maxMsgsPerSecPerToken: 500,
     maxJournalBytesPerMin: 32 * 1024 * 1024
   })
   t.equal(c.idleRetentionSec, 30 * 86400)
