@@ -77,11 +77,20 @@ function hasLivePair (st: CoreState, a: string, b: string): boolean {
  * One CONFLICT_REPORT per conflicting pair, in registration order.
  */
 export function detectConflicts (st: CoreState, ctx: Ctx, intent: Intent, skipExisting: boolean): void {
+  for (const h of conflictHits(st, intent, skipExisting)) report(st, ctx, intent, h.other, h.dep)
+}
+
+/** What `detectConflicts` would report for `intent` (registered or not yet), without reporting. */
+export function conflictHits (
+  st: CoreState,
+  intent: Pick<Intent, 'intent_id' | 'principal_id' | 'norm' | 'impact' | 'scope'>,
+  skipExisting: boolean
+): Array<{ other: Intent, dep: boolean }> {
   const cands = new Set<string>()
   st.index.overlapCandidates(intent.norm, cands)
   const fileSet = intent.norm.kind === 'file_set'
   if (fileSet) st.index.dependencyCandidates(intent.norm.items, intent.impact, cands)
-  if (cands.size === 0) return
+  if (cands.size === 0) return []
   const hits: Array<{ other: Intent, dep: boolean }> = []
   for (const id of cands) {
     if (id === intent.intent_id) continue
@@ -92,10 +101,18 @@ export function detectConflicts (st: CoreState, ctx: Ctx, intent: Intent, skipEx
     else if (fileSet && other.norm.kind === 'file_set' && dependencyConflict(...dependencyScopes(intent.scope, other.scope))) hits.push({ other, dep: true })
   }
   if (hits.length > 1) hits.sort((x, y) => x.other.seq - y.other.seq)
-  for (const h of hits) {
-    if (skipExisting && hasLivePair(st, intent.intent_id, h.other.intent_id)) continue
-    report(st, ctx, intent, h.other, h.dep)
-  }
+  return skipExisting ? hits.filter(h => !hasLivePair(st, intent.intent_id, h.other.intent_id)) : hits
+}
+
+/**
+ * The --max-open-conflicts ceiling: refuses an input that would open `adding`
+ * more conflicts than the session may hold (undefined = within the limit).
+ */
+export function openConflictCeiling (st: CoreState, adding: number): Terminal | undefined {
+  if (adding === 0 || st.openConflicts.size + adding <= st.s.maxOpenConflicts) return undefined
+  return fail('AUTHORIZATION_FAILED',
+    `open conflict limit reached: the session may hold at most ${st.s.maxOpenConflicts} open conflicts (max_open_conflicts) and this would open ${adding} more; resolve or withdraw first`,
+    { limit: 'max_open_conflicts', limit_value: st.s.maxOpenConflicts })
 }
 
 function report (st: CoreState, ctx: Ctx, a: Intent, b: Intent, dep: boolean): void {
@@ -161,6 +178,8 @@ interface ReportPayload {
 /** A participant CONFLICT_REPORT, spec shape or PY shape (fix G1). */
 export function handleReport (st: CoreState, ctx: Ctx, p: ReportPayload, sender: string, messageId: string): Terminal {
   if (st.conflicts.has(p.conflict_id)) return fail('INVALID_REFERENCE', `conflict ${p.conflict_id} already exists`)
+  const ceiling = openConflictCeiling(st, 1)
+  if (ceiling !== undefined) return ceiling
   const related = [...new Set([...(p.related_intents ?? []), ...[p.intent_a, p.intent_b].filter((x): x is string => typeof x === 'string')])]
   const ops = [...new Set(p.related_ops ?? [])]
   if (related.length === 0 && ops.length === 0) return fail('MALFORMED_MESSAGE', 'CONFLICT_REPORT must name at least one related intent or operation')

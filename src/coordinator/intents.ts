@@ -7,10 +7,11 @@ import { compareCodePoints, normalizeScope, isIndexableKind, type NormalizedScop
 import { duplicateCandidate } from '../protocol/semantics.js'
 import { fail, RELAY, SENDER, type Ctx, type Terminal } from './envelopes.js'
 import { resolveForPrincipal } from './deferrals.js'
-import { announceFrozen, detectConflicts } from './conflicts.js'
+import { announceFrozen, conflictHits, detectConflicts, openConflictCeiling } from './conflicts.js'
 import { settle, terminateIntent } from './cascades.js'
 import { reservedByClaim } from './claims.js'
 import { overlaps } from './overlap.js'
+import { impactFiles } from './scope-index.js'
 import { copyJson, isLive, type CoreState, type Intent } from './state.js'
 
 /** Python `repr()` of a list of strings, e.g. `['a.py', 'b.py']` (clients parse it). */
@@ -110,6 +111,30 @@ function supersedable (st: CoreState, norm: NormalizedScope, pid: string): Inten
   return out.sort((a, b) => a.seq - b.seq)
 }
 
+/** --max-scope-files: a scope naming more resources than one intent may hold. */
+function scopeCeiling (st: CoreState, norm: NormalizedScope): Terminal | undefined {
+  if (norm.items.size <= st.s.maxScopeFiles) return undefined
+  return fail('MALFORMED_MESSAGE',
+    `payload.scope names ${norm.items.size} resources; an intent scope may name at most ${st.s.maxScopeFiles} (max_scope_files); split the work into several intents`,
+    { limit: 'max_scope_files', limit_value: st.s.maxScopeFiles })
+}
+
+/** --max-intents-per-participant and --max-intents-per-session for an announce that ends `ending` live intents of the sender. */
+function intentCeiling (st: CoreState, sender: string, ending: number): Terminal | undefined {
+  const own = (st.liveByPrincipal.get(sender)?.size ?? 0) - ending
+  if (own >= st.s.maxIntentsPerParticipant) {
+    return fail('AUTHORIZATION_FAILED',
+      `live intent limit reached: a participant may hold at most ${st.s.maxIntentsPerParticipant} live intents (max_intents_per_participant); withdraw one first`,
+      { limit: 'max_intents_per_participant', limit_value: st.s.maxIntentsPerParticipant })
+  }
+  if (st.liveIntentCount() - ending >= st.s.maxIntentsPerSession) {
+    return fail('AUTHORIZATION_FAILED',
+      `live intent limit reached: the session may hold at most ${st.s.maxIntentsPerSession} live intents (max_intents_per_session)`,
+      { limit: 'max_intents_per_session', limit_value: st.s.maxIntentsPerSession })
+  }
+  return undefined
+}
+
 export function handleAnnounce (st: CoreState, ctx: Ctx, p: AnnouncePayload, sender: string, messageId: string): Terminal {
   // Fix I1: an intent id is never re-used (another principal's would be a hijack).
   if (st.intents.has(p.intent_id)) return fail('INVALID_REFERENCE', `intent ${p.intent_id} already exists`)
@@ -124,6 +149,8 @@ export function handleAnnounce (st: CoreState, ctx: Ctx, p: AnnouncePayload, sen
   }
   const scope = copyJson(p.scope)
   const norm = normalizeScope(scope)
+  const tooBig = scopeCeiling(st, norm)
+  if (tooBig !== undefined) return tooBig
   // SPEC §7.5: an announce fully inside a frozen scope MUST be rejected.
   const frozen = announceFrozen(st, norm)
   if (frozen === 'reject') return fail('SCOPE_FROZEN', 'the announced scope lies inside a frozen scope')
@@ -133,6 +160,12 @@ export function handleAnnounce (st: CoreState, ctx: Ctx, p: AnnouncePayload, sen
 
   const old = supersedable(st, norm, sender)
   if (explicit !== undefined && !old.includes(explicit)) old.push(explicit)
+  // Ceilings, checked before anything changes (superseded intents make room).
+  const full = intentCeiling(st, sender, old.length)
+  if (full !== undefined) return full
+  const opening = conflictHits(st, { intent_id: p.intent_id, principal_id: sender, norm, impact: impactFiles(scope), scope }, false).length
+  const conflicted = openConflictCeiling(st, opening)
+  if (conflicted !== undefined) return conflicted
   for (const i of old) terminateIntent(st, ctx, i, 'SUPERSEDED')
 
   const intent = st.newIntent({
@@ -173,11 +206,16 @@ export function handleUpdate (st: CoreState, ctx: Ctx, p: UpdatePayload, sender:
   const scope = p.scope !== undefined ? copyJson(p.scope) : undefined
   if (scope !== undefined) {
     norm = normalizeScope(scope)
+    const tooBig = scopeCeiling(st, norm)
+    if (tooBig !== undefined) return tooBig
     // Fix I3: the race lock also applies to the newly added resources of an update.
     const added: string[] = []
     for (const item of norm.items) if (i.norm.kind !== norm.kind || !i.norm.items.has(item)) added.push(item)
     const hit = raceLock(st, norm, sender, added, i.intent_id)
     if (hit !== undefined) return staleIntent(hit)
+    const opening = conflictHits(st, { intent_id: i.intent_id, principal_id: sender, norm, impact: impactFiles(scope), scope }, true).length
+    const conflicted = openConflictCeiling(st, opening)
+    if (conflicted !== undefined) return conflicted
   }
   if (p.objective !== undefined) i.objective = p.objective
   if (p.assumptions !== undefined) i.assumptions = [...p.assumptions]

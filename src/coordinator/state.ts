@@ -157,6 +157,10 @@ export interface Settings {
   maxWorkspaceBytes: number
   maxFileBytes: number
   maxParticipants: number
+  maxIntentsPerParticipant: number
+  maxIntentsPerSession: number
+  maxScopeFiles: number
+  maxOpenConflicts: number
   checkEnvelopeSessionId: boolean
   maxFinishedRecords: number
   /** §8.5 step 2; undefined = disabled. */
@@ -199,6 +203,10 @@ export function resolveSettings (c: CoordinatorConfig): Settings {
     maxWorkspaceBytes: num(c.maxWorkspaceBytes, 64 * 1024 * 1024, 'maxWorkspaceBytes'),
     maxFileBytes: num(c.maxFileBytes, 4 * 1024 * 1024, 'maxFileBytes'),
     maxParticipants: num(c.maxParticipants, 256, 'maxParticipants'),
+    maxIntentsPerParticipant: num(c.maxIntentsPerParticipant, 256, 'maxIntentsPerParticipant'),
+    maxIntentsPerSession: num(c.maxIntentsPerSession, 4096, 'maxIntentsPerSession'),
+    maxScopeFiles: num(c.maxScopeFiles, 1024, 'maxScopeFiles'),
+    maxOpenConflicts: num(c.maxOpenConflicts, 1024, 'maxOpenConflicts'),
     checkEnvelopeSessionId: c.checkEnvelopeSessionId !== false,
     maxFinishedRecords: num(c.maxFinishedRecords, 1000, 'maxFinishedRecords'),
     frozenScopePhases: c.frozenScopePhases === undefined
@@ -466,6 +474,13 @@ export class CoreState {
       this.#dismissCandidates(this.conflictsByIntent.get(i.intent_id))
     }
     ctx.dirty = true
+  }
+
+  /** Live (ACTIVE or SUSPENDED) intents of the session. */
+  liveIntentCount (): number {
+    let n = 0
+    for (const ids of this.liveByPrincipal.values()) n += ids.size
+    return n
   }
 
   liveIntentsOf (pid: string): Intent[] {

@@ -117,6 +117,14 @@ export interface CoordinatorConfig {
   readonly maxFileBytes?: number
   /** Participants (registered principals) per session. Default 256. */
   readonly maxParticipants?: number
+  /** Live (ACTIVE or SUSPENDED) intents one participant may hold; more → AUTHORIZATION_FAILED. Default 256. */
+  readonly maxIntentsPerParticipant?: number
+  /** Live intents per session; more → AUTHORIZATION_FAILED. Default 4096. */
+  readonly maxIntentsPerSession?: number
+  /** Resources (files, entities, task ids) in one intent scope; more → MALFORMED_MESSAGE. Default 1024. */
+  readonly maxScopeFiles?: number
+  /** Open conflicts per session; an intent or report that would open more → AUTHORIZATION_FAILED. Default 1024. */
+  readonly maxOpenConflicts?: number
   /**
    * Refuse an envelope whose `session_id` differs from this session's with
    * INVALID_REFERENCE. Default true. The server sets false in single-session

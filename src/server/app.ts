@@ -120,6 +120,10 @@ export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance 
         return
       }
     }
+    if (registry.addressConnections(request.ip) >= config.limits.maxConnectionsPerAddress) {
+      await tooMany(request, reply, 'address', config.limits.maxConnectionsPerAddress)
+      return
+    }
     const table = auth.table
     const header = request.headers.authorization
     if (table === undefined || header === undefined) return
@@ -139,7 +143,19 @@ export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance 
       })
       return
     }
+    if (registry.tokenConnections(checked.digest) >= config.limits.maxConnectionsPerToken) {
+      await tooMany(request, reply, 'token', config.limits.maxConnectionsPerToken)
+      return
+    }
     headerAuth.set(request.raw, { digest: checked.digest, entry: checked.entry })
+  }
+  /** --max-connections-per-address / --max-connections-per-token before the upgrade: HTTP 429. */
+  const tooMany = async (request: FastifyRequest, reply: FastifyReply, what: 'address' | 'token', limit: number): Promise<void> => {
+    request.log.info({ status: 429, limit: `max_connections_per_${what}`, value: limit }, 'upgrade refused')
+    await reply.code(429).header('retry-after', '1').send({
+      code: 'MPAC_ERR_TOO_MANY_CONNECTIONS',
+      message: `connection limit for this ${what} reached (at most ${limit} open connections, --max-connections-per-${what})`
+    })
   }
 
   const wsHandler = (socket: unknown, request: FastifyRequest): void => {
@@ -151,6 +167,9 @@ export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance 
     }
     // Listeners are attached synchronously inside the constructor.
     const conn = new Connection(ws, sessionId, headerAuth.get(request.raw), { config, registry, auth, metrics, logger }, request.ip)
+    // Concurrent upgrades may all have passed the check before the upgrade: count again now.
+    const overAddress = registry.bindAddress(conn, request.ip)
+    if (overAddress !== undefined) conn.close(overAddress)
     if (logger.isLevelEnabled('debug')) conn.log.debug('connection opened')
   }
   const upgradeRequired = async (_request: FastifyRequest, reply: FastifyReply): Promise<void> => {

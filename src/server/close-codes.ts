@@ -33,6 +33,10 @@ export const CLOSE = {
   SLOW_CONSUMER: { code: 4429, reason: 'slow consumer: send buffer full' },
   TOO_MANY_SESSIONS: { code: 4429, reason: 'session limit reached' },
   TOO_MANY_TOKEN_SESSIONS: { code: 4429, reason: 'session limit for this token reached' },
+  TOO_MANY_ADDRESS_SESSIONS: { code: 4429, reason: 'session limit for this address reached' },
+  /** --max-connections-per-token / --max-connections-per-address (HTTP 429 before the upgrade when known there). */
+  TOO_MANY_TOKEN_CONNECTIONS: { code: 4429, reason: 'connection limit for this token reached' },
+  TOO_MANY_ADDRESS_CONNECTIONS: { code: 4429, reason: 'connection limit for this address reached' },
   /** The session's stored state is damaged (quarantined) or cannot be loaded right now. */
   SESSION_UNAVAILABLE: { code: 4503, reason: 'session unavailable' }
 } as const

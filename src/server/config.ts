@@ -37,6 +37,21 @@ export interface ServerLimits {
   readonly maxPrehelloConnections: number
   /** The same, per client address; more upgrades from that address → HTTP 429. */
   readonly maxPrehelloPerAddress: number
+  /** Live intents per participant / per session, resources per scope, open conflicts per session (core: PROTOCOL_ERROR). */
+  readonly maxIntentsPerParticipant: number
+  readonly maxIntentsPerSession: number
+  readonly maxScopeFiles: number
+  readonly maxOpenConflicts: number
+  /** Open connections per token (HTTP 429 before the upgrade with a bearer header, else close 4429 at HELLO). */
+  readonly maxConnectionsPerToken: number
+  /** Open connections per source address (HTTP 429 before the upgrade). */
+  readonly maxConnectionsPerAddress: number
+  /** Sessions created from one source address since the process started (close 4429). */
+  readonly maxSessionsPerAddress: number
+  /** Sustained frames per second per token across all its connections (token bucket); authenticated profile. */
+  readonly maxMsgsPerSecPerToken: number
+  /** Journal bytes one session may append per minute; beyond, inputs get INTENT_BACKOFF with retry_after_sec. */
+  readonly maxJournalBytesPerMin: number
 }
 
 export interface ServerConfig {
@@ -83,6 +98,8 @@ export interface ServerConfig {
   readonly sessionIdleUnloadSec: number
   /** Closed sessions are deleted from the store after this long. */
   readonly closedRetentionSec: number
+  /** A session without connections for this long is closed and deleted from the store (0 = never). Multi-session only. */
+  readonly idleRetentionSec: number
   readonly limits: ServerLimits
   readonly logLevel: string
 }
@@ -137,6 +154,16 @@ export const SETTINGS: readonly SettingSpec[] = [
   { flag: 'max-prehello-per-address', env: 'MPAC_MAX_PREHELLO_PER_ADDRESS', kind: 'string', help: 'the same per client address; more upgrades get HTTP 429 (default 64)' },
   { flag: 'metrics-port', env: 'MPAC_METRICS_PORT', kind: 'string', help: 'also serve GET /metrics without a token on 127.0.0.1:PORT (0 = any free port)' },
   { flag: 'metrics-public', env: 'MPAC_METRICS_PUBLIC', kind: 'bool', help: 'serve GET /metrics on the main listener without a token (default: only with MPAC_METRICS_TOKEN)' },
+  { flag: 'max-intents-per-participant', env: 'MPAC_MAX_INTENTS_PER_PARTICIPANT', kind: 'string', help: 'live intents one participant may hold (default 256)' },
+  { flag: 'max-intents-per-session', env: 'MPAC_MAX_INTENTS_PER_SESSION', kind: 'string', help: 'live intents per session (default 4096)' },
+  { flag: 'max-scope-files', env: 'MPAC_MAX_SCOPE_FILES', kind: 'string', help: 'files (resources, entities, task ids) in one intent scope (default 1024)' },
+  { flag: 'max-open-conflicts', env: 'MPAC_MAX_OPEN_CONFLICTS', kind: 'string', help: 'open conflicts per session (default 1024)' },
+  { flag: 'max-connections-per-token', env: 'MPAC_MAX_CONNECTIONS_PER_TOKEN', kind: 'string', help: 'open connections per token (default 512)' },
+  { flag: 'max-connections-per-address', env: 'MPAC_MAX_CONNECTIONS_PER_ADDRESS', kind: 'string', help: 'open connections per client address (default 512)' },
+  { flag: 'max-sessions-per-address', env: 'MPAC_MAX_SESSIONS_PER_ADDRESS', kind: 'string', help: 'sessions one client address may create while the process runs (default 100)' },
+  { flag: 'max-msgs-per-sec-per-token', env: 'MPAC_MAX_MSGS_PER_SEC_PER_TOKEN', kind: 'string', help: 'frames per second per token across its connections (default 500)' },
+  { flag: 'max-journal-bytes-per-min', env: 'MPAC_MAX_JOURNAL_BYTES_PER_MIN', kind: 'string', help: 'journal bytes one session may write per minute, then INTENT_BACKOFF (default 33554432)' },
+  { flag: 'session-idle-retention', env: 'MPAC_SESSION_IDLE_RETENTION', kind: 'string', help: 'close and delete a session without connections after SEC seconds, 0 = never (default 2592000, 30 days; multi-session only)' },
   { flag: 'log-level', env: 'LOG_LEVEL', kind: 'string', help: 'fatal | error | warn | info | debug | trace | silent (default info)' }
 ]
 
@@ -468,6 +495,7 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
     restartGraceSec: r.seconds('restart-grace', 30, { allowZero: true }),
     sessionIdleUnloadSec: r.seconds('session-idle-unload', 600),
     closedRetentionSec: r.seconds('closed-retention', 86400, { allowZero: true }),
+    idleRetentionSec: r.seconds('session-idle-retention', 30 * 86400, { allowZero: true }),
     limits: Object.freeze({
       maxFrameBytes: r.integer('max-frame-bytes', 1024 * 1024, 1024),
       prehelloTimeoutSec: r.seconds('prehello-timeout', 10, { timer: true }),
@@ -481,7 +509,16 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
       headersTimeoutSec,
       requestTimeoutSec,
       maxPrehelloConnections: r.integer('max-prehello-connections', 512),
-      maxPrehelloPerAddress: r.integer('max-prehello-per-address', 64)
+      maxPrehelloPerAddress: r.integer('max-prehello-per-address', 64),
+      maxIntentsPerParticipant: r.integer('max-intents-per-participant', 256),
+      maxIntentsPerSession: r.integer('max-intents-per-session', 4096),
+      maxScopeFiles: r.integer('max-scope-files', 1024),
+      maxOpenConflicts: r.integer('max-open-conflicts', 1024),
+      maxConnectionsPerToken: r.integer('max-connections-per-token', 512),
+      maxConnectionsPerAddress: r.integer('max-connections-per-address', 512),
+      maxSessionsPerAddress: r.integer('max-sessions-per-address', 100),
+      maxMsgsPerSecPerToken: r.integer('max-msgs-per-sec-per-token', 500),
+      maxJournalBytesPerMin: r.integer('max-journal-bytes-per-min', 32 * 1024 * 1024, 1024)
     }),
     logLevel
   }

@@ -231,7 +231,7 @@ export class Connection implements Peer {
     if (this.#closed) return
     const receivedAt = performance.now()
     const limits = this.#ctx.config.limits
-    if (!this.#takeToken()) {
+    if (!this.#takeToken() || !this.#ctx.registry.takeTokenShare(this)) {
       // Flooding: each dropped frame gets an error so the client's request
       // does not hang; another full second's worth of excess closes it.
       this.#dropped++
@@ -242,7 +242,7 @@ export class Connection implements Peer {
         }
         return
       }
-      this.#serverError('INTENT_BACKOFF', `rate limit exceeded (${limits.maxMsgsPerSec} frames per second); retry later`, refersTo(data, isBinary), { retry_after_sec: 1 })
+      this.#serverError('INTENT_BACKOFF', `rate limit exceeded (${limits.maxMsgsPerSec} frames per second per connection, ${limits.maxMsgsPerSecPerToken} per token); retry later`, refersTo(data, isBinary), { retry_after_sec: 1 })
       return
     }
     if (this.principalId === undefined && ++this.#prehelloFrames > limits.prehelloMaxFrames) {
@@ -335,6 +335,11 @@ export class Connection implements Peer {
       this.#serverError('INVALID_REFERENCE', helloFirst(typeof claimed === 'string' ? claimed : '(unknown)'), envelope.message_id)
       return
     }
+    const full = this.#ctx.registry.admissionLimit(this, this.#tokenOf(envelope), claimed)
+    if (full !== undefined) {
+      this.close(full)
+      return
+    }
     const verdict = this.#verdict(envelope, claimed)
     if (verdict !== undefined && !verdict.accepted) {
       this.log.info({ reason: verdict.reason }, 'HELLO refused: credential rejected')
@@ -348,7 +353,7 @@ export class Connection implements Peer {
         this.close(CLOSE.SESSION_UNAVAILABLE)
         return
       }
-      const created = this.#ctx.registry.provisional(this.sessionId, this.#tokenOf(envelope))
+      const created = this.#ctx.registry.provisional(this.sessionId, this.#tokenOf(envelope), this)
       if ('code' in created) {
         this.close(created)
         return

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
 import type { CoordinatorConfig } from '../coordinator/types.js'
 import { recoverSession, replaySession, SnapshotPolicy, StoreDamagedError, type ManagedSessionStore } from '../store/index.js'
@@ -34,7 +35,18 @@ export class SessionRegistry {
   readonly #quarantined = new Set<string>()
   /** Sessions created by each token (digest), for --max-sessions-per-token. */
   readonly #byToken = new Map<string, Set<string>>()
+  /** Sessions created from each client address (in this process), for --max-sessions-per-address. */
+  readonly #byAddress = new Map<string, Set<string>>()
+  /** Stored sessions not loaded: when they were last active (for --session-idle-retention). */
+  readonly #lastActive = new Map<string, number>()
   readonly #connections = new Set<Connection>()
+  /** Open connections per token digest (bearer header at the upgrade, or the admitting HELLO's credential). */
+  readonly #connsByToken = new Map<string, Set<Connection>>()
+  /** Open connections per client address. */
+  readonly #connsByAddress = new Map<string, Set<Connection>>()
+  readonly #addressOf = new WeakMap<Connection, string>()
+  /** --max-msgs-per-sec-per-token buckets (dropped with the token's last connection). */
+  readonly #tokenBuckets = new Map<string, { tokens: number, at: number }>()
   readonly #snapshotPolicy = new SnapshotPolicy()
   /** Sessions with work queued in this event-loop turn (flushed together). */
   #dirty = new Set<SessionRuntime>()
@@ -82,6 +94,10 @@ export class SessionRegistry {
       ...(c.frozenScopePhases ? { frozenScopePhases: {} } : {}),
       maxWorkspaceBytes: c.limits.maxWorkspaceBytes,
       maxParticipants: c.limits.maxParticipants,
+      maxIntentsPerParticipant: c.limits.maxIntentsPerParticipant,
+      maxIntentsPerSession: c.limits.maxIntentsPerSession,
+      maxScopeFiles: c.limits.maxScopeFiles,
+      maxOpenConflicts: c.limits.maxOpenConflicts,
       // protocol.md §2.1 recommends the envelope session_id check in multi-session mode only: the Python bridge's
       // unpinned remote mode sends its locally derived session id to a single-session server (docs/compatibility.md).
       checkEnvelopeSessionId: c.mode !== 'single',
@@ -147,8 +163,17 @@ export class SessionRegistry {
         logger.info({ sessionId: id, files: report.files.length, bytes: report.bytes, skipped: report.skipped, staleTempsRemoved: report.cleaned, git: this.#workspace.git.isRepository }, 'workspace loaded')
       }
     }
+    // The per-token session quota counts what the store holds, not what this process created.
+    try {
+      for (const { sessionId, owner } of store.listOwners()) {
+        if (this.#stored.has(sessionId) || this.#quarantined.has(sessionId)) this.#own(owner, sessionId)
+      }
+    } catch (err) {
+      logger.error({ err }, 'reading session owners failed; per-token session quotas count only new sessions')
+    }
     for (const runtime of this.#live.values()) runtime.flush()
-    const every = Math.max(1000, Math.min(60_000, config.sessionIdleUnloadSec * 1000 / 2))
+    const retentionMs = config.mode === 'single' || config.idleRetentionSec === 0 ? Infinity : config.idleRetentionSec * 1000
+    const every = Math.max(1000, Math.min(60_000, config.sessionIdleUnloadSec * 1000 / 2, retentionMs / 2))
     this.#sweepTimer = setInterval(() => this.sweep(), every)
     this.#sweepTimer.unref()
   }
@@ -181,27 +206,141 @@ export class SessionRegistry {
    * (a rejected or probing client never creates a session). Enforces
    * --max-sessions and --max-sessions-per-token.
    */
-  provisional (sessionId: string, tokenDigest: string | undefined): SessionRuntime | CloseSpec {
+  provisional (sessionId: string, tokenDigest: string | undefined, conn?: Connection): SessionRuntime | CloseSpec {
     const limits = this.#opts.config.limits
-    if (this.sessionCount >= limits.maxSessions) return CLOSE.TOO_MANY_SESSIONS
+    if (this.sessionCount >= limits.maxSessions) return this.#refused(conn, CLOSE.TOO_MANY_SESSIONS, limits.maxSessions)
     if (tokenDigest !== undefined && (this.#byToken.get(tokenDigest)?.size ?? 0) >= limits.maxSessionsPerToken) {
-      return CLOSE.TOO_MANY_TOKEN_SESSIONS
+      return this.#refused(conn, CLOSE.TOO_MANY_TOKEN_SESSIONS, limits.maxSessionsPerToken)
+    }
+    const address = conn === undefined ? undefined : this.#addressOf.get(conn)
+    if (address !== undefined && (this.#byAddress.get(address)?.size ?? 0) >= limits.maxSessionsPerAddress) {
+      return this.#refused(conn, CLOSE.TOO_MANY_ADDRESS_SESSIONS, limits.maxSessionsPerAddress)
     }
     return this.#newRuntime(sessionId, createCore(this.coreConfig(sessionId)), false)
+  }
+
+  /**
+   * Before a HELLO is handled on a connection without one: refuses it when
+   * its token already holds --max-connections-per-token open connections
+   * (a connection of the same principal to the same session is not counted:
+   * the HELLO replaces it).
+   */
+  admissionLimit (conn: Connection, tokenDigest: string | undefined, principalId: unknown): CloseSpec | undefined {
+    if (tokenDigest === undefined) return undefined
+    const max = this.#opts.config.limits.maxConnectionsPerToken
+    const set = this.#connsByToken.get(tokenDigest)
+    if (set === undefined || set.size < max) return undefined
+    let n = 0
+    for (const other of set) {
+      if (other === conn || (other.sessionId === conn.sessionId && other.principalId !== undefined && other.principalId === principalId)) continue
+      n++
+    }
+    return n >= max ? this.#refused(conn, CLOSE.TOO_MANY_TOKEN_CONNECTIONS, max) : undefined
+  }
+
+  /**
+   * --max-msgs-per-sec-per-token: one token bucket per token across all its
+   * connections (burst = one second's worth), so a tenant with many
+   * connections gets a bounded share of the server, not connections × the
+   * per-connection rate. Connections without a token (open profile) are not
+   * limited here. False = over the share (the frame is refused like a
+   * per-connection rate-limited one).
+   */
+  takeTokenShare (conn: Connection): boolean {
+    const digest = conn.helloDigest ?? conn.headerAuth?.digest
+    if (digest === undefined) return true
+    const rate = this.#opts.config.limits.maxMsgsPerSecPerToken
+    const now = performance.now()
+    let bucket = this.#tokenBuckets.get(digest)
+    if (bucket === undefined) this.#tokenBuckets.set(digest, bucket = { tokens: rate, at: now })
+    bucket.tokens = Math.min(rate, bucket.tokens + ((now - bucket.at) / 1000) * rate)
+    bucket.at = now
+    if (bucket.tokens < 1) return false
+    bucket.tokens -= 1
+    return true
+  }
+
+  /** Open connections presenting this token (for the check before the upgrade). */
+  tokenConnections (tokenDigest: string): number {
+    return this.#connsByToken.get(tokenDigest)?.size ?? 0
+  }
+
+  /** Open connections from this client address (for the check before the upgrade). */
+  addressConnections (address: string): number {
+    return this.#connsByAddress.get(address)?.size ?? 0
+  }
+
+  /** Records the client address of a new connection; refuses it when the address is over its limit. */
+  bindAddress (conn: Connection, address: string): CloseSpec | undefined {
+    const max = this.#opts.config.limits.maxConnectionsPerAddress
+    let set = this.#connsByAddress.get(address)
+    if (set === undefined) this.#connsByAddress.set(address, set = new Set())
+    if (set.size >= max) return this.#refused(conn, CLOSE.TOO_MANY_ADDRESS_CONNECTIONS, max)
+    set.add(conn)
+    this.#addressOf.set(conn, address)
+    return undefined
+  }
+
+  #refused (conn: Connection | undefined, spec: CloseSpec, limit: number): CloseSpec {
+    const log = conn?.log ?? this.#opts.logger
+    log.info({ code: spec.code, reason: spec.reason, limit }, 'connection refused at a limit')
+    return spec
   }
 
   /** A HELLO was admitted on `conn`. */
   admitted (conn: Connection, runtime: SessionRuntime, tokenDigest: string | undefined): void {
     this.#noteExpiry(tokenDigest)
+    if (tokenDigest !== undefined) this.#trackToken(conn, tokenDigest)
     if (!this.#stored.has(runtime.sessionId)) {
       this.#stored.add(runtime.sessionId)
       if (tokenDigest !== undefined) {
-        let set = this.#byToken.get(tokenDigest)
-        if (set === undefined) this.#byToken.set(tokenDigest, set = new Set())
+        this.#own(tokenDigest, runtime.sessionId)
+        runtime.owner = tokenDigest
+      }
+      const address = this.#addressOf.get(conn)
+      if (address !== undefined) {
+        let set = this.#byAddress.get(address)
+        if (set === undefined) this.#byAddress.set(address, set = new Set())
         set.add(runtime.sessionId)
       }
       conn.log.info('session created')
     }
+  }
+
+  #own (tokenDigest: string, sessionId: string): void {
+    let set = this.#byToken.get(tokenDigest)
+    if (set === undefined) this.#byToken.set(tokenDigest, set = new Set())
+    set.add(sessionId)
+  }
+
+  #trackToken (conn: Connection, digest: string): void {
+    let set = this.#connsByToken.get(digest)
+    if (set === undefined) this.#connsByToken.set(digest, set = new Set())
+    set.add(conn)
+  }
+
+  #untrack (conn: Connection): void {
+    for (const digest of [conn.headerAuth?.digest, conn.helloDigest]) {
+      if (digest === undefined) continue
+      const set = this.#connsByToken.get(digest)
+      if (set !== undefined && set.delete(conn) && set.size === 0) {
+        this.#connsByToken.delete(digest)
+        this.#tokenBuckets.delete(digest)
+      }
+    }
+    const address = this.#addressOf.get(conn)
+    if (address !== undefined) {
+      const set = this.#connsByAddress.get(address)
+      if (set !== undefined && set.delete(conn) && set.size === 0) this.#connsByAddress.delete(address)
+    }
+  }
+
+  /** Forgets a session everywhere but the store (purged, or deleted after idling past retention). */
+  #forget (sessionId: string): void {
+    this.#stored.delete(sessionId)
+    this.#lastActive.delete(sessionId)
+    for (const [digest, set] of this.#byToken) if (set.delete(sessionId) && set.size === 0) this.#byToken.delete(digest)
+    for (const [address, set] of this.#byAddress) if (set.delete(sessionId) && set.size === 0) this.#byAddress.delete(address)
   }
 
   /** Reply to a sideband query for a session that does not exist (nothing is created). */
@@ -263,11 +402,13 @@ export class SessionRegistry {
     this.#prehello.set(conn.address, (this.#prehello.get(conn.address) ?? 0) + 1)
     this.#connections.add(conn)
     this.#noteExpiry(conn.headerAuth?.digest)
+    if (conn.headerAuth !== undefined) this.#trackToken(conn, conn.headerAuth.digest)
     this.onConnectionCount?.(this.#connections.size)
   }
 
   connectionClosed (conn: Connection): void {
     this.#connections.delete(conn)
+    this.#untrack(conn)
     this.onConnectionCount?.(this.#connections.size)
   }
 
@@ -343,25 +484,53 @@ export class SessionRegistry {
   sweep (): void {
     const { config, store, logger } = this.#opts
     const now = this.#now()
+    const retentionMs = config.mode === 'single' || config.idleRetentionSec === 0 ? Infinity : config.idleRetentionSec * 1000
     for (const runtime of [...this.#live.values()]) {
       if (config.mode === 'single') break
-      if (runtime.persisted && runtime.peerCount === 0 && now - runtime.idleSince >= config.sessionIdleUnloadSec * 1000) {
+      if (!runtime.persisted || runtime.peerCount > 0) continue
+      if (now - runtime.idleSince >= retentionMs) {
+        this.#deleteIdle(runtime.sessionId, runtime)
+      } else if (now - runtime.idleSince >= config.sessionIdleUnloadSec * 1000) {
         runtime.unload()
         this.#drop(runtime)
+        this.#lastActive.set(runtime.sessionId, runtime.idleSince)
         runtime.log.debug('session unloaded (idle)')
       }
+    }
+    for (const [id, at] of [...this.#lastActive]) {
+      if (this.#live.has(id)) this.#lastActive.delete(id)
+      else if (now - at >= retentionMs) this.#deleteIdle(id, undefined)
     }
     try {
       for (const id of store.purgeClosed(now - config.closedRetentionSec * 1000)) {
         const runtime = this.#live.get(id)
         if (runtime !== undefined && runtime.peerCount > 0) continue
         if (runtime !== undefined) this.#drop(runtime)
-        this.#stored.delete(id)
-        for (const set of this.#byToken.values()) set.delete(id)
+        this.#forget(id)
         logger.info({ sessionId: id }, 'closed session purged')
       }
     } catch (err) {
       logger.error({ err }, 'purging closed sessions failed')
+    }
+  }
+
+  /**
+   * --session-idle-retention: a session nobody connected to for that long is
+   * closed and deleted from the store, so its owner's quota frees up.
+   */
+  #deleteIdle (sessionId: string, runtime: SessionRuntime | undefined): void {
+    const { store, logger } = this.#opts
+    try {
+      if (runtime !== undefined) {
+        runtime.flush()
+        runtime.discard()
+        this.#drop(runtime)
+      }
+      store.delete(sessionId)
+      this.#forget(sessionId)
+      logger.info({ sessionId, idleRetentionSec: this.#opts.config.idleRetentionSec }, 'idle session closed and deleted')
+    } catch (err) {
+      logger.error({ sessionId, err }, 'deleting an idle session failed')
     }
   }
 
@@ -379,6 +548,7 @@ export class SessionRegistry {
 
   #load (sessionId: string): SessionRuntime | undefined {
     const { store, logger } = this.#opts
+    this.#lastActive.delete(sessionId)
     try {
       // The same epoch: an in-process reload of an idle session is not a restart (no `recovered`).
       const core = replaySession(store, sessionId, this.coreConfig(sessionId))
@@ -409,6 +579,7 @@ export class SessionRegistry {
       logger: this.#opts.logger,
       metrics: this.#opts.metrics,
       heartbeatIntervalSec: this.#opts.config.heartbeatIntervalSec,
+      maxJournalBytesPerMin: this.#opts.config.limits.maxJournalBytesPerMin,
       workspace: this.#workspace,
       persisted,
       now: this.#now,

@@ -44,7 +44,13 @@ export interface RuntimeOptions {
   readonly scheduleFlush?: (runtime: SessionRuntime) => void
   /** Called when the store failed: the session is unloaded and its connections closed. */
   readonly onBroken?: (runtime: SessionRuntime) => void
+  /** --max-journal-bytes-per-min (unlimited when absent). */
+  readonly maxJournalBytesPerMin?: number
 }
+
+/** Messages never refused by the journal budget: membership and liveness must not suffer from a flood. */
+const ALWAYS_ADMITTED: ReadonlySet<unknown> = new Set(['HELLO', 'HEARTBEAT', 'GOODBYE'])
+const JOURNAL_WINDOW_MS = 60_000
 
 /**
  * One frame to send: its recipients, the frame, and its JSON text. Core
@@ -102,6 +108,14 @@ export class SessionRuntime {
   #idleSince: number
   /** Unloaded, discarded or failed: no timer is armed again. */
   #disposed = false
+  /** Digest of the token that created the session, recorded in the store with its first append. */
+  owner: string | undefined
+  #ownerStored = false
+  /** Journal bytes appended in the last minute: [at, bytes] in order, and their sum. */
+  readonly #journalWindow: Array<[number, number]> = []
+  #journalWindowBytes = 0
+  /** `bytesSinceSnapshot` after the previous append (to measure each append). */
+  #bytesSinceSnapshot = 0
 
   constructor (opts: RuntimeOptions) {
     this.#opts = opts
@@ -152,6 +166,11 @@ export class SessionRuntime {
         this.#refuse(peer, envelope, 'AUTHORIZATION_FAILED', `${reason}; the intent was not ${type === 'INTENT_ANNOUNCE' ? 'announced' : 'updated'}`, receivedAt)
         return undefined
       }
+    }
+    const retryAfter = ALWAYS_ADMITTED.has(type) ? undefined : this.#journalBackoff(now)
+    if (retryAfter !== undefined) {
+      this.#refuse(peer, envelope, 'INTENT_BACKOFF', `journal budget of this session exhausted (at most ${this.#opts.maxJournalBytesPerMin as number} bytes per minute, max_journal_bytes_per_min); retry after ${retryAfter} s`, receivedAt, { retry_after_sec: retryAfter, limit: 'max_journal_bytes_per_min', limit_value: this.#opts.maxJournalBytesPerMin })
+      return undefined
     }
     if (this.#opts.workspace !== undefined && (type === 'OP_COMMIT' || type === 'OP_BATCH_COMMIT')) {
       const refused = this.#opts.workspace.refusals(changedPaths(envelope).filter(p => this.#opts.workspace?.resolve(p) !== undefined))
@@ -303,7 +322,15 @@ export class SessionRuntime {
     }
     const stats = this.#opts.store.append(this.sessionId, this.#journal)
     this.#opts.metrics.journalAppends++
-    if (this.#opts.snapshotPolicy.due(stats)) this.#opts.store.saveSnapshot(this.sessionId, this.core.snapshot())
+    if (!this.#ownerStored && this.owner !== undefined) {
+      this.#opts.store.setOwner(this.sessionId, this.owner)
+      this.#ownerStored = true
+    }
+    this.#countJournal(stats.bytesSinceSnapshot)
+    if (this.#opts.snapshotPolicy.due(stats)) {
+      this.#opts.store.saveSnapshot(this.sessionId, this.core.snapshot())
+      this.#bytesSinceSnapshot = 0
+    }
     if (this.core.closed && !this.#markedClosed) {
       this.#markedClosed = true
       this.#opts.store.markClosed(this.sessionId, this.#opts.now())
@@ -373,6 +400,41 @@ export class SessionRuntime {
     }
   }
 
+  /** Stops the session without a snapshot (it is about to be deleted). */
+  discard (): void {
+    this.#dispose()
+  }
+
+  #countJournal (bytesSinceSnapshot: number): void {
+    if (this.#opts.maxJournalBytesPerMin === undefined) return
+    const added = bytesSinceSnapshot - this.#bytesSinceSnapshot
+    this.#bytesSinceSnapshot = bytesSinceSnapshot
+    if (added <= 0) return
+    this.#journalWindow.push([this.#opts.now(), added])
+    this.#journalWindowBytes += added
+  }
+
+  /** Seconds until the journal budget allows writes again, or undefined when it does now. */
+  #journalBackoff (now: number): number | undefined {
+    const max = this.#opts.maxJournalBytesPerMin
+    if (max === undefined) return undefined
+    const w = this.#journalWindow
+    let drop = 0
+    while (drop < w.length && now - (w[drop] as [number, number])[0] >= JOURNAL_WINDOW_MS) {
+      this.#journalWindowBytes -= (w[drop] as [number, number])[1]
+      drop++
+    }
+    if (drop > 0) w.splice(0, drop)
+    if (this.#journalWindowBytes < max) return undefined
+    // The budget frees up once enough of the oldest appends leave the window.
+    let bytes = this.#journalWindowBytes
+    for (const [at, n] of w) {
+      bytes -= n
+      if (bytes < max) return Math.max(1, Math.ceil((at + JOURNAL_WINDOW_MS - now) / 1000))
+    }
+    return 60
+  }
+
   /** Closes every connection of the session. */
   closeAll (spec: CloseSpec): void {
     for (const peer of [...this.#peers]) peer.close(spec)
@@ -420,10 +482,11 @@ export class SessionRuntime {
   }
 
   /** A server-authored rejection of an input the core never sees (nothing journaled). */
-  #refuse (peer: Peer, envelope: Record<string, unknown>, code: string, description: string, receivedAt: number): void {
+  #refuse (peer: Peer, envelope: Record<string, unknown>, code: string, description: string, receivedAt: number, extensions?: Record<string, unknown>): void {
     const coordinatorId = this.core.coordinatorId
     const payload: Record<string, unknown> = { error_code: code, description }
     if (typeof envelope.message_id === 'string') payload.refers_to = envelope.message_id
+    if (extensions !== undefined) payload.extensions = extensions
     const frame = {
       protocol: 'MPAC',
       version: typeof envelope.version === 'string' ? envelope.version : '0.1.13',

@@ -37,6 +37,14 @@ export interface ManagedSessionStore extends SessionStore {
   batch<T> (fn: () => T): T
   /** Records that the session was closed at `at` (epoch ms); retention counts from there. */
   markClosed (sessionId: string, at: number): void
+  /**
+   * Records the digest of the token that created the session (the per-token
+   * session quota counts what the store holds, so it survives restarts).
+   * Call after the session's first `append`; unknown sessions are ignored.
+   */
+  setOwner (sessionId: string, owner: string): void
+  /** Every stored session with a recorded owner. */
+  listOwners (): Array<{ sessionId: string, owner: string }>
   /** Deletes every session closed before `olderThan` (epoch ms) and returns their ids. */
   purgeClosed (olderThan: number): string[]
   /** Bytes (UTF-8) of the session's stored snapshot plus journal; 0 when unknown. */

@@ -10,6 +10,7 @@ interface MemorySession {
   journal: string[]
   journalBytes: number
   closedAt: number | undefined
+  owner: string | undefined
 }
 
 /**
@@ -67,7 +68,8 @@ export class MemoryStore implements ManagedSessionStore {
     }
     return {
       entriesSinceSnapshot: session?.journal.length ?? 0,
-      bytesSinceSnapshot: session?.journalBytes ?? 0
+      bytesSinceSnapshot: session?.journalBytes ?? 0,
+      snapshotBytes: session?.snapshotBytes ?? 0
     }
   }
 
@@ -90,6 +92,22 @@ export class MemoryStore implements ManagedSessionStore {
     this.#assertOpen()
     const session = this.#sessions.get(sessionId)
     if (session !== undefined) session.closedAt = at
+  }
+
+  setOwner (sessionId: string, owner: string): void {
+    this.#assertOpen()
+    const session = this.#sessions.get(sessionId)
+    if (session !== undefined) session.owner = owner
+  }
+
+  listOwners (): Array<{ sessionId: string, owner: string }> {
+    this.#assertOpen()
+    const out: Array<{ sessionId: string, owner: string }> = []
+    for (const id of this.listSessions()) {
+      const owner = this.#sessions.get(id)?.owner
+      if (owner !== undefined) out.push({ sessionId: id, owner })
+    }
+    return out
   }
 
   purgeClosed (olderThan: number): string[] {
@@ -119,7 +137,7 @@ export class MemoryStore implements ManagedSessionStore {
   }
 
   #create (sessionId: string): MemorySession {
-    const session: MemorySession = { snapshot: undefined, snapshotBytes: 0, journal: [], journalBytes: 0, closedAt: undefined }
+    const session: MemorySession = { snapshot: undefined, snapshotBytes: 0, journal: [], journalBytes: 0, closedAt: undefined, owner: undefined }
     this.#sessions.set(sessionId, session)
     return session
   }

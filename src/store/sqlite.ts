@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS sessions (
   created_at INTEGER NOT NULL,
   closed_at INTEGER,
   quarantined INTEGER NOT NULL DEFAULT 0,
-  quarantine_reason TEXT
+  quarantine_reason TEXT,
+  owner TEXT
 );
 CREATE TABLE IF NOT EXISTS journal (
   session_id TEXT NOT NULL,
@@ -151,6 +152,10 @@ export class SqliteStore implements ManagedSessionStore {
       }
       this.#db.transaction(() => {
         this.#db.exec(SCHEMA)
+        // Added after version 1 shipped: a nullable column that older builds ignore (no version bump, so
+        // rolling back keeps working). Holds the digest of the token that created the session.
+        const columns = this.#db.prepare<[], { name: string }>('SELECT name FROM pragma_table_info(\'sessions\')').pluck().all() as unknown as string[]
+        if (!columns.includes('owner')) this.#db.exec('ALTER TABLE sessions ADD COLUMN owner TEXT')
         this.#db.pragma(`user_version = ${SCHEMA_VERSION}`)
       })()
     } catch (err) {
@@ -186,6 +191,9 @@ export class SqliteStore implements ManagedSessionStore {
       deleteSession: db.prepare<[string]>('DELETE FROM sessions WHERE session_id = ?'),
       quarantine: db.prepare<[string, string]>('UPDATE sessions SET quarantined = 1, quarantine_reason = ? WHERE session_id = ?'),
       markClosed: db.prepare<[number, string]>('UPDATE sessions SET closed_at = ? WHERE session_id = ?'),
+      setOwner: db.prepare<[string, string]>('UPDATE sessions SET owner = ? WHERE session_id = ?'),
+      owners: db.prepare<[], { session_id: string; owner: string }>(
+        'SELECT session_id, owner FROM sessions WHERE owner IS NOT NULL ORDER BY session_id'),
       closedBefore: db.prepare<[number], { session_id: string }>(
         'SELECT session_id FROM sessions WHERE closed_at IS NOT NULL AND closed_at < ? ORDER BY session_id').pluck()
     }
@@ -306,7 +314,7 @@ export class SqliteStore implements ManagedSessionStore {
       state.entries += bodies.length
       state.bytes += added
     }
-    return { entriesSinceSnapshot: state.entries, bytesSinceSnapshot: state.bytes }
+    return { entriesSinceSnapshot: state.entries, bytesSinceSnapshot: state.bytes, snapshotBytes: state.snapshotBytes }
   }
 
   /** Inserts the journal rows of one `append` (in a transaction); returns their size in bytes. */
@@ -381,6 +389,14 @@ export class SqliteStore implements ManagedSessionStore {
 
   markClosed (sessionId: string, at: number): void {
     this.#stmt.markClosed.run(Math.trunc(at), sessionId)
+  }
+
+  setOwner (sessionId: string, owner: string): void {
+    this.#stmt.setOwner.run(owner, sessionId)
+  }
+
+  listOwners (): Array<{ sessionId: string, owner: string }> {
+    return this.#stmt.owners.all().map(row => ({ sessionId: row.session_id, owner: row.owner }))
   }
 
   purgeClosed (olderThan: number): string[] {

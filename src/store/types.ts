@@ -31,6 +31,8 @@ export interface SessionStore {
 export interface JournalStats {
   readonly entriesSinceSnapshot: number
   readonly bytesSinceSnapshot: number
+  /** Bytes of the latest snapshot (0 or absent when none), for the amortised snapshot policy. */
+  readonly snapshotBytes?: number
 }
 
 export interface StoredSession {

@@ -46,10 +46,20 @@ t.test('no flags: multi-session on 127.0.0.1:8766, open, sqlite under ~/.local/s
     headersTimeoutSec: 10,
     requestTimeoutSec: 30,
     maxPrehelloConnections: 512,
-    maxPrehelloPerAddress: 64
+    maxPrehelloPerAddress: 64,
+    maxIntentsPerParticipant: 256,
+    maxIntentsPerSession: 4096,
+    maxScopeFiles: 1024,
+    maxOpenConflicts: 1024,
+    maxConnectionsPerToken: 512,
+    maxConnectionsPerAddress: 512,
+    maxSessionsPerAddress: 100,
+    maxMsgsPerSecPerToken: 500,
+    maxJournalBytesPerMin: 32 * 1024 * 1024
   })
   t.equal(c.metricsPort, undefined)
   t.equal(c.metricsPublic, false)
+  t.equal(c.idleRetentionSec, 30 * 86400)
   t.ok(Object.isFrozen(c))
 })
 

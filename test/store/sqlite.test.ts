@@ -46,8 +46,8 @@ t.test('append then load round-trips inputs, also after reopening', async t => {
   t.equal(store.load('s1'), undefined)
   const first = [msg(1, 'héllo ✓'), tick(2)]
   const second = [{ kind: 'close', now: 3, reason: 'manual' } as const]
-  t.same(store.append('s1', first), { entriesSinceSnapshot: 2, bytesSinceSnapshot: bytesOf(first) })
-  t.same(store.append('s1', second), { entriesSinceSnapshot: 3, bytesSinceSnapshot: bytesOf([...first, ...second]) })
+  t.same(store.append('s1', first), { entriesSinceSnapshot: 2, bytesSinceSnapshot: bytesOf(first), snapshotBytes: 0 })
+  t.same(store.append('s1', second), { entriesSinceSnapshot: 3, bytesSinceSnapshot: bytesOf([...first, ...second]), snapshotBytes: 0 })
   t.same(store.load('s1'), { snapshot: undefined, journal: [...first, ...second] })
   t.same(store.listSessions(), ['s1'])
   store.close()
@@ -56,13 +56,13 @@ t.test('append then load round-trips inputs, also after reopening', async t => {
   t.same(again.listSessions(), ['s1'])
   t.same(again.load('s1'), { snapshot: undefined, journal: [...first, ...second] })
   t.equal(again.sessionBytes('s1'), bytesOf([...first, ...second]))
-  t.same(again.append('s1', [tick(4)]), { entriesSinceSnapshot: 4, bytesSinceSnapshot: bytesOf([...first, ...second, tick(4)]) },
+  t.same(again.append('s1', [tick(4)]), { entriesSinceSnapshot: 4, bytesSinceSnapshot: bytesOf([...first, ...second, tick(4)]), snapshotBytes: 0 },
     'stats are recomputed from disk')
 })
 
 t.test('an empty append stores nothing', async t => {
   const { store } = open(t)
-  t.same(store.append('s1', []), { entriesSinceSnapshot: 0, bytesSinceSnapshot: 0 })
+  t.same(store.append('s1', []), { entriesSinceSnapshot: 0, bytesSinceSnapshot: 0, snapshotBytes: 0 })
   t.equal(store.load('s1'), undefined)
   t.same(store.listSessions(), [])
 })
@@ -76,7 +76,7 @@ t.test('a snapshot plus the journal tail; the covered journal rows are removed',
   const count = (id: string) => db.prepare('SELECT COUNT(*) FROM journal WHERE session_id = ?').pluck().get(id)
   t.equal(count('s1'), 0, 'compacted')
   t.equal(count('other'), 1, 'other sessions untouched')
-  t.same(store.append('s1', [tick(4), tick(5)]), { entriesSinceSnapshot: 2, bytesSinceSnapshot: bytesOf([tick(4), tick(5)]) })
+  t.same(store.append('s1', [tick(4), tick(5)]), { entriesSinceSnapshot: 2, bytesSinceSnapshot: bytesOf([tick(4), tick(5)]), snapshotBytes: Buffer.byteLength(JSON.stringify({ lamport_clock: 3 })) }, 'the snapshot size is reported for the amortised policy')
   t.same(store.load('s1'), { snapshot: { lamport_clock: 3 }, journal: [tick(4), tick(5)] })
   t.same(db.prepare('SELECT seq FROM journal WHERE session_id = ? ORDER BY seq').pluck().all('s1'), [4, 5])
   t.same(db.prepare('SELECT seq FROM snapshots WHERE session_id = ?').pluck().get('s1'), 3)
@@ -248,7 +248,7 @@ t.test('batch: appends of several sessions in one transaction, all or nothing', 
 t.test('an append of more rows than one INSERT takes is stored whole and in order', async t => {
   const { store, dir } = open(t)
   const inputs = Array.from({ length: 150 }, (_, i) => i % 3 === 0 ? msg(i + 1, `m${i}`) : tick(i + 1))
-  t.same(store.append('s1', inputs), { entriesSinceSnapshot: 150, bytesSinceSnapshot: bytesOf(inputs) })
+  t.same(store.append('s1', inputs), { entriesSinceSnapshot: 150, bytesSinceSnapshot: bytesOf(inputs), snapshotBytes: 0 })
   t.same(store.append('s1', [tick(151)]).entriesSinceSnapshot, 151)
   store.close()
   const { store: again } = open(t, dir)
@@ -344,4 +344,27 @@ t.test('one store per data directory: a second one is refused until the first is
   store.close()
   const { store: again } = open(t, dir)
   t.same(again.load('s1')?.journal, [tick(1)], 'taken once released')
+})
+
+t.test('session owners: stored with the session, listed after reopening, gone with it; old databases gain the column', async t => {
+  const dir = join(tempDir(t), 'data')
+  // A database written before the owner column existed (schema version 1 as it shipped).
+  const old = new Database((() => { const s = new SqliteStore({ dir }); s.close(); return join(dir, DATABASE_FILE) })())
+  old.exec('DROP TABLE sessions; CREATE TABLE sessions (session_id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, closed_at INTEGER, quarantined INTEGER NOT NULL DEFAULT 0, quarantine_reason TEXT)')
+  old.close()
+  const { store } = open(t, dir)
+  store.append('s1', [tick(1)])
+  store.append('s2', [tick(1)])
+  store.setOwner('s1', 'ab'.repeat(32))
+  store.setOwner('unknown', 'cd'.repeat(32))
+  t.same(store.listOwners(), [{ sessionId: 's1', owner: 'ab'.repeat(32) }])
+  store.close()
+  const { store: again } = open(t, dir)
+  t.same(again.listOwners(), [{ sessionId: 's1', owner: 'ab'.repeat(32) }], 'survives reopening')
+  again.delete('s1')
+  t.same(again.listOwners(), [])
+  const mem = new MemoryStore()
+  mem.append('m', [tick(1)])
+  mem.setOwner('m', 'ef')
+  t.same(mem.listOwners(), [{ sessionId: 'm', owner: 'ef' }])
 })
