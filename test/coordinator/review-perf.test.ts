@@ -12,7 +12,7 @@ const LOAD = 20_000
 const ROUNDS = 300
 
 function session (conflicts: number, deferrals: number, frozen = false): Harness {
-  const h = new Harness({ unavailabilityTimeoutSec: 1e7, heartbeatIntervalSec: 1e7, resolutionTimeoutSec: 1e6 })
+  const h = new Harness({ unavailabilityTimeoutSec: 1e7, heartbeatIntervalSec: 1e7, resolutionTimeoutSec: 1e6, maxOpenConflicts: 1e6, maxIntentsPerSession: 1e6, maxIntentsPerParticipant: 1e6 })
   h.join(['O', ['owner']], 'A', 'B', 'C')
   h.announce('A', 'hold', ['hold.py'])
   h.announce('C', 'hold-c', ['hold-c.py'])
