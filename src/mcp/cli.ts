@@ -105,6 +105,7 @@ async function main (argv: string[]): Promise<number> {
       return 2
     }
     process.stdout.write(out.text + '\n')
+    for (const note of out.notes) process.stderr.write(note + '\n')
     return 0
   }
   if (command === 'smoke') {
