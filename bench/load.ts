@@ -41,7 +41,7 @@ async function startServer (store: string, extra: string[]): Promise<{ child: Ch
   // --dist runs the built server (npm run build first): no TypeScript loader in the measured process.
   const entry = process.argv.includes('--dist') ? ['dist/server/cli.js'] : ['--import', './scripts/ts-register.mjs', 'src/server/cli.ts']
   const child = spawn(process.execPath, [...nodeFlags, ...entry,
-    '--port', '0', '--store', store, '--data-dir', dataDir, '--max-msgs-per-sec', '100000', '--max-sessions', '100000', ...extra],
+    '--port', '0', '--store', store, '--data-dir', dataDir, '--max-msgs-per-sec', '100000', '--max-sessions', '100000', '--metrics-public', '--max-prehello-per-address', '100000', '--max-prehello-connections', '100000', ...extra],
   { cwd: root, env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'inherit'] })
   return new Promise((resolve, reject) => {
     let out = ''

@@ -4,12 +4,15 @@
  * protocol.md §3 in order (parse, coordinator-id guard, session check,
  * replay protection, Lamport receive rule, closed-session check, HELLO gate,
  * dispatch, pending-claim sweep) and ends every message input with exactly
- * one terminal frame for the sender.
+ * one terminal frame for the sender: the last MPAC envelope it receives for
+ * that input, which only sideband FILE_UPDATED pushes may follow (frame order:
+ * docs/architecture.md).
  */
+import type { ErrorCode } from '../protocol/error-codes.js'
 import type { MessageType } from '../protocol/message-types.js'
 import { parseEnvelope, type Envelope } from '../protocol/schemas.js'
 import { parseTs } from '../protocol/time.js'
-import { lamportOf } from '../protocol/watermark.js'
+import { clampLamport, lamportOf, MAX_LAMPORT } from '../protocol/watermark.js'
 import { checkWorkspacePath } from '../protocol/workspace-path.js'
 import { handleBatch } from './batches.js'
 import { settle } from './cascades.js'
@@ -17,12 +20,12 @@ import { handleClaim, nextClaimDeadline, sweepClaims } from './claims.js'
 import { handleReport } from './conflicts.js'
 import { degradeFrozenScopes, nextDegradationDeadline } from './degradation.js'
 import { clearDeferrals, expireDeferrals, handleDeferred, nextDeferralDeadline } from './deferrals.js'
-import { ALL, ECHO, fail, principals, SENDER, Ctx, type Terminal } from './envelopes.js'
+import { ALL, ECHO, fail, OTHERS, SENDER, Ctx, type Terminal } from './envelopes.js'
 import { handleAck, handleEscalate, handleResolution, nextResolutionDeadline, resolutionTimeouts } from './governance.js'
 import { expireIntents, handleAnnounce, handleUpdate, handleWithdraw, nextExpiry } from './intents.js'
 import { checkLiveness, handleGoodbye, handleHeartbeat, nextLivenessDeadline, statusHeartbeat, statusPayload } from './liveness.js'
 import { handleCommit, handlePropose, handleReject, handleSupersede } from './operations.js'
-import { closeSummary, handleHello, summary } from './session-info.js'
+import { closeSummary, handleHello, helloGate, summary } from './session-info.js'
 import { restoreState, takeSnapshot } from './snapshot.js'
 import { CoreState, resolveSettings, type Settings } from './state.js'
 import type { ApplyResult, CoordinatorConfig, CoordinatorSnapshot, CoreInput, FileEntry, Output, SessionCloseReason, Verdict } from './types.js'
@@ -31,8 +34,13 @@ import { fileSync } from './workspace.js'
 
 type Payload = Record<string, unknown>
 
-/** Largest inbound Lamport value accepted (2^52: the clock keeps 2^52 increments of integer precision). */
-export const MAX_LAMPORT = 2 ** 52
+/** The HELLO-first refusal, in the Python coordinator's words (issue 12.13; same code, INVALID_REFERENCE). */
+export function helloFirst (principalId: string): string {
+  return `Principal ${principalId} must send HELLO before any other message`
+}
+
+/** Largest inbound Lamport value accepted (src/protocol/watermark.ts; re-exported for the core's users). */
+export { MAX_LAMPORT }
 
 /**
  * Deepest nesting of objects and arrays accepted in an envelope. Copies,
@@ -238,26 +246,29 @@ export class Coordinator {
     const env = parsed.envelope
     const pid = env.sender.principal_id
     const ctx = new Ctx(now, pid, env.message_id)
-    const rawObj = raw as Record<string, unknown>
-    if (deeperThan(raw, MAX_DEPTH)) return this.#finish(ctx, rawObj, fail('MALFORMED_MESSAGE', `the message is nested deeper than ${MAX_DEPTH} levels`))
+    // Relays and echoes are built from the validated envelope: unknown keys the sender added are not in it
+    // (SPEC §21.2: ignored; the raw input, which the runtime journals, keeps them).
+    const known = env as unknown as Record<string, unknown>
+    if (deeperThan(raw, MAX_DEPTH)) return this.#finish(ctx, known, fail('MALFORMED_MESSAGE', `the message is nested deeper than ${MAX_DEPTH} levels`))
     // protocol.md §3 step 6 (TS, required; fix S13): nobody speaks as the coordinator.
-    if (pid === st.coordinatorId) return this.#finish(ctx, rawObj, fail('AUTHORIZATION_FAILED', 'the coordinator principal id is reserved'))
-    if (st.s.checkEnvelopeSessionId && env.session_id !== st.clock.sessionId) return this.#finish(ctx, rawObj, fail('INVALID_REFERENCE', `session_id ${env.session_id} does not match this session`))
+    if (pid === st.coordinatorId) return this.#finish(ctx, known, fail('AUTHORIZATION_FAILED', 'the coordinator principal id is reserved'))
+    if (st.s.checkEnvelopeSessionId && env.session_id !== st.clock.sessionId) return this.#finish(ctx, known, fail('INVALID_REFERENCE', `session_id ${env.session_id} does not match this session`))
     const received = lamportOf(env.watermark)
     // Beyond 2^52 the clock would lose integer precision after a few increments and stop increasing.
-    if (received !== undefined && received > MAX_LAMPORT) return this.#finish(ctx, rawObj, fail('MALFORMED_MESSAGE', `watermark value ${received} is too large (at most ${MAX_LAMPORT})`))
+    if (received !== undefined && received > MAX_LAMPORT) return this.#finish(ctx, known, fail('MALFORMED_MESSAGE', `watermark value ${received} is too large (at most ${MAX_LAMPORT})`))
     if (st.s.securityProfile !== 'open') {
       const replay = this.#replay(now, env)
-      if (replay !== undefined) return this.#finish(ctx, rawObj, replay)
+      if (replay !== undefined) return this.#finish(ctx, known, replay)
     }
     const instance = env.sender.sender_instance_id
     if (st.s.securityProfile !== 'open' && received !== undefined) {
       // SPEC §12.7 rule 6: values strictly increase per incarnation (enforced in the authenticated profile; fix S7).
       const last = st.frontier.get(pid)?.get(instance)
-      if (last !== undefined && received <= last) return this.#finish(ctx, rawObj, fail('MALFORMED_MESSAGE', `Lamport regression: watermark ${received} is not above ${last}, the last value of this sender instance`))
+      // A clock saturated at the ceiling cannot increase any more: repeating MAX_LAMPORT is not a regression.
+      if (last !== undefined && received <= last && !(received === MAX_LAMPORT && last === MAX_LAMPORT)) return this.#finish(ctx, known, fail('MALFORMED_MESSAGE', `Lamport regression: watermark ${received} is not above ${last}, the last value of this sender instance`))
     }
     // SPEC §12.7 rule 3: max(local, received) + 1.
-    if (received !== undefined) st.clock.lamport = Math.max(st.clock.lamport, received) + 1
+    if (received !== undefined) st.clock.lamport = clampLamport(Math.max(st.clock.lamport, received) + 1)
     const type = parsed.type
     const part = st.participants.get(pid)
     // A HELLO is not yet authenticated: it refreshes nothing until it is admitted (handleHello does).
@@ -266,8 +277,8 @@ export class Coordinator {
       part.last_message_id = env.message_id
     }
     // SPEC §9.6: after SESSION_CLOSE only GOODBYE is accepted.
-    if (st.closed && type !== 'GOODBYE') return this.#finish(ctx, rawObj, fail('SESSION_CLOSED', 'the session is closed'))
-    if (part === undefined && type !== 'HELLO') return this.#finish(ctx, rawObj, fail('INVALID_REFERENCE', `principal ${pid} must send HELLO first`))
+    if (st.closed && type !== 'GOODBYE') return this.#finish(ctx, known, fail('SESSION_CLOSED', 'the session is closed'))
+    if (part === undefined && type !== 'HELLO') return this.#finish(ctx, known, fail('INVALID_REFERENCE', helloFirst(pid)))
     const handler = type !== undefined ? HANDLERS[type] : undefined
     let terminal: Terminal = ECHO
     if (handler !== undefined) {
@@ -285,7 +296,61 @@ export class Coordinator {
       sweepClaims(st, ctx)
       settle(st, ctx)
     }
-    return this.#finish(ctx, rawObj, terminal)
+    return this.#finish(ctx, known, terminal)
+  }
+
+  /**
+   * Would this HELLO be refused, and why? Read-only: the same checks, in the
+   * same order, as `apply` runs on it (parse, depth, coordinator id, session
+   * id, Lamport ceiling, replay window, Lamport regression, closed session,
+   * then helloGate's credential, binding, capacity and role checks), without
+   * moving the clock, recording the message id or journaling anything. The
+   * server asks this before it lets a connection that was never admitted
+   * reach `apply`, so refused input from such a connection changes nothing
+   * (its refusal is then authored by the server, not by the core).
+   * Undefined: `apply` would admit it.
+   */
+  helloRefusal (raw: unknown, now: number, verdict?: Verdict): { readonly code: ErrorCode, readonly description: string } | undefined {
+    const st = this.#st
+    const parsed = parseEnvelope(raw)
+    if (!parsed.ok) return { code: 'MALFORMED_MESSAGE', description: parsed.description }
+    const env = parsed.envelope
+    const refuse = (t: Terminal): { code: ErrorCode, description: string } | undefined => t.kind === 'error' ? { code: t.code, description: t.description } : undefined
+    if (deeperThan(raw, MAX_DEPTH)) return { code: 'MALFORMED_MESSAGE', description: `the message is nested deeper than ${MAX_DEPTH} levels` }
+    const pid = env.sender.principal_id
+    if (pid === st.coordinatorId) return { code: 'AUTHORIZATION_FAILED', description: 'the coordinator principal id is reserved' }
+    if (st.s.checkEnvelopeSessionId && env.session_id !== st.clock.sessionId) return { code: 'INVALID_REFERENCE', description: `session_id ${env.session_id} does not match this session` }
+    const received = lamportOf(env.watermark)
+    if (received !== undefined && received > MAX_LAMPORT) return { code: 'MALFORMED_MESSAGE', description: `watermark value ${received} is too large (at most ${MAX_LAMPORT})` }
+    if (st.s.securityProfile !== 'open') {
+      const replay = this.#replayCheck(now, env)
+      if (replay !== undefined) return refuse(replay)
+      const last = received === undefined ? undefined : st.frontier.get(pid)?.get(env.sender.sender_instance_id)
+      if (last !== undefined && received !== undefined && received <= last && !(received === MAX_LAMPORT && last === MAX_LAMPORT)) {
+        return { code: 'MALFORMED_MESSAGE', description: `Lamport regression: watermark ${received} is not above ${last}, the last value of this sender instance` }
+      }
+    }
+    if (parsed.type !== 'HELLO') return { code: 'INVALID_REFERENCE', description: helloFirst(pid) }
+    if (st.closed) return { code: 'SESSION_CLOSED', description: 'the session is closed' }
+    const gate = helloGate(st, env.sender, any(env.payload), verdict)
+    return 'kind' in gate ? refuse(gate) : undefined
+  }
+
+  /** The replay checks of #replay without their side effects (nothing pruned or recorded). */
+  #replayCheck (now: number, env: Envelope): Terminal | undefined {
+    const st = this.#st
+    const window = st.s.replayWindowSec * 1000
+    // #replay first drops the leading entries whose time is past; an id among them is not a replay.
+    let pruned = false
+    for (const [id, dropAt] of st.seen) {
+      if (dropAt >= now) break
+      if (id === env.message_id) { pruned = true; break }
+    }
+    if (!pruned && st.seen.has(env.message_id)) return fail('REPLAY_DETECTED', `message_id ${env.message_id} was already seen`)
+    const ts = parseTs(env.ts)
+    if (ts === undefined) return fail('REPLAY_DETECTED', `ts ${JSON.stringify(env.ts)} is not a strict RFC 3339 timestamp`)
+    if (Math.abs(now - ts) > window) return fail('REPLAY_DETECTED', `ts ${env.ts} is outside the ${st.s.replayWindowSec} s replay window`)
+    return undefined
   }
 
   /** SPEC §23.1.5 replay protection: duplicate id, malformed ts, ts outside the window. */
@@ -324,13 +389,17 @@ export class Coordinator {
         out.push({ audience: SENDER, frame: wireFrame(raw as Record<string, unknown>, false), terminal: true })
         break
       case 'relay': {
-        // FILE_UPDATED follows the relay for every peer; the sender gets it first so that its terminal frame stays last.
+        // Frame order (protocol.md §11.4, docs/architecture.md): the peers get the relay first, then the
+        // FILE_UPDATED pushes, then what the message caused (CONFLICT_REPORT, OP_REJECT, …). The sender
+        // gets what it caused, then its terminal relay, then the FILE_UPDATED pushes (sideband frames,
+        // never an MPAC envelope after the terminal one).
+        const frame = wireFrame(raw as Record<string, unknown>, true)
+        const caused = out.splice(0)
+        out.push({ audience: OTHERS, frame })
+        for (const f of ctx.afterRelay) out.push({ audience: OTHERS, frame: f })
+        for (const o of caused) out.push(o)
+        out.push({ audience: SENDER, frame, terminal: true })
         for (const f of ctx.afterRelay) out.push({ audience: SENDER, frame: f })
-        out.push({ audience: ALL, frame: wireFrame(raw as Record<string, unknown>, true), terminal: true })
-        if (ctx.afterRelay.length > 0) {
-          const peers = [...st.participants.keys()].filter(id => id !== ctx.sender)
-          if (peers.length > 0) for (const f of ctx.afterRelay) out.push({ audience: principals(peers), frame: f })
-        }
         break
       }
     }

@@ -10,10 +10,12 @@ import { createHash } from 'node:crypto'
 import type { ErrorCode } from '../protocol/error-codes.js'
 import type { MessageType } from '../protocol/message-types.js'
 import { formatTs } from '../protocol/time.js'
+import { clampLamport } from '../protocol/watermark.js'
 import type { Audience, FileWrite, Output } from './types.js'
 
 export const ALL: Audience = Object.freeze({ kind: 'all' })
 export const SENDER: Audience = Object.freeze({ kind: 'sender' })
+export const OTHERS: Audience = Object.freeze({ kind: 'others' })
 
 export function principals (ids: Iterable<string>): Audience {
   return { kind: 'principals', ids: [...new Set(ids)] }
@@ -45,7 +47,8 @@ export function buildEnvelope (c: Clock, type: MessageType, payload: Record<stri
     const v = payload[k]
     if (v !== null && v !== undefined) clean[k] = v
   }
-  c.lamport++
+  // Saturates at MAX_LAMPORT, the largest value coordinators accept: a clock at the ceiling repeats it.
+  c.lamport = clampLamport(c.lamport + 1)
   return {
     protocol: 'MPAC',
     version: c.version,
@@ -84,7 +87,7 @@ export class Ctx {
   readonly fileWrites: FileWrite[] = []
   /** Set by every state mutation that a snapshot would see (used for `changed` on ticks). */
   dirty = false
-  /** FILE_UPDATED frames that go to peers after the terminal relay. */
+  /** FILE_UPDATED frames: to the peers right after their copy of the relay, to the sender after its terminal relay. */
   readonly afterRelay: Array<Record<string, unknown>> = []
   /** Intents terminated by this input, for deferral cleanup (SPEC §5.4 A step 3). */
   readonly terminated: Array<{ intentId: string, principalId: string }> = []

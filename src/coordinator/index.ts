@@ -1,3 +1,3 @@
 /** The coordinator core's public surface (docs/architecture.md). */
-export { Coordinator } from './coordinator.js'
+export { Coordinator, helloFirst } from './coordinator.js'
 export type * from './types.js'

@@ -57,7 +57,16 @@ function forgettable (st: CoreState): string | undefined {
   return undefined
 }
 
-export function handleHello (st: CoreState, ctx: Ctx, sender: { principal_id: string, principal_type: string, sender_instance_id?: string }, p: HelloPayload, verdictIn: Verdict | undefined, messageId: string): Terminal {
+/** What admitting a HELLO needs once it passed every check (helloGate). */
+interface Admission { readonly verdict: Verdict | undefined, readonly leaving: string | undefined, readonly roles: string[] }
+
+/**
+ * The admission checks of a HELLO, read-only: the refusal (credential,
+ * binding, a full session, no grantable role), or what admitting needs.
+ * Shared by handleHello and Coordinator.helloRefusal, so the server's
+ * pre-admission check and the core's own decision cannot differ.
+ */
+export function helloGate (st: CoreState, sender: { principal_id: string, principal_type: string }, p: HelloPayload, verdictIn: Verdict | undefined): Terminal | Admission {
   const pid = sender.principal_id
   let verdict: Verdict | undefined
   const cred = p.credential
@@ -87,6 +96,16 @@ export function handleHello (st: CoreState, ctx: Ctx, sender: { principal_id: st
   }
   const roles = grantRoles(st, pid, sender.principal_type, p.roles ?? [], verdict, leaving)
   if (roles.length === 0) return fail('AUTHORIZATION_FAILED', 'no role could be granted (no role policy and no roles from the credential)')
+  return { verdict, leaving, roles }
+}
+
+export function handleHello (st: CoreState, ctx: Ctx, sender: { principal_id: string, principal_type: string, sender_instance_id?: string }, p: HelloPayload, verdictIn: Verdict | undefined, messageId: string): Terminal {
+  const pid = sender.principal_id
+  const gate = helloGate(st, sender, p, verdictIn)
+  if ('kind' in gate) return gate
+  const { leaving, roles } = gate
+  const cred = p.credential
+  const existing = st.participants.get(pid)
   if (leaving !== undefined) st.forgetParticipant(leaving)
   const backend = p.backend
   const rec: Participant = {

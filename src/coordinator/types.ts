@@ -14,6 +14,8 @@ export type Audience =
   | { readonly kind: 'sender' }
   /** Every admitted connection of the session (one per principal). */
   | { readonly kind: 'all' }
+  /** Every admitted connection of the session except the one the inbound message arrived on (the peers' copy of a relay). */
+  | { readonly kind: 'others' }
   /** The admitted connections of these principals (unknown or absent principals are skipped). */
   | { readonly kind: 'principals'; readonly ids: readonly string[] }
 
@@ -28,10 +30,12 @@ export interface Output {
   readonly frame: Readonly<Record<string, unknown>>
   /**
    * Set on exactly one output of every `message` input: the terminal frame of
-   * that message (DESIGN.md §4.3). It is always the last output of the result
-   * that the sender receives. On success it is SESSION_INFO (for HELLO) or the
-   * relay/echo of the inbound envelope (same `message_id`); on rejection it is
-   * the PROTOCOL_ERROR whose `refers_to` is the inbound `message_id`.
+   * that message (DESIGN.md §4.3). It is always the last MPAC envelope of the
+   * result that the sender receives; only the sideband FILE_UPDATED pushes of
+   * an accepted commit follow it (docs/architecture.md, *Frame order*). On
+   * success it is SESSION_INFO (for HELLO) or the relay/echo of the inbound
+   * envelope (same `message_id`); on rejection it is the PROTOCOL_ERROR whose
+   * `refers_to` is the inbound `message_id`.
    */
   readonly terminal?: true
 }

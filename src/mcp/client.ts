@@ -30,6 +30,7 @@ import { WebSocket, fetch } from 'undici'
 import { CLOSE } from '../server/close-codes.js'
 import type { Identity } from './config.js'
 import { SHIM_ERROR_CODES, ShimError } from './errors.js'
+import { clampLamport } from '../protocol/watermark.js'
 
 export const PROTOCOL_VERSION = '0.1.13'
 
@@ -555,7 +556,8 @@ export class CoordinatorClient {
   // ---------------------------------------------------------------- sending
 
   #envelope (messageType: string, payload: Frame): Envelope {
-    this.#lamport += 1
+    // Never past the largest value the coordinator accepts (src/protocol/watermark.ts).
+    this.#lamport = clampLamport(this.#lamport + 1)
     return {
       protocol: 'MPAC',
       version: PROTOCOL_VERSION,
@@ -682,10 +684,11 @@ export class CoordinatorClient {
   }
 
   #onEnvelope (env: Envelope): void {
-    // SPEC §12.7 rule 3: on receive, local = max(local, received) + 1.
+    // SPEC §12.7 rule 3: on receive, local = max(local, received) + 1, clamped to MAX_LAMPORT: a coordinator
+    // (or a peer relayed by it) announcing a larger value must not push this client past what coordinators accept.
     const wm = env.watermark
-    if (wm !== undefined && wm.kind === 'lamport_clock' && Number.isInteger(wm.value)) {
-      this.#lamport = Math.max(this.#lamport, wm.value as number) + 1
+    if (wm !== undefined && wm.kind === 'lamport_clock' && Number.isSafeInteger(wm.value) && (wm.value as number) >= 0) {
+      this.#lamport = clampLamport(Math.max(this.#lamport, wm.value as number) + 1)
     }
     const payload = (env.payload ?? {}) as Frame
 

@@ -22,7 +22,9 @@ export const SHIM_ERROR_CODES = {
   /** The local sidecar could not be started or the port is used by something else. */
   SIDECAR_FAILED: 'MPAC_ERR_SIDECAR_FAILED',
   /** The configuration cannot be used. */
-  CONFIG_INVALID: 'MPAC_ERR_CONFIG_INVALID'
+  CONFIG_INVALID: 'MPAC_ERR_CONFIG_INVALID',
+  /** A file argument names a path outside the repository (`../x`, `/etc/passwd`) or VCS metadata (`.git/…`): refused before anything is sent. */
+  PATH_OUTSIDE_REPO: 'MPAC_ERR_PATH_OUTSIDE_REPO'
 } as const
 
 export type ShimErrorCode = typeof SHIM_ERROR_CODES[keyof typeof SHIM_ERROR_CODES]

@@ -12,6 +12,7 @@ import { CoordinatorClient, type Envelope, type Frame, type SessionInfo } from '
 import { claimAgentSlot } from './agent-slot.js'
 import { assertWorkspace, loadShimConfig, type Env, type ShimConfig } from './config.js'
 import { ensureLocalSidecar } from './sidecar.js'
+import { SHIM_ERROR_CODES, ShimError } from './errors.js'
 
 export interface IntentRecord {
   readonly intent_id: string
@@ -93,6 +94,30 @@ export function normalisePath (workspaceDir: string, path: string): string {
   while (p.startsWith('./')) p = p.slice(2)
   while (p.length > 1 && p.endsWith('/')) p = p.slice(0, -1)
   return p
+}
+
+/**
+ * A file argument as a repository path (normalisePath), or a ShimError
+ * (MPAC_ERR_PATH_OUTSIDE_REPO) naming the rule when it leaves the
+ * repository (`..` segments, an absolute path elsewhere) or names VCS
+ * metadata (`.git`, `.hg`, `.svn` at any depth). Such a path is never a
+ * file the agents share, so no intent is ever held on it.
+ */
+export function toRepoPath (workspaceDir: string, path: string): string {
+  const p = normalisePath(workspaceDir, path)
+  const outside = (why: string): ShimError => new ShimError(SHIM_ERROR_CODES.PATH_OUTSIDE_REPO,
+    `${JSON.stringify(path)} ${why}`, { hint: `name files relative to the repository root ${workspaceDir}` })
+  if (isAbsolute(p) || p.startsWith('/') || /^[A-Za-z]:/.test(p)) throw outside('is outside the repository (an absolute path elsewhere)')
+  const segments = p.split('/')
+  if (segments.includes('..')) throw outside('leaves the repository (a ".." segment)')
+  const vcs = segments.find(s => ['.git', '.hg', '.svn'].includes(s.toLowerCase()))
+  if (vcs !== undefined) throw outside(`is VCS metadata (${vcs}); the coordinator never reads or writes it`)
+  return p
+}
+
+/** toRepoPath for each file: deduplicated, sorted, blanks dropped. */
+export function toRepoFiles (workspaceDir: string, files: readonly string[]): string[] {
+  return [...new Set(files.map(f => f.trim()).filter(f => f !== '' && f !== '.').map(f => toRepoPath(workspaceDir, f)).filter(f => f !== '' && f !== '.'))].sort()
 }
 
 /** Deduplicated, sorted, blanks dropped, normalised. */

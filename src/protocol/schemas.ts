@@ -5,11 +5,16 @@
  * STALE_STATE_REF error codes, `file_changes` and the Python runtime's extra
  * payload keys.
  *
- * Objects are strict: an unknown key is MALFORMED_MESSAGE, because the
- * Python runtime crashes on unknown envelope keys and because a misspelt
- * field should not be silently ignored. Every object accepts `extensions`.
- * Only the documented open-ended bags (extensions, policies,
- * duplicate_candidate) take any key.
+ * Be liberal in what you accept (SPEC §21.2): an unknown key, in the
+ * envelope, the sender, the payload or any object nested in it, is ignored.
+ * The schemas stay strict objects so that `parseEnvelope` learns exactly
+ * which keys are unknown: it accepts the message when those are its only
+ * problems and returns a copy without them (`ignored` names them), so that
+ * handlers, records and relays only ever see known fields, while the raw
+ * message (which the runtime journals) keeps them for audit. A misspelt
+ * required field still fails as missing. Every object accepts
+ * `extensions`; the documented open-ended bags (extensions, policies,
+ * duplicate_candidate) keep any key.
  *
  * Where the schemas accept more than the JSON Schemas (each choice follows
  * what Python clients send and the Python coordinator tolerates; the
@@ -636,8 +641,12 @@ function payloadValidator (type: MessageType, payload: Record<string, unknown>):
 const EPOCH_REQUIRED: ReadonlySet<MessageType> = new Set(['SESSION_INFO', 'SESSION_CLOSE', 'COORDINATOR_STATUS', 'INTENT_CLAIM_STATUS'])
 
 export type ParseResult =
-  /** `type` undefined: an unknown message_type (the core echoes or ignores it); its payload was only checked to be an object. */
-  | { ok: true; envelope: Envelope; type: MessageType | undefined }
+  /**
+   * `type` undefined: an unknown message_type (the core echoes or ignores it); its payload was only checked to be an object.
+   * `envelope` is the input itself when it has no unknown key, else a copy without them; `ignored` names the
+   * keys left out (`payload.position`, `sender.role`; at most MAX_IGNORED of them).
+   */
+  | { ok: true; envelope: Envelope; type: MessageType | undefined; ignored: readonly string[] }
   | { ok: false; code: 'MALFORMED_MESSAGE'; description: string; messageId: string | undefined; principalId: string | undefined }
 
 const MAX_DESCRIPTION = 300
@@ -704,6 +713,68 @@ function describe (issues: readonly Issue[], prefix: readonly PropertyKey[]): st
   return clip(out, MAX_DESCRIPTION)
 }
 
+/** The most ignored keys a ParseResult names (a hostile message may carry thousands). */
+export const MAX_IGNORED = 16
+
+/**
+ * Copy-on-write removal of keys at paths of a JSON value: every object or
+ * array on the way to a changed object is copied once, the input is never
+ * modified, and untouched branches stay shared.
+ */
+class KeyStripper {
+  readonly #copies = new Set<object>()
+  root: Record<string, unknown>
+  constructor (root: Record<string, unknown>) {
+    this.root = root
+  }
+
+  #own<T extends object> (v: T): T {
+    if (this.#copies.has(v)) return v
+    const copy = (Array.isArray(v) ? [...v] : { ...v }) as T
+    this.#copies.add(copy)
+    return copy
+  }
+
+  remove (path: readonly PropertyKey[], keys: readonly string[]): void {
+    this.root = this.#own(this.root)
+    let node: Record<PropertyKey, unknown> = this.root
+    for (const k of path) {
+      const child = node[k]
+      if (typeof child !== 'object' || child === null) return
+      const copy = this.#own(child)
+      // defineProperty, not assignment: a key named "__proto__" stays an own data property
+      Object.defineProperty(node, k, { value: copy, writable: true, enumerable: true, configurable: true })
+      node = copy as Record<PropertyKey, unknown>
+    }
+    for (const k of keys) delete node[k]
+  }
+}
+
+type Lenient = { ok: true; value: Record<string, unknown> } | { ok: false; description: string }
+
+/**
+ * Validates `value`; unknown keys alone do not fail it. Their removal is
+ * validated again (a safety net: zod already ran every other check), and the
+ * description of a failure leaves unknown keys out, so a misspelt required
+ * field reads as missing.
+ */
+function lenient (schema: z.ZodType, value: Record<string, unknown>, prefix: readonly PropertyKey[], ignored: string[]): Lenient {
+  const first = schema.safeParse(value, PARSE_PARAMS)
+  if (first.success) return { ok: true, value }
+  const issues = first.error.issues
+  const real = issues.filter(i => i.code !== 'unrecognized_keys')
+  if (real.length > 0) return { ok: false, description: describe(real, prefix) }
+  const stripper = new KeyStripper(value)
+  for (const iss of issues) {
+    if (iss.code !== 'unrecognized_keys') continue
+    stripper.remove(iss.path, iss.keys)
+    for (const k of iss.keys) if (ignored.length < MAX_IGNORED) ignored.push(renderPath([...prefix, ...iss.path, k]))
+  }
+  const second = schema.safeParse(stripper.root, PARSE_PARAMS)
+  if (!second.success) return { ok: false, description: describe(second.error.issues, prefix) }
+  return { ok: true, value: stripper.root }
+}
+
 function readableId (v: unknown): string | undefined {
   return typeof v === 'string' && v.length > 0 && v.length <= L.id ? v : undefined
 }
@@ -715,7 +786,9 @@ function malformed (description: string, messageId: string | undefined, principa
 /**
  * Validate one inbound frame (already JSON-parsed): the envelope, and the
  * payload when the type is known. Never throws. On success `envelope` is the
- * input object itself, not a copy, so a relay keeps its keys and their order.
+ * input object itself, not a copy, so a relay keeps its keys and their order;
+ * only when the input carries unknown keys is it a copy without them (same
+ * key order otherwise).
  * On failure the description names the path and the problem
  * (`payload.scope.resources: expected array of strings, got string`), and
  * `messageId` / `principalId` are set whenever they are readable, so the
@@ -736,15 +809,18 @@ export function parseEnvelope (raw: unknown): ParseResult {
 }
 
 function check (raw: Record<string, unknown>, messageId: string | undefined, principalId: string | undefined): ParseResult {
-  const env = ENVELOPE.safeParse(raw, PARSE_PARAMS)
-  if (!env.success) return malformed(describe(env.error.issues, []), messageId, principalId)
-  const messageType = raw.message_type as string
-  if (!isMessageType(messageType)) return { ok: true, envelope: raw as Envelope, type: undefined }
-  if (raw.coordinator_epoch === undefined && EPOCH_REQUIRED.has(messageType)) {
+  const ignored: string[] = []
+  const env = lenient(ENVELOPE, raw, [], ignored)
+  if (!env.ok) return malformed(env.description, messageId, principalId)
+  const clean = env.value
+  const messageType = clean.message_type as string
+  if (!isMessageType(messageType)) return { ok: true, envelope: clean as Envelope, type: undefined, ignored }
+  if (clean.coordinator_epoch === undefined && EPOCH_REQUIRED.has(messageType)) {
     return malformed(`coordinator_epoch: missing required field (message_type ${messageType})`, messageId, principalId)
   }
-  const payload = raw.payload as Record<string, unknown>
-  const checked = payloadValidator(messageType, payload).safeParse(payload, PARSE_PARAMS)
-  if (!checked.success) return malformed(describe(checked.error.issues, ['payload']), messageId, principalId)
-  return { ok: true, envelope: raw as Envelope, type: messageType }
+  const payload = clean.payload as Record<string, unknown>
+  const checked = lenient(payloadValidator(messageType, payload), payload, ['payload'], ignored)
+  if (!checked.ok) return malformed(checked.description, messageId, principalId)
+  const envelope = checked.value === payload ? clean : { ...clean, payload: checked.value }
+  return { ok: true, envelope: envelope as Envelope, type: messageType, ignored }
 }

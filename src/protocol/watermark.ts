@@ -13,6 +13,21 @@ export interface Watermark {
   extensions?: Record<string, unknown>
 }
 
+/**
+ * The largest Lamport value a coordinator accepts in an inbound watermark
+ * (2^52). MPAC's receive rule, max(local, received) + 1, would otherwise let
+ * one client push a session's clock to 2^53, past which a double no longer
+ * holds every integer and the clock stops increasing. Larger values are
+ * refused (`MALFORMED_MESSAGE`), and clients clamp their own clock to it
+ * (the shim's receive and send rules never go past it).
+ */
+export const MAX_LAMPORT = 2 ** 52
+
+/** A Lamport clock step that never passes MAX_LAMPORT (saturates there). */
+export function clampLamport (value: number): number {
+  return value > MAX_LAMPORT ? MAX_LAMPORT : value
+}
+
 function isLamport (v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
 }

@@ -35,6 +35,7 @@ declare module 'fastify' {
 }
 
 const SESSION_ID = /^[A-Za-z0-9._:-]{1,128}$/
+export const METRICS_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
 
 /**
  * Builds the sidecar's Fastify app (never listens): WebSocket `/session/:id`
@@ -43,13 +44,24 @@ const SESSION_ID = /^[A-Za-z0-9._:-]{1,128}$/
 export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance {
   const { logger } = deps
   const hops = config.trustProxy
+  const { headersTimeoutSec, requestTimeoutSec } = config.limits
+  // Slowloris: a client that trickles its headers (or a request) is cut by Node
+  // itself, checked at least every second (Node's default check is every 30 s).
+  const httpTimeouts = {
+    headersTimeout: Math.round(headersTimeoutSec * 1000),
+    requestTimeout: Math.round(requestTimeoutSec * 1000),
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.round(headersTimeoutSec * 500)))
+  }
   const app = Fastify({
     loggerInstance: logger,
     // A hop count trusts the `hops` nearest proxies (Fastify's typings omit the number form).
     trustProxy: typeof hops === 'number' ? (_address: string, hop: number) => hop < hops : hops,
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
-    ...(config.tls === undefined ? {} : { https: { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } })
+    requestTimeout: httpTimeouts.requestTimeout,
+    ...(config.tls === undefined
+      ? { http: httpTimeouts }
+      : { https: { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), ...httpTimeouts } })
   }) as unknown as FastifyInstance
 
   const metrics = new Metrics()
@@ -100,6 +112,14 @@ export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance 
    * upgraded. No header is fine here: the HELLO credential decides.
    */
   const onRequest = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    if (isUpgrade(request)) {
+      const refused = registry.prehelloRefusal(request.ip)
+      if (refused !== undefined) {
+        request.log.info({ status: refused.status, address: request.ip }, `upgrade refused: ${refused.reason}`)
+        await reply.code(refused.status).header('retry-after', '1').send({ code: 'MPAC_ERR_TOO_MANY_CONNECTIONS', message: refused.reason })
+        return
+      }
+    }
     const table = auth.table
     const header = request.headers.authorization
     if (table === undefined || header === undefined) return
@@ -130,7 +150,7 @@ export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance 
       return
     }
     // Listeners are attached synchronously inside the constructor.
-    const conn = new Connection(ws, sessionId, headerAuth.get(request.raw), { config, registry, auth, metrics, logger })
+    const conn = new Connection(ws, sessionId, headerAuth.get(request.raw), { config, registry, auth, metrics, logger }, request.ip)
     if (logger.isLevelEnabled('debug')) conn.log.debug('connection opened')
   }
   const upgradeRequired = async (_request: FastifyRequest, reply: FastifyReply): Promise<void> => {
@@ -150,16 +170,22 @@ export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance 
       wsHandler: ((socket: WebSocketLike) => { socket.close(CLOSE.NOT_FOUND.code, CLOSE.NOT_FOUND.reason) }) as never
     })
 
+    // Health endpoints are unauthenticated, so they say nothing about tenants (no counts, no ids).
     scope.get('/healthz', async () => ({ status: 'ok' }))
     scope.get('/readyz', async (_request, reply) => {
       if (!handle.isReady()) return reply.code(503).send({ status: closing ? 'shutting down' : 'starting' })
-      return { status: 'ready', sessions: registry.loadedCount, connections: registry.connectionCount }
+      return { status: 'ready' }
     })
+    // Metrics name every tenant's activity: on this listener only with MPAC_METRICS_TOKEN, or
+    // when explicitly opened (--metrics-public); --metrics-port serves them on loopback instead.
     scope.get('/metrics', async (request, reply) => {
+      if (config.metricsToken === undefined && !config.metricsPublic) {
+        return reply.code(403).send({ code: 'MPAC_ERR_METRICS_DISABLED', message: 'metrics are not served on this listener without a token: set MPAC_METRICS_TOKEN, use --metrics-port (a loopback listener), or pass --metrics-public' })
+      }
       if (config.metricsToken !== undefined && !bearerMatches(request.headers.authorization, config.metricsToken)) {
         return reply.code(401).header('www-authenticate', 'Bearer').send({ code: 'MPAC_ERR_AUTH_TOKEN_INVALID', message: 'metrics need the MPAC_METRICS_TOKEN bearer token' })
       }
-      return reply.type('text/plain; version=0.0.4; charset=utf-8').send(metrics.render())
+      return reply.type(METRICS_TYPE).send(metrics.render())
     })
   })
 
@@ -171,6 +197,11 @@ export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance 
     closing = true
   })
   return app
+}
+
+function isUpgrade (request: FastifyRequest): boolean {
+  const upgrade = request.headers.upgrade
+  return typeof upgrade === 'string' && upgrade.toLowerCase() === 'websocket'
 }
 
 /** Constant-time comparison of a bearer header with the expected token (through SHA-256, equal lengths). */

@@ -2,21 +2,23 @@
 import { watch, readFileSync, type FSWatcher } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { dirname } from 'node:path'
-import { openStore, type ManagedSessionStore } from '../store/index.js'
+import { DataDirLockedError, openStore, type ManagedSessionStore } from '../store/index.js'
 import { VERSION } from '../version.js'
 import { buildApp } from './app.js'
 import { helpText, isLoopback, loadServerConfig, type ServerConfig } from './config.js'
 import { createLogger } from './logger.js'
+import { listenMetrics, type MetricsListener } from './metrics-listener.js'
 import { TokenTable } from './token-table.js'
 
 /**
  * `mpac-mcp-sidecar`: the one process entry of the server. Reads argv and
  * env, opens the store, listens, prints the banner, installs signal
  * handlers (SIGTERM/SIGINT: graceful shutdown; SIGHUP: reload the token
- * table file). `mpac-mcp-sidecar token …` is dispatched to the token command.
+ * table file). `mpac-mcp-sidecar token …` is dispatched to the token command,
+ * `backup …` and `restore …` to the backup command.
  */
 
-function banner (config: ServerConfig, port: number, tokens: number): string {
+function banner (config: ServerConfig, port: number, tokens: number, metricsPort: number | undefined): string {
   const scheme = config.tls !== undefined || config.tlsByProxy ? 'wss' : 'ws'
   const shownHost = config.host === '0.0.0.0' || config.host === '::' || config.host === ''
     ? '<this-host>'
@@ -31,7 +33,8 @@ function banner (config: ServerConfig, port: number, tokens: number): string {
     `  security profile: ${config.securityProfile}${config.tokenTable === undefined ? '' : ` (${tokens} token${tokens === 1 ? '' : 's'}${config.tokenTableFile === undefined ? '' : `, from ${config.tokenTableFile}`})`}`,
     `  policies:         ${config.complianceProfile}, ${config.executionModel}`,
     `  store:            ${config.store === 'memory' ? 'memory (nothing survives a restart)' : `sqlite in ${config.dataDir} (sync ${config.storeSync})`}`,
-    `  clients connect:  ${url}${config.mode === 'single' ? ` (or ${base}/)` : ''}`
+    `  clients connect:  ${url}${config.mode === 'single' ? ` (or ${base}/)` : ''}`,
+    `  metrics:          ${metricsPort !== undefined ? `http://127.0.0.1:${metricsPort}/metrics (loopback, no token)` : config.metricsToken !== undefined ? '/metrics with the MPAC_METRICS_TOKEN bearer token' : config.metricsPublic ? '/metrics, open (--metrics-public)' : 'off (set MPAC_METRICS_TOKEN, --metrics-port or --metrics-public)'}`
   ]
   if (!isLoopback(config.host) && config.tokenTable === undefined) lines.push('  WARNING: reachable from other machines without authentication (--allow-open)')
   return lines.join('\n') + '\n'
@@ -52,6 +55,10 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
     const { runTokenCommand } = await import('./token-command.js')
     return runTokenCommand(argv.slice(1), { stdout: process.stdout, stderr: process.stderr })
   }
+  if (argv[0] === 'backup' || argv[0] === 'restore') {
+    const { runBackupCommand } = await import('./backup-command.js')
+    return runBackupCommand(argv[0], argv.slice(1), env, { stdout: process.stdout, stderr: process.stderr })
+  }
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(helpText())
     return 0
@@ -69,8 +76,13 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
   const logger = createLogger(config.logLevel)
   let store: ManagedSessionStore
   try {
-    store = openStore({ dataDir: config.store === 'memory' ? ':memory:' : config.dataDir, logger, synchronous: config.storeSync === 'normal' ? 'NORMAL' : 'FULL' })
+    store = openStore({ dataDir: config.store === 'memory' ? ':memory:' : config.dataDir, logger, synchronous: config.storeSync === 'normal' ? 'NORMAL' : 'FULL', sessionId: config.mode === 'single' ? config.sessionId : undefined })
   } catch (err) {
+    if (err instanceof DataDirLockedError) {
+      // Not a bad value: the directory is busy (a runtime failure, exit 1).
+      process.stderr.write(`mpac-mcp-sidecar: ${err.message}; stop it first, or give this one its own ${settingName(argv, env, 'data-dir', 'MPAC_DATA_DIR')}\n`)
+      return 1
+    }
     process.stderr.write(`mpac-mcp-sidecar: invalid ${settingName(argv, env, 'data-dir', 'MPAC_DATA_DIR')}: cannot open the store in ${config.dataDir}: ${oneLine((err as Error).message)}\n`)
     return 2
   }
@@ -96,7 +108,18 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
     return setting === undefined ? 1 : 2
   }
   const port = (app.server.address() as AddressInfo).port
-  process.stdout.write(banner(config, port, config.tokenTable?.size ?? 0))
+  let metricsListener: MetricsListener | undefined
+  if (config.metricsPort !== undefined) {
+    try {
+      metricsListener = await listenMetrics(app.mpac.metrics, config.metricsPort)
+    } catch (err) {
+      await app.close()
+      store.close()
+      process.stderr.write(`mpac-mcp-sidecar: cannot listen on 127.0.0.1:${config.metricsPort} for ${settingName(argv, env, 'metrics-port', 'MPAC_METRICS_PORT')}: ${oneLine((err as Error).message)}\n`)
+      return 1
+    }
+  }
+  process.stdout.write(banner(config, port, config.tokenTable?.size ?? 0, metricsListener?.port))
 
   let stopping: Promise<void> | undefined
   const stop = (why: string): Promise<void> => {
@@ -105,6 +128,7 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
       watcher?.close()
       if (idleTimer !== undefined) clearTimeout(idleTimer)
       try {
+        await metricsListener?.close()
         await app.close()
       } finally {
         store.close()

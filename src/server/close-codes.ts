@@ -13,6 +13,14 @@ export const CLOSE = {
   UNAUTHORIZED: { code: 4401, reason: 'authentication required' },
   /** The connection's token was removed from the token table (or expired). */
   TOKEN_REVOKED: { code: 4401, reason: 'token revoked' },
+  /** The connection's token reached its `expires_at` (closed at that instant, not at the next reload). */
+  TOKEN_EXPIRED: { code: 4401, reason: 'token expired' },
+  /**
+   * A token-table reload changed the roles of the connection's token: the
+   * client reconnects (retryable, like 1012) and its new HELLO is granted the
+   * new roles, so no message is ever judged with roles the table took away.
+   */
+  ROLES_CHANGED: { code: 4205, reason: 'token roles changed; reconnect' },
   /** No such path or session id. */
   NOT_FOUND: { code: 4004, reason: 'unknown path; use /session/<id>' },
   /** No admitted HELLO within --prehello-timeout. */

@@ -29,6 +29,14 @@ export interface ServerLimits {
   readonly maxWorkspaceBytes: number
   /** Bytes queued for one connection above which it is a slow consumer → close 4429. */
   readonly maxBufferedBytes: number
+  /** Seconds a client may take to send the request headers (Node's headersTimeout; slowloris). */
+  readonly headersTimeoutSec: number
+  /** Seconds a client may take to send a whole HTTP request (Node's requestTimeout). */
+  readonly requestTimeoutSec: number
+  /** Open connections that have not been admitted by a HELLO yet, in total; more upgrades → HTTP 503. */
+  readonly maxPrehelloConnections: number
+  /** The same, per client address; more upgrades from that address → HTTP 429. */
+  readonly maxPrehelloPerAddress: number
 }
 
 export interface ServerConfig {
@@ -44,6 +52,10 @@ export interface ServerConfig {
   /** Set when the table comes from a file (reloaded on change and SIGHUP). */
   readonly tokenTableFile: string | undefined
   readonly metricsToken: string | undefined
+  /** A second listener on 127.0.0.1 serving only GET /metrics, without a token (0 = any free port). */
+  readonly metricsPort: number | undefined
+  /** Serve /metrics on the main listener without a token (explicit opt-in). */
+  readonly metricsPublic: boolean
   /** Node serves TLS itself with these files (paths). */
   readonly tls: { readonly certFile: string, readonly keyFile: string } | undefined
   /** TLS is terminated by a proxy in front of us (banner shows wss://). */
@@ -119,6 +131,12 @@ export const SETTINGS: readonly SettingSpec[] = [
   { flag: 'max-participants', env: 'MPAC_MAX_PARTICIPANTS', kind: 'string', help: 'participants per session (default 256)' },
   { flag: 'max-workspace-bytes', env: 'MPAC_MAX_WORKSPACE_BYTES', kind: 'string', help: 'file bytes per session (default 67108864)' },
   { flag: 'max-buffered-bytes', env: 'MPAC_MAX_BUFFERED_BYTES', kind: 'string', help: 'send buffer per connection before it is cut as a slow consumer (default 4194304)' },
+  { flag: 'headers-timeout', env: 'MPAC_HEADERS_TIMEOUT', kind: 'string', help: 'seconds a client may take to send its request headers (default 10)' },
+  { flag: 'request-timeout', env: 'MPAC_REQUEST_TIMEOUT', kind: 'string', help: 'seconds a client may take to send a whole HTTP request (default 30)' },
+  { flag: 'max-prehello-connections', env: 'MPAC_MAX_PREHELLO_CONNECTIONS', kind: 'string', help: 'open connections not yet admitted by a HELLO, in total; more upgrades get HTTP 503 (default 512)' },
+  { flag: 'max-prehello-per-address', env: 'MPAC_MAX_PREHELLO_PER_ADDRESS', kind: 'string', help: 'the same per client address; more upgrades get HTTP 429 (default 64)' },
+  { flag: 'metrics-port', env: 'MPAC_METRICS_PORT', kind: 'string', help: 'also serve GET /metrics without a token on 127.0.0.1:PORT (0 = any free port)' },
+  { flag: 'metrics-public', env: 'MPAC_METRICS_PUBLIC', kind: 'bool', help: 'serve GET /metrics on the main listener without a token (default: only with MPAC_METRICS_TOKEN)' },
   { flag: 'log-level', env: 'LOG_LEVEL', kind: 'string', help: 'fatal | error | warn | info | debug | trace | silent (default info)' }
 ]
 
@@ -243,7 +261,8 @@ function isProxyAddress (value: string): boolean {
   return family === 4 && isIP(range) === 4
 }
 
-function defaultDataDir (env: Readonly<Record<string, string | undefined>>): string {
+/** The base of the default data directories (`server` and `local` are inside it). */
+export function defaultDataDir (env: Readonly<Record<string, string | undefined>>): string {
   const xdg = env.XDG_STATE_HOME
   if (xdg !== undefined && xdg !== '' && isAbsolute(xdg)) return join(xdg, 'mpac-mcp')
   return join(env.HOME !== undefined && env.HOME !== '' ? env.HOME : homedir(), '.local', 'state', 'mpac-mcp')
@@ -408,6 +427,15 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
   const idleExitRaw = r.raw('idle-exit')
 
   const metricsToken = env.MPAC_METRICS_TOKEN === '' ? undefined : env.MPAC_METRICS_TOKEN
+  const metricsPortRaw = r.raw('metrics-port')
+  const metricsPort = metricsPortRaw === undefined ? undefined : r.integer('metrics-port', 0, 0)
+  if (metricsPort !== undefined && metricsPort > 65535) fail(r.name('metrics-port'), `expected a TCP port (0-65535), got ${metricsPortRaw}`)
+  const metricsPublic = r.bool('metrics-public')
+  if (metricsPublic && metricsToken !== undefined) fail(r.name('metrics-public'), 'MPAC_METRICS_TOKEN is set: /metrics needs it; drop --metrics-public or the token')
+
+  const headersTimeoutSec = r.seconds('headers-timeout', 10, { timer: true })
+  const requestTimeoutSec = r.seconds('request-timeout', 30, { timer: true })
+  if (headersTimeoutSec > requestTimeoutSec) fail(r.name('headers-timeout'), `must not exceed the request timeout (${requestTimeoutSec} s), got ${headersTimeoutSec}`)
 
   const config: ServerConfig = {
     host,
@@ -419,6 +447,8 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
     tokenTable,
     tokenTableFile: tokenTableFile === undefined ? undefined : resolve(tokenTableFile),
     metricsToken,
+    metricsPort,
+    metricsPublic,
     tls,
     tlsByProxy,
     allowOpen,
@@ -447,7 +477,11 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
       maxSessionsPerToken: r.integer('max-sessions-per-token', 50),
       maxParticipants: r.integer('max-participants', 256),
       maxWorkspaceBytes: r.integer('max-workspace-bytes', 64 * 1024 * 1024),
-      maxBufferedBytes: r.integer('max-buffered-bytes', 4 * 1024 * 1024, 1024)
+      maxBufferedBytes: r.integer('max-buffered-bytes', 4 * 1024 * 1024, 1024),
+      headersTimeoutSec,
+      requestTimeoutSec,
+      maxPrehelloConnections: r.integer('max-prehello-connections', 512),
+      maxPrehelloPerAddress: r.integer('max-prehello-per-address', 64)
     }),
     logLevel
   }
@@ -459,6 +493,8 @@ export function helpText (): string {
   const lines = [
     'Usage: mpac-mcp-sidecar [flags]            serve MPAC sessions over WebSocket',
     '       mpac-mcp-sidecar token <command>    manage the token table (see `mpac-mcp-sidecar token --help`)',
+    '       mpac-mcp-sidecar backup --to FILE   online, verified copy of the data directory (see `backup --help`)',
+    '       mpac-mcp-sidecar restore --from FILE  put a backup in place (the coordinator must be stopped)',
     '',
     'With no flags: many sessions at ws://127.0.0.1:8766/session/<id>, open profile (loopback only).',
     'With --workspace DIR (and/or --session-id ID): one session, at ws://HOST:PORT/ (and /session/<ID>).',
@@ -473,7 +509,7 @@ export function helpText (): string {
     lines.push(`${left.padEnd(34)}${s.env.padEnd(30)}${s.help}`)
   }
   lines.push(`  ${''.padEnd(32)}${'MPAC_TOKEN_TABLE'.padEnd(30)}the token table as JSON (enables the authenticated profile)`)
-  lines.push(`  ${''.padEnd(32)}${'MPAC_METRICS_TOKEN'.padEnd(30)}bearer token required by GET /metrics`)
+  lines.push(`  ${''.padEnd(32)}${'MPAC_METRICS_TOKEN'.padEnd(30)}bearer token that GET /metrics on the main listener requires`)
   lines.push(`${'  --help'.padEnd(34)}${''.padEnd(30)}this text`)
   lines.push(`${'  --version'.padEnd(34)}${''.padEnd(30)}print the version`)
   return lines.join('\n') + '\n'

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
+import { helloFirst } from '../coordinator/index.js'
 import type { Credential, Verdict } from '../coordinator/types.js'
 import { SIDEBAND_REQUESTS } from '../protocol/message-types.js'
 import { CLOSE, type CloseSpec } from './close-codes.js'
@@ -72,6 +73,8 @@ export class Connection implements Peer {
   principalId: string | undefined
   /** Digest of the HELLO credential token that admitted this connection. */
   helloDigest: string | undefined
+  /** The roles the token table gave that token when this connection was admitted (a reload that changes them closes it). */
+  tokenRoles: readonly string[] | undefined
   #log: Logger | undefined
   readonly #socket: WebSocketLike
   readonly #ctx: ConnectionContext
@@ -84,8 +87,14 @@ export class Connection implements Peer {
   #dropped = 0
   #corked = false
 
-  constructor (socket: WebSocketLike, sessionId: string, headerAuth: HeaderAuth | undefined, ctx: ConnectionContext) {
+  /** The client address (`request.ip`: the proxy-reported one behind a trusted proxy). */
+  readonly address: string
+  /** Counted among the connections not admitted yet (registry.prehello*), until admitted or closed. */
+  #prehelloCounted = true
+
+  constructor (socket: WebSocketLike, sessionId: string, headerAuth: HeaderAuth | undefined, ctx: ConnectionContext, address = '') {
     this.#socket = socket
+    this.address = address
     this.sessionId = sessionId
     this.headerAuth = headerAuth
     this.#ctx = ctx
@@ -187,6 +196,7 @@ export class Connection implements Peer {
 
   #onClose (): void {
     if (this.#prehelloTimer !== undefined) clearTimeout(this.#prehelloTimer)
+    this.#endPrehello()
     this.#closed = true
     this.#runtime?.detach(this)
     this.#ctx.metrics.connections--
@@ -315,11 +325,22 @@ export class Connection implements Peer {
       this.#runtime?.handleMessage(this, envelope, verdict, receivedAt)
       return
     }
+    // Issue 11.2: input from a connection that was never admitted changes
+    // nothing (no clock, epoch, participant or replay-window move, nothing
+    // journaled) and its reply says nothing about the session: every refusal
+    // below is authored here, before the core sees the input, and is the same
+    // whether the session exists or not.
     if (type !== 'HELLO') {
-      this.#serverError('INVALID_REFERENCE', 'this connection has no admitted HELLO; send HELLO first', envelope.message_id)
+      // The Python coordinator's wording (protocol.md §7 step 6), same code.
+      this.#serverError('INVALID_REFERENCE', helloFirst(typeof claimed === 'string' ? claimed : '(unknown)'), envelope.message_id)
       return
     }
     const verdict = this.#verdict(envelope, claimed)
+    if (verdict !== undefined && !verdict.accepted) {
+      this.log.info({ reason: verdict.reason }, 'HELLO refused: credential rejected')
+      this.#serverError('CREDENTIAL_REJECTED', verdict.reason, envelope.message_id)
+      return
+    }
     let runtime = existing
     if (runtime === undefined) {
       // A stored session that cannot be loaded (damaged, or the store fails) is never recreated over it.
@@ -334,16 +355,31 @@ export class Connection implements Peer {
       }
       runtime = created
     }
+    const refusal = runtime.helloRefusal(envelope, verdict)
+    if (refusal !== undefined) {
+      this.log.info({ code: refusal.code, reason: refusal.description }, 'HELLO refused')
+      this.#serverError(refusal.code, refusal.description, envelope.message_id)
+      runtime.releaseIfProvisional()
+      return
+    }
     const result = runtime.handleMessage(this, envelope, verdict, receivedAt)
     if (result?.accepted === true) {
       if (this.#prehelloTimer !== undefined) clearTimeout(this.#prehelloTimer)
+      this.#endPrehello()
       this.#runtime = runtime
       runtime.attach(this)
       const token = this.#tokenOf(envelope)
       this.helloDigest = token
+      this.tokenRoles = token === undefined ? undefined : this.#ctx.auth.table?.entryOf(token)?.roles
       this.#log = undefined
       this.#ctx.registry.admitted(this, runtime, token)
     }
+  }
+
+  #endPrehello (): void {
+    if (!this.#prehelloCounted) return
+    this.#prehelloCounted = false
+    this.#ctx.registry.prehelloEnded(this.address)
   }
 
   /** Digest of the token this HELLO presents (credential, else header). */
@@ -383,7 +419,10 @@ export class Connection implements Peer {
 
   /** A PROTOCOL_ERROR the server itself authors (input the core never sees; not journaled). */
   #serverError (code: string, description: string, refersTo?: unknown, extensions?: Record<string, unknown>): void {
-    const runtime = this.#runtime ?? this.#ctx.registry.peek(this.sessionId)
+    // Only an admitted connection's errors go through its session (ordered with
+    // its other frames); a never-admitted one gets the same frame whether the
+    // session exists or not.
+    const runtime = this.#runtime
     const coordinatorId = runtime?.core.coordinatorId ?? `service:coordinator-${this.sessionId}`
     const payload: Record<string, unknown> = { error_code: code, description }
     if (typeof refersTo === 'string') payload.refers_to = refersTo

@@ -38,6 +38,14 @@ export class SessionRegistry {
   readonly #snapshotPolicy = new SnapshotPolicy()
   /** Sessions with work queued in this event-loop turn (flushed together). */
   #dirty = new Set<SessionRuntime>()
+  /** The token table connections are judged by (swapped by revalidate). */
+  #table: TokenTable | undefined
+  #expiryTimer: NodeJS.Timeout | undefined
+  /** When #expiryTimer fires (epoch ms), or Infinity. */
+  #expiryAt = Infinity
+  /** Connections not admitted by a HELLO yet, per client address and in total. */
+  readonly #prehello = new Map<string, number>()
+  #prehelloTotal = 0
   #workspace: DiskWorkspace | undefined
   #sweepTimer: NodeJS.Timeout | undefined
   /** Called whenever the number of open connections changes (idle exit). */
@@ -46,6 +54,7 @@ export class SessionRegistry {
   constructor (opts: RegistryOptions) {
     this.#opts = opts
     this.#now = opts.now ?? Date.now
+    this.#table = opts.config.tokenTable
   }
 
   get connectionCount (): number { return this.#connections.size }
@@ -109,8 +118,10 @@ export class SessionRegistry {
         if (err instanceof StoreDamagedError) {
           this.#stored.delete(id)
           this.#quarantined.add(id)
+          logDamage(logger, err)
+        } else {
+          logger.error({ sessionId: id, err }, 'restoring session failed')
         }
-        logger.error({ sessionId: id, err: err instanceof StoreDamagedError ? err.message : err }, err instanceof StoreDamagedError ? 'session quarantined: stored state is damaged' : 'restoring session failed')
       }
     }
     if (config.mode === 'single' && this.isUnavailable(config.sessionId as string)) {
@@ -123,11 +134,17 @@ export class SessionRegistry {
         this.#stored.add(id)
       }
       if (this.#workspace !== undefined) {
+        // A commit interrupted by a crash is finished first (from its temporary files, or from the journal just replayed).
+        const core = runtime.core
+        const recovery = this.#workspace.recover(path => core.readFile(path)?.content)
+        if (recovery.state !== undefined) {
+          logger.warn({ sessionId: id, manifest: recovery.state, rolledForward: recovery.rolledForward, failed: recovery.failed }, 'workspace: finished a commit interrupted by a crash')
+        }
         const report = this.#workspace.load(config.limits.maxWorkspaceBytes)
         const onDisk = new Set(report.files.map(f => f.path))
         const gone = runtime.core.listFiles().filter(f => !onDisk.has(f.path)).map(f => ({ path: f.path, content: null }))
         runtime.syncFiles([...report.files, ...gone])
-        logger.info({ sessionId: id, files: report.files.length, bytes: report.bytes, skipped: report.skipped }, 'workspace loaded')
+        logger.info({ sessionId: id, files: report.files.length, bytes: report.bytes, skipped: report.skipped, staleTempsRemoved: report.cleaned, git: this.#workspace.git.isRepository }, 'workspace loaded')
       }
     }
     for (const runtime of this.#live.values()) runtime.flush()
@@ -175,6 +192,7 @@ export class SessionRegistry {
 
   /** A HELLO was admitted on `conn`. */
   admitted (conn: Connection, runtime: SessionRuntime, tokenDigest: string | undefined): void {
+    this.#noteExpiry(tokenDigest)
     if (!this.#stored.has(runtime.sessionId)) {
       this.#stored.add(runtime.sessionId)
       if (tokenDigest !== undefined) {
@@ -213,8 +231,38 @@ export class SessionRegistry {
     }
   }
 
+  /**
+   * Why an upgrade from `address` must be refused before it happens, given
+   * the connections not admitted by a HELLO yet (issue 11.4: unauthenticated
+   * resources are bounded): HTTP 503 past --max-prehello-connections, 429 past
+   * --max-prehello-per-address. Undefined: go ahead.
+   */
+  prehelloRefusal (address: string): { readonly status: 429 | 503, readonly reason: string } | undefined {
+    const limits = this.#opts.config.limits
+    if (this.#prehelloTotal >= limits.maxPrehelloConnections) {
+      return { status: 503, reason: `too many connections waiting for their HELLO (at most ${limits.maxPrehelloConnections}); retry shortly` }
+    }
+    if ((this.#prehello.get(address) ?? 0) >= limits.maxPrehelloPerAddress) {
+      return { status: 429, reason: `too many connections from this address waiting for their HELLO (at most ${limits.maxPrehelloPerAddress}); retry shortly` }
+    }
+    return undefined
+  }
+
+  /** A connection ended its pre-HELLO phase (admitted, or closed before). */
+  prehelloEnded (address: string): void {
+    this.#prehelloTotal--
+    const n = (this.#prehello.get(address) ?? 1) - 1
+    if (n <= 0) this.#prehello.delete(address)
+    else this.#prehello.set(address, n)
+  }
+
+  get prehelloCount (): number { return this.#prehelloTotal }
+
   connectionOpened (conn: Connection): void {
+    this.#prehelloTotal++
+    this.#prehello.set(conn.address, (this.#prehello.get(conn.address) ?? 0) + 1)
     this.#connections.add(conn)
+    this.#noteExpiry(conn.headerAuth?.digest)
     this.onConnectionCount?.(this.#connections.size)
   }
 
@@ -223,20 +271,72 @@ export class SessionRegistry {
     this.onConnectionCount?.(this.#connections.size)
   }
 
-  /** After a token-table reload: close connections whose token is gone or no longer valid here. */
+  /**
+   * After a token-table reload, and when a token's `expires_at` passes:
+   * closes connections whose token is gone, expired or no longer valid here
+   * (4401), and admitted connections whose token's roles changed (4205: the
+   * client reconnects and is granted the new roles). Re-arms the expiry timer.
+   */
   revalidate (table: TokenTable | undefined): number {
+    this.#table = table
+    const now = this.#now()
     let closed = 0
     for (const conn of [...this.#connections]) {
       const digests = [conn.headerAuth?.digest, conn.helloDigest].filter((d): d is string => d !== undefined)
       if (digests.length === 0) continue
-      const valid = table !== undefined && digests.every(d => table.stillValid(d, conn.sessionId, conn.principalId))
-      if (!valid) {
-        conn.log.info('token revoked; closing connection')
-        conn.close(CLOSE.TOKEN_REVOKED)
+      const entries = digests.map(d => table?.entryOf(d))
+      if (table === undefined || !digests.every(d => table.stillValid(d, conn.sessionId, conn.principalId, now))) {
+        const expired = entries.some(e => e?.expiresAt !== undefined && now >= e.expiresAt)
+        conn.log.info(expired ? 'token expired; closing connection' : 'token revoked; closing connection')
+        conn.close(expired ? CLOSE.TOKEN_EXPIRED : CLOSE.TOKEN_REVOKED)
+        closed++
+        continue
+      }
+      const roles = conn.helloDigest === undefined ? undefined : table.entryOf(conn.helloDigest)?.roles
+      if (conn.tokenRoles !== undefined && roles !== undefined && !sameRoles(conn.tokenRoles, roles)) {
+        conn.log.info({ before: conn.tokenRoles, after: roles }, 'token roles changed; closing connection so it rejoins with the new roles')
+        conn.close(CLOSE.ROLES_CHANGED)
         closed++
       }
     }
+    this.#armExpiry()
     return closed
+  }
+
+  /** Arms one timer at the earliest `expires_at` among the tokens of open connections. */
+  #armExpiry (): void {
+    this.#setExpiryTimer(Infinity)
+    const table = this.#table
+    if (table === undefined) return
+    let next = Infinity
+    for (const conn of this.#connections) {
+      for (const d of [conn.headerAuth?.digest, conn.helloDigest]) {
+        const at = d === undefined ? undefined : table.entryOf(d)?.expiresAt
+        if (at !== undefined && at < next) next = at
+      }
+    }
+    this.#setExpiryTimer(next)
+  }
+
+  /** A connection now holds this token: fire earlier if it expires before the armed time (O(1)). */
+  #noteExpiry (digest: string | undefined): void {
+    const at = digest === undefined ? undefined : this.#table?.entryOf(digest)?.expiresAt
+    if (at !== undefined && at < this.#expiryAt) this.#setExpiryTimer(at)
+  }
+
+  #setExpiryTimer (at: number): void {
+    if (this.#expiryTimer !== undefined) clearTimeout(this.#expiryTimer)
+    this.#expiryTimer = undefined
+    this.#expiryAt = at
+    if (at === Infinity) return
+    // Node caps timer delays at 2^31-1 ms; a later expiry re-arms when this fires.
+    const delay = Math.min(Math.max(0, at - this.#now()), 2_147_483_647)
+    this.#expiryTimer = setTimeout(() => {
+      this.#expiryTimer = undefined
+      this.#expiryAt = Infinity
+      this.revalidate(this.#table)
+    }, delay)
+    this.#expiryTimer.unref()
   }
 
   /** Unloads idle sessions and purges closed ones past retention. */
@@ -268,6 +368,7 @@ export class SessionRegistry {
   /** Shutdown: close every connection with `spec`, flush and snapshot every session. */
   shutdown (spec: CloseSpec): void {
     if (this.#sweepTimer !== undefined) clearInterval(this.#sweepTimer)
+    this.#setExpiryTimer(Infinity)
     for (const runtime of this.#live.values()) runtime.flush()
     for (const conn of [...this.#connections]) conn.close(spec)
     for (const runtime of [...this.#live.values()]) {
@@ -290,7 +391,7 @@ export class SessionRegistry {
       if (err instanceof StoreDamagedError) {
         this.#quarantined.add(sessionId)
         this.#stored.delete(sessionId)
-        logger.error({ sessionId, err: err.message }, 'session quarantined: stored state is damaged')
+        logDamage(logger, err)
       } else {
         // Still stored: keep the id (isUnavailable) so nobody recreates it empty; retried on next access.
         logger.error({ sessionId, err }, 'loading session failed')
@@ -360,4 +461,14 @@ export class SessionRegistry {
     if (this.#live.get(runtime.sessionId) === runtime) this.#live.delete(runtime.sessionId)
     this.#opts.metrics.sessionsLoaded = this.#live.size
   }
+}
+
+function sameRoles (a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every(r => b.includes(r))
+}
+
+/** One error line per detected damage: the store logs it when it has a logger, else this does. */
+function logDamage (logger: Logger, err: StoreDamagedError): void {
+  if (err.logged) return
+  logger.error({ sessionId: err.sessionId, ...(err.seq === undefined ? {} : { seq: err.seq }), reason: err.reason }, 'session quarantined: stored state is damaged')
 }

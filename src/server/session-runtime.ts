@@ -6,7 +6,8 @@ import type { ManagedSessionStore, SnapshotPolicy } from '../store/index.js'
 import { CLOSE, type CloseSpec } from './close-codes.js'
 import type { SessionCore } from './core.js'
 import type { Metrics } from './metrics.js'
-import type { DiskWorkspace } from './workspace.js'
+import { vcsSegment, type DiskWorkspace } from './workspace.js'
+import { checkWorkspacePath } from '../protocol/workspace-path.js'
 
 /** What a session runtime needs from a connection. */
 export interface Peer {
@@ -145,7 +146,20 @@ export class SessionRuntime {
     let envelope = envelopeIn
     const now = this.#opts.now()
     const type = envelope.message_type
+    if (this.#opts.workspace !== undefined && (type === 'INTENT_ANNOUNCE' || type === 'INTENT_UPDATE')) {
+      const reason = this.#refusedScope(envelope)
+      if (reason !== undefined) {
+        this.#refuse(peer, envelope, 'AUTHORIZATION_FAILED', `${reason}; the intent was not ${type === 'INTENT_ANNOUNCE' ? 'announced' : 'updated'}`, receivedAt)
+        return undefined
+      }
+    }
     if (this.#opts.workspace !== undefined && (type === 'OP_COMMIT' || type === 'OP_BATCH_COMMIT')) {
+      const refused = this.#opts.workspace.refusals(changedPaths(envelope).filter(p => this.#opts.workspace?.resolve(p) !== undefined))
+      const first = refused.entries().next()
+      if (first.done !== true) {
+        this.#refuse(peer, envelope, 'AUTHORIZATION_FAILED', `file_changes: ${first.value[1]}; nothing was written`, receivedAt)
+        return undefined
+      }
       const unsafe = this.#unwritablePath(envelope)
       if (unsafe !== undefined) {
         this.#refuse(peer, envelope, 'MALFORMED_MESSAGE', `file_changes path ${JSON.stringify(unsafe)} cannot be written inside the workspace (a symbolic link leading outside the workspace, a file or a directory is in the way); nothing was written`, receivedAt)
@@ -175,6 +189,15 @@ export class SessionRuntime {
   }
 
   /** A sideband query (protocol.md §11.3), answered in order with the session's other outputs. */
+  /**
+   * Why the core would refuse this HELLO from a connection that was never
+   * admitted, without applying it (issue 11.2: such input changes nothing).
+   */
+  helloRefusal (envelope: Record<string, unknown>, verdict: Verdict | undefined): { readonly code: string, readonly description: string } | undefined {
+    if (this.#broken) return undefined // handleMessage ignores input to a failed session
+    return this.core.helloRefusal(envelope, this.#opts.now(), verdict)
+  }
+
   handleSideband (peer: Peer, frame: Record<string, unknown>, receivedAt: number): void {
     if (this.#broken) return
     const now = this.#opts.now()
@@ -183,13 +206,28 @@ export class SessionRuntime {
       case 'SESSION_SUMMARY':
         reply = { type: 'SESSION_SUMMARY_RESPONSE', session: this.core.summary(now, this.#opts.workspace?.root ?? null) }
         break
-      case 'FILE_LIST':
-        reply = { type: 'FILE_LIST_RESPONSE', files: this.core.listFiles() }
+      case 'FILE_LIST': {
+        const files = this.core.listFiles()
+        const ws = this.#opts.workspace
+        if (ws === undefined) {
+          reply = { type: 'FILE_LIST_RESPONSE', files }
+        } else {
+          // Workspace rules can change under a loaded file (a new .gitignore line): list only what is served now.
+          const allowed = new Set(ws.allowed(files.map(f => f.path)))
+          reply = { type: 'FILE_LIST_RESPONSE', files: files.filter(f => allowed.has(f.path)) }
+        }
         break
+      }
       default: {
         const path = frame.path
         if (typeof path !== 'string' || path === '') {
           reply = { type: 'FILE_ERROR', path: path ?? null, error: 'path is required (a non-empty string)' }
+          break
+        }
+        const refusedBecause = this.#opts.workspace?.refusal(path)
+        if (refusedBecause !== undefined) {
+          this.log.info({ path, reason: refusedBecause }, 'FILE_READ refused by the workspace rules')
+          reply = { type: 'FILE_ERROR', path, error: refusedBecause }
           break
         }
         if (this.#opts.workspace !== undefined) this.#syncPaths([path], now)
@@ -249,6 +287,20 @@ export class SessionRuntime {
     if (this.#broken) return
     if (!this.#persisted && this.#admittedEver) this.#persisted = true
     if (!this.#persisted || this.#journal.length === 0) return
+    const ws = this.#opts.workspace
+    if (ws !== undefined) {
+      // Write-ahead: name the files about to be written before the commit is journaled,
+      // so a crash from here on makes the next start write them from the journal.
+      const paths = this.#pending.flatMap(p => p.writes.map(w => w.path))
+      if (paths.length > 0) {
+        try {
+          ws.beginCommit(paths)
+        } catch (err) {
+          // The disk, not the store, failed: the commit still stands; its write will fail and be logged.
+          this.log.error({ err, paths }, 'workspace: the commit manifest could not be written')
+        }
+      }
+    }
     const stats = this.#opts.store.append(this.sessionId, this.#journal)
     this.#opts.metrics.journalAppends++
     if (this.#opts.snapshotPolicy.due(stats)) this.#opts.store.saveSnapshot(this.sessionId, this.core.snapshot())
@@ -273,15 +325,9 @@ export class SessionRuntime {
     const metrics = this.#opts.metrics
     // Cork every socket written in this flush: its frames leave in one write.
     const corked = new Set<Peer>()
+    const writes = pending.flatMap(p => p.writes)
+    if (writes.length > 0) this.#writeWorkspace(writes)
     for (const p of pending) {
-      for (const w of p.writes) {
-        try {
-          this.#opts.workspace?.write(w.path, w.content)
-        } catch (err) {
-          this.log.error({ err, path: w.path }, 'workspace write failed')
-        }
-        if (this.#overlay.get(w.path) === w.content) this.#overlay.delete(w.path)
-      }
       for (const [peers, text, frame] of p.sends) {
         let data = text
         let sent = 0
@@ -303,8 +349,12 @@ export class SessionRuntime {
       if (p.receivedAt !== undefined) metrics.observeHandling((performance.now() - p.receivedAt) / 1000)
     }
     for (const peer of corked) peer.uncork?.()
-    if (!this.#persisted && !this.#admittedEver && this.#pending.length === 0) {
-      // A provisional session nobody was admitted to: forget it entirely (no timer keeps it alive).
+    this.releaseIfProvisional()
+  }
+
+  /** A provisional session nobody was admitted to is forgotten entirely (no timer keeps it alive). */
+  releaseIfProvisional (): void {
+    if (!this.#persisted && !this.#admittedEver && this.#pending.length === 0 && !this.#disposed) {
       this.#dispose()
       this.#opts.onDiscard?.(this)
     }
@@ -387,6 +437,58 @@ export class SessionRuntime {
     this.#queue({ sends: [[[peer], undefined, frame]], writes: [], after: undefined, receivedAt })
   }
 
+  /**
+   * Workspace mode: the files of this flush's commits, written together
+   * (DiskWorkspace.commit). A file that could not be written (its directory
+   * was swapped for a symlink leading outside since validation, say) is
+   * logged and read back from the disk, so the session does not claim
+   * content the disk lacks.
+   */
+  #writeWorkspace (writes: ApplyResult['fileWrites']): void {
+    const ws = this.#opts.workspace
+    if (ws === undefined) return
+    let failed: string[]
+    try {
+      if (!this.#persisted) ws.beginCommit(writes.map(w => w.path))
+      failed = ws.commit(writes)
+    } catch (err) {
+      this.log.error({ err, paths: writes.map(w => w.path) }, 'workspace commit failed')
+      failed = writes.map(w => w.path)
+    }
+    for (const w of writes) if (this.#overlay.get(w.path) === w.content) this.#overlay.delete(w.path)
+    if (failed.length > 0) {
+      this.log.error({ paths: failed }, 'workspace write refused or failed (a directory on the way left the workspace?); the session reads these files from the disk again')
+      const now = this.#opts.now()
+      for (const path of failed) {
+        const disk = ws.read(path)
+        if ((this.core.readFile(path)?.content ?? null) !== disk) this.#apply({ kind: 'file_sync', now, path, content: disk }, undefined, undefined)
+      }
+    }
+  }
+
+  /**
+   * Workspace mode: why an INTENT_ANNOUNCE (or INTENT_UPDATE) scope names something that is not
+   * a workspace file (outside the directory, VCS metadata), or undefined.
+   * Hosted sessions (no workspace) accept any resource name.
+   */
+  #refusedScope (envelope: Record<string, unknown>): string | undefined {
+    const payload = envelope.payload
+    if (payload === null || typeof payload !== 'object') return undefined
+    const scope = (payload as Record<string, unknown>).scope
+    if (scope === null || typeof scope !== 'object') return undefined
+    const sc = scope as Record<string, unknown>
+    const names: string[] = []
+    if (sc.kind === 'file_set' && Array.isArray(sc.resources)) names.push(...sc.resources.filter((r): r is string => typeof r === 'string'))
+    if (sc.kind === 'resource_path' && typeof sc.pattern === 'string') names.push(sc.pattern)
+    for (const name of names) {
+      const pc = checkWorkspacePath(name)
+      if (!pc.ok) return `scope: ${JSON.stringify(name)} is not a path inside the workspace (${pc.reason}); in workspace mode an intent covers workspace files only`
+      const vcs = vcsSegment(pc.path)
+      if (vcs !== undefined) return `scope: ${pc.path} is VCS metadata (${vcs}); workspace mode never reads or writes it`
+    }
+    return undefined
+  }
+
   /** Workspace mode: the first file_changes path that cannot be written inside the workspace, if any. */
   #unwritablePath (envelope: Record<string, unknown>): string | undefined {
     const ws = this.#opts.workspace
@@ -419,7 +521,13 @@ export class SessionRuntime {
     }
     if (result.changed) this.#journal.push(input)
     beforeRouting?.(result)
-    const sends = result.outputs.map(o => [this.#recipients(o, peer), JSON.stringify(o.frame), o.frame] as const)
+    // A relay is one frame object in two outputs (the peers' copy and the sender's terminal one): serialised once.
+    const texts = new Map<object, string>()
+    const sends = result.outputs.map(o => {
+      let text = texts.get(o.frame)
+      if (text === undefined) texts.set(o.frame, text = JSON.stringify(o.frame))
+      return [this.#recipients(o, peer), text, o.frame] as const
+    })
     for (const w of result.fileWrites) this.#overlay.set(w.path, w.content)
     this.#queue({ sends, writes: result.fileWrites, after: afterFn?.(), receivedAt })
     this.armTimer()
@@ -431,6 +539,11 @@ export class SessionRuntime {
     switch (audience.kind) {
       case 'sender': return peer === undefined ? NO_PEERS : [peer]
       case 'all': return [...this.#byPrincipal.values()]
+      case 'others': {
+        const out: Peer[] = []
+        for (const p of this.#byPrincipal.values()) if (p !== peer) out.push(p)
+        return out
+      }
       case 'principals': {
         const out: Peer[] = []
         for (const id of audience.ids) {

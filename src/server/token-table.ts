@@ -151,6 +151,11 @@ export class TokenTable {
     return { ok: true, entry, digest }
   }
 
+  /** The entry of a token digest (hex), if the table has it. */
+  entryOf (digest: string): TokenEntry | undefined {
+    return this.#entries.get(digest)
+  }
+
   /** True when the token with this digest is still valid for the session (used on reload). */
   stillValid (digest: string, sessionId: string, principalId: string | undefined, now = Date.now()): boolean {
     const entry = this.#entries.get(digest)

@@ -10,15 +10,18 @@ export interface OpenStoreOptions {
   readonly logger?: StoreLogger
   /** See `SqliteStoreOptions.synchronous`. Default 'FULL'. */
   readonly synchronous?: 'FULL' | 'NORMAL'
+  /** See `SqliteStoreOptions.sessionId`: a single-session coordinator locks only its session. */
+  readonly sessionId?: string | undefined
 }
 
 /** Opens the store the server runs on: SQLite in `dataDir`, or memory. */
 export function openStore (options: OpenStoreOptions = {}): ManagedSessionStore {
-  const { store, dataDir, logger, synchronous } = options
+  const { store, dataDir, logger, synchronous, sessionId } = options
   if (store === 'memory' || dataDir === undefined || dataDir === ':memory:') return new MemoryStore()
   return new SqliteStore({
     dir: dataDir,
     ...(logger === undefined ? {} : { logger }),
-    ...(synchronous === undefined ? {} : { synchronous })
+    ...(synchronous === undefined ? {} : { synchronous }),
+    ...(sessionId === undefined ? {} : { sessionId })
   })
 }

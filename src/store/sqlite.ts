@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
 import type { CoreInput } from '../coordinator/types.js'
+import { DataDirLock } from './lock.js'
 import { silentLogger } from './managed.js'
 import type { ManagedSessionStore, QuarantinedSession, StoreLogger } from './managed.js'
 import { StoreDamagedError } from './types.js'
@@ -18,6 +19,11 @@ export interface SqliteStoreOptions {
    * crash but may lose the last commits on a power cut; for benchmarks.
    */
   readonly synchronous?: 'FULL' | 'NORMAL'
+  /**
+   * A single-session coordinator: lock only this session of the directory
+   * (single-session sidecars may share one). Default: the whole directory.
+   */
+  readonly sessionId?: string
 }
 
 /** The name of the database file inside the data directory. */
@@ -102,12 +108,15 @@ type JournalRow = [seq: unknown, body: unknown, crc: unknown]
  * The default `SessionStore`: one SQLite database (`mpac.db`) in the data
  * directory, in WAL mode with `synchronous=FULL`, so that when `append`
  * returns the entries are on disk. Every journal and snapshot row carries a
- * checksum verified on `load`; a bad final journal row (a torn write) is
- * dropped with a warning, any other damage quarantines that session only.
+ * checksum verified on `load`; a row that fails it (wherever it is, the
+ * last one included) or a missing row quarantines that session only.
  *
- * One process owns a data directory: the store caches per-session counters.
+ * One process owns a data directory: the store caches per-session counters,
+ * and it holds the directory's lock (`DataDirLock`) from construction to
+ * `close`, so a second store, in this process or another, is refused.
  */
 export class SqliteStore implements ManagedSessionStore {
+  readonly #lock: DataDirLock
   readonly #db: Database.Database
   readonly #log: StoreLogger
   readonly #states = new Map<string, SessionState>()
@@ -122,7 +131,14 @@ export class SqliteStore implements ManagedSessionStore {
   constructor (options: SqliteStoreOptions) {
     mkdirSync(options.dir, { recursive: true, mode: 0o700 })
     this.#log = options.logger ?? silentLogger
-    this.#db = new Database(join(options.dir, DATABASE_FILE))
+    // Before anything reads or writes mpac.db: throws DataDirLockedError when another process holds the directory.
+    this.#lock = DataDirLock.acquire(options.dir, options.sessionId)
+    try {
+      this.#db = new Database(join(options.dir, DATABASE_FILE))
+    } catch (err) {
+      this.#lock.release()
+      throw err
+    }
     try {
       this.#db.pragma('journal_mode = WAL')
       this.#db.pragma(`synchronous = ${options.synchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`)
@@ -139,6 +155,7 @@ export class SqliteStore implements ManagedSessionStore {
       })()
     } catch (err) {
       this.#db.close()
+      this.#lock.release()
       throw err
     }
     const db = this.#db
@@ -164,7 +181,6 @@ export class SqliteStore implements ManagedSessionStore {
       upsertSnapshot: db.prepare<[string, number, string, number]>(`INSERT INTO snapshots (session_id, seq, body, crc) VALUES (?, ?, ?, ?)
         ON CONFLICT (session_id) DO UPDATE SET seq = excluded.seq, body = excluded.body, crc = excluded.crc`),
       deleteJournalUpTo: db.prepare<[string, number]>('DELETE FROM journal WHERE session_id = ? AND seq <= ?'),
-      deleteEntry: db.prepare<[string, number]>('DELETE FROM journal WHERE session_id = ? AND seq = ?'),
       deleteJournal: db.prepare<[string]>('DELETE FROM journal WHERE session_id = ?'),
       deleteSnapshot: db.prepare<[string]>('DELETE FROM snapshots WHERE session_id = ?'),
       deleteSession: db.prepare<[string]>('DELETE FROM sessions WHERE session_id = ?'),
@@ -207,48 +223,41 @@ export class SqliteStore implements ManagedSessionStore {
     if (snap !== undefined) {
       const seq = snap.seq
       if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) {
-        this.#quarantine(sessionId, 'snapshot row has an invalid sequence number')
+        this.#quarantine(sessionId, 'snapshot row has an invalid sequence number', undefined)
       }
       base = seq as number
       const parsed = parseRow(sessionId, base, snap.body, snap.crc)
-      if (!parsed.ok) this.#quarantine(sessionId, `snapshot at seq ${base}: ${parsed.problem}`)
+      if (!parsed.ok) this.#quarantine(sessionId, `snapshot at seq ${base}: ${parsed.problem}`, base)
       snapshot = parsed.value
       snapshotBytes = Buffer.byteLength(snap.body as string)
     }
     const onEntry = begin(snapshot)
 
     // Rows are handed over as they are read, so a long journal is never held
-    // in memory twice. A damaged row is held back until the next row shows
-    // whether it was the last one.
+    // in memory twice. Any damaged row quarantines the session, the last one
+    // too: SQLite commits a transaction whole or not at all, so a row that is
+    // there was committed, and a committed input was acknowledged (its
+    // outputs went out after `append` returned). Dropping it would silently
+    // lose an input participants were told about.
+    // (The quarantine is written after the loop: the connection is busy while it iterates.)
     let expected = base + 1
     let bytes = 0
-    let damaged: { seq: number; problem: string } | undefined
     let fatal: string | undefined
     for (const [seq, body, crc] of this.#stmt.journal.iterate(sessionId) as IterableIterator<JournalRow>) {
-      if (damaged !== undefined) {
-        fatal = `journal entry ${damaged.seq}: ${damaged.problem}`
-        break
-      }
       if (seq !== expected) {
         fatal = `journal entry ${expected} is missing (found ${String(seq)})`
         break
       }
       const parsed = parseRow(sessionId, expected, body, crc)
-      if (parsed.ok) {
-        onEntry(parsed.value as CoreInput)
-        bytes += Buffer.byteLength(body as string)
-        expected++
-      } else {
-        damaged = { seq: expected, problem: parsed.problem }
+      if (!parsed.ok) {
+        fatal = `journal entry ${expected}: ${parsed.problem}`
+        break
       }
+      onEntry(parsed.value as CoreInput)
+      bytes += Buffer.byteLength(body as string)
+      expected++
     }
-    if (fatal !== undefined) this.#quarantine(sessionId, fatal)
-    if (damaged !== undefined) {
-      // A torn final write: the input was never acknowledged (its outputs go
-      // out only after `append` returns), so dropping it loses nothing.
-      this.#stmt.deleteEntry.run(sessionId, damaged.seq)
-      this.#log.warn({ sessionId, seq: damaged.seq, problem: damaged.problem }, 'dropped a damaged final journal entry (torn write)')
-    }
+    if (fatal !== undefined) this.#quarantine(sessionId, fatal, expected)
 
     const entries = expected - base - 1
     this.#states.set(sessionId, {
@@ -394,6 +403,7 @@ export class SqliteStore implements ManagedSessionStore {
 
   close (): void {
     if (this.#db.open) this.#db.close()
+    this.#lock.release()
     this.#states.clear()
   }
 
@@ -426,12 +436,19 @@ export class SqliteStore implements ManagedSessionStore {
     }
   }
 
-  #quarantine (sessionId: string, reason: string): never {
+  /**
+   * Marks the session quarantined (durably), logs it once (session, row,
+   * reason) and throws. The error says it was logged, so the server does not
+   * log it a second time.
+   */
+  #quarantine (sessionId: string, reason: string, seq: number | undefined): never {
     this.#stmt.quarantine.run(reason, sessionId)
     const state = this.#state(sessionId)
     state.quarantineReason = reason
-    this.#log.error({ sessionId, reason }, 'session quarantined: its stored state is damaged; other sessions are unaffected (see README.md, Quarantined sessions)')
-    throw new StoreDamagedError(sessionId, reason)
+    const logged = this.#log !== silentLogger
+    this.#log.error({ sessionId, ...(seq === undefined ? {} : { seq }), reason },
+      'session quarantined: its stored state is damaged; other sessions are unaffected (see README.md, Quarantined sessions)')
+    throw new StoreDamagedError(sessionId, reason, { ...(seq === undefined ? {} : { seq }), logged })
   }
 }
 

@@ -12,7 +12,7 @@ export interface SessionStore {
   /**
    * The latest snapshot (undefined when none was taken yet) and every journal
    * entry after it, in order; undefined when the session is unknown.
-   * Throws `StoreDamagedError` when a checksum fails anywhere but a torn final record.
+   * Throws `StoreDamagedError` when a row fails its checksum or is missing (the session is quarantined).
    */
   load (sessionId: string): StoredSession | undefined
   /**
@@ -40,8 +40,17 @@ export interface StoredSession {
 
 export class StoreDamagedError extends Error {
   readonly code = 'MPAC_ERR_STORE_DAMAGED'
-  constructor (readonly sessionId: string, detail: string) {
+  /** What is wrong, e.g. `journal entry 812: checksum mismatch`. */
+  readonly reason: string
+  /** The sequence number of the damaged (or missing) row, when one row is to blame. */
+  readonly seq: number | undefined
+  /** True when the store already logged the damage (the caller need not log it again). */
+  readonly logged: boolean
+  constructor (readonly sessionId: string, detail: string, info: { readonly seq?: number, readonly logged?: boolean } = {}) {
     super(`session ${sessionId}: stored state is damaged (${detail})`)
     this.name = 'StoreDamagedError'
+    this.reason = detail
+    this.seq = info.seq
+    this.logged = info.logged ?? false
   }
 }

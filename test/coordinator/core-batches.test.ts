@@ -64,7 +64,8 @@ t.test('per-entry file_changes: validated, applied for accepted entries only, on
   t.same(s.fileWrites.map(w => w.path), ['a.py'], 'the rejected entry wrote nothing')
   const term = s.outputs.find(o => o.terminal === true)
   t.equal(term?.frame.message_id, s.id, 'the terminal frame is the relay')
-  t.same(term?.audience, { kind: 'all' })
+  t.same(term?.audience, { kind: 'sender' })
+  t.match(s.outputs[0], { audience: { kind: 'others' }, frame: term?.frame }, 'the peers got the same relay first')
   const relay = term?.frame.payload as { operations: Json[] }
   t.notOk(relay.operations.some(o => 'file_changes' in o), 'file contents stripped from every entry of the relay')
   h.fileSync('b.py', 'disk b')

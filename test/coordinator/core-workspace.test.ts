@@ -11,28 +11,28 @@ const fc = (entries: Record<string, [string, string | null]>): Json => ({
   file_changes: Object.fromEntries(Object.entries(entries).map(([p, [content, before]]) => [p, before === null ? { content } : { content, state_ref_before: before }]))
 })
 
-t.test('FILE_UPDATED: to the sender before its terminal relay, to peers after it', async t => {
+t.test('FILE_UPDATED: to peers right after their relay, to the committer after its terminal relay (protocol.md §11.4)', async t => {
   const h = new Harness()
   h.join('A', 'B', 'C')
   h.announce('A', 'i', ['a.py'])
   const s = h.commit('A', 'o1', 'a.py', refOf(''), refOf('hi'), 'i', fc({ 'a.py': ['hi', refOf('')] }))
   assertRelayed(t, s)
   const types = s.outputs.map(o => [o.frame.type ?? o.frame.message_type, o.audience.kind, o.terminal === true])
-  t.same(types, [['FILE_UPDATED', 'sender', false], ['OP_COMMIT', 'all', true], ['FILE_UPDATED', 'principals', false]])
-  t.same(s.outputs[2]?.audience, { kind: 'principals', ids: ['B', 'C'] })
-  t.same(s.outputs[0]?.frame, { type: 'FILE_UPDATED', path: 'a.py', state_ref: refOf('hi'), updated_by: 'A' })
+  t.same(types, [['OP_COMMIT', 'others', false], ['FILE_UPDATED', 'others', false], ['OP_COMMIT', 'sender', true], ['FILE_UPDATED', 'sender', false]])
+  t.equal(s.outputs[1]?.frame, s.outputs[3]?.frame, 'one FILE_UPDATED frame for everyone')
+  t.same(s.outputs[1]?.frame, { type: 'FILE_UPDATED', path: 'a.py', state_ref: refOf('hi'), updated_by: 'A' })
   t.notOk('file_changes' in (terminalOf(s)?.frame.payload as Json), 'the relay carries no file contents')
   t.ok('file_changes' in (s.envelope.payload as Json), 'the inbound envelope is not modified')
   t.same(s.fileWrites, [{ path: 'a.py', content: 'hi', stateRef: refOf('hi') }])
   t.same(h.c.readFile('a.py'), { content: 'hi', state_ref: refOf('hi') })
 })
 
-t.test('a lone participant gets FILE_UPDATED and no empty peer output', async t => {
+t.test('a lone participant gets its relay, then FILE_UPDATED (the peers\' copies reach nobody)', async t => {
   const h = new Harness()
   h.join('A')
   h.announce('A', 'i', ['a.py'])
   const s = h.commit('A', 'o1', 'a.py', refOf(''), refOf('x'), 'i', fc({ 'a.py': ['x', null] }))
-  t.same(s.outputs.map(o => o.audience.kind), ['sender', 'all'])
+  t.same(s.outputs.map(o => [o.audience.kind, o.frame.type ?? o.frame.message_type]), [['others', 'OP_COMMIT'], ['others', 'FILE_UPDATED'], ['sender', 'OP_COMMIT'], ['sender', 'FILE_UPDATED']])
 })
 
 t.test('paths: equal to the target, or inside an ACTIVE intent of the sender (file_set or resource_path)', async t => {

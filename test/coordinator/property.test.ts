@@ -5,7 +5,8 @@
  * Checked after every input:
  *  1. apply never throws;
  *  2. a `message` input yields exactly one terminal output, and it is the last
- *     output the sender can see; other inputs yield none;
+ *     MPAC envelope the sender can see (sideband FILE_UPDATED pushes may
+ *     follow it); other inputs yield none;
  *  3. every intent / operation / conflict state change between consecutive
  *     snapshots follows `canTransition` (records never disappear);
  *  5. a rejected message (terminal PROTOCOL_ERROR) changes no intent,
@@ -409,8 +410,8 @@ function resultProblems (input: CoreInput, res: ApplyResult): string[] {
     return out
   }
   const sender = senderOf(input.envelope)
-  const visible = res.outputs.filter(o => isSenderVisible(o.audience, sender))
-  if (visible[visible.length - 1] !== terms[0]) out.push('the terminal output is not the last sender-visible output')
+  const visible = res.outputs.filter(o => isSenderVisible(o.audience, sender) && typeof o.frame.message_type === 'string')
+  if (visible[visible.length - 1] !== terms[0]) out.push('the terminal output is not the last MPAC envelope the sender receives')
   const isError = terms[0]!.frame.message_type === 'PROTOCOL_ERROR'
   if (isError === res.accepted) out.push(`accepted=${String(res.accepted)} but the terminal is ${String(terms[0]!.frame.message_type)}`)
   return out

@@ -9,7 +9,7 @@ import { Coordinator } from '../../src/coordinator/index.js'
 import { DeadlineHeap } from '../../src/coordinator/heap.js'
 import type { CoordinatorSnapshot } from '../../src/coordinator/types.js'
 import {
-  Harness, T0, assertRejected, assertRelayed, conflictIdsOf, errorsOf, payloadsOfType, refOf, show, type Json
+  Harness, T0, assertRejected, assertRelayed, conflictIdsOf, errorsOf, payloadsOfType, refOf, show, terminalOf, type Json
 } from '../helpers/mpac.js'
 
 const QUIET = { unavailabilityTimeoutSec: 1e6, heartbeatIntervalSec: 1e6, resolutionTimeoutSec: 0 }
@@ -217,7 +217,8 @@ t.test('best_effort batch: an entry whose file is stale is rejected alone', asyn
     { op_id: 'o2', target: 'b.py', state_ref_before: refOf(''), state_ref_after: refOf('B'), file_changes: { 'b.py': { content: 'B' } } }
   ], 'best_effort', 'i')
   t.equal(s.accepted, true, 'accepted', { outputs: show(s) })
-  t.match(s.outputs[s.outputs.length - 1], { terminal: true, audience: { kind: 'all' }, frame: { message_id: s.id } })
+  t.match(terminalOf(s), { audience: { kind: 'sender' }, frame: { message_id: s.id } })
+  t.same(s.outputs.slice(s.outputs.indexOf(terminalOf(s)!) + 1).map(o => o.frame.type), ['FILE_UPDATED'], 'only the FILE_UPDATED push follows the terminal relay')
   t.match(payloadsOfType(s, 'OP_REJECT'), [{ op_id: 'o1', reason: 'stale_state_ref', batch_id: 'bt' }])
   t.equal(h.opState('o2'), 'COMMITTED')
   t.equal(h.opState('o1'), undefined)

@@ -40,6 +40,7 @@ const sidecar = await startSidecar(t, ['--multi-session'], cleanEnv({
   MPAC_TOKEN_TABLE_FILE: tableFile,
   MPAC_TLS: 'true',
   MPAC_TRUST_PROXY: '127.0.0.1',
+  MPAC_METRICS_PORT: '0',
   LOG_LEVEL: 'warn'
 }))
 const caddy = await startCaddy(t, `127.0.0.1:${sidecar.port}`)
@@ -144,8 +145,13 @@ t.test('the sidecar says wss:// behind the proxy; Caddy serves health and keeps 
   t.equal(metrics.status, 404, 'metrics are not served at the edge')
   await metrics.body?.cancel()
   const direct = await fetch(`http://127.0.0.1:${sidecar.port}/metrics`)
-  t.equal(direct.status, 200, 'but are on the sidecar port')
+  t.equal(direct.status, 403, 'nor on the main port without a token')
   await direct.body?.cancel()
+  const metricsPort = /metrics:\s+http:\/\/127\.0\.0\.1:(\d+)\/metrics/.exec(sidecar.output())?.[1]
+  t.ok(metricsPort !== undefined, 'the banner names the loopback metrics listener')
+  const loopback = await fetch(`http://127.0.0.1:${metricsPort}/metrics`)
+  t.equal(loopback.status, 200, 'but on the loopback metrics listener (MPAC_METRICS_PORT)')
+  t.match(await loopback.text(), /mpac_connections/)
 })
 
 t.test('a raw WebSocket through Caddy: bearer checked before the upgrade, HELLO → SESSION_INFO', async t => {

@@ -394,9 +394,10 @@ export function terminalOf (r: ApplyResult): Output | undefined {
   return ts.length === 1 ? ts[0] : undefined
 }
 
-/** Non-terminal outputs. */
+/** Non-terminal outputs, leaving out the peers' copy of the terminal relay. */
 export function extrasOf (r: ApplyResult): Output[] {
-  return r.outputs.filter(o => o.terminal !== true)
+  const term = r.outputs.find(o => o.terminal === true)
+  return r.outputs.filter(o => o.terminal !== true && !(o.audience.kind === 'others' && o.frame === term?.frame))
 }
 
 /** PROTOCOL_ERROR payloads, optionally of one code. */
@@ -406,7 +407,14 @@ export function errorsOf (r: ApplyResult, code?: string): Json[] {
 
 export function isSenderVisible (a: Audience, senderPid: string): boolean {
   if (a.kind === 'sender' || a.kind === 'all') return true
+  if (a.kind === 'others') return false
   return a.ids.includes(senderPid)
+}
+
+/** The peers' copy of the terminal relay (audience `others`, the terminal's frame), or undefined. */
+export function peersRelayOf (r: ApplyResult): Output | undefined {
+  const term = terminalOf(r)
+  return term === undefined ? undefined : r.outputs.find(o => o.audience.kind === 'others' && o.frame === term.frame)
 }
 
 export function audienceIds (a: Audience): string[] {
@@ -445,25 +453,27 @@ export function matchEach (t: Tap, list: readonly unknown[], patterns: readonly 
   t.match(list, patterns, msg, extra)
 }
 
-/** Exactly one terminal output; it is the last sender-visible output. */
+/** Exactly one terminal output; it is the last MPAC envelope the sender receives (only sideband pushes follow it). */
 export function assertTerminalShape (t: Tap, r: ApplyResult, sender: string): Output | undefined {
   const ts = terminalsOf(r)
   t.equal(ts.length, 1, 'exactly one terminal output', { outputs: show(r) })
   const term = ts[0]
   if (term === undefined) return undefined
-  const visible = r.outputs.filter(o => isSenderVisible(o.audience, sender))
-  t.equal(visible[visible.length - 1], term, 'the terminal output is the last sender-visible output', { outputs: show(r) })
+  const visible = r.outputs.filter(o => isSenderVisible(o.audience, sender) && typeof o.frame.message_type === 'string')
+  t.equal(visible[visible.length - 1], term, 'the terminal output is the last MPAC envelope the sender receives', { outputs: show(r) })
   return term
 }
 
-/** Success with a terminal relay of the inbound envelope to all. */
+/** Success with a terminal relay of the inbound envelope: the peers' copy first, the sender's terminal one after what the message caused. */
 export function assertRelayed (t: Tap, s: Sent, msg = 'relayed to all'): void {
   const term = assertTerminalShape(t, s, s.sender)
   t.equal(s.accepted, true, `${msg}: accepted`, { outputs: show(s) })
   if (term === undefined) return
   t.equal(typeOf(term), s.envelope.message_type, `${msg}: terminal is the relay`, { outputs: show(s) })
   t.equal(term.frame.message_id, s.id, `${msg}: same message_id`)
-  t.same(term.audience, { kind: 'all' }, `${msg}: audience all`)
+  t.same(term.audience, { kind: 'sender' }, `${msg}: the terminal copy goes to the sender`)
+  t.equal(s.outputs[0]?.frame, term.frame, `${msg}: the first output is the same relay`, { outputs: show(s) })
+  t.same(s.outputs[0]?.audience, { kind: 'others' }, `${msg}: to everyone else, before anything the message caused`)
   t.same(term.frame, relayFormOf(s.envelope), `${msg}: the relay carries the inbound fields`)
 }
 

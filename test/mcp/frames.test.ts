@@ -16,7 +16,7 @@ import { cleanEnv, startCoordinator, startShim, stateHome, tempDir } from './har
 const state = stateHome(t)
 const workspace = tempDir(t, 'mpac-frames-ws-')
 writeFileSync(join(workspace, 'f.txt'), 'f\n')
-const coordinator = await startCoordinator(t, ['--port', '0', '--workspace', workspace, '--session-id', 'frames', '--data-dir', join(state, 'data')])
+const coordinator = await startCoordinator(t, ['--port', '0', '--workspace', workspace, '--session-id', 'frames', '--metrics-public', '--data-dir', join(state, 'data')])
 const url = `ws://127.0.0.1:${coordinator.port}/session/frames`
 
 async function framesIn (): Promise<Map<string, number>> {

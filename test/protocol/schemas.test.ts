@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import { ERROR_CODES } from '../../src/protocol/error-codes.js'
 import { MESSAGE_TYPES, type MessageType } from '../../src/protocol/message-types.js'
 import {
-  EnvelopeSchema, IntentAnnouncePayloadSchema, IntentDeferredPayloadSchema, PAYLOAD_SCHEMAS, SCHEMA_LIMITS, ScopeSchema,
+  EnvelopeSchema, IntentAnnouncePayloadSchema, IntentDeferredPayloadSchema, MAX_IGNORED, PAYLOAD_SCHEMAS, SCHEMA_LIMITS, ScopeSchema,
   WatermarkSchema, parseEnvelope,
   type ConflictReportPayload, type Envelope, type IntentAnnouncePayload, type OpCommitPayload, type ParseResult
 } from '../../src/protocol/schemas.js'
@@ -57,6 +57,14 @@ function fail (t: Test, r: ParseResult, description: string | RegExp, msg = ''):
 function ok (t: Test, r: ParseResult, msg?: string): void {
   t.ok(r.ok, msg ?? (r.ok ? 'ok' : r.description))
   if (!r.ok) t.comment(r.description)
+}
+
+/** Accepted, with exactly these keys ignored; returns the envelope the core would use. */
+function ignores (t: Test, r: ParseResult, ignored: string[], msg = ''): Record<string, unknown> | undefined {
+  ok(t, r, msg || `ignores ${ignored.join(', ')}`)
+  if (!r.ok) return undefined
+  t.same(r.ignored, ignored, `${msg} ignored`)
+  return r.envelope as unknown as Record<string, unknown>
 }
 
 const SCOPE = { kind: 'file_set', resources: ['src/db.py', 'src/models.py'] }
@@ -339,11 +347,14 @@ t.test('valid messages of every type parse, and the envelope is the input itself
   }
 })
 
-t.test('payloads are strict but accept extensions', async t => {
+t.test('payloads accept extensions and ignore unknown keys (SPEC §21.2)', async t => {
   for (const type of MESSAGE_TYPES) {
     for (const [i, payload] of VALID[type].entries()) {
       ok(t, parseEnvelope(env(type, { ...payload, extensions: { 'vendor.x': true } })), `${type} #${i} + extensions`)
-      fail(t, parseEnvelope(env(type, { ...payload, bogus_field: 1 })), 'unknown field "bogus_field" in payload', `${type} #${i} + bogus`)
+      const raw = env(type, { ...payload, bogus_field: 1 })
+      const clean = ignores(t, parseEnvelope(raw), ['payload.bogus_field'], `${type} #${i} + bogus`)
+      t.same(clean?.payload, payload, `${type} #${i}: the envelope the core sees has the payload without it`)
+      t.equal((raw.payload as Record<string, unknown>).bogus_field, 1, `${type} #${i}: the input is not modified`)
       fail(t, parseEnvelope(env(type, { ...payload, extensions: [] })), 'payload.extensions: expected object, got array', `${type} #${i} bad extensions`)
     }
   }
@@ -398,18 +409,25 @@ t.test('non-objects are malformed with no ids', async t => {
   }
 })
 
-t.test('envelope strictness and optional fields', async t => {
-  const r = parseEnvelope(env('HEARTBEAT', {}, { foo: 1 }))
-  fail(t, r, 'unknown field "foo" in envelope')
+t.test('envelope: unknown keys ignored, optional fields', async t => {
+  const raw = env('HEARTBEAT', {}, { foo: 1 })
+  const clean = ignores(t, parseEnvelope(raw), ['foo'])
+  t.same(clean, env('HEARTBEAT', {}), 'the envelope the core sees has everything else')
+  t.equal(raw.foo, 1, 'the input keeps it')
+  const r = parseEnvelope(env('HEARTBEAT', {}, { foo: 1, ts: 5 }))
+  fail(t, r, 'ts: expected string, got number', 'a real problem is named, the unknown key is not')
   if (!r.ok) t.same([r.messageId, r.principalId], ['msg-1', 'agent:alice'], 'ids readable although the envelope is bad')
 
-  fail(t, parseEnvelope(env('HEARTBEAT', {}, { a: 1, b: 2, c: 3, d: 4, e: 5 })), 'unknown fields "a", "b", "c" and 2 more in envelope')
+  ignores(t, parseEnvelope(env('HEARTBEAT', {}, { a: 1, b: 2, c: 3, d: 4, e: 5 })), ['a', 'b', 'c', 'd', 'e'])
   ok(t, parseEnvelope(env('HEARTBEAT', {}, {
     in_reply_to: 'msg-0', trace_id: 'trace-1', policy_ref: 'policy://x', signature: 'c2ln', extensions: { 'vendor.x': {} }, coordinator_epoch: 3
   })), 'spec-optional envelope fields')
   ok(t, parseEnvelope(without(env('HEARTBEAT', {}), 'watermark')), 'watermark is optional')
 
-  fail(t, parseEnvelope(env('HEARTBEAT', {}, { sender: { ...SENDER, role: 'x' } })), 'unknown field "role" in sender')
+  const s = ignores(t, parseEnvelope(env('HEARTBEAT', {}, { sender: { ...SENDER, role: 'x' } })), ['sender.role'])
+  t.same(s?.sender, SENDER, 'sender without it')
+  const w = ignores(t, parseEnvelope(env('HEARTBEAT', {}, { watermark: { kind: 'lamport_clock', value: 3, origin: 'py' } })), ['watermark.origin'])
+  t.same(w?.watermark, { kind: 'lamport_clock', value: 3 }, 'watermark without it')
   ok(t, parseEnvelope(env('HEARTBEAT', {}, { sender: { ...SENDER, extensions: { a: 1 } } })), 'sender.extensions')
   fail(t, parseEnvelope(env('HEARTBEAT', {}, { sender: { ...SENDER, principal_type: 'bot' } })), 'sender.principal_type: expected one of "human", "agent", "service"')
   fail(t, parseEnvelope(env('HEARTBEAT', {}, { sender: 'alice' })), 'sender: expected object, got string')
@@ -427,7 +445,7 @@ t.test('readable ids are returned only when they are valid ids', async t => {
   const noId = env('HEARTBEAT', {}, { foo: 1 })
   delete noId.message_id
   let r = parseEnvelope(noId)
-  fail(t, r, 'message_id: missing required field (and 1 more problem)')
+  fail(t, r, 'message_id: missing required field', 'the unknown key is not counted as a problem')
   if (!r.ok) t.same([r.messageId, r.principalId], [undefined, 'agent:alice'])
 
   r = parseEnvelope(env('HEARTBEAT', {}, { message_id: 7 }))
@@ -467,7 +485,7 @@ t.test('watermark rules', async t => {
   fail(t, wm({ value: 3 }), 'watermark.kind: missing required field')
   fail(t, wm({ kind: 'opaque', value: 'x', lamport_value: -1 }), 'watermark.lamport_value: must be >= 0')
   fail(t, wm({ kind: 'opaque', value: 'x', lamport_value: 2.5 }), 'watermark.lamport_value: expected integer, got number')
-  fail(t, wm({ kind: 'lamport_clock', value: 1, node: 'a' }), 'unknown field "node" in watermark')
+  ignores(t, wm({ kind: 'lamport_clock', value: 1, node: 'a' }), ['watermark.node'])
   fail(t, wm([1]), 'watermark: expected object, got array')
 })
 
@@ -516,7 +534,9 @@ t.test('scope rules', async t => {
   fail(t, announce({ kind: '', resources: [] }), 'payload.scope.kind: must not be empty')
   fail(t, announce({ kind: 'file_set', resources: 'a.py' }), 'payload.scope.resources: expected array of strings, got string')
   fail(t, announce({ kind: 'file_set', resources: ['a', 3] }), 'payload.scope.resources[1]: expected string, got number')
-  fail(t, announce({ kind: 'file_set', resources: ['a'], files: ['b'] }), 'unknown field "files" in payload.scope')
+  const scoped = ignores(t, announce({ kind: 'file_set', resources: ['a'], files: ['b'] }), ['payload.scope.files'])
+  t.same((scoped?.payload as Record<string, unknown>).scope, { kind: 'file_set', resources: ['a'] })
+  fail(t, announce({ kind: 'file_set', resourcse: ['a'] }), 'payload.scope.resources: missing required field (scope kind file_set)', 'a misspelt required scope field is missing')
   fail(t, announce('src/a.py'), 'payload.scope: expected object, got string')
   fail(t, parseEnvelope(env('INTENT_ANNOUNCE', { intent_id: 'i', objective: 'o' })), 'payload.scope: missing required field')
   fail(t, announce({ kind: 'file_set', resources: Array.from({ length: SCHEMA_LIMITS.items + 1 }, (_, i) => `f${i}`) }), 'payload.scope.resources: more than 10000 items')
@@ -573,7 +593,7 @@ t.test('INTENT_DEFERRED forms', async t => {
   const deferred = (p: Record<string, unknown>) => parseEnvelope(env('INTENT_DEFERRED', p))
   fail(t, deferred({ deferral_id: 'd', principal_id: 'p', status: 'gone' }), 'payload.status: expected one of "resolved", "expired"')
   fail(t, deferred({ deferral_id: 'd', status: 'resolved' }), 'payload.principal_id: missing required field')
-  fail(t, deferred({ deferral_id: 'd', principal_id: 'p', status: 'resolved', scope: SCOPE }), 'unknown field "scope" in payload', 'resolution form has no scope')
+  ignores(t, deferred({ deferral_id: 'd', principal_id: 'p', status: 'resolved', scope: SCOPE }), ['payload.scope'], 'resolution form has no scope')
   fail(t, deferred({ reason: 'yielded' }), 'payload.scope: missing required field')
   fail(t, deferred({ scope: SCOPE, observed_intent_ids: 'intent-1' }), 'payload.observed_intent_ids: expected array of strings, got string')
   fail(t, deferred({ scope: SCOPE, observed_principals: [''] }), 'payload.observed_principals[0]: must not be empty')
@@ -588,7 +608,7 @@ t.test('operations, batches and file_changes', async t => {
   fail(t, commit({ state_ref_after: 5 }), 'payload.state_ref_after: expected string, got number')
   fail(t, commit({ target: '' }), 'payload.target: must not be empty')
   fail(t, commit({ file_changes: { 'src/a b.py': {} } }), 'payload.file_changes["src/a b.py"].content: missing required field')
-  fail(t, commit({ file_changes: { a: { content: 'x', mode: '644' } } }), 'unknown field "mode" in payload.file_changes.a')
+  ignores(t, commit({ file_changes: { a: { content: 'x', mode: '644' } } }), ['payload.file_changes.a.mode'])
   fail(t, commit({ file_changes: { a: 'text' } }), 'payload.file_changes.a: expected object, got string')
   fail(t, commit({ file_changes: [] }), 'payload.file_changes: expected object, got array')
   fail(t, commit({ file_changes: { '': { content: '' } } }), 'payload.file_changes[""]: invalid key (empty or too long)')
@@ -600,7 +620,8 @@ t.test('operations, batches and file_changes', async t => {
   fail(t, batch({ operations: [] }), 'payload.operations: must not be empty')
   fail(t, batch({}), 'payload.operations: missing required field')
   fail(t, batch({ operations: [{ target: 'a', op_kind: 'replace', state_ref_before: 'r', state_ref_after: 's' }] }), 'payload.operations[0].op_id: missing required field')
-  fail(t, batch({ operations: [VALID.OP_COMMIT[0], { ...VALID.OP_COMMIT[0], x: 1 }] }), 'unknown field "x" in payload.operations[1]')
+  const b = ignores(t, batch({ operations: [VALID.OP_COMMIT[0], { ...VALID.OP_COMMIT[0], x: 1 }] }), ['payload.operations[1].x'])
+  t.same((b?.payload as Record<string, unknown>).operations, [VALID.OP_COMMIT[0], VALID.OP_COMMIT[0]])
   fail(t, batch({ atomicity: 'some', operations: [VALID.OP_COMMIT[0]] }), 'payload.atomicity: expected one of "all_or_nothing", "best_effort"')
 
   // a compile-time check that the inferred types carry the PY extensions
@@ -611,7 +632,8 @@ t.test('operations, batches and file_changes', async t => {
 t.test('descriptions stay short and readable for hostile input', async t => {
   const longKey = 'k'.repeat(5000)
   let r = parseEnvelope(env('HEARTBEAT', {}, { [longKey]: 1 }))
-  fail(t, r, /^unknown field "k+…" in envelope$/)
+  ok(t, r, 'an unknown long key is ignored')
+  if (r.ok) t.match(r.ignored, [/^\["k+…"\]$/], 'and named clipped')
   r = parseEnvelope(env('OP_COMMIT', { ...VALID.OP_COMMIT[0], file_changes: { [`${'d/'.repeat(100)}x"y`]: {} } }))
   fail(t, r, /^payload\.file_changes\["(d\/)+.*…"\]\.content: missing required field$/)
   r = parseEnvelope(env('PROTOCOL_ERROR', { error_code: 'NOPE', description: '' }))
@@ -619,8 +641,46 @@ t.test('descriptions stay short and readable for hostile input', async t => {
   if (!r.ok) t.equal(r.description.length, 300)
   const text = JSON.stringify(env('HEARTBEAT', {})).replace('{', '{"__proto__":{"polluted":1},')
   r = parseEnvelope(JSON.parse(text))
-  fail(t, r, 'unknown field "__proto__" in envelope')
+  ok(t, r, 'an own "__proto__" key is an unknown key like any other')
+  if (r.ok) {
+    t.same(r.ignored, ['__proto__'])
+    t.notOk(Object.hasOwn(r.envelope, '__proto__'), 'left out of the envelope the core sees')
+    t.equal(Object.getPrototypeOf(r.envelope), Object.prototype, 'whose prototype is untouched')
+  }
   t.equal(({} as Record<string, unknown>).polluted, undefined, 'no prototype pollution')
+})
+
+t.test('unknown keys: a misspelt required field is still missing; copies are minimal', async t => {
+  fail(t, parseEnvelope(env('CONFLICT_ACK', { confict_id: 'c', ack_type: 'seen' })), 'payload.conflict_id: missing required field', 'misspelt conflict_id')
+  fail(t, parseEnvelope(env('OP_COMMIT', { ...without(VALID.OP_COMMIT[0] as Record<string, unknown>, 'state_ref_before'), state_ref_befor: 'r' })),
+    'payload.state_ref_before: missing required field', 'misspelt state_ref_before')
+  fail(t, parseEnvelope(without(env('HEARTBEAT', {}, { mesage_id: 'm' }), 'message_id')), 'message_id: missing required field', 'misspelt envelope key')
+  fail(t, parseEnvelope(env('INTENT_ANNOUNCE', { intent_id: 'i', objective: 'o', scope: { kind: 'file_set', resources: 'a.py', note: 1 }, position: 2 })),
+    'payload.scope.resources: expected array of strings, got string', 'only the real problem is described')
+
+  // the family-trip CONFLICT_ACK
+  const ack = env('CONFLICT_ACK', { conflict_id: 'c', ack_type: 'accepted', position: 'I prefer the coast' })
+  const clean = ignores(t, parseEnvelope(ack), ['payload.position'])
+  t.same(clean?.payload, { conflict_id: 'c', ack_type: 'accepted' })
+  t.not(clean, ack, 'a copy')
+  t.equal(clean?.sender, ack.sender, 'untouched branches are shared, not copied')
+
+  const scope = { kind: 'file_set', resources: ['a.py'] }
+  const nested = env('INTENT_ANNOUNCE', { intent_id: 'i', objective: 'o', scope: { ...scope, note: { deep: [1] } }, assumptions: ['x'] }, { trace_note: 't' })
+  const before = JSON.stringify(nested)
+  const n = ignores(t, parseEnvelope(nested), ['trace_note', 'payload.scope.note'])
+  t.same(n?.payload, { intent_id: 'i', objective: 'o', scope, assumptions: ['x'] })
+  t.equal((n?.payload as Record<string, unknown>).assumptions, (nested.payload as Record<string, unknown>).assumptions, 'shared')
+  t.equal(JSON.stringify(nested), before, 'the input is not modified')
+
+  const many: Record<string, unknown> = {}
+  for (let i = 0; i < 100; i++) many[`x${i}`] = i
+  const r = parseEnvelope(env('HEARTBEAT', many))
+  ok(t, r, '100 unknown keys')
+  if (r.ok) {
+    t.equal(r.ignored.length, MAX_IGNORED, `at most ${MAX_IGNORED} named`)
+    t.same(r.envelope.payload, {}, 'all of them left out')
+  }
 })
 
 t.test('parseEnvelope never throws', async t => {

@@ -42,8 +42,14 @@ t.test('no flags: multi-session on 127.0.0.1:8766, open, sqlite under ~/.local/s
     maxSessionsPerToken: 50,
     maxParticipants: 256,
     maxWorkspaceBytes: 64 * 1024 * 1024,
-    maxBufferedBytes: 4 * 1024 * 1024
+    maxBufferedBytes: 4 * 1024 * 1024,
+    headersTimeoutSec: 10,
+    requestTimeoutSec: 30,
+    maxPrehelloConnections: 512,
+    maxPrehelloPerAddress: 64
   })
+  t.equal(c.metricsPort, undefined)
+  t.equal(c.metricsPublic, false)
   t.ok(Object.isFrozen(c))
 })
 
@@ -185,4 +191,16 @@ t.test('help says that in multi-session mode the policies apply to every session
   for (const flag of ['compliance-profile', 'execution-model', 'unavailability-timeout', 'resolution-timeout', 'claim-grace', 'heartbeat-interval', 'backend-health-policy']) {
     t.ok(helpText().includes(`--${flag}`), flag)
   }
+})
+
+t.test('HTTP timeouts and metrics settings are validated', async t => {
+  const bad = (argv: string[], env: Record<string, string> = {}): string => {
+    const r = loadServerConfig(argv, env)
+    if (r.ok) throw new Error(`accepted ${argv.join(' ')}`)
+    return `${r.error.setting}: ${r.error.message}`
+  }
+  t.match(bad(['--headers-timeout', '40']), /--headers-timeout: must not exceed the request timeout \(30 s\)/)
+  t.match(bad(['--metrics-port', '70000']), /--metrics-port: expected a TCP port/)
+  t.match(bad(['--metrics-public'], { MPAC_METRICS_TOKEN: 'x' }), /--metrics-public: MPAC_METRICS_TOKEN is set/)
+  t.match(bad(['--max-prehello-per-address', '0']), /--max-prehello-per-address: must be at least 1/)
 })

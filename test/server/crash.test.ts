@@ -81,8 +81,8 @@ type Outcome = { status: 'accepted' } | { status: 'rejected', code: string } | {
  * One WebSocket connection. A request resolves with its terminal frame's
  * verdict: the relay/echo carrying its message_id (accepted), the
  * PROTOCOL_ERROR whose refers_to is its message_id (rejected), or `lost` when
- * the connection closes first. Every relay of a message id is recorded in
- * arrival order (the session's journal order).
+ * the connection closes first. Every relay of a participant's message is
+ * recorded in arrival order (the session's journal order).
  */
 class Client {
   readonly relays: string[] = []
@@ -133,7 +133,9 @@ class Client {
         return
       }
       const id = String(f.message_id)
-      this.relays.push(id)
+      // Only relays of participants' messages follow the journal order at every client: what a message
+      // caused reaches its sender before the terminal relay and the peers after it (docs/architecture.md).
+      if (!String((f.sender as Frame | undefined)?.principal_id).startsWith('service:coordinator-')) this.relays.push(id)
       const r = this.#pending.get(id)
       if (r !== undefined) { this.#pending.delete(id); r({ status: 'accepted' }) }
     })

@@ -48,7 +48,10 @@ t.test('workspace mode: the real directory is the shared workspace', async t => 
 
   const info = await c.request(hello('agent:a', { sessionId }))
   t.equal(info.message_type, 'SESSION_INFO')
-  await c.request(announce('agent:a', 'i1', ['a.txt', '../evil.txt'], sessionId))
+  const outsideScope = await c.request(announce('agent:a', 'i0', ['a.txt', '../evil.txt'], sessionId))
+  t.equal((outsideScope.payload as Frame).error_code, 'AUTHORIZATION_FAILED', 'an intent on a path outside the workspace is refused')
+  t.match((outsideScope.payload as Frame).description, /"\.\.\/evil\.txt" is not a path inside the workspace/)
+  await c.request(announce('agent:a', 'i1', ['a.txt'], sessionId))
   const current = stateRef('edited on disk\n')
   const next = 'committed through MPAC\n'
   const commit = envelope('OP_COMMIT', 'agent:a', {
@@ -136,11 +139,11 @@ t.test('workspace mode: a commit through a symlinked directory (or onto a direct
       file_changes: { [path]: { content: 'x\n', state_ref_before: stateRef('') } }
     }, sessionId))
     t.equal(r.message_type, 'PROTOCOL_ERROR', `${path}: refused, not accepted and then silently not written`)
-    t.match((r.payload as Frame).description, /cannot be written inside the workspace/)
+    t.match((r.payload as Frame).description, /cannot be written inside the workspace|resolves through a symlink outside the workspace/)
   }
   t.ok(statSync(join(root, 'sub')).isDirectory(), 'the directory in the way is untouched')
   t.equal(readFileSync(join(root, 'a.txt'), 'utf8'), 'hello a\n', 'the file in the way is untouched')
   t.same(readdirSync(outside), [], 'no directory or file was created outside the workspace')
   c.send({ type: 'FILE_READ', path: 'link/top.txt' })
-  t.equal((await c.next(isType('FILE_ERROR'))).error, 'File not found', 'and the session holds no such file')
+  t.match((await c.next(isType('FILE_ERROR'))).error, /link\/top\.txt resolves through a symlink outside the workspace/, 'and the session serves no such file, naming the rule')
 })

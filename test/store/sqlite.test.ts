@@ -3,7 +3,7 @@ import { statSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import type { CoreInput } from '../../src/coordinator/types.js'
-import { DATABASE_FILE, MemoryStore, openStore, SqliteStore, StoreDamagedError } from '../../src/store/index.js'
+import { DATABASE_FILE, DataDirLockedError, MemoryStore, openStore, SqliteStore, StoreDamagedError } from '../../src/store/index.js'
 import { captureLogs } from './fixtures/logs.js'
 import { tempDir } from './fixtures/temp-dir.js'
 
@@ -91,27 +91,45 @@ t.test('a snapshot plus the journal tail; the covered journal rows are removed',
   t.same(again.load('s1'), { snapshot: { lamport_clock: 5 }, journal: [tick(6)] })
 })
 
-t.test('a damaged final journal row is dropped with a warning (torn write)', async t => {
-  for (const [name, damage] of [
-    ['bad checksum', 'UPDATE journal SET crc = crc + 1 WHERE session_id = ? AND seq = 3'],
-    ['garbage body', "UPDATE journal SET body = X'00ff13' WHERE session_id = ? AND seq = 3"],
-    ['truncated body', 'UPDATE journal SET body = substr(body, 1, 10) WHERE session_id = ? AND seq = 3']
+t.test('a damaged final journal row quarantines the session: a committed row was acknowledged', async t => {
+  for (const [name, damage, problem] of [
+    ['bad checksum', 'UPDATE journal SET crc = crc + 1 WHERE session_id = ? AND seq = 3', 'checksum mismatch'],
+    ['garbage body', "UPDATE journal SET body = X'00ff13' WHERE session_id = ? AND seq = 3", 'body is not text'],
+    ['truncated body', 'UPDATE journal SET body = substr(body, 1, 10) WHERE session_id = ? AND seq = 3', 'checksum mismatch']
   ] as const) {
     t.test(name, async t => {
       const { store, dir } = open(t)
       store.append('s1', [tick(1), tick(2), tick(3)])
+      store.append('s2', [tick(1)])
       store.close()
-      raw(t, dir).prepare(damage).run('s1')
+      const db = raw(t, dir)
+      db.prepare(damage).run('s1')
 
       const { store: again, logs } = open(t, dir)
-      t.same(again.load('s1'), { snapshot: undefined, journal: [tick(1), tick(2)] })
-      const warning = logs.lines.find(l => l.level === 'warn')
-      t.match(warning, { obj: { sessionId: 's1', seq: 3 }, msg: /torn write/ })
-      t.same(again.listQuarantined(), [])
-      t.same(again.append('s1', [tick(30)]).entriesSinceSnapshot, 3, 'the dropped slot is reused')
-      t.same(again.load('s1'), { snapshot: undefined, journal: [tick(1), tick(2), tick(30)] })
+      const err = t.throws(() => again.load('s1')) as StoreDamagedError
+      t.ok(err instanceof StoreDamagedError)
+      t.equal(err.seq, 3)
+      t.equal(err.reason, `journal entry 3: ${problem}`)
+      t.equal(err.logged, true, 'the store logged it')
+      t.same(logs.lines.map(l => ({ level: l.level, obj: l.obj })), [{ level: 'error', obj: { sessionId: 's1', seq: 3, reason: `journal entry 3: ${problem}` } }],
+        'one error line naming the session, the row and the reason; no torn-write warning')
+      t.same(again.listQuarantined(), [{ sessionId: 's1', reason: `journal entry 3: ${problem}` }])
+      t.equal(db.prepare('SELECT COUNT(*) FROM journal WHERE session_id = ?').pluck().get('s1'), 3, 'the damaged row is kept as found')
+      t.throws(() => again.append('s1', [tick(30)]), StoreDamagedError, 'nothing is written over it')
+      t.same(again.load('s2'), { snapshot: undefined, journal: [tick(1)] }, 'other sessions load')
     })
   }
+})
+
+t.test('without a logger the error says it was not logged', async t => {
+  const dir = join(tempDir(t), 'data')
+  const store = new SqliteStore({ dir })
+  t.teardown(() => store.close())
+  store.append('s1', [tick(1)])
+  raw(t, dir).prepare('UPDATE journal SET crc = 0 WHERE session_id = ?').run('s1')
+  const err = t.throws(() => store.load('s1')) as StoreDamagedError
+  t.equal(err.logged, false)
+  t.equal(err.seq, 1)
 })
 
 t.test('damage before the final row quarantines that session only', async t => {
@@ -193,15 +211,13 @@ t.test('replay hands over the snapshot, then every entry as it is read', async t
   t.same(store.listQuarantined().map(q => q.sessionId), ['s1'])
 })
 
-t.test('replay drops a torn final entry like load does', async t => {
+t.test('replay quarantines on a damaged final entry like load does', async t => {
   const { store, dir, logs } = open(t)
   store.append('s1', [tick(1), tick(2)])
   raw(t, dir).prepare('UPDATE journal SET crc = 0 WHERE session_id = ? AND seq = 2').run('s1')
-  const seen: unknown[] = []
-  t.equal(store.replay('s1', () => input => { seen.push(input) }), 1)
-  t.same(seen, [tick(1)])
-  t.match(logs.lines, [{ level: 'warn', obj: { seq: 2 } }])
-  t.same(store.append('s1', [tick(3)]).entriesSinceSnapshot, 2)
+  t.throws(() => store.replay('s1', () => () => {}), { name: 'StoreDamagedError', seq: 2 })
+  t.match(logs.lines, [{ level: 'error', obj: { sessionId: 's1', seq: 2 } }])
+  t.same(store.listQuarantined().map(q => q.sessionId), ['s1'])
 })
 
 t.test('batch: appends of several sessions in one transaction, all or nothing', async t => {
@@ -315,4 +331,17 @@ t.test('openStore picks the store from the data directory', async t => {
   const sqlite = openStore({ store: 'sqlite', dataDir: tempDir(t) })
   t.teardown(() => sqlite.close())
   t.ok(sqlite instanceof SqliteStore)
+})
+
+t.test('one store per data directory: a second one is refused until the first is closed', async t => {
+  const { store, dir } = open(t)
+  store.append('s1', [tick(1)])
+  const err = t.throws(() => new SqliteStore({ dir })) as DataDirLockedError
+  t.ok(err instanceof DataDirLockedError)
+  t.equal(err.dir, dir)
+  t.equal(err.holderPid, process.pid)
+  t.match(err.message, `the data directory ${dir} is in use by another coordinator (pid ${process.pid})`)
+  store.close()
+  const { store: again } = open(t, dir)
+  t.same(again.load('s1')?.journal, [tick(1)], 'taken once released')
 })

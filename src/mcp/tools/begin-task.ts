@@ -1,6 +1,6 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import { z } from 'zod'
-import { normaliseFiles, scopeFiles } from '../session.js'
+import { toRepoFiles, scopeFiles } from '../session.js'
 import { contextShape, describeRejection, recordList, rejection, repoPathArg, result, runTool, type ToolDeps } from './common.js'
 
 export function registerBeginTaskTool (server: McpServer, deps: ToolDeps): void {
@@ -27,14 +27,14 @@ export function registerBeginTaskTool (server: McpServer, deps: ToolDeps): void 
     },
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true }
   }, async ({ objective, files, impact, repo_path: repoPath }) => runTool(deps, repoPath, async session => {
-    const normalised = normaliseFiles(session.config.workspaceDir, files)
+    const normalised = toRepoFiles(session.config.workspaceDir, files)
     if (normalised.length === 0) {
       return result({ status: 'error', ...session.context(), message: 'files must name at least one file' }, 'error: files must name at least one file', true)
     }
     const intentId = session.newId('intent')
     const ownedBefore = new Set(session.owned.keys())
     const scope: Record<string, unknown> = { kind: 'file_set', resources: normalised }
-    const impacted = normaliseFiles(session.config.workspaceDir, impact ?? [])
+    const impacted = toRepoFiles(session.config.workspaceDir, impact ?? [])
     if (impacted.length > 0) scope['extensions'] = { impact: impacted }
     const reply = await session.client.request('INTENT_ANNOUNCE', { intent_id: intentId, objective, scope })
     const base = { ...session.context(), intent_id: intentId, principal_id: session.principalId, objective, files: normalised }

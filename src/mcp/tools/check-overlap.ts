@@ -1,6 +1,6 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import { z } from 'zod'
-import { normaliseFiles, scopeFiles } from '../session.js'
+import { toRepoFiles, scopeFiles } from '../session.js'
 import { contextShape, recordList, repoPathArg, result, runTool, type ToolDeps } from './common.js'
 
 export function registerCheckOverlapTool (server: McpServer, deps: ToolDeps): void {
@@ -19,7 +19,7 @@ export function registerCheckOverlapTool (server: McpServer, deps: ToolDeps): vo
     },
     annotations: { readOnlyHint: true, openWorldHint: true }
   }, async ({ files, repo_path: repoPath }) => runTool(deps, repoPath, async session => {
-    const proposed = normaliseFiles(session.config.workspaceDir, files)
+    const proposed = toRepoFiles(session.config.workspaceDir, files)
     const summary = await session.summary()
     const wanted = new Set(proposed)
     const overlaps = []

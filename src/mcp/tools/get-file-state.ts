@@ -1,7 +1,7 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import { z } from 'zod'
 import { charLength } from '../../protocol/text.js'
-import { normalisePath } from '../session.js'
+import { toRepoPath } from '../session.js'
 import { contextShape, repoPathArg, result, runTool, type ToolDeps } from './common.js'
 
 export function registerGetFileStateTool (server: McpServer, deps: ToolDeps): void {
@@ -22,7 +22,7 @@ export function registerGetFileStateTool (server: McpServer, deps: ToolDeps): vo
     },
     annotations: { readOnlyHint: true, openWorldHint: true }
   }, async ({ path, repo_path: repoPath, include_content: includeContent }) => runTool(deps, repoPath, async session => {
-    const target = normalisePath(session.config.workspaceDir, path)
+    const target = toRepoPath(session.config.workspaceDir, path)
     const reply = await session.readFile(target)
     if (reply['type'] === 'FILE_CONTENT' && typeof reply['content'] === 'string') {
       const content = reply['content']

@@ -1,6 +1,6 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import { z } from 'zod'
-import { normalisePath } from '../session.js'
+import { toRepoPath } from '../session.js'
 import { stateRef } from '../../protocol/state-ref.js'
 import type { Reply } from '../client.js'
 import { contextShape, describeRejection, rejection, repoPathArg, result, runTool, type ToolDeps } from './common.js'
@@ -38,7 +38,7 @@ export function registerSubmitChangeTool (server: McpServer, deps: ToolDeps): vo
     },
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true }
   }, async ({ intent_id: intentId, target, content, state_ref_before: before, repo_path: repoPath }) => runTool(deps, repoPath, async session => {
-    const path = normalisePath(session.config.workspaceDir, target)
+    const path = toRepoPath(session.config.workspaceDir, target)
     const base = { ...session.context(), intent_id: intentId, target: path }
     if (!(await session.owns(intentId))) {
       const message = 'Intent is not owned by this agent (announce it with begin_task, or take it over)'
@@ -87,8 +87,8 @@ export function registerSubmitChangeTool (server: McpServer, deps: ToolDeps): vo
         return result(structured, `commit ${finalStatus}: ${describeRejection(reply)}`)
       }
     }
-    // Accepted: confirm the file now holds our content (FILE_UPDATED arrives before the
-    // terminal relay; without it, read the file back).
+    // Accepted: confirm the file now holds our content (FILE_UPDATED follows the terminal
+    // relay, docs/architecture.md "Frame order"; when it is not here yet, read the file back).
     let current: string | null = null
     const pushed = session.fileUpdates.get(path)
     if (pushed !== undefined && pushed['state_ref'] === after) {

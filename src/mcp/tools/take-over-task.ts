@@ -1,6 +1,6 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import { z } from 'zod'
-import { normaliseFiles } from '../session.js'
+import { toRepoFiles } from '../session.js'
 import { contextShape, describeRejection, rejection, repoPathArg, result, runTool, type ToolDeps } from './common.js'
 
 export function registerTakeOverTaskTool (server: McpServer, deps: ToolDeps): void {
@@ -36,7 +36,7 @@ export function registerTakeOverTaskTool (server: McpServer, deps: ToolDeps): vo
     for (const key of ['resources', 'entities', 'task_ids'] as const) {
       if (originalScope[key] !== undefined) scope[key] = originalScope[key]
     }
-    if (args.files !== undefined && args.files !== null && args.files.length > 0) scope['resources'] = normaliseFiles(session.config.workspaceDir, args.files)
+    if (args.files !== undefined && args.files !== null && args.files.length > 0) scope['resources'] = toRepoFiles(session.config.workspaceDir, args.files)
     const { claimId, newIntentId } = session.newClaimIds()
     const payload: Record<string, unknown> = {
       claim_id: claimId,

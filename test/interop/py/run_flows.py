@@ -253,11 +253,16 @@ async def multi(c: Checks, base: str, session: str, other: str) -> None:
     start_a = len(alice.conn.protocol)
     b_ent, r = await bob.begin_task('Add a column to users', [], scope={'kind': 'entity_set', 'entities': ['db.users']})
     c.check('conflict: overlapping entity_set announce is not race-locked (PY: only resources lock)', not mc.is_error(r), brief(r))
+    ann_id = r.get('message_id')
     want = lambda f: f.get('message_type') == 'CONFLICT_REPORT' and (f.get('payload') or {}).get('intent_b') == a_ent  # noqa: E731
     rep_b = await bob.conn.wait_for(want)
     rep_a = await alice.conn.wait_for(want, start=start_a)
     cp = rep_b['payload']
     c.check('conflict: CONFLICT_REPORT reaches both principals', rep_a['payload'].get('conflict_id') == cp.get('conflict_id'), cp)
+    at_alice = [f.get('message_id') if f.get('message_id') == ann_id else f.get('message_type') for f in alice.conn.protocol[start_a:]
+                if f.get('message_id') == ann_id or want(f)]
+    c.eq('frame order: the peer gets the INTENT_ANNOUNCE relay before the CONFLICT_REPORT about it (protocol.md §11.4)',
+         at_alice, [ann_id, 'CONFLICT_REPORT'])
     c.check('conflict: intent_a/principal_a is the new side, intent_b/principal_b the existing one',
             cp.get('intent_a') == b_ent and cp.get('principal_a') == bob.pid and cp.get('principal_b') == alice.pid, cp)
     c.check('conflict: category scope_overlap, severity medium, conflict_id string',
@@ -268,8 +273,13 @@ async def multi(c: Checks, base: str, session: str, other: str) -> None:
     c.check('conflict: summary open_conflicts lists it with the PY keys', oc is not None and not summary_shape_problems(s)
             and oc.get('intent_a') == b_ent and oc.get('intent_b') == a_ent and oc.get('state') == 'OPEN', oc)
 
-    r = await bob.conn.request(bob.p.ack(session, cid, 'seen'))
-    c.check('ack_conflict: CONFLICT_ACK relayed', r.get('message_type') == 'CONFLICT_ACK', brief(r))
+    ack = bob.p.ack(session, cid, 'seen')
+    ack['payload']['position'] = 'Bob would rather add the column after the migration'  # as the family-trip demo's agents do
+    start_ack = len(alice.conn.protocol)
+    r = await bob.conn.request(ack)
+    c.check('ack_conflict: CONFLICT_ACK with an extra payload key (position) accepted and relayed', r.get('message_type') == 'CONFLICT_ACK', brief(r))
+    relay = await alice.conn.wait_for(lambda f: f.get('message_id') == ack['message_id'], start=start_ack)
+    c.eq('ack_conflict: the relay to the peer carries only the known payload keys', sorted(relay.get('payload') or {}), ['ack_type', 'conflict_id'])
     s = await mc.fetch_session_summary(url, session, tok['alice'])
     c.eq('ack_conflict: state ACKED in the summary', (conflict_in(s, cid) or {}).get('state'), 'ACKED')
 
