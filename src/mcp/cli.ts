@@ -8,7 +8,7 @@ import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import { pino, type Logger } from 'pino'
 import { parseArgs } from 'node:util'
 import { VERSION } from '../version.js'
-import { ConfigError } from './config.js'
+import { ConfigError, checkShimEnvironment, logLevelOf } from './config.js'
 import { createMcpServer } from './server.js'
 import { SessionPool } from './session.js'
 import { setupClaude } from './setup.js'
@@ -24,13 +24,19 @@ const USAGE = `Usage:
 
 Environment: MPAC_WORKSPACE_DIR, MPAC_COORDINATOR_URL, MPAC_SESSION_ID, MPAC_COORDINATOR_TOKEN,
 MPAC_AGENT_NAME, MPAC_PRINCIPAL_ID, MPAC_AGENT_ROLES, MPAC_AGENT_CAPABILITIES, MPAC_SIDECAR_PORT,
-MPAC_SIDECAR_HOST, MPAC_SIDECAR_IDLE_EXIT, MPAC_GOODBYE_DISPOSITION, MPAC_LOG_LEVEL (see README.md).`
+MPAC_SIDECAR_HOST, MPAC_SIDECAR_IDLE_EXIT, MPAC_GOODBYE_DISPOSITION, MPAC_REQUEST_TIMEOUT_MS,
+MPAC_CLAIM_WAIT_MS, MPAC_LOG_LEVEL (see README.md). A bad value: one line on stderr, exit 2.`
 
+/** Throws ConfigError for an unknown MPAC_LOG_LEVEL. */
 export function createLogger (env: NodeJS.ProcessEnv): Logger {
-  return pino({ name: 'mpac-mcp', level: env['MPAC_LOG_LEVEL'] ?? 'info' }, pino.destination({ fd: 2, sync: true }))
+  return pino({ name: 'mpac-mcp', level: logLevelOf(env) }, pino.destination({ fd: 2, sync: true }))
 }
 
 async function serve (): Promise<void> {
+  // Every variable is checked before the MCP server starts: a bad one is one line on
+  // stderr and exit 2 (main), which the MCP client shows as a failed server.
+  const { warnings } = checkShimEnvironment(process.env, process.cwd())
+  for (const warning of warnings) process.stderr.write(`mpac-mcp: warning: ${warning}\n`)
   const log = createLogger(process.env)
   const pool = new SessionPool(process.env, process.cwd(), { logger: log })
   const server = createMcpServer(pool)
@@ -105,6 +111,7 @@ async function main (argv: string[]): Promise<number> {
       return 2
     }
     process.stdout.write(out.text + '\n')
+    for (const note of out.notes) process.stderr.write(note + '\n')
     return 0
   }
   if (command === 'smoke') {
@@ -132,6 +139,10 @@ async function main (argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(code => {
   if (code >= 0) process.exitCode = code
 }, err => {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`mpac-mcp: ${err.code}: ${err.message}\n`)
+    process.exit(2)
+  }
   process.stderr.write(`mpac-mcp: ${(err as Error).stack ?? String(err)}\n`)
   process.exit(1)
 })

@@ -27,6 +27,7 @@ import { randomUUID } from 'node:crypto'
 import { connect as netConnect } from 'node:net'
 import type { Logger } from 'pino'
 import { WebSocket, fetch } from 'undici'
+import { CLOSE } from '../server/close-codes.js'
 import type { Identity } from './config.js'
 import { SHIM_ERROR_CODES, ShimError } from './errors.js'
 import { clampLamport } from '../protocol/watermark.js'
@@ -354,7 +355,10 @@ export class CoordinatorClient {
       const error = err instanceof ShimError
         ? err
         : new ShimError(SHIM_ERROR_CODES.REMOTE_UNAVAILABLE, `cannot reach the coordinator at ${this.#opts.url}: ${(err as Error).message}`, { retryable: true, cause: err })
-      if (error.code === SHIM_ERROR_CODES.AUTH_REJECTED || error.code === SHIM_ERROR_CODES.REMOTE_SESSION_MISMATCH || error.code === SHIM_ERROR_CODES.TLS_UNTRUSTED) {
+      // Retry policy: a failure that cannot heal by itself (refused HELLO, untrusted certificate,
+      // wrong URL path, unknown host, …: retryable=false) is not retried in the background; the
+      // next call tries once more and reports it again. Anything else reconnects with backoff.
+      if (!error.retryable) {
         this.#rejection = error
       } else {
         this.#scheduleReconnect()
@@ -377,10 +381,7 @@ export class CoordinatorClient {
         this.#timers.clearTimeout(timer)
         if (error !== undefined) {
           try { ws.close() } catch { /* not open */ }
-          diagnoseHandshake(this.#opts.url, this.#opts.token).then(reject, () => reject(new ShimError(SHIM_ERROR_CODES.REMOTE_UNAVAILABLE, `cannot reach the coordinator at ${this.#opts.url}: ${error.message}`, {
-            retryable: true,
-            hint: 'the coordinator may be restarting; retry in a few seconds'
-          })))
+          diagnoseHandshake(this.#opts.url, this.#opts.token).then(reject, (why: unknown) => reject(unreachableError(this.#opts.url, error, why)))
           return
         }
         resolve(ws)
@@ -464,7 +465,25 @@ export class CoordinatorClient {
     if (this.#closing) return
     this.#state = 'disconnected'
     this.#log.warn({ code, reason }, 'coordinator connection lost')
-    if (code === 4401 || code === 4403) {
+    // Close codes of src/server/close-codes.ts. Permanent: 4004 (wrong path or session id),
+    // 4401 (token), 4409 (replaced). 1009 fails the call for good but the connection is
+    // re-made. Temporary, reconnect with backoff: 1000/1001/1006, 1011, 1012 (restart),
+    // 4408 (no HELLO in time), 4429 (rate and session limits, slow consumer), 4503 (session
+    // unavailable).
+    if (code === CLOSE.NOT_FOUND.code) {
+      this.#rejection = notFoundError(this.#opts.url, reason)
+      this.#failAll(this.#rejection)
+      return
+    }
+    if (code === CLOSE.TOO_BIG.code) {
+      this.#failAll(new ShimError(SHIM_ERROR_CODES.REMOTE_CLOSED, `the coordinator closed the connection (1009 ${reason}): the message was larger than it accepts`, {
+        retryable: false,
+        hint: 'the same call will fail again: send a smaller change (split the file or the change)'
+      }))
+      this.#scheduleReconnect()
+      return
+    }
+    if (code === CLOSE.UNAUTHORIZED.code || code === 4403) {
       // Token revoked or not allowed any more: reconnecting in the background cannot help.
       this.#rejection = new ShimError(SHIM_ERROR_CODES.AUTH_REJECTED, `the coordinator closed the connection (${code} ${reason})`, { hint: helloHint('CREDENTIAL_REJECTED', this.#opts.token !== undefined) })
     } else if (code === 4409) {
@@ -782,12 +801,78 @@ export async function diagnoseHandshake (url: string, token: string | undefined)
       detail: { http_status: res.status }
     })
   }
-  if (res.status === 404) {
-    return new ShimError(SHIM_ERROR_CODES.REMOTE_UNAVAILABLE, `the coordinator has no WebSocket endpoint at ${url} (HTTP 404)`, {
-      hint: 'MPAC_COORDINATOR_URL must end in /session/<session id>'
-    })
-  }
+  if (res.status === 404) return notFoundError(url, 'HTTP 404')
   throw new Error(`HTTP ${res.status}`)
+}
+
+/** The URL to use instead of one the coordinator answered 4004 (or HTTP 404) for. */
+function notFoundError (url: string, reason: string): ShimError {
+  let origin = url
+  let session: string | undefined
+  try {
+    const parsed = new URL(url)
+    origin = `${parsed.protocol}//${parsed.host}`
+    const segments = parsed.pathname.split('/').filter(x => x !== '')
+    if (segments[0] === 'session' && segments[1] !== undefined) session = decodeURIComponent(segments[1])
+  } catch { /* validated at start */ }
+  const message = session === undefined
+    ? `the coordinator at ${origin} has no endpoint at ${url} (${reason}): connect to ${origin}/session/<session id>`
+    : `the coordinator at ${origin} does not serve session ${JSON.stringify(session)} (${reason}): a single-session coordinator serves only its own id`
+  return new ShimError(SHIM_ERROR_CODES.CONFIG_INVALID, message, {
+    retryable: false,
+    hint: session === undefined
+      ? `set MPAC_COORDINATOR_URL to ${origin}/session/<session id> (the id is any name your team agrees on)`
+      : `use the session id the coordinator prints in its banner (${origin}/session/<id>), or ${origin}/ for a single-session coordinator`,
+    detail: { close_reason: reason }
+  })
+}
+
+/** The innermost error of an undici failure that names a cause (`cause` chain). */
+function rootCause (err: unknown): { code: string | undefined, message: string } | undefined {
+  let found: { code: string | undefined, message: string } | undefined
+  for (let e: unknown = err, depth = 0; e !== null && typeof e === 'object' && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code
+    const message = String((e as { message?: unknown }).message ?? '').trim().split('\n')[0] ?? ''
+    if (typeof code === 'string' || (message !== '' && message !== 'fetch failed')) found = { code: typeof code === 'string' ? code : undefined, message }
+  }
+  return found
+}
+
+/**
+ * A WebSocket that never opened: undici's error event carries no cause, so
+ * the cause comes from the HTTP probe of the same URL (diagnoseHandshake),
+ * with a hint that fits it.
+ */
+export function unreachableError (url: string, handshake: Error, probe: unknown): ShimError {
+  const cause = rootCause(probe)
+  let host = url
+  try { host = new URL(url).host } catch { /* validated at start */ }
+  const why = cause !== undefined ? (cause.code !== undefined && !cause.message.includes(cause.code) ? `${cause.code}: ${cause.message}` : cause.message) : (handshake.message !== '' ? handshake.message : 'connection failed')
+  const message = `cannot reach the coordinator at ${url}: ${why}`
+  const code = cause?.code
+  const options = ((): { retryable: boolean, hint: string } => {
+    switch (code) {
+      case 'ECONNREFUSED':
+        return { retryable: true, hint: `nothing listens at ${host}: check the host and port in the URL, and that the coordinator runs (if it is restarting, retry in a few seconds)` }
+      case 'ENOTFOUND':
+        return { retryable: false, hint: `the host name in ${url} does not resolve: check MPAC_COORDINATOR_URL for a typo, and this machine's network` }
+      case 'EAI_AGAIN':
+        return { retryable: true, hint: 'name resolution failed for now (offline, DNS down): retry when the network is back' }
+      case 'ERR_SSL_WRONG_VERSION_NUMBER':
+      case 'ERR_SSL_PACKET_LENGTH_TOO_LONG':
+      case 'EPROTO':
+        return { retryable: false, hint: `the server at ${host} does not speak TLS: use ws:// instead of wss:// (or the port of the TLS endpoint)` }
+      case 'ETIMEDOUT':
+      case 'UND_ERR_CONNECT_TIMEOUT':
+      case 'EHOSTUNREACH':
+      case 'ENETUNREACH':
+      case 'ECONNRESET':
+        return { retryable: true, hint: `the network path to ${host} failed: check the host, a firewall or VPN, then retry` }
+      default:
+        return { retryable: true, hint: 'the coordinator may be restarting; retry in a few seconds' }
+    }
+  })()
+  return new ShimError(SHIM_ERROR_CODES.REMOTE_UNAVAILABLE, message, { ...options, cause: probe, ...(code !== undefined ? { detail: { errno: code } } : {}) })
 }
 
 const TLS_ERRORS = new Set([

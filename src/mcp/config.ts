@@ -5,9 +5,11 @@
  * directly) and the result is frozen.
  */
 import { createHash } from 'node:crypto'
-import { existsSync } from 'node:fs'
+import { existsSync, statSync } from 'node:fs'
+import { isIP } from 'node:net'
 import { homedir, userInfo } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
+import { SCHEMA_LIMITS } from '../protocol/schemas.js'
 import { derivePort, deriveSessionId } from '../protocol/workspace-id.js'
 
 export type Env = Readonly<Record<string, string | undefined>>
@@ -24,6 +26,33 @@ export const DEFAULT_CAPABILITIES: readonly string[] = [
 ]
 export const GOODBYE_DISPOSITIONS = ['withdraw', 'transfer', 'expire'] as const
 export type GoodbyeDisposition = typeof GOODBYE_DISPOSITIONS[number]
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+
+/**
+ * Every environment variable of the shim (besides HOME, USER, XDG_STATE_HOME
+ * and NODE_EXTRA_CA_CERTS) and the mode in which it has an effect. A
+ * variable set for the other mode is reported by `modeWarnings`, except
+ * MPAC_SESSION_ID in local mode, which is an error (the agent would join
+ * another session than the one named).
+ */
+export const SHIM_VARIABLES = {
+  MPAC_WORKSPACE_DIR: 'both',
+  MPAC_COORDINATOR_URL: 'both',
+  MPAC_SESSION_ID: 'remote',
+  MPAC_COORDINATOR_TOKEN: 'remote',
+  MPAC_AGENT_NAME: 'both',
+  MPAC_PRINCIPAL_ID: 'both',
+  MPAC_AGENT_ROLES: 'both',
+  MPAC_AGENT_CAPABILITIES: 'both',
+  MPAC_SIDECAR_HOST: 'local',
+  MPAC_SIDECAR_PORT: 'local',
+  MPAC_SIDECAR_IDLE_EXIT: 'local',
+  MPAC_GOODBYE_DISPOSITION: 'both',
+  MPAC_REQUEST_TIMEOUT_MS: 'both',
+  MPAC_CLAIM_WAIT_MS: 'both',
+  MPAC_LOG_LEVEL: 'both'
+} as const satisfies Record<string, 'both' | 'local' | 'remote'>
 
 /** A configuration value that cannot be used. Thrown before anything connects. */
 export class ConfigError extends Error {
@@ -170,6 +199,67 @@ export function sessionFromUrlPath (pathname: string): string | undefined {
   return undefined
 }
 
+/** MPAC_LOG_LEVEL, default `info`. */
+export function logLevelOf (env: Env): string {
+  const level = read(env, 'MPAC_LOG_LEVEL') ?? 'info'
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw new ConfigError(`MPAC_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(level)}`)
+  }
+  return level
+}
+
+const SESSION_ID = /^[A-Za-z0-9._:-]{1,128}$/
+const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
+
+function checkLength (name: string, value: string, max: number): void {
+  if (value.length > max) throw new ConfigError(`${name} must be at most ${max} characters, got ${value.length}`)
+}
+
+function checkItems (name: string, items: readonly string[]): void {
+  if (items.length > SCHEMA_LIMITS.smallItems) throw new ConfigError(`${name} may list at most ${SCHEMA_LIMITS.smallItems} items, got ${items.length}`)
+  for (const item of items) {
+    if (!/^[A-Za-z0-9._:-]{1,128}$/.test(item)) throw new ConfigError(`${name}: ${JSON.stringify(item)} is not a valid name (letters, digits, . _ : -)`)
+  }
+}
+
+/**
+ * The workspace must be an existing directory: the local coordinator runs
+ * in it. Names the setting that chose it (`repo_path` or MPAC_WORKSPACE_DIR).
+ */
+export function assertWorkspace (env: Env, config: ShimConfig, repoPath?: string | null): void {
+  let isDir = false
+  try {
+    isDir = statSync(config.workspaceDir).isDirectory()
+  } catch {
+    // missing or unreadable
+  }
+  if (isDir) return
+  const what = repoPath !== undefined && repoPath !== null && repoPath.trim() !== ''
+    ? `repo_path ${JSON.stringify(repoPath)}`
+    : read(env, 'MPAC_WORKSPACE_DIR') !== undefined ? `MPAC_WORKSPACE_DIR ${JSON.stringify(read(env, 'MPAC_WORKSPACE_DIR'))}` : 'the workspace'
+  throw new ConfigError(`${what} is not an existing directory (${config.workspaceDir})`)
+}
+
+/** Variables set for the other mode: harmless (often inherited from the shell) but worth a line on stderr. */
+export function modeWarnings (env: Env, config: ShimConfig): string[] {
+  const mode = config.isRemote ? 'remote' : 'local'
+  const warnings: string[] = []
+  for (const [name, where] of Object.entries(SHIM_VARIABLES)) {
+    if (where === 'both' || where === mode || read(env, name) === undefined) continue
+    warnings.push(config.isRemote
+      ? `${name} has no effect in remote mode (MPAC_COORDINATOR_URL is set); ignored`
+      : `${name} has no effect in local mode (MPAC_COORDINATOR_URL is not set); ignored`)
+  }
+  return warnings
+}
+
+/** Start-up check of the whole environment: the configuration, the workspace, and what is ignored. Throws ConfigError. */
+export function checkShimEnvironment (env: Env, cwd: string): { config: ShimConfig, warnings: string[] } {
+  const config = loadShimConfig(env, { cwd })
+  assertWorkspace(env, config)
+  return { config, warnings: modeWarnings(env, config) }
+}
+
 export function stateDirFor (env: Env): string {
   const xdg = read(env, 'XDG_STATE_HOME')
   const base = xdg !== undefined ? resolve(expandHome(xdg, env)) : join(read(env, 'HOME') ?? homedir(), '.local', 'state')
@@ -184,17 +274,23 @@ export interface LoadOptions {
 }
 
 export function loadShimConfig (env: Env, options: LoadOptions = {}): ShimConfig {
+  logLevelOf(env)
   const workspaceDir = resolveWorkspace(env, options.cwd ?? process.cwd(), options.repoPath)
   const derivedSession = deriveSessionId(workspaceDir)
 
   const agentName = read(env, 'MPAC_AGENT_NAME') ?? defaultAgentName(env)
   const explicitPrincipal = read(env, 'MPAC_PRINCIPAL_ID')
+  checkLength('MPAC_AGENT_NAME', agentName, SCHEMA_LIMITS.label)
+  if (explicitPrincipal !== undefined) checkLength('MPAC_PRINCIPAL_ID', explicitPrincipal, SCHEMA_LIMITS.id)
   const identity: Identity = Object.freeze({
     principalId: explicitPrincipal ?? defaultPrincipalId(workspaceDir, agentName),
     displayName: agentName,
     roles: Object.freeze(parseList(read(env, 'MPAC_AGENT_ROLES'), DEFAULT_ROLES)),
     capabilities: Object.freeze(parseList(read(env, 'MPAC_AGENT_CAPABILITIES'), DEFAULT_CAPABILITIES))
   })
+
+  checkItems('MPAC_AGENT_ROLES', identity.roles)
+  checkItems('MPAC_AGENT_CAPABILITIES', identity.capabilities)
 
   const disposition = read(env, 'MPAC_GOODBYE_DISPOSITION') ?? 'withdraw'
   if (!(GOODBYE_DISPOSITIONS as readonly string[]).includes(disposition)) {
@@ -213,8 +309,16 @@ export function loadShimConfig (env: Env, options: LoadOptions = {}): ShimConfig
   }
 
   const remoteUrl = read(env, 'MPAC_COORDINATOR_URL')
+  const sessionOverride = read(env, 'MPAC_SESSION_ID')
+  if (sessionOverride !== undefined && !SESSION_ID.test(sessionOverride)) {
+    throw new ConfigError(`MPAC_SESSION_ID must be 1-128 of A-Z a-z 0-9 . _ : -, got ${JSON.stringify(sessionOverride)}`)
+  }
   if (remoteUrl === undefined) {
+    if (sessionOverride !== undefined) {
+      throw new ConfigError(`MPAC_SESSION_ID has no effect in local mode (the session id is derived from the workspace: ${derivedSession}); unset it, or set MPAC_COORDINATOR_URL to join session ${JSON.stringify(sessionOverride)} on a coordinator`)
+    }
     const host = read(env, 'MPAC_SIDECAR_HOST') ?? '127.0.0.1'
+    if (isIP(host) === 0 && !HOST_NAME.test(host)) throw new ConfigError(`MPAC_SIDECAR_HOST must be an IP address or a host name, got ${JSON.stringify(host)}`)
     const port = parseInteger(env, 'MPAC_SIDECAR_PORT', derivePort(workspaceDir), 1, 65_535)
     const urlHost = host.includes(':') ? `[${host}]` : host
     return Object.freeze({
@@ -238,7 +342,10 @@ export function loadShimConfig (env: Env, options: LoadOptions = {}): ShimConfig
   if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') {
     throw new ConfigError(`MPAC_COORDINATOR_URL must start with ws:// or wss://, got ${JSON.stringify(parsed.protocol)}`)
   }
-  const pinnedSession = read(env, 'MPAC_SESSION_ID') ?? sessionFromUrlPath(parsed.pathname)
+  const token = read(env, 'MPAC_COORDINATOR_TOKEN')
+  // Sent as an HTTP header: a space or control character would make every connection attempt fail.
+  if (token !== undefined && !/^[\x21-\x7e]+$/.test(token)) throw new ConfigError('MPAC_COORDINATOR_TOKEN must be printable ASCII without spaces (the value is not shown)')
+  const pinnedSession = sessionOverride ?? sessionFromUrlPath(parsed.pathname)
   return Object.freeze({
     ...common,
     sessionId: pinnedSession ?? derivedSession,
@@ -247,6 +354,6 @@ export function loadShimConfig (env: Env, options: LoadOptions = {}): ShimConfig
     url: remoteUrl,
     host: parsed.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1',
     port: parsed.port !== '' ? Number(parsed.port) : (parsed.protocol === 'wss:' ? 443 : 80),
-    token: read(env, 'MPAC_COORDINATOR_TOKEN')
+    token
   })
 }

@@ -10,7 +10,7 @@ import { isAbsolute, relative, sep } from 'node:path'
 import type { Logger } from 'pino'
 import { CoordinatorClient, type Envelope, type Frame, type SessionInfo } from './client.js'
 import { claimAgentSlot } from './agent-slot.js'
-import { loadShimConfig, type Env, type ShimConfig } from './config.js'
+import { assertWorkspace, loadShimConfig, type Env, type ShimConfig } from './config.js'
 import { ensureLocalSidecar } from './sidecar.js'
 import { SHIM_ERROR_CODES, ShimError } from './errors.js'
 
@@ -287,7 +287,9 @@ export class SessionPool {
 
   /** The configuration a call with this `repo_path` uses (throws ConfigError). */
   configFor (repoPath?: string | null): ShimConfig {
-    return loadShimConfig(this.#env, { cwd: this.#cwd, repoPath: repoPath ?? null })
+    const config = loadShimConfig(this.#env, { cwd: this.#cwd, repoPath: repoPath ?? null })
+    assertWorkspace(this.#env, config, repoPath)
+    return config
   }
 
   get (repoPath?: string | null): ShimSession {

@@ -1,8 +1,10 @@
 /**
  * `mpac-mcp setup claude`: the `claude mcp add …` command or the `.mcp.json`
  * entry that runs this installation of the shim. The token itself is never
- * printed: the command expands `$MPAC_COORDINATOR_TOKEN` from the shell and
- * the JSON uses Claude Code's `${MPAC_COORDINATOR_TOKEN}` expansion.
+ * printed: for the user's own config (local, user scope) the command expands
+ * `$MPAC_COORDINATOR_TOKEN` from the shell; for the shared `.mcp.json`
+ * (project scope, and the JSON form) it stays `${MPAC_COORDINATOR_TOKEN}`,
+ * which Claude Code expands when it starts the server.
  */
 import { existsSync } from 'node:fs'
 import { join, resolve } from 'node:path'
@@ -17,7 +19,8 @@ export interface SetupOptions {
   readonly cwd: string
 }
 
-export type SetupResult = { readonly ok: true, readonly text: string } | { readonly ok: false, readonly error: string }
+/** `notes`: lines for the user (stderr), not part of the printed command or JSON. */
+export type SetupResult = { readonly ok: true, readonly text: string, readonly notes: readonly string[] } | { readonly ok: false, readonly error: string }
 
 /** How to start this installation: node + the built cli, or node + tsx + the source cli. */
 export function shimCommand (): { command: string, args: string[] } {
@@ -43,14 +46,22 @@ export function setupClaude (env: Env, options: SetupOptions): SetupResult {
   if (remote !== undefined && remote !== '') {
     vars.push(['MPAC_COORDINATOR_URL', remote, shellQuote(remote)])
     if ((env['MPAC_COORDINATOR_TOKEN'] ?? '').trim() !== '') {
-      vars.push(['MPAC_COORDINATOR_TOKEN', '${MPAC_COORDINATOR_TOKEN}', '"$MPAC_COORDINATOR_TOKEN"'])
+      // Project scope writes the shared .mcp.json: the value must stay a reference after the
+      // shell ran the command, so it is single-quoted and Claude Code expands `${VAR}` when it
+      // starts the server. Local and user scopes live in the user's own ~/.claude.json.
+      vars.push(['MPAC_COORDINATOR_TOKEN', '${MPAC_COORDINATOR_TOKEN}', options.scope === 'project' ? "'${MPAC_COORDINATOR_TOKEN}'" : '"$MPAC_COORDINATOR_TOKEN"'])
     }
   }
   // A workspace pinned in a project or user config would be wrong on other machines or in
   // other repositories: there the shim finds the repository from its working directory.
+  const notes: string[] = []
   if (options.scope === 'local') {
     const workspace = resolveWorkspace(env, options.cwd, options.workspace !== undefined ? resolve(options.cwd, options.workspace) : undefined)
     vars.push(['MPAC_WORKSPACE_DIR', workspace, shellQuote(workspace)])
+    const explicit = options.workspace !== undefined || (env['MPAC_WORKSPACE_DIR'] ?? '').trim() !== ''
+    if (!explicit && !existsSync(join(workspace, '.git'))) {
+      notes.push(`note: no git repository at or above ${workspace}: pinned this directory as the workspace (MPAC_WORKSPACE_DIR). Run setup from the repository, or pass --workspace DIR.`)
+    }
   }
   for (const name of PASSED_THROUGH) {
     const value = env[name]?.trim()
@@ -60,7 +71,7 @@ export function setupClaude (env: Env, options: SetupOptions): SetupResult {
   const { command, args } = shimCommand()
   if (options.format === 'json') {
     const entry: Record<string, unknown> = { type: 'stdio', command, args, env: Object.fromEntries(vars.map(([k, v]) => [k, v])) }
-    return { ok: true, text: JSON.stringify({ mcpServers: { [options.name]: entry } }, null, 2) }
+    return { ok: true, text: JSON.stringify({ mcpServers: { [options.name]: entry } }, null, 2), notes }
   }
   // The name comes before the --env flags: Claude Code's `-e/--env <env...>` is
   // variadic and would take a name after it as one more KEY=value (and fail);
@@ -68,5 +79,5 @@ export function setupClaude (env: Env, options: SetupOptions): SetupResult {
   const parts = ['claude', 'mcp', 'add', '--transport', 'stdio', '--scope', options.scope, shellQuote(options.name)]
   for (const [name, , shellValue] of vars) parts.push('--env', `${name}=${shellValue}`)
   parts.push('--', shellQuote(command), ...args.map(shellQuote))
-  return { ok: true, text: parts.join(' ') }
+  return { ok: true, text: parts.join(' '), notes }
 }

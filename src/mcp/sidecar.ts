@@ -134,21 +134,27 @@ export async function ensureLocalSidecar (config: ShimConfig, log: Logger, optio
     mkdirSync(paths.dataDir, { recursive: true })
     const logFd = openSync(paths.logFile, 'a')
     let exited: { code: number | null, signal: string | null } | undefined
+    let spawnError: Error | undefined
     let child
     try {
       child = spawn(command, fullArgs, { cwd: config.workspaceDir, env, detached: true, stdio: ['ignore', logFd, logFd] })
+    } catch (err) {
+      throw spawnFailed(err as Error, command, config.workspaceDir)
     } finally {
       closeSync(logFd)
     }
     child.on('exit', (code, signal) => { exited = { code, signal } })
-    child.on('error', err => { log.error({ err }, 'sidecar spawn failed') })
+    child.on('error', err => { spawnError = err })
     if (child.pid !== undefined) writeFileSync(paths.pidFile, `${child.pid}\n`)
     child.unref()
     log.info({ pid: child.pid, port: config.port, sessionId: config.sessionId, logFile: paths.logFile }, 'sidecar started')
 
     for (;;) {
+      // The spawn's 'error' comes on a later tick: report it now, not after the start timeout.
+      if (spawnError !== undefined) throw spawnFailed(spawnError, command, config.workspaceDir)
       const state = await probe(config, false)
       if (state === 'ours') return
+      if (spawnError !== undefined) throw spawnFailed(spawnError, command, config.workspaceDir)
       if (exited !== undefined) {
         throw new ShimError(SHIM_ERROR_CODES.SIDECAR_FAILED, `the local coordinator exited early (code ${exited.code ?? exited.signal}); log ${paths.logFile}:\n${tail(paths.logFile)}`, {
           retryable: true,
@@ -163,6 +169,15 @@ export async function ensureLocalSidecar (config: ShimConfig, log: Logger, optio
   } finally {
     try { unlinkSync(paths.lockFile) } catch { /* gone */ }
   }
+}
+
+/** The local coordinator process could not be started at all (no log: it never ran). */
+function spawnFailed (err: Error, command: string, cwd: string): ShimError {
+  const code = (err as NodeJS.ErrnoException).code
+  const hint = code === 'ENOENT' && !existsSync(cwd)
+    ? `the workspace directory ${cwd} does not exist: check MPAC_WORKSPACE_DIR or repo_path`
+    : `check that ${command} can be run from ${cwd}`
+  return new ShimError(SHIM_ERROR_CODES.SIDECAR_FAILED, `cannot start the local coordinator: ${err.message}`, { hint, cause: err, ...(code !== undefined ? { detail: { errno: code } } : {}) })
 }
 
 /** 'ours' when our session answers; 'absent' when nothing listens; throws when something else holds the port. */

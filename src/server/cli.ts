@@ -97,6 +97,12 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
     const setting = code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN'
       ? settingName(argv, env, 'host', 'MPAC_SIDECAR_HOST')
       : code === 'EACCES' ? settingName(argv, env, 'port', 'MPAC_SIDECAR_PORT') : undefined
+    if (code === 'EADDRINUSE') {
+      // The first thing a new user meets when a sidecar already runs: say how to pick another port.
+      const other = config.port < 65_535 ? config.port + 1 : config.port - 1
+      process.stderr.write(`mpac-mcp-sidecar: port ${config.port} on ${config.host} is already in use (another mpac-mcp-sidecar?); pick another port: --port ${other} (npm start -- --port ${other}) or MPAC_SIDECAR_PORT=${other}, or --port 0 for any free port\n`)
+      return 1
+    }
     const why = `cannot listen on ${config.host}:${config.port}: ${oneLine((err as Error).message)}`
     process.stderr.write(setting === undefined ? `mpac-mcp-sidecar: ${why}\n` : `mpac-mcp-sidecar: invalid ${setting}: ${why}\n`)
     return setting === undefined ? 1 : 2

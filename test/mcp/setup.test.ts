@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process'
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import t from 'tap'
 import { setupClaude, shellQuote } from '../../src/mcp/setup.js'
 import { VERSION } from '../../src/version.js'
-import { ROOT, TSX, cleanEnv, startCoordinator, stateHome } from './harness.js'
+import { ROOT, TSX, cleanEnv, startCoordinator, stateHome, tempDir } from './harness.js'
 
 t.test('setup claude prints the claude mcp add command for a local workspace', async t => {
   const out = setupClaude({ MPAC_WORKSPACE_DIR: '/srv/My Repo' }, { scope: 'local', format: 'command', name: 'mpac-coding', cwd: '/' })
@@ -125,4 +126,52 @@ t.test('the printed remote setup, run as Claude Code would run it, reaches the c
   t.teardown(() => client.close())
   const res = await client.callTool({ name: 'who_is_working', arguments: {} })
   t.match(res.structuredContent, { status: 'ok', session_id: 'team', participant_count: 1 })
+})
+
+/** Runs the real `mpac-mcp` CLI; stdout and stderr apart. */
+function runCli (args: string[], env: Record<string, string>, cwd: string = ROOT): Promise<{ code: number | null, out: string, err: string }> {
+  const child = spawn(process.execPath, ['--import', TSX, join(ROOT, 'src', 'mcp', 'cli.ts'), ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (c: Buffer) => { out += c.toString('utf8') })
+  child.stderr.on('data', (c: Buffer) => { err += c.toString('utf8') })
+  return new Promise(resolve => child.once('close', code => resolve({ code, out, err })))
+}
+
+t.test('project scope: the token stays a ${VAR} reference after the shell ran the printed command', async t => {
+  // A fake `claude` on PATH records the argv the shell gives it: what Claude Code would write to .mcp.json.
+  const bin = tempDir(t, 'mpac-fake-claude-')
+  const argvFile = join(bin, 'argv')
+  writeFileSync(join(bin, 'claude'), `#!/bin/sh\nprintf '%s\\0' "$@" > '${argvFile}'\n`)
+  chmodSync(join(bin, 'claude'), 0o755)
+  const secret = 'tok-very-secret-42'
+  const env = cleanEnv({ MPAC_COORDINATOR_URL: 'wss://mpac.example.com/session/team', MPAC_COORDINATOR_TOKEN: secret, PATH: `${bin}:${process.env['PATH'] ?? ''}` })
+  for (const scope of ['project', 'user'] as const) {
+    const printed = await runCli(['setup', 'claude', '--scope', scope], env)
+    t.equal(printed.code, 0, `${scope}: setup exits 0`)
+    t.notMatch(printed.out, secret, `${scope}: the token is not printed`)
+    const ran = spawn('bash', ['-c', printed.out.trim()], { env, stdio: 'inherit' })
+    t.equal(await new Promise(resolve => ran.once('close', resolve)), 0, `${scope}: the command runs`)
+    const argv = readFileSync(argvFile, 'utf8').split('\0').slice(0, -1)
+    t.equal(argv.slice(0, 2).join(' '), 'mcp add', `${scope}: claude got its arguments`)
+    if (scope === 'project') {
+      t.notOk(argv.some(a => a.includes(secret)), 'project: no literal token reaches the shared .mcp.json')
+      t.ok(argv.includes('MPAC_COORDINATOR_TOKEN=${MPAC_COORDINATOR_TOKEN}'), 'project: Claude Code expands ${MPAC_COORDINATOR_TOKEN} at start')
+    } else {
+      t.ok(argv.includes(`MPAC_COORDINATOR_TOKEN=${secret}`), 'user: the shell expands the token into the user\'s own config')
+    }
+  }
+})
+
+t.test('setup claude outside a git repository says it pinned the current directory', async t => {
+  const dir = tempDir(t, 'mpac-nogit-')
+  const plain = await runCli(['setup', 'claude'], cleanEnv(), dir)
+  t.equal(plain.code, 0)
+  t.match(plain.out, `MPAC_WORKSPACE_DIR=${dir} `, 'the directory is pinned')
+  t.match(plain.err, `no git repository at or above ${dir}: pinned this directory as the workspace`)
+  mkdirSync(join(dir, '.git'))
+  mkdirSync(join(dir, 'sub'))
+  const repo = await runCli(['setup', 'claude'], cleanEnv(), join(dir, 'sub'))
+  t.match(repo.out, `MPAC_WORKSPACE_DIR=${dir} `, 'inside a repository: its root')
+  t.equal(repo.err, '', 'and no note')
 })

@@ -36,6 +36,9 @@ t.test('the server is mpac-coding with ten tools, annotations and instructions',
   for (const step of ['who_is_working', 'check_overlap', 'begin_task', 'get_file_state', 'submit_change', 'yield_task', 'ack_conflict', 'escalate_conflict', 'resolve_conflict', 'take_over_task', 'STALE_INTENT', 'retryable', 'MPAC_ERR_AUTH_REJECTED']) {
     t.ok(instructions.includes(step), `the instructions teach ${step}`)
   }
+  // Claude Code keeps the first 2 KB of a server's instructions: stay well under, essentials first.
+  t.ok(Buffer.byteLength(instructions, 'utf8') < 1800, `instructions are ${Buffer.byteLength(instructions, 'utf8')} bytes (< 1800)`)
+  t.ok(instructions.indexOf('begin_task') < 200 && instructions.indexOf('STALE_INTENT') < 400, 'announcing before editing comes first')
   const { tools } = await alice.client.listTools()
   t.same(tools.map(tool => tool.name).sort(), [...TOOL_NAMES].sort())
   for (const tool of tools) {

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
@@ -56,3 +57,16 @@ t.test('--help, --version and the token subcommand', async t => {
   t.match(token.stdout, /token new/)
 })
 
+
+t.test('a port already in use: one line saying how to pick another port, exit 1', async t => {
+  const holder = createServer()
+  await new Promise<void>(resolve => holder.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>(resolve => holder.close(() => resolve())))
+  const port = (holder.address() as AddressInfo).port
+  const r = await run(['--port', String(port), '--store', 'memory'])
+  t.equal(r.code, 1)
+  t.equal(r.stderr.trim().split('\n').length, 1, 'one line')
+  t.match(r.stderr, `mpac-mcp-sidecar: port ${port} on 127.0.0.1 is already in use`)
+  t.match(r.stderr, `--port ${port + 1} (npm start -- --port ${port + 1}) or MPAC_SIDECAR_PORT=${port + 1}`)
+  t.equal(r.stdout, '', 'no banner')
+})
