@@ -6,6 +6,7 @@ import { isAbsolute, join, resolve } from 'node:path'
 import { z } from 'zod'
 import type { BackendHealthPolicy } from '../coordinator/types.js'
 import { TokenTable } from './token-table.js'
+import { normalizeOrigin, splitHost } from './upgrade-guard.js'
 import { deriveSessionId } from '../protocol/workspace-id.js'
 
 /**
@@ -54,6 +55,10 @@ export interface ServerConfig {
   readonly storeSync: 'full' | 'normal'
   readonly dataDir: string
   readonly trustProxy: boolean | string | number
+  /** Browser origins (`scheme://host[:port]`) whose WebSocket upgrades are accepted; any other Origin → 403. */
+  readonly allowedOrigins: readonly string[]
+  /** Host header values accepted besides the server's own addresses (`name`, `name:port`, `*`); others → 403. */
+  readonly allowedHosts: readonly string[]
   /** Stop the process after this many seconds without any connection (auto-started local sidecar). */
   readonly idleExitSec: number | undefined
   readonly complianceProfile: 'core' | 'governance'
@@ -119,6 +124,8 @@ export const SETTINGS: readonly SettingSpec[] = [
   { flag: 'max-participants', env: 'MPAC_MAX_PARTICIPANTS', kind: 'string', help: 'participants per session (default 256)' },
   { flag: 'max-workspace-bytes', env: 'MPAC_MAX_WORKSPACE_BYTES', kind: 'string', help: 'file bytes per session (default 67108864)' },
   { flag: 'max-buffered-bytes', env: 'MPAC_MAX_BUFFERED_BYTES', kind: 'string', help: 'send buffer per connection before it is cut as a slow consumer (default 4194304)' },
+  { flag: 'allowed-origin', env: 'MPAC_ALLOWED_ORIGINS', kind: 'string', help: 'comma list of browser origins (scheme://host[:port]) allowed to open WebSockets; any other Origin header → 403 (default: none)' },
+  { flag: 'allowed-host', env: 'MPAC_ALLOWED_HOSTS', kind: 'string', help: 'comma list of Host names (name, name:port, or * for any) WebSocket upgrades may use besides localhost, loopback IPs and the bind address at this port; others → 403' },
   { flag: 'log-level', env: 'LOG_LEVEL', kind: 'string', help: 'fatal | error | warn | info | debug | trace | silent (default info)' }
 ]
 
@@ -377,6 +384,18 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
     }
   }
 
+  // Origin/Host guard of WebSocket upgrades (upgrade-guard.ts).
+  const list = (flag: string): string[] => [...new Set((r.raw(flag) ?? '').split(',').map(v => v.trim()).filter(v => v !== ''))]
+  const allowedOrigins = list('allowed-origin').map(entry => normalizeOrigin(entry) ?? fail(r.name('allowed-origin'), `expected origins such as https://app.example.com or http://localhost:3000 (scheme://host[:port], no path), got ${JSON.stringify(entry)}`))
+  const allowedHosts = list('allowed-host')
+  for (const entry of allowedHosts) {
+    if (entry === '*') continue
+    const parsed = splitHost(entry)
+    if (parsed === undefined || (isIP(parsed.host) === 0 && !HOST_NAME.test(parsed.host))) {
+      fail(r.name('allowed-host'), `expected host names such as mpac.example.com or mpac.example.com:8443 (or *), got ${JSON.stringify(entry)}`)
+    }
+  }
+
   const store = r.oneOf('store', ['sqlite', 'memory'] as const, 'sqlite')
   const storeSync = r.oneOf('store-sync', ['full', 'normal'] as const, 'full')
   const dataDirRaw = r.raw('data-dir')
@@ -426,6 +445,8 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
     storeSync,
     dataDir,
     trustProxy,
+    allowedOrigins: Object.freeze(allowedOrigins),
+    allowedHosts: Object.freeze(allowedHosts),
     idleExitSec: idleExitRaw === undefined ? undefined : r.seconds('idle-exit', 0, { timer: true }),
     complianceProfile,
     executionModel,

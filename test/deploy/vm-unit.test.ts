@@ -51,7 +51,8 @@ t.test('the unit environment is a configuration the server accepts, behind Caddy
     dataDir: '/var/lib/mpac-mcp',
     securityProfile: 'authenticated',
     tlsByProxy: true,
-    trustProxy: '127.0.0.1'
+    trustProxy: '127.0.0.1',
+    allowedHosts: ['mpac.example.com']
   })
   t.equal(one('StateDirectory'), 'mpac-mcp', 'systemd creates the data dir')
   t.equal(one('KillSignal'), 'SIGTERM')
