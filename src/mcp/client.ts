@@ -112,6 +112,8 @@ export interface ClientOptions {
   readonly sessionIdPinned: boolean
   readonly identity: Identity
   readonly token?: string | undefined
+  /** Local mode: the HELLO credential is the local secret (read at each HELLO; never sent as a header). */
+  readonly helloSecret?: () => string
   readonly logger: Logger
   readonly requestTimeoutMs?: number
   readonly connectTimeoutMs?: number
@@ -405,6 +407,7 @@ export class CoordinatorClient {
       implementation: { name: 'mpac-mcp', version: PROTOCOL_VERSION }
     }
     if (this.#opts.token !== undefined) payload['credential'] = { type: 'bearer_token', value: this.#opts.token }
+    else if (this.#opts.helloSecret !== undefined) payload['credential'] = { type: 'bearer_token', value: this.#opts.helloSecret() }
     const reply = await this.#send('HELLO', payload, this.#opts.connectTimeoutMs ?? 5000)
     if (!reply.accepted) {
       const err = reply.error

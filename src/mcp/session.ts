@@ -11,7 +11,7 @@ import type { Logger } from 'pino'
 import { CoordinatorClient, type Envelope, type Frame, type SessionInfo } from './client.js'
 import { claimAgentSlot } from './agent-slot.js'
 import { loadShimConfig, type Env, type ShimConfig } from './config.js'
-import { ensureLocalSidecar } from './sidecar.js'
+import { ensureLocalSidecar, localSecretOf } from './sidecar.js'
 
 export interface IntentRecord {
   readonly intent_id: string
@@ -146,6 +146,7 @@ export class ShimSession {
       ...(config.isRemote
         ? {}
         : {
+            helloSecret: () => localSecretOf(config).secret,
             beforeConnect: () => ensureLocalSidecar(config, this.#log, {
               ...(options.sidecarStartTimeoutMs !== undefined ? { startTimeoutMs: options.sidecarStartTimeoutMs } : {}),
               ...(options.env !== undefined ? { env: options.env } : {})

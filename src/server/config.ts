@@ -7,6 +7,7 @@ import { z } from 'zod'
 import type { BackendHealthPolicy } from '../coordinator/types.js'
 import { TokenTable } from './token-table.js'
 import { normalizeOrigin, splitHost } from './upgrade-guard.js'
+import { LocalSecretError, readLocalSecret } from '../local-secret.js'
 import { deriveSessionId } from '../protocol/workspace-id.js'
 
 /**
@@ -59,6 +60,10 @@ export interface ServerConfig {
   readonly allowedOrigins: readonly string[]
   /** Host header values accepted besides the server's own addresses (`name`, `name:port`, `*`); others → 403. */
   readonly allowedHosts: readonly string[]
+  /** Local mode (the coordinator the shim auto-starts): the secret clients must present (src/local-secret.ts). */
+  readonly localSecret: string | undefined
+  /** With a local secret: also admit clients that do not present it (the Python bridge). */
+  readonly allowWithoutSecret: boolean
   /** Stop the process after this many seconds without any connection (auto-started local sidecar). */
   readonly idleExitSec: number | undefined
   readonly complianceProfile: 'core' | 'governance'
@@ -126,6 +131,8 @@ export const SETTINGS: readonly SettingSpec[] = [
   { flag: 'max-buffered-bytes', env: 'MPAC_MAX_BUFFERED_BYTES', kind: 'string', help: 'send buffer per connection before it is cut as a slow consumer (default 4194304)' },
   { flag: 'allowed-origin', env: 'MPAC_ALLOWED_ORIGINS', kind: 'string', help: 'comma list of browser origins (scheme://host[:port]) allowed to open WebSockets; any other Origin header → 403 (default: none)' },
   { flag: 'allowed-host', env: 'MPAC_ALLOWED_HOSTS', kind: 'string', help: 'comma list of Host names (name, name:port, or * for any) WebSocket upgrades may use besides localhost, loopback IPs and the bind address at this port; others → 403' },
+  { flag: 'local-secret-file', env: 'MPAC_LOCAL_SECRET_FILE', kind: 'string', help: 'local mode (set by mpac-mcp when it starts the coordinator): clients must present the secret in this 0600 file, and the coordinator proves it knows it' },
+  { flag: 'allow-without-secret', env: 'MPAC_ALLOW_WITHOUT_SECRET', kind: 'bool', help: 'with --local-secret-file: also admit clients without the secret, e.g. the Python bridge (the Origin/Host guard still applies; default off)' },
   { flag: 'log-level', env: 'LOG_LEVEL', kind: 'string', help: 'fatal | error | warn | info | debug | trace | silent (default info)' }
 ]
 
@@ -396,6 +403,19 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
     }
   }
 
+  const localSecretFile = r.raw('local-secret-file')
+  let localSecret: string | undefined
+  if (localSecretFile !== undefined) {
+    try {
+      localSecret = readLocalSecret(resolve(localSecretFile))
+    } catch (err) {
+      if (!(err instanceof LocalSecretError)) throw err
+      fail(r.name('local-secret-file'), err.message)
+    }
+  }
+  const allowWithoutSecret = r.bool('allow-without-secret')
+  if (allowWithoutSecret && localSecret === undefined) fail(r.name('allow-without-secret'), 'only applies with --local-secret-file (without it, no secret is asked for)')
+
   const store = r.oneOf('store', ['sqlite', 'memory'] as const, 'sqlite')
   const storeSync = r.oneOf('store-sync', ['full', 'normal'] as const, 'full')
   const dataDirRaw = r.raw('data-dir')
@@ -447,6 +467,8 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
     trustProxy,
     allowedOrigins: Object.freeze(allowedOrigins),
     allowedHosts: Object.freeze(allowedHosts),
+    localSecret,
+    allowWithoutSecret,
     idleExitSec: idleExitRaw === undefined ? undefined : r.seconds('idle-exit', 0, { timer: true }),
     complianceProfile,
     executionModel,
