@@ -130,7 +130,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { flag: 'max-workspace-bytes', env: 'MPAC_MAX_WORKSPACE_BYTES', kind: 'string', help: 'file bytes per session (default 67108864)' },
   { flag: 'max-buffered-bytes', env: 'MPAC_MAX_BUFFERED_BYTES', kind: 'string', help: 'send buffer per connection before it is cut as a slow consumer (default 4194304)' },
   { flag: 'allowed-origin', env: 'MPAC_ALLOWED_ORIGINS', kind: 'string', help: 'comma list of browser origins (scheme://host[:port]) allowed to open WebSockets; any other Origin header → 403 (default: none)' },
-  { flag: 'allowed-host', env: 'MPAC_ALLOWED_HOSTS', kind: 'string', help: 'comma list of Host names (name, name:port, or * for any) WebSocket upgrades may use besides localhost, loopback IPs and the bind address at this port; others → 403' },
+  { flag: 'allowed-host', env: 'MPAC_ALLOWED_HOSTS', kind: 'string', help: 'comma list of Host names (name, name:port, or * for any) WebSocket upgrades may use besides localhost/loopback IPs (any port) and the bind address at this port; others → 403' },
   { flag: 'local-secret-file', env: 'MPAC_LOCAL_SECRET_FILE', kind: 'string', help: 'local mode (set by mpac-mcp when it starts the coordinator): clients must present the secret in this 0600 file, and the coordinator proves it knows it' },
   { flag: 'allow-without-secret', env: 'MPAC_ALLOW_WITHOUT_SECRET', kind: 'bool', help: 'with --local-secret-file: also admit clients without the secret, e.g. the Python bridge (the Origin/Host guard still applies; default off)' },
   { flag: 'log-level', env: 'LOG_LEVEL', kind: 'string', help: 'fatal | error | warn | info | debug | trace | silent (default info)' }

@@ -12,9 +12,10 @@ import type { ServerConfig } from './config.js'
  * touched):
  *
  * - an `Origin` header is refused unless --allowed-origin names it;
- * - a `Host` is refused unless it is `localhost`, a loopback IP, the bind
- *   address or the address the connection arrived at, each with the port
- *   the connection arrived at, or --allowed-host names it (a name alone
+ * - a `Host` is refused unless it is `localhost` or a loopback IP (any
+ *   port: tunnels and forwarders), the bind address or the address the
+ *   connection arrived at with the port it arrived at, or --allowed-host
+ *   names it (a name alone
  *   allows any port, `name:port` that port, `*` any Host). A request
  *   without Host cannot come from a browser and passes.
  *
@@ -85,9 +86,13 @@ function hostRefusal (config: ServerConfig, header: string, localAddress: string
     const allowed = splitHost(entry)
     if (allowed !== undefined && allowed.host === parsed.host && (allowed.port === undefined || allowed.port === port)) return undefined
   }
+  // A loopback name can only be what the client dialled on this machine, at
+  // any port (an ssh tunnel or a TCP forwarder in front); DNS rebinding
+  // always shows the attacker's name, and a page served from localhost
+  // itself sends Origin, which is checked above.
+  if (LOOPBACK.test(parsed.host)) return undefined
   const bind = splitHost(config.host)?.host
-  const ours = LOOPBACK.test(parsed.host) || parsed.host === bind || parsed.host === stripMapped(localAddress)
-  if (ours && port === localPort) return undefined
+  if ((parsed.host === bind || parsed.host === stripMapped(localAddress)) && port === localPort) return undefined
   return 'Host is not this server\'s address (DNS rebinding?); allow it with --allowed-host / MPAC_ALLOWED_HOSTS'
 }
 
