@@ -16,7 +16,10 @@
  *   nonce + "\n" + session id + "\n" + host:port). The session id and the
  *   address bind the answer to this coordinator: a process of another user
  *   that took the port cannot compute it, nor relay the challenge to a
- *   coordinator of ours on another port or for another session.
+ *   coordinator of ours on another port or for another session. The shim
+ *   asks on its probe connection and again on every connection it opens,
+ *   before its HELLO carries the secret (CoordinatorClient
+ *   `verifyConnection`).
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import { chmodSync, closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs'

@@ -79,6 +79,7 @@ export type SidebandRequest =
   | { readonly type: 'SESSION_SUMMARY' }
   | { readonly type: 'FILE_READ', readonly path: string }
   | { readonly type: 'FILE_LIST' }
+  | { readonly type: 'LOCAL_PROOF', readonly nonce: string }
 
 /** Timer source, injectable for tests. */
 export interface Timers {
@@ -124,6 +125,12 @@ export interface ClientOptions {
   readonly timers?: Timers
   /** Runs before every connection attempt (local mode: find or start the sidecar). */
   readonly beforeConnect?: () => Promise<void>
+  /**
+   * Runs on every new connection before the HELLO (local mode: the
+   * coordinator proves it knows the local secret on this very connection,
+   * before the secret is sent on it). Throwing drops the connection.
+   */
+  readonly verifyConnection?: (query: (request: SidebandRequest) => Promise<Frame>) => Promise<void>
   /** Runs after every admitted HELLO, before `ensureConnected()` resolves. */
   readonly onConnected?: (info: SessionInfo) => Promise<void>
   /** Every inbound envelope, after correlation. */
@@ -153,19 +160,21 @@ interface PendingQuery {
   abandoned: boolean
 }
 
-type QueryKind = 'summary' | 'file' | 'list'
+type QueryKind = 'summary' | 'file' | 'list' | 'proof'
 
 const REPLY_KIND: Readonly<Record<string, QueryKind>> = {
   SESSION_SUMMARY_RESPONSE: 'summary',
   FILE_CONTENT: 'file',
   FILE_ERROR: 'file',
-  FILE_LIST_RESPONSE: 'list'
+  FILE_LIST_RESPONSE: 'list',
+  LOCAL_PROOF_RESPONSE: 'proof'
 }
 
 const REQUEST_KIND: Readonly<Record<SidebandRequest['type'], QueryKind>> = {
   SESSION_SUMMARY: 'summary',
   FILE_READ: 'file',
-  FILE_LIST: 'list'
+  FILE_LIST: 'list',
+  LOCAL_PROOF: 'proof'
 }
 
 /** PROTOCOL_ERRORs that may be a warning rather than a rejection for this message type. */
@@ -211,7 +220,7 @@ export class CoordinatorClient {
   #heartbeatTimer: unknown
   #closing = false
   readonly #pending = new Map<string, PendingRequest>()
-  readonly #queries: Record<QueryKind, PendingQuery[]> = { summary: [], file: [], list: [] }
+  readonly #queries: Record<QueryKind, PendingQuery[]> = { summary: [], file: [], list: [], proof: [] }
   /** Every unanswered query in send order, across kinds (a refused query's error names no message). */
   #queryOrder: Array<{ kind: QueryKind, q: PendingQuery }> = []
   readonly #claimStatuses = new Map<string, Frame>()
@@ -336,6 +345,10 @@ export class CoordinatorClient {
         const summary = await this.#query({ type: 'SESSION_SUMMARY' }, this.#opts.connectTimeoutMs ?? 5000)
         const served = (summary['session'] as Frame | undefined)?.['session_id']
         if (typeof served === 'string' && served !== '') this.#sessionId = served
+      }
+      if (this.#opts.verifyConnection !== undefined) {
+        const timeoutMs = this.#opts.connectTimeoutMs ?? 5000
+        await this.#opts.verifyConnection(request => this.#query(request, timeoutMs))
       }
       const info = await this.#hello()
       this.#rejection = undefined

@@ -11,7 +11,7 @@ import type { Logger } from 'pino'
 import { CoordinatorClient, type Envelope, type Frame, type SessionInfo } from './client.js'
 import { claimAgentSlot } from './agent-slot.js'
 import { loadShimConfig, type Env, type ShimConfig } from './config.js'
-import { ensureLocalSidecar, localSecretOf } from './sidecar.js'
+import { ensureLocalSidecar, localSecretOf, verifyLocalConnection } from './sidecar.js'
 
 export interface IntentRecord {
   readonly intent_id: string
@@ -147,6 +147,7 @@ export class ShimSession {
         ? {}
         : {
             helloSecret: () => localSecretOf(config).secret,
+            verifyConnection: query => verifyLocalConnection(config, query),
             beforeConnect: () => ensureLocalSidecar(config, this.#log, {
               ...(options.sidecarStartTimeoutMs !== undefined ? { startTimeoutMs: options.sidecarStartTimeoutMs } : {}),
               ...(options.env !== undefined ? { env: options.env } : {})

@@ -269,6 +269,24 @@ async function proveCoordinator (config: ShimConfig, secret: string, timeoutMs: 
 }
 
 /**
+ * The same proof on the connection the shim is about to send its secret on
+ * (CoordinatorClient `verifyConnection`): closes the window between the
+ * probe and the HELLO in which another process could have taken the port.
+ */
+export async function verifyLocalConnection (config: ShimConfig, query: (request: { type: 'LOCAL_PROOF', nonce: string }) => Promise<Record<string, unknown>>): Promise<void> {
+  const { secret } = localSecretOf(config)
+  const nonce = newNonce()
+  const hostPort = `${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`
+  const reply = await query({ type: 'LOCAL_PROOF', nonce })
+  if (typeof reply['proof'] !== 'string' || !sameHex(reply['proof'], localProof(secret, nonce, config.sessionId, hostPort))) {
+    throw new ShimError(SHIM_ERROR_CODES.SIDECAR_FAILED, `port ${config.port} on ${config.host} is held by ${portHolder(config.port)}, which cannot prove it knows your local secret; refusing to use it`, {
+      retryable: true,
+      hint: 'stop that process or set MPAC_SIDECAR_PORT to a free port for this workspace'
+    })
+  }
+}
+
+/**
  * Who listens on a TCP port, for error messages: "pid N (user U)" when the
  * process is ours to inspect, "a process of user U (uid N)" from the
  * socket's owner in /proc/net/tcp{,6} (readable by everyone on Linux), else

@@ -10,8 +10,11 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import fastifyWebsocket from '@fastify/websocket'
 import Fastify from 'fastify'
+import pino from 'pino'
 import t from 'tap'
-import { sidecarPaths } from '../../src/mcp/sidecar.js'
+import { CoordinatorClient } from '../../src/mcp/client.js'
+import { loadShimConfig } from '../../src/mcp/config.js'
+import { localSecretOf, sidecarPaths, verifyLocalConnection } from '../../src/mcp/sidecar.js'
 import { deriveSessionId } from '../../src/protocol/workspace-id.js'
 import { hello, isType, TestClient, type Frame } from '../helpers/ws.js'
 import { cleanEnv, startCoordinator, startShim, stateHome, tempDir, type Teardown } from './harness.js'
@@ -135,4 +138,37 @@ t.test('a secret file readable by others is refused by both programs', async t =
   t.match((await shim.raw('who_is_working')).structuredContent, { code: 'MPAC_ERR_SIDECAR_FAILED', message: /readable or writable by other users \(mode 644\)/ })
   await t.rejects(startCoordinator(t, ['--port', '0', '--store', 'memory', '--session-id', 's', '--local-secret-file', secretFile]), /invalid --local-secret-file: .*mode 644/)
   await t.rejects(startCoordinator(t, ['--port', '0', '--store', 'memory', '--allow-without-secret']), /invalid --allow-without-secret: only applies with --local-secret-file/)
+})
+
+t.test('the proof is also checked on the very connection the secret is sent on', async t => {
+  const l = await local(t)
+  const config = loadShimConfig(l.env)
+  const { file: ours, secret } = localSecretOf(config)
+  const otherDir = tempDir(t, 'mpac-other-secret-')
+  const theirs = join(otherDir, 'secret')
+  writeFileSync(theirs, `${'c'.repeat(64)}\n`, { mode: 0o600 })
+  const logger = pino({ level: 'silent' })
+  const client = (): CoordinatorClient => {
+    const c = new CoordinatorClient({
+      url: config.url,
+      sessionId: config.sessionId,
+      sessionIdPinned: true,
+      identity: config.identity,
+      logger,
+      helloSecret: () => secret,
+      verifyConnection: query => verifyLocalConnection(config, query)
+    })
+    t.teardown(() => c.close())
+    return c
+  }
+  // No probe first (no beforeConnect): only the in-connection check stands between the secret and the impostor.
+  const impostor = await startCoordinator(t, ['--port', String(l.port), '--store', 'memory', '--session-id', l.sessionId, '--local-secret-file', theirs, '--allow-without-secret'], cleanEnv({ LOG_LEVEL: 'debug' }))
+  await t.rejects(client().ensureConnected(), { code: 'MPAC_ERR_SIDECAR_FAILED', message: new RegExp(`port ${l.port} .*cannot prove`) })
+  t.notMatch(impostor.output(), /session created/, 'no HELLO (and so no secret) reached it: it would have created the session')
+  await impostor.stop()
+
+  await startCoordinator(t, ['--port', String(l.port), '--store', 'memory', '--session-id', l.sessionId, '--local-secret-file', ours])
+  const good = client()
+  await good.ensureConnected()
+  t.equal(good.state, 'open', 'our own coordinator passes the check and admits the secret')
 })
