@@ -81,6 +81,7 @@ export type SidebandRequest =
   | { readonly type: 'SESSION_SUMMARY' }
   | { readonly type: 'FILE_READ', readonly path: string }
   | { readonly type: 'FILE_LIST' }
+  | { readonly type: 'LOCAL_PROOF', readonly nonce: string }
 
 /** Timer source, injectable for tests. */
 export interface Timers {
@@ -114,6 +115,8 @@ export interface ClientOptions {
   readonly sessionIdPinned: boolean
   readonly identity: Identity
   readonly token?: string | undefined
+  /** Local mode: the HELLO credential is the local secret (read at each HELLO; never sent as a header). */
+  readonly helloSecret?: () => string
   readonly logger: Logger
   readonly requestTimeoutMs?: number
   readonly connectTimeoutMs?: number
@@ -124,6 +127,12 @@ export interface ClientOptions {
   readonly timers?: Timers
   /** Runs before every connection attempt (local mode: find or start the sidecar). */
   readonly beforeConnect?: () => Promise<void>
+  /**
+   * Runs on every new connection before the HELLO (local mode: the
+   * coordinator proves it knows the local secret on this very connection,
+   * before the secret is sent on it). Throwing drops the connection.
+   */
+  readonly verifyConnection?: (query: (request: SidebandRequest) => Promise<Frame>) => Promise<void>
   /** Runs after every admitted HELLO, before `ensureConnected()` resolves. */
   readonly onConnected?: (info: SessionInfo) => Promise<void>
   /** Every inbound envelope, after correlation. */
@@ -153,19 +162,21 @@ interface PendingQuery {
   abandoned: boolean
 }
 
-type QueryKind = 'summary' | 'file' | 'list'
+type QueryKind = 'summary' | 'file' | 'list' | 'proof'
 
 const REPLY_KIND: Readonly<Record<string, QueryKind>> = {
   SESSION_SUMMARY_RESPONSE: 'summary',
   FILE_CONTENT: 'file',
   FILE_ERROR: 'file',
-  FILE_LIST_RESPONSE: 'list'
+  FILE_LIST_RESPONSE: 'list',
+  LOCAL_PROOF_RESPONSE: 'proof'
 }
 
 const REQUEST_KIND: Readonly<Record<SidebandRequest['type'], QueryKind>> = {
   SESSION_SUMMARY: 'summary',
   FILE_READ: 'file',
-  FILE_LIST: 'list'
+  FILE_LIST: 'list',
+  LOCAL_PROOF: 'proof'
 }
 
 /** PROTOCOL_ERRORs that may be a warning rather than a rejection for this message type. */
@@ -211,7 +222,7 @@ export class CoordinatorClient {
   #heartbeatTimer: unknown
   #closing = false
   readonly #pending = new Map<string, PendingRequest>()
-  readonly #queries: Record<QueryKind, PendingQuery[]> = { summary: [], file: [], list: [] }
+  readonly #queries: Record<QueryKind, PendingQuery[]> = { summary: [], file: [], list: [], proof: [] }
   /** Every unanswered query in send order, across kinds (a refused query's error names no message). */
   #queryOrder: Array<{ kind: QueryKind, q: PendingQuery }> = []
   readonly #claimStatuses = new Map<string, Frame>()
@@ -337,6 +348,10 @@ export class CoordinatorClient {
         const served = (summary['session'] as Frame | undefined)?.['session_id']
         if (typeof served === 'string' && served !== '') this.#sessionId = served
       }
+      if (this.#opts.verifyConnection !== undefined) {
+        const timeoutMs = this.#opts.connectTimeoutMs ?? 5000
+        await this.#opts.verifyConnection(request => this.#query(request, timeoutMs))
+      }
       const info = await this.#hello()
       this.#rejection = undefined
       this.#attempt = 0
@@ -407,6 +422,7 @@ export class CoordinatorClient {
       implementation: { name: 'mpac-mcp', version: PROTOCOL_VERSION }
     }
     if (this.#opts.token !== undefined) payload['credential'] = { type: 'bearer_token', value: this.#opts.token }
+    else if (this.#opts.helloSecret !== undefined) payload['credential'] = { type: 'bearer_token', value: this.#opts.helloSecret() }
     const reply = await this.#send('HELLO', payload, this.#opts.connectTimeoutMs ?? 5000)
     if (!reply.accepted) {
       const err = reply.error

@@ -87,6 +87,8 @@ export interface ShimConfig {
   /** MPAC_PRINCIPAL_ID was set: the identity is used as is (no identity slot). */
   readonly principalExplicit: boolean
   readonly goodbyeDisposition: GoodbyeDisposition
+  /** MPAC_ALLOW_WITHOUT_SECRET: the auto-started sidecar also admits clients without the local secret (the Python bridge). */
+  readonly allowWithoutSecret: boolean
   /** Seconds without participants after which an auto-started sidecar exits; 0 = never. */
   readonly sidecarIdleExitSec: number
   /** Per-user state directory (`$XDG_STATE_HOME/mpac-mcp`). */
@@ -126,6 +128,14 @@ function parseInteger (env: Env, name: string, fallback: number, min: number, ma
   const n = Number(raw)
   if (n < min || n > max) throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got ${n}`)
   return n
+}
+
+function parseBool (env: Env, name: string): boolean {
+  const raw = read(env, name)?.toLowerCase()
+  if (raw === undefined) return false
+  if (['1', 'true', 'yes', 'on'].includes(raw)) return true
+  if (['0', 'false', 'no', 'off'].includes(raw)) return false
+  throw new ConfigError(`${name} must be true or false, got ${JSON.stringify(raw)}`)
 }
 
 /**
@@ -302,6 +312,7 @@ export function loadShimConfig (env: Env, options: LoadOptions = {}): ShimConfig
     identity,
     principalExplicit: explicitPrincipal !== undefined,
     goodbyeDisposition: disposition as GoodbyeDisposition,
+    allowWithoutSecret: parseBool(env, 'MPAC_ALLOW_WITHOUT_SECRET'),
     sidecarIdleExitSec: parseInteger(env, 'MPAC_SIDECAR_IDLE_EXIT', 600, 0, 86_400 * 365),
     stateDir: stateDirFor(env),
     requestTimeoutMs: parseInteger(env, 'MPAC_REQUEST_TIMEOUT_MS', 15_000, 100, 600_000),

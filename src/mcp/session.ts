@@ -11,7 +11,7 @@ import type { Logger } from 'pino'
 import { CoordinatorClient, type Envelope, type Frame, type SessionInfo } from './client.js'
 import { claimAgentSlot } from './agent-slot.js'
 import { assertWorkspace, loadShimConfig, type Env, type ShimConfig } from './config.js'
-import { ensureLocalSidecar } from './sidecar.js'
+import { ensureLocalSidecar, localSecretOf, verifyLocalConnection } from './sidecar.js'
 import { SHIM_ERROR_CODES, ShimError } from './errors.js'
 
 export interface IntentRecord {
@@ -171,6 +171,8 @@ export class ShimSession {
       ...(config.isRemote
         ? {}
         : {
+            helloSecret: () => localSecretOf(config).secret,
+            verifyConnection: query => verifyLocalConnection(config, query),
             beforeConnect: () => ensureLocalSidecar(config, this.#log, {
               ...(options.sidecarStartTimeoutMs !== undefined ? { startTimeoutMs: options.sidecarStartTimeoutMs } : {}),
               ...(options.env !== undefined ? { env: options.env } : {})

@@ -8,15 +8,18 @@
  * from starting two sidecars at once.
  */
 import { spawn } from 'node:child_process'
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
+import { connect as netConnect } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Logger } from 'pino'
-import { probeCoordinator } from './client.js'
+import { WebSocket } from 'undici'
+import { ensureLocalSecret, LocalSecretError, localProof, newNonce, sameHex } from '../local-secret.js'
 import type { ShimConfig } from './config.js'
 import { SHIM_ERROR_CODES, ShimError } from './errors.js'
 
 export interface SidecarPaths {
+  /** 0700; also holds the local secret (src/local-secret.ts). */
   readonly dir: string
   readonly pidFile: string
   readonly logFile: string
@@ -95,16 +98,16 @@ const LOCK_STALE_MS = 30_000
 export async function ensureLocalSidecar (config: ShimConfig, log: Logger, options: EnsureOptions = {}): Promise<void> {
   const startTimeoutMs = options.startTimeoutMs ?? 20_000
   const paths = sidecarPaths(config.stateDir, config.sessionId)
+  const { file: secretFile, secret } = localSecretOf(config)
 
-  const first = await probe(config)
+  const first = await probe(config, secret)
   if (first === 'ours') return
 
-  mkdirSync(paths.dir, { recursive: true })
   const deadline = Date.now() + startTimeoutMs
   for (;;) {
     if (tryLock(paths.lockFile)) break
     // Another shim is starting it: wait for it to answer.
-    if ((await probe(config)) === 'ours') return
+    if ((await probe(config, secret)) === 'ours') return
     if (Date.now() > deadline) {
       throw new ShimError(SHIM_ERROR_CODES.SIDECAR_FAILED, `another process holds ${paths.lockFile} and no coordinator came up at ${config.url}`, {
         retryable: true,
@@ -115,7 +118,7 @@ export async function ensureLocalSidecar (config: ShimConfig, log: Logger, optio
   }
 
   try {
-    if ((await probe(config)) === 'ours') return
+    if ((await probe(config, secret)) === 'ours') return
     const { command, args } = sidecarCommand()
     const fullArgs = [
       ...args,
@@ -125,7 +128,9 @@ export async function ensureLocalSidecar (config: ShimConfig, log: Logger, optio
       '--host', config.host,
       // MPAC_SIDECAR_IDLE_EXIT=0: never stop by itself (the sidecar has no idle exit without the flag).
       ...(config.sidecarIdleExitSec > 0 ? ['--idle-exit', String(config.sidecarIdleExitSec)] : []),
-      '--data-dir', paths.dataDir
+      '--data-dir', paths.dataDir,
+      '--local-secret-file', secretFile,
+      ...(config.allowWithoutSecret ? ['--allow-without-secret'] : [])
     ]
     const env: NodeJS.ProcessEnv = {}
     for (const [k, v] of Object.entries(options.env ?? process.env)) {
@@ -152,7 +157,7 @@ export async function ensureLocalSidecar (config: ShimConfig, log: Logger, optio
     for (;;) {
       // The spawn's 'error' comes on a later tick: report it now, not after the start timeout.
       if (spawnError !== undefined) throw spawnFailed(spawnError, command, config.workspaceDir)
-      const state = await probe(config, false)
+      const state = await probe(config, secret, false)
       if (state === 'ours') return
       if (spawnError !== undefined) throw spawnFailed(spawnError, command, config.workspaceDir)
       if (exited !== undefined) {
@@ -180,20 +185,182 @@ function spawnFailed (err: Error, command: string, cwd: string): ShimError {
   return new ShimError(SHIM_ERROR_CODES.SIDECAR_FAILED, `cannot start the local coordinator: ${err.message}`, { hint, cause: err, ...(code !== undefined ? { detail: { errno: code } } : {}) })
 }
 
-/** 'ours' when our session answers; 'absent' when nothing listens; throws when something else holds the port. */
-async function probe (config: ShimConfig, strict = true): Promise<'ours' | 'absent'> {
-  const result = await probeCoordinator(config.url, { timeoutMs: 2000 })
+/** The user's local secret (made on first use); a file that may not be used → MPAC_ERR_SIDECAR_FAILED. */
+export function localSecretOf (config: ShimConfig): { file: string, secret: string } {
+  const dir = sidecarPaths(config.stateDir, config.sessionId).dir
+  try {
+    return ensureLocalSecret(dir)
+  } catch (err) {
+    if (!(err instanceof LocalSecretError)) throw err
+    throw new ShimError(SHIM_ERROR_CODES.SIDECAR_FAILED, `the local secret cannot be used: ${err.message}`, {
+      hint: `only your user may read ${dir} and the files in it`
+    })
+  }
+}
+
+/**
+ * 'ours' when the coordinator on the port proves it knows our secret for our
+ * session and address (LOCAL_PROOF, src/local-secret.ts); 'absent' when
+ * nothing listens; throws MPAC_ERR_SIDECAR_FAILED naming the port and what
+ * holds it otherwise. Never falls back to an unverified coordinator.
+ */
+async function probe (config: ShimConfig, secret: string, strict = true): Promise<'ours' | 'absent'> {
+  const result = await proveCoordinator(config, secret, 2000)
   if (result.kind === 'refused') return 'absent'
-  if (result.kind === 'ok') {
-    if (result.summary['session_id'] === config.sessionId) return 'ours'
-    throw new ShimError(SHIM_ERROR_CODES.SIDECAR_FAILED, `port ${config.port} on ${config.host} is used by another MPAC coordinator (session ${JSON.stringify(result.summary['session_id'])}), probably another workspace's sidecar`, {
+  if (result.kind === 'ok') return 'ours'
+  if (!strict && result.kind === 'foreign') return 'absent'
+  const where = `port ${config.port} on ${config.host}`
+  const holder = portHolder(config.port)
+  if (result.kind === 'other-session') {
+    throw new ShimError(SHIM_ERROR_CODES.SIDECAR_FAILED, `${where} is used by another MPAC coordinator (session ${JSON.stringify(result.sessionId)}, held by ${holder}), probably another workspace's sidecar`, {
       hint: 'set MPAC_SIDECAR_PORT to a free port for this workspace'
     })
   }
-  if (!strict) return 'absent'
-  throw new ShimError(SHIM_ERROR_CODES.SIDECAR_FAILED, `port ${config.port} on ${config.host} is used by a program that is not an MPAC coordinator (${result.detail})`, {
+  if (result.kind === 'unproven') {
+    throw new ShimError(SHIM_ERROR_CODES.SIDECAR_FAILED, `${where} is held by ${holder}, which answers like an MPAC coordinator but cannot prove it knows your local secret (${result.detail}): it is not a coordinator that mpac-mcp started for you; refusing to use it`, {
+      hint: 'stop that process (if it is an older mpac-mcp-sidecar of yours, kill it; a new one is started) or set MPAC_SIDECAR_PORT to a free port for this workspace'
+    })
+  }
+  throw new ShimError(SHIM_ERROR_CODES.SIDECAR_FAILED, `${where} is used by ${holder}, a program that is not an MPAC coordinator (${result.detail})`, {
     hint: 'stop that program or set MPAC_SIDECAR_PORT to a free port for this workspace'
   })
+}
+
+type ProofResult =
+  | { kind: 'ok' }
+  | { kind: 'refused' }
+  | { kind: 'other-session', sessionId: unknown }
+  | { kind: 'unproven', detail: string }
+  | { kind: 'foreign', detail: string }
+
+/** One LOCAL_PROOF exchange with whatever listens on the configured port. */
+async function proveCoordinator (config: ShimConfig, secret: string, timeoutMs: number): Promise<ProofResult> {
+  const listening = await new Promise<boolean>(resolve => {
+    const socket = netConnect({ host: config.host, port: config.port })
+    const timer = setTimeout(() => { socket.destroy(); resolve(false) }, timeoutMs)
+    socket.once('connect', () => { clearTimeout(timer); socket.destroy(); resolve(true) })
+    socket.once('error', () => { clearTimeout(timer); resolve(false) })
+  })
+  if (!listening) return { kind: 'refused' }
+  const nonce = newNonce()
+  const hostPort = `${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`
+  const expected = localProof(secret, nonce, config.sessionId, hostPort)
+  return await new Promise<ProofResult>(resolve => {
+    let settled = false
+    const ws = new WebSocket(config.url)
+    const finish = (result: ProofResult): void => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      try { ws.close(1000) } catch { /* not open */ }
+      resolve(result)
+    }
+    const timer = setTimeout(() => finish({ kind: 'foreign', detail: `no reply to LOCAL_PROOF within ${timeoutMs} ms` }), timeoutMs)
+    ws.addEventListener('open', () => ws.send(JSON.stringify({ type: 'LOCAL_PROOF', nonce })))
+    ws.addEventListener('error', () => finish({ kind: 'foreign', detail: 'the port is open but does not speak the MPAC WebSocket protocol' }))
+    ws.addEventListener('close', ev => finish({ kind: 'foreign', detail: `connection closed (${ev.code})` }))
+    ws.addEventListener('message', ev => {
+      let frame: Record<string, unknown>
+      try {
+        frame = JSON.parse(typeof ev.data === 'string' ? ev.data : Buffer.from(ev.data as ArrayBuffer).toString('utf8')) as Record<string, unknown>
+      } catch {
+        finish({ kind: 'foreign', detail: 'unparsable reply' })
+        return
+      }
+      if (frame['type'] !== 'LOCAL_PROOF_RESPONSE') {
+        const mpac = frame['protocol'] === 'MPAC' || typeof frame['type'] === 'string'
+        finish(mpac ? { kind: 'unproven', detail: `it answered ${JSON.stringify(frame['type'] ?? frame['message_type'])}` } : { kind: 'foreign', detail: 'unexpected reply' })
+        return
+      }
+      if (typeof frame['proof'] !== 'string' || !sameHex(frame['proof'], expected)) {
+        finish(frame['session_id'] !== config.sessionId && typeof frame['session_id'] === 'string'
+          ? { kind: 'other-session', sessionId: frame['session_id'] }
+          : { kind: 'unproven', detail: 'wrong proof' })
+        return
+      }
+      finish({ kind: 'ok' })
+    })
+  })
+}
+
+/**
+ * The same proof on the connection the shim is about to send its secret on
+ * (CoordinatorClient `verifyConnection`): closes the window between the
+ * probe and the HELLO in which another process could have taken the port.
+ */
+export async function verifyLocalConnection (config: ShimConfig, query: (request: { type: 'LOCAL_PROOF', nonce: string }) => Promise<Record<string, unknown>>): Promise<void> {
+  const { secret } = localSecretOf(config)
+  const nonce = newNonce()
+  const hostPort = `${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`
+  const reply = await query({ type: 'LOCAL_PROOF', nonce })
+  if (typeof reply['proof'] !== 'string' || !sameHex(reply['proof'], localProof(secret, nonce, config.sessionId, hostPort))) {
+    throw new ShimError(SHIM_ERROR_CODES.SIDECAR_FAILED, `port ${config.port} on ${config.host} is held by ${portHolder(config.port)}, which cannot prove it knows your local secret; refusing to use it`, {
+      retryable: true,
+      hint: 'stop that process or set MPAC_SIDECAR_PORT to a free port for this workspace'
+    })
+  }
+}
+
+/**
+ * Who listens on a TCP port, for error messages: "pid N (user U)" when the
+ * process is ours to inspect, "a process of user U (uid N)" from the
+ * socket's owner in /proc/net/tcp{,6} (readable by everyone on Linux), else
+ * "another process".
+ */
+export function portHolder (port: number): string {
+  let owner: { uid: number, inode: string } | undefined
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string
+    try {
+      text = readFileSync(table, 'utf8')
+    } catch {
+      continue
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/)
+      const local = f[1]
+      if (local === undefined || f[3] !== '0A') continue
+      if (Number.parseInt(local.slice(local.lastIndexOf(':') + 1), 16) !== port) continue
+      owner = { uid: Number(f[7]), inode: f[9] ?? '' }
+      break
+    }
+    if (owner !== undefined) break
+  }
+  if (owner === undefined) return 'another process'
+  const user = userName(owner.uid)
+  const who = user === undefined ? `uid ${owner.uid}` : `user ${user}, uid ${owner.uid}`
+  let pid: string | undefined
+  try {
+    const target = `socket:[${owner.inode}]`
+    outer: for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue
+      let fds: string[]
+      try {
+        fds = readdirSync(`/proc/${entry}/fd`)
+      } catch {
+        continue
+      }
+      for (const fd of fds) {
+        try {
+          if (readlinkSync(`/proc/${entry}/fd/${fd}`) === target) {
+            pid = entry
+            break outer
+          }
+        } catch { /* gone */ }
+      }
+    }
+  } catch { /* no /proc */ }
+  return pid === undefined ? `a process of ${who}` : `pid ${pid} (${who})`
+}
+
+function userName (uid: number): string | undefined {
+  try {
+    for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
+      const f = line.split(':')
+      if (Number(f[2]) === uid && f[0] !== undefined && f[0] !== '') return f[0]
+    }
+  } catch { /* none */ }
+  return undefined
 }
 
 /** Creates the lock file exclusively; takes over a lock left by a dead or long-gone process. */

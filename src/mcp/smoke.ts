@@ -19,7 +19,7 @@ import { CoordinatorClient, type Reply } from './client.js'
 import { detectWorkspace, loadShimConfig, parseList } from './config.js'
 import { createMcpServer } from './server.js'
 import { SessionPool, parseSummary, type Summary } from './session.js'
-import { ensureLocalSidecar, readSidecarPid, sidecarCommand, sidecarPaths } from './sidecar.js'
+import { ensureLocalSidecar, localSecretOf, readSidecarPid, sidecarCommand, sidecarPaths } from './sidecar.js'
 
 export const SMOKE_FLOWS = ['milestone0', 'tools', 'commit', 'governance', 'takeover', 'remote'] as const
 export type SmokeFlow = typeof SMOKE_FLOWS[number]
@@ -122,6 +122,7 @@ async function makeHarness (flow: SmokeFlow, options: SmokeOptions, cleanups: Ar
   }
   let url: string
   let sessionId: string
+  let helloSecret: (() => string) | undefined
   if (flow === 'remote') {
     const { port, child } = await startMultiSession(join(state, 'remote-data'), env)
     cleanups.push(() => stopChild(child))
@@ -143,6 +144,8 @@ async function makeHarness (flow: SmokeFlow, options: SmokeOptions, cleanups: Ar
     })
     url = config.url
     sessionId = config.sessionId
+    // The observer and helper clients present the local secret, as the shim does.
+    helloSecret = () => localSecretOf(config).secret
   }
 
   const logger = options.logger
@@ -179,6 +182,7 @@ async function makeHarness (flow: SmokeFlow, options: SmokeOptions, cleanups: Ar
         sessionId,
         sessionIdPinned: true,
         identity: { principalId: `agent:${name}`, displayName: name, roles: parseList(roles, ['contributor']), capabilities: ['intent.broadcast', 'intent.withdraw', 'conflict.ack'] },
+        ...(helloSecret === undefined ? {} : { helloSecret }),
         logger
       })
       cleanups.push(() => dev.close())

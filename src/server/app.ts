@@ -11,6 +11,7 @@ import { Connection, type AuthState, type HeaderAuth, type WebSocketLike } from 
 import { Metrics } from './metrics.js'
 import { SessionRegistry } from './registry.js'
 import type { TokenTable } from './token-table.js'
+import { registerUpgradeGuard } from './upgrade-guard.js'
 
 export interface AppDeps {
   readonly store: ManagedSessionStore
@@ -177,6 +178,8 @@ export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance 
   }
 
   app.register(async (scope) => {
+    // After @fastify/websocket's own hooks (which close a refused upgrade's socket), before the routes' token checks.
+    registerUpgradeGuard(scope, config)
     scope.route({ method: 'GET', url: '/session/:id', onRequest, handler: upgradeRequired, wsHandler: wsHandler as never })
     if (config.mode === 'single') {
       scope.route({ method: 'GET', url: '/', onRequest, handler: upgradeRequired, wsHandler: wsHandler as never })

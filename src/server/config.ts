@@ -6,6 +6,8 @@ import { isAbsolute, join, resolve } from 'node:path'
 import { z } from 'zod'
 import type { BackendHealthPolicy } from '../coordinator/types.js'
 import { TokenTable } from './token-table.js'
+import { normalizeOrigin, splitHost } from './upgrade-guard.js'
+import { LocalSecretError, readLocalSecret } from '../local-secret.js'
 import { deriveSessionId } from '../protocol/workspace-id.js'
 
 /**
@@ -81,6 +83,14 @@ export interface ServerConfig {
   readonly storeSync: 'full' | 'normal'
   readonly dataDir: string
   readonly trustProxy: boolean | string | number
+  /** Browser origins (`scheme://host[:port]`) whose WebSocket upgrades are accepted; any other Origin → 403. */
+  readonly allowedOrigins: readonly string[]
+  /** Host header values accepted besides the server's own addresses (`name`, `name:port`, `*`); others → 403. */
+  readonly allowedHosts: readonly string[]
+  /** Local mode (the coordinator the shim auto-starts): the secret clients must present (src/local-secret.ts). */
+  readonly localSecret: string | undefined
+  /** With a local secret: also admit clients that do not present it (the Python bridge). */
+  readonly allowWithoutSecret: boolean
   /** Stop the process after this many seconds without any connection (auto-started local sidecar). */
   readonly idleExitSec: number | undefined
   readonly complianceProfile: 'core' | 'governance'
@@ -164,6 +174,10 @@ export const SETTINGS: readonly SettingSpec[] = [
   { flag: 'max-msgs-per-sec-per-token', env: 'MPAC_MAX_MSGS_PER_SEC_PER_TOKEN', kind: 'string', help: 'frames per second per token across its connections (default 500)' },
   { flag: 'max-journal-bytes-per-min', env: 'MPAC_MAX_JOURNAL_BYTES_PER_MIN', kind: 'string', help: 'journal bytes one session may write per minute, then INTENT_BACKOFF (default 33554432)' },
   { flag: 'session-idle-retention', env: 'MPAC_SESSION_IDLE_RETENTION', kind: 'string', help: 'close and delete a session without connections after SEC seconds, 0 = never (default 2592000, 30 days; multi-session only)' },
+  { flag: 'allowed-origin', env: 'MPAC_ALLOWED_ORIGINS', kind: 'string', help: 'comma list of browser origins (scheme://host[:port]) allowed to open WebSockets; any other Origin header → 403 (default: none)' },
+  { flag: 'allowed-host', env: 'MPAC_ALLOWED_HOSTS', kind: 'string', help: 'comma list of Host names (name, name:port, or * for any) WebSocket upgrades may use besides localhost/loopback IPs (any port) and the bind address at this port; others → 403' },
+  { flag: 'local-secret-file', env: 'MPAC_LOCAL_SECRET_FILE', kind: 'string', help: 'local mode (set by mpac-mcp when it starts the coordinator): clients must present the secret in this 0600 file, and the coordinator proves it knows it' },
+  { flag: 'allow-without-secret', env: 'MPAC_ALLOW_WITHOUT_SECRET', kind: 'bool', help: 'with --local-secret-file: also admit clients without the secret, e.g. the Python bridge (the Origin/Host guard still applies; default off)' },
   { flag: 'log-level', env: 'LOG_LEVEL', kind: 'string', help: 'fatal | error | warn | info | debug | trace | silent (default info)' }
 ]
 
@@ -423,6 +437,31 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
     }
   }
 
+  // Origin/Host guard of WebSocket upgrades (upgrade-guard.ts).
+  const list = (flag: string): string[] => [...new Set((r.raw(flag) ?? '').split(',').map(v => v.trim()).filter(v => v !== ''))]
+  const allowedOrigins = list('allowed-origin').map(entry => normalizeOrigin(entry) ?? fail(r.name('allowed-origin'), `expected origins such as https://app.example.com or http://localhost:3000 (scheme://host[:port], no path), got ${JSON.stringify(entry)}`))
+  const allowedHosts = list('allowed-host')
+  for (const entry of allowedHosts) {
+    if (entry === '*') continue
+    const parsed = splitHost(entry)
+    if (parsed === undefined || (isIP(parsed.host) === 0 && !HOST_NAME.test(parsed.host))) {
+      fail(r.name('allowed-host'), `expected host names such as mpac.example.com or mpac.example.com:8443 (or *), got ${JSON.stringify(entry)}`)
+    }
+  }
+
+  const localSecretFile = r.raw('local-secret-file')
+  let localSecret: string | undefined
+  if (localSecretFile !== undefined) {
+    try {
+      localSecret = readLocalSecret(resolve(localSecretFile))
+    } catch (err) {
+      if (!(err instanceof LocalSecretError)) throw err
+      fail(r.name('local-secret-file'), err.message)
+    }
+  }
+  const allowWithoutSecret = r.bool('allow-without-secret')
+  if (allowWithoutSecret && localSecret === undefined) fail(r.name('allow-without-secret'), 'only applies with --local-secret-file (without it, no secret is asked for)')
+
   const store = r.oneOf('store', ['sqlite', 'memory'] as const, 'sqlite')
   const storeSync = r.oneOf('store-sync', ['full', 'normal'] as const, 'full')
   const dataDirRaw = r.raw('data-dir')
@@ -483,6 +522,10 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
     storeSync,
     dataDir,
     trustProxy,
+    allowedOrigins: Object.freeze(allowedOrigins),
+    allowedHosts: Object.freeze(allowedHosts),
+    localSecret,
+    allowWithoutSecret,
     idleExitSec: idleExitRaw === undefined ? undefined : r.seconds('idle-exit', 0, { timer: true }),
     complianceProfile,
     executionModel,

@@ -10,6 +10,7 @@ import type { Metrics } from './metrics.js'
 import type { SessionRegistry } from './registry.js'
 import { CoreFailure, type Peer, type SessionRuntime } from './session-runtime.js'
 import { tokenDigest, type TokenEntry, type TokenTable } from './token-table.js'
+import { localProof, sameHex } from '../local-secret.js'
 
 /** The subset of a `ws` WebSocket the server uses. */
 export interface WebSocketLike {
@@ -275,6 +276,11 @@ export class Connection implements Peer {
       this.#serverError('MALFORMED_MESSAGE', `frame nests deeper than ${MAX_DEPTH} levels`, obj.message_id)
       return
     }
+    if (obj.message_type === undefined && obj.type === 'LOCAL_PROOF' && this.#ctx.config.localSecret !== undefined) {
+      this.#ctx.metrics.messageIn(obj.type)
+      this.#localProof(obj, this.#ctx.config.localSecret)
+      return
+    }
     if (obj.message_type === undefined && typeof obj.type === 'string' && SIDEBAND.has(obj.type)) {
       this.#ctx.metrics.messageIn(obj.type)
       this.#sideband(obj, receivedAt)
@@ -284,7 +290,29 @@ export class Connection implements Peer {
     this.#message(obj, receivedAt)
   }
 
+  /** Local mode: proves to the shim that this coordinator knows the secret (src/local-secret.ts). */
+  #localProof (frame: Record<string, unknown>, secret: string): void {
+    const nonce = frame.nonce
+    if (typeof nonce !== 'string' || !/^[0-9a-f]{32,128}$/.test(nonce)) {
+      this.#serverError('MALFORMED_MESSAGE', 'LOCAL_PROOF needs a nonce of 32-128 lower-case hex characters')
+      return
+    }
+    const { host, port } = this.#ctx.config
+    const hostPort = `${host.includes(':') ? `[${host}]` : host}:${port}`
+    this.#sendNow({ type: 'LOCAL_PROOF_RESPONSE', session_id: this.sessionId, proof: localProof(secret, nonce, this.sessionId, hostPort) })
+  }
+
+  /** Local mode without --allow-without-secret: the secret is required before anything else. */
+  get #secretRequired (): boolean {
+    return this.#ctx.config.localSecret !== undefined && !this.#ctx.config.allowWithoutSecret
+  }
+
   #sideband (frame: Record<string, unknown>, receivedAt: number): void {
+    if (this.principalId === undefined && this.#secretRequired) {
+      this.log.info('sideband before a HELLO with the local secret; closing')
+      this.close(CLOSE.UNAUTHORIZED)
+      return
+    }
     // protocol.md §13.6 S3: in the authenticated profile, sideband before an
     // admitted HELLO needs a bearer header valid for this session.
     if (this.principalId === undefined && this.#ctx.config.securityProfile === 'authenticated' && this.headerAuth === undefined) {
@@ -339,6 +367,16 @@ export class Connection implements Peer {
     if (full !== undefined) {
       this.close(full)
       return
+    }
+    if (this.#secretRequired) {
+      const cred = helloCredential(envelope)
+      const secret = this.#ctx.config.localSecret as string
+      if (cred === undefined || cred.type !== 'bearer_token' || !sameHex(tokenDigest(cred.value), tokenDigest(secret))) {
+        this.log.info({ principalId: typeof claimed === 'string' ? claimed.slice(0, 100) : undefined }, 'HELLO without the local secret refused')
+        this.#serverError('CREDENTIAL_REJECTED', 'this local coordinator admits only clients of its user that present its secret (mpac-mcp does); start it with --allow-without-secret (MPAC_ALLOW_WITHOUT_SECRET=true for mpac-mcp) to admit others', envelope.message_id)
+        this.#closeAfterPending(CLOSE.UNAUTHORIZED)
+        return
+      }
     }
     const verdict = this.#verdict(envelope, claimed)
     if (verdict !== undefined && !verdict.accepted) {

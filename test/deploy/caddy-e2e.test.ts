@@ -15,7 +15,7 @@ import t from 'tap'
 import { Agent, fetch, WebSocket } from 'undici'
 import { runTokenCommand } from '../../src/server/token-command.js'
 import { hello, type Frame } from '../helpers/ws.js'
-import { cleanEnv, SHIM_CLI, TS_LOADER, startCaddy, startSidecar, tempDir } from './helpers.js'
+import { cleanEnv, freePort, SHIM_CLI, TS_LOADER, startCaddy, startSidecar, tempDir } from './helpers.js'
 
 const SESSION = 'e2e-proj'
 const dir = tempDir(t, 'mpac-deploy-e2e-')
@@ -32,7 +32,10 @@ async function mint (args: string[]): Promise<string> {
 const token = await mint(['--session', SESSION, '--role', 'contributor'])
 const otherToken = await mint(['--session', 'another-project'])
 
-// The VM recipe (deploy/vm/mpac-mcp-sidecar.service), on port 0.
+// The VM recipe (deploy/vm/mpac-mcp-sidecar.service), on port 0. Caddy passes
+// the Host header through: the edge's name is the allowed Host, as
+// MPAC_ALLOWED_HOSTS=$MPAC_DOMAIN in the unit.
+const caddyPort = await freePort()
 const sidecar = await startSidecar(t, ['--multi-session'], cleanEnv({
   MPAC_SIDECAR_HOST: '127.0.0.1',
   MPAC_SIDECAR_PORT: '0',
@@ -41,9 +44,10 @@ const sidecar = await startSidecar(t, ['--multi-session'], cleanEnv({
   MPAC_TLS: 'true',
   MPAC_TRUST_PROXY: '127.0.0.1',
   MPAC_METRICS_PORT: '0',
+  MPAC_ALLOWED_HOSTS: `127.0.0.1:${caddyPort}`,
   LOG_LEVEL: 'warn'
 }))
-const caddy = await startCaddy(t, `127.0.0.1:${sidecar.port}`)
+const caddy = await startCaddy(t, `127.0.0.1:${sidecar.port}`, caddyPort)
 const edge = `127.0.0.1:${caddy.port}`
 
 // Caddy has loaded its config; its certificate may still be in the making: wait for the first good TLS answer.
@@ -158,6 +162,7 @@ t.test('a raw WebSocket through Caddy: bearer checked before the upgrade, HELLO 
   const path = `/session/${SESSION}`
   t.equal(await upgradeStatus(path, { authorization: 'Bearer not-a-token' }), 401, 'unknown token: 401 through the proxy')
   t.equal(await upgradeStatus(path, { authorization: `Bearer ${otherToken}` }), 403, 'token for another session: 403')
+  t.equal(await upgradeStatus(path, { authorization: `Bearer ${token}`, origin: 'https://evil.example' }), 403, 'a browser Origin: 403 through the proxy')
 
   const client = await WssClient.open(`wss://${edge}${path}`, { authorization: `Bearer ${token}` })
   t.teardown(() => client.ws.close())

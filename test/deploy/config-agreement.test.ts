@@ -129,6 +129,7 @@ t.test('fly.toml agrees with the server defaults and the image', async t => {
   const loaded = loadServerConfig(cmd, { ...imageEnv, ...flyEnv, MPAC_TOKEN_TABLE: tokenTable })
   if (!loaded.ok) throw new Error(`${loaded.error.setting}: ${loaded.error.message}`)
   t.match(loaded.value, { mode: 'multi', port: DEFAULT_PORT, dataDir: '/data', tlsByProxy: true, trustProxy: true })
+  t.ok(loaded.value.allowedHosts.includes(`${String(fly.app)}.fly.dev`), 'the app\'s public name is an allowed Host (upgrades under other names get 403)')
 })
 
 t.test('the health path answers on the app built from the image configuration', async t => {
@@ -142,4 +143,10 @@ t.test('the health path answers on the app built from the image configuration', 
     const res = await app.inject({ method: 'GET', url: path })
     t.equal(res.statusCode, 200, `GET ${path}`)
   }
+  // Through Fly's proxy the Host header is <app>.fly.dev: the upgrade passes the Host guard (426: not a real WebSocket client).
+  const upgrade = { connection: 'Upgrade', upgrade: 'websocket', authorization: 'Bearer tok-test' }
+  const viaFly = await app.inject({ method: 'GET', url: '/session/p', headers: { ...upgrade, host: `${String(fly.app)}.fly.dev` } })
+  t.not(viaFly.statusCode, 403, `Host ${String(fly.app)}.fly.dev is allowed`)
+  const rebound = await app.inject({ method: 'GET', url: '/session/p', headers: { ...upgrade, host: 'evil.example' } })
+  t.equal(rebound.statusCode, 403, 'another Host is refused')
 })

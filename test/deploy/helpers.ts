@@ -99,10 +99,10 @@ export interface Caddy extends Child {
  * Debian's `caddy run` with deploy/Caddyfile.local on a free 127.0.0.1 port,
  * proxying to `upstream`. Every file Caddy writes goes to a temp dir.
  */
-export async function startCaddy (t: Teardown, upstream: string): Promise<Caddy> {
+export async function startCaddy (t: Teardown, upstream: string, httpsPort?: number): Promise<Caddy> {
   const home = tempDir(t, 'mpac-caddy-')
   const storage = join(home, 'storage')
-  const port = await freePort()
+  const port = httpsPort ?? await freePort()
   const env = cleanEnv({
     HOME: home,
     XDG_CONFIG_HOME: join(home, 'config'),

@@ -53,7 +53,8 @@ t.test('the unit environment is a configuration the server accepts, behind Caddy
     tlsByProxy: true,
     trustProxy: '127.0.0.1',
     metricsPort: 9466,
-    metricsPublic: false
+    metricsPublic: false,
+    allowedHosts: ['mpac.example.com']
   })
   t.equal(one('StateDirectory'), 'mpac-mcp', 'systemd creates the data dir')
   t.equal(one('KillSignal'), 'SIGTERM')
