@@ -47,7 +47,8 @@ RUN npm ci --omit=dev \
  && npm cache clean --force
 
 FROM base AS runtime
-# sqlite3: the shell for online backups and inspection (`.backup`, README.md: Data and durability).
+# sqlite3: the shell for inspecting and repairing a quarantined session (docs/data.md);
+# backups use `mpac-mcp-sidecar backup --to FILE`, which verifies the copy.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends sqlite3 \
  && rm -rf /var/lib/apt/lists/*

@@ -1,6 +1,6 @@
 /**
  * The local-mode secret shared by `mpac-mcp` and the coordinator it
- * auto-starts (README.md, "Local trust model"). One random secret per user,
+ * auto-starts (docs/security.md, "Local trust model"). One random secret per user,
  * `<state dir>/sidecars/local-secret`: the directory is 0700, the file 0600,
  * both owned by the user; a secret file that is group/world-accessible, is
  * a symlink or belongs to another user is refused, never used.

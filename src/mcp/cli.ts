@@ -25,7 +25,7 @@ const USAGE = `Usage:
 Environment: MPAC_WORKSPACE_DIR, MPAC_COORDINATOR_URL, MPAC_SESSION_ID, MPAC_COORDINATOR_TOKEN,
 MPAC_AGENT_NAME, MPAC_PRINCIPAL_ID, MPAC_AGENT_ROLES, MPAC_AGENT_CAPABILITIES, MPAC_SIDECAR_PORT,
 MPAC_SIDECAR_HOST, MPAC_SIDECAR_IDLE_EXIT, MPAC_GOODBYE_DISPOSITION, MPAC_REQUEST_TIMEOUT_MS,
-MPAC_CLAIM_WAIT_MS, MPAC_LOG_LEVEL (see README.md). A bad value: one line on stderr, exit 2.`
+MPAC_CLAIM_WAIT_MS, MPAC_LOG_LEVEL (see docs/agents.md). A bad value: one line on stderr, exit 2.`
 
 /** Throws ConfigError for an unknown MPAC_LOG_LEVEL. */
 export function createLogger (env: NodeJS.ProcessEnv): Logger {

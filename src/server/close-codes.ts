@@ -1,7 +1,7 @@
 /**
  * WebSocket close codes the sidecar uses. The 44xx codes mirror HTTP
  * statuses (hocuspocus style); 1009/1011/1012 are the RFC 6455 codes.
- * Documented in README.md (Close codes).
+ * Documented in docs/coordinator.md (Close codes).
  */
 export const CLOSE = {
   /** A frame larger than --max-frame-bytes. */

@@ -13,7 +13,7 @@ import { deriveSessionId } from '../protocol/workspace-id.js'
 /**
  * Configuration of `mpac-mcp-sidecar`: every setting is a flag and an
  * `MPAC_*` environment variable (flags beat env; an empty env value counts as
- * unset). Parsed once, validated, frozen. See README.md (The coordinator).
+ * unset). Parsed once, validated, frozen. See docs/coordinator.md.
  */
 
 export interface ServerLimits {

@@ -141,7 +141,7 @@ export class SessionRegistry {
       }
     }
     if (config.mode === 'single' && this.isUnavailable(config.sessionId as string)) {
-      logger.error({ sessionId: config.sessionId }, 'the session of this single-session sidecar cannot be restored; connections are refused (4503) (see README.md, Quarantined sessions)')
+      logger.error({ sessionId: config.sessionId }, 'the session of this single-session sidecar cannot be restored; connections are refused (4503) (see docs/data.md, Quarantined sessions)')
     } else if (config.mode === 'single') {
       const id = config.sessionId as string
       let runtime = this.#live.get(id)

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { ServerConfig } from './config.js'
 
 /**
- * The Origin/Host guard of WebSocket upgrades, in every mode (README.md,
+ * The Origin/Host guard of WebSocket upgrades, in every mode (docs/security.md,
  * "Local trust model"). WebSockets have no CORS: any web page the user
  * opens may connect to ws://127.0.0.1:<port>, and through DNS rebinding a
  * page of evil.example may reach it under its own name. Browsers always

@@ -9,7 +9,7 @@ import { GitIgnore } from './git-ignore.js'
  * commits, written through after accepted commits. Paths on the wire are
  * relative POSIX paths; nothing is ever read or written outside DIR.
  *
- * The rules (README.md, Workspace mode):
+ * The rules (docs/coordinator.md, Workspace mode):
  * - VCS metadata (`.git`, `.hg`, `.svn` at any depth, directory or file) is
  *   never read, listed or written.
  * - Nothing is read or written through a symbolic link that resolves outside

@@ -463,7 +463,7 @@ export class SqliteStore implements ManagedSessionStore {
     state.quarantineReason = reason
     const logged = this.#log !== silentLogger
     this.#log.error({ sessionId, ...(seq === undefined ? {} : { seq }), reason },
-      'session quarantined: its stored state is damaged; other sessions are unaffected (see README.md, Quarantined sessions)')
+      'session quarantined: its stored state is damaged; other sessions are unaffected (see docs/data.md, Quarantined sessions)')
     throw new StoreDamagedError(sessionId, reason, { ...(seq === undefined ? {} : { seq }), logged })
   }
 }

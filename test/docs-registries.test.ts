@@ -1,0 +1,65 @@
+/**
+ * The reference docs and the code's registries say the same thing, in both
+ * directions: every coordinator setting (SETTINGS) has its flag and variable
+ * in docs/coordinator.md and every variable documented there is a setting;
+ * every close code the server uses is in the close-code table and every row
+ * of it is used; every MPAC_ERR_* code of the shim is in docs/agents.md's
+ * error table and every row of it exists.
+ */
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { CLOSE } from '../src/server/close-codes.js'
+import { SETTINGS } from '../src/server/config.js'
+import { SHIM_ERROR_CODES } from '../src/mcp/errors.js'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const read = (p: string): string => readFileSync(join(ROOT, p), 'utf8')
+
+/** The rows of the first markdown table after `heading` (cells trimmed). */
+function table (doc: string, heading: string): string[][] {
+  const start = doc.indexOf(`\n${heading}\n`)
+  if (start < 0) throw new Error(`no heading ${heading}`)
+  const lines = doc.slice(start).split('\n')
+  const first = lines.findIndex(l => l.startsWith('|'))
+  const rows: string[][] = []
+  for (let i = first + 2; i < lines.length && (lines[i] as string).startsWith('|'); i++) {
+    // Cells split on unescaped pipes (`a\|b` inside a cell is one cell).
+    rows.push((lines[i] as string).split(/(?<!\\)\|/).slice(1, -1).map(c => c.trim()))
+  }
+  return rows
+}
+
+const tick = (s: string): string[] => [...s.matchAll(/`([^`]+)`/g)].map(m => m[1] as string)
+
+t.test('coordinator settings: SETTINGS and docs/coordinator.md agree', async t => {
+  const doc = read('docs/coordinator.md')
+  const rows = [...table(doc, '## Settings'), ...table(doc, '### Coordination policies'), ...table(doc, '### Limits')]
+  const documentedEnv = new Set(rows.flatMap(r => tick(r[1] ?? '')).filter(v => /^[A-Z_]+$/.test(v)))
+  const documentedFlags = new Set(rows.flatMap(r => tick(r[0] ?? '')).map(v => /^--([a-z-]+)/.exec(v)?.[1]).filter((f): f is string => f !== undefined))
+  for (const s of SETTINGS) {
+    t.ok(documentedEnv.has(s.env), `${s.env} is documented`)
+    t.ok(documentedFlags.has(s.flag), `--${s.flag} is documented`)
+  }
+  const known = new Set([...SETTINGS.map(s => s.env), 'MPAC_TOKEN_TABLE', 'MPAC_METRICS_TOKEN'])
+  for (const env of documentedEnv) t.ok(known.has(env), `documented ${env} is a setting`)
+  const flags = new Set([...SETTINGS.map(s => s.flag), 'help', 'version'])
+  for (const f of documentedFlags) t.ok(flags.has(f), `documented --${f} is a flag`)
+})
+
+t.test('close codes: CLOSE and the close-code table agree', async t => {
+  const rows = table(read('docs/coordinator.md'), '## Close codes')
+  const documented = new Set(rows.map(r => `${r[0]} ${r[1]}`))
+  const used = new Set(Object.values(CLOSE).map(c => `${c.code} ${c.reason}`))
+  for (const c of used) t.ok(documented.has(c), `close ${c} is documented`)
+  for (const d of documented) t.ok(used.has(d), `documented close ${d} is used`)
+})
+
+t.test('shim errors: SHIM_ERROR_CODES and docs/agents.md agree', async t => {
+  const rows = table(read('docs/agents.md'), '## Tools')
+  const documented = new Set(rows.map(r => tick(r[0] ?? '')[0]).filter((c): c is string => c !== undefined && c.startsWith('MPAC_ERR_')))
+  const codes = new Set<string>(Object.values(SHIM_ERROR_CODES))
+  for (const c of codes) t.ok(documented.has(c), `${c} is documented`)
+  for (const d of documented) t.ok(codes.has(d), `documented ${d} exists`)
+})
