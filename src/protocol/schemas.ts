@@ -210,15 +210,22 @@ export const OutcomeSchema = z.strictObject({
   extensions: extensions()
 })
 
-/** `file_changes` (protocol.md §11.4): path → the full new text. Paths are checked by the core. */
-export const FileChangesSchema = z.record(
+/**
+ * `file_changes` (protocol.md §11.4): path → the full new text. Paths are checked by the core.
+ * A path named `__proto__` is refused up front: zod's record drops that key from its output,
+ * so the change would otherwise vanish silently from an accepted commit.
+ */
+export const FileChangesSchema = z.unknown().refine(
+  v => v === null || typeof v !== 'object' || !Object.prototype.hasOwnProperty.call(v, '__proto__'),
+  { error: 'a file named "__proto__" is not supported' }
+).pipe(z.record(
   z.string().min(1).max(L.resource),
   z.strictObject({
     content: z.string(),
     state_ref_before: stateRefString().nullable().optional(),
     extensions: extensions()
   })
-).refine(v => Object.keys(v).length <= L.items, { error: `more than ${L.items} files` })
+).refine(v => Object.keys(v).length <= L.items, { error: `more than ${L.items} files` }))
 
 const DependencyDirectionSchema = z.array(z.strictObject({
   file: z.string().max(L.resource),

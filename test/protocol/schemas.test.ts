@@ -560,6 +560,9 @@ t.test('ids, text and numbers', async t => {
 
   const bigFile = 'x'.repeat(5 * 1024 * 1024)
   ok(t, parseEnvelope(env('OP_COMMIT', { ...VALID.OP_COMMIT[0], file_changes: { 'a.txt': { content: bigFile } } })), 'file contents are not size-limited here')
+  // JSON.parse makes "__proto__" an own key that zod's record would drop silently from an accepted commit.
+  const proto = JSON.parse('{"__proto__": {"content": "x"}, "a.txt": {"content": "y"}}') as Record<string, unknown>
+  fail(t, parseEnvelope(env('OP_COMMIT', { ...VALID.OP_COMMIT[0], file_changes: proto })), 'payload.file_changes: a file named "__proto__" is not supported')
 })
 
 t.test('free-string enums accept any non-empty string', async t => {
