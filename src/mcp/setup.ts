@@ -36,6 +36,13 @@ export function shellQuote (word: string): string {
 }
 
 const PASSED_THROUGH = ['MPAC_SESSION_ID', 'MPAC_AGENT_NAME', 'MPAC_AGENT_ROLES', 'MPAC_PRINCIPAL_ID', 'MPAC_SIDECAR_PORT', 'NODE_EXTRA_CA_CERTS']
+/**
+ * Per person or per machine: never written to the shared .mcp.json (project
+ * scope). Teammates sharing one MPAC_PRINCIPAL_ID or MPAC_AGENT_NAME would be
+ * one participant and replace each other (close 4409); a port or a CA path is
+ * this machine's.
+ */
+const PERSONAL = new Set(['MPAC_AGENT_NAME', 'MPAC_PRINCIPAL_ID', 'MPAC_SIDECAR_PORT', 'NODE_EXTRA_CA_CERTS'])
 
 export function setupClaude (env: Env, options: SetupOptions): SetupResult {
   if (!['local', 'project', 'user'].includes(options.scope)) return { ok: false, error: `--scope must be local, project or user, got ${options.scope}` }
@@ -63,9 +70,15 @@ export function setupClaude (env: Env, options: SetupOptions): SetupResult {
       notes.push(`note: no git repository at or above ${workspace}: pinned this directory as the workspace (MPAC_WORKSPACE_DIR). Run setup from the repository, or pass --workspace DIR.`)
     }
   }
+  const leftOut: string[] = []
   for (const name of PASSED_THROUGH) {
     const value = env[name]?.trim()
-    if (value !== undefined && value !== '') vars.push([name, value, shellQuote(value)])
+    if (value === undefined || value === '') continue
+    if (options.scope === 'project' && PERSONAL.has(name)) leftOut.push(name)
+    else vars.push([name, value, shellQuote(value)])
+  }
+  if (leftOut.length > 0) {
+    notes.push(`note: not written to the shared project configuration, because each person or machine sets its own: ${leftOut.join(', ')} (teammates with one MPAC_PRINCIPAL_ID or MPAC_AGENT_NAME would replace each other). Set them in your environment, or use --scope local.`)
   }
 
   const { command, args } = shimCommand()

@@ -26,8 +26,11 @@ t.test('setup claude --format json gives a .mcp.json entry; remote settings neve
   const entry = json.mcpServers['mpac-coding']!
   t.equal(entry.type, 'stdio')
   t.equal(entry.command, process.execPath)
-  t.same(entry.env, { MPAC_COORDINATOR_URL: 'wss://mpac.example.com/session/team', MPAC_COORDINATOR_TOKEN: '${MPAC_COORDINATOR_TOKEN}', MPAC_AGENT_NAME: 'claude-alice' }, 'no workspace pinned in a project config')
+  t.same(entry.env, { MPAC_COORDINATOR_URL: 'wss://mpac.example.com/session/team', MPAC_COORDINATOR_TOKEN: '${MPAC_COORDINATOR_TOKEN}' }, 'no workspace, no personal identity pinned in a project config')
   t.notMatch(out.text, /s3cret/)
+  t.match(out.notes.join('\n'), /not written to the shared project configuration.*MPAC_AGENT_NAME/, 'says what it left out and why')
+  const mine = setupClaude({ ...env, MPAC_PRINCIPAL_ID: 'agent:alice' }, { scope: 'user', format: 'json', name: 'mpac-coding', cwd: '/' })
+  t.ok(mine.ok && mine.text.includes('claude-alice') && mine.text.includes('agent:alice'), 'user scope keeps them (it is your own config)')
   const cmd = setupClaude(env, { scope: 'user', format: 'command', name: 'mpac-coding', cwd: '/' })
   t.ok(cmd.ok && cmd.text.includes('--env MPAC_COORDINATOR_TOKEN="$MPAC_COORDINATOR_TOKEN"') && !cmd.text.includes('s3cret'))
   t.notOk(setupClaude({}, { scope: 'global', format: 'json', name: 'x', cwd: '/' }).ok)
