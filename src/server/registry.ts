@@ -502,7 +502,7 @@ export class SessionRegistry {
       else if (now - at >= retentionMs) this.#deleteIdle(id, undefined)
     }
     try {
-      for (const id of store.purgeClosed(now - config.closedRetentionSec * 1000)) {
+      for (const id of store.purgeClosed(now - config.closedRetentionSec * 1000, config.mode === 'single' ? config.sessionId : undefined)) {
         const runtime = this.#live.get(id)
         if (runtime !== undefined && runtime.peerCount > 0) continue
         if (runtime !== undefined) this.#drop(runtime)

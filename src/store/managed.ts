@@ -45,8 +45,12 @@ export interface ManagedSessionStore extends SessionStore {
   setOwner (sessionId: string, owner: string): void
   /** Every stored session with a recorded owner. */
   listOwners (): Array<{ sessionId: string, owner: string }>
-  /** Deletes every session closed before `olderThan` (epoch ms) and returns their ids. */
-  purgeClosed (olderThan: number): string[]
+  /**
+   * Deletes every session closed before `olderThan` (epoch ms) and returns
+   * their ids; with `only`, at most that session (a single-session sidecar
+   * shares its data directory with other workspaces' sidecars).
+   */
+  purgeClosed (olderThan: number, only?: string): string[]
   /** Bytes (UTF-8) of the session's stored snapshot plus journal; 0 when unknown. */
   sessionBytes (sessionId: string): number
   /** Sessions excluded from `listSessions` because their stored state is damaged. */

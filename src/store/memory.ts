@@ -110,10 +110,11 @@ export class MemoryStore implements ManagedSessionStore {
     return out
   }
 
-  purgeClosed (olderThan: number): string[] {
+  purgeClosed (olderThan: number, only?: string): string[] {
     this.#assertOpen()
     const purged: string[] = []
     for (const [id, session] of this.#sessions) {
+      if (only !== undefined && id !== only) continue
       if (session.closedAt !== undefined && session.closedAt < olderThan) purged.push(id)
     }
     for (const id of purged) this.#sessions.delete(id)

@@ -399,9 +399,9 @@ export class SqliteStore implements ManagedSessionStore {
     return this.#stmt.owners.all().map(row => ({ sessionId: row.session_id, owner: row.owner }))
   }
 
-  purgeClosed (olderThan: number): string[] {
+  purgeClosed (olderThan: number, only?: string): string[] {
     const ids = this.#db.transaction(() => {
-      const found = this.#stmt.closedBefore.all(olderThan) as unknown as string[]
+      const found = (this.#stmt.closedBefore.all(olderThan) as unknown as string[]).filter(id => only === undefined || id === only)
       for (const id of found) this.#deleteRows(id)
       return found
     })()

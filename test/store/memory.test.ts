@@ -41,6 +41,7 @@ t.test('retention purges only sessions closed before the cutoff', async t => {
   store.append('open', [tick(1)])
   store.markClosed('old', 1000)
   store.markClosed('recent', 5000)
+  t.same(store.purgeClosed(2000, 'other'), [], 'limited to one session')
   t.same(store.purgeClosed(2000), ['old'])
   t.same(store.listSessions().sort(), ['open', 'recent'])
   store.delete('recent')

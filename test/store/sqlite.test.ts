@@ -299,6 +299,7 @@ t.test('retention purges closed sessions older than the cutoff', async t => {
   store.close()
   const { store: again } = open(t, dir)
   t.same(again.purgeClosed(2_000), [], 'nothing left to purge')
+  t.same(again.purgeClosed(10_000, 'another'), [], 'limited to one session (a single-session sidecar): others are kept')
   t.same(again.purgeClosed(10_000), ['recent'], 'closed_at survives a restart')
   t.same(again.listSessions(), ['open'])
 })
