@@ -7,7 +7,7 @@ import { SIDEBAND_REQUESTS } from '../protocol/message-types.js'
 import { CLOSE, type CloseSpec } from './close-codes.js'
 import type { ServerConfig } from './config.js'
 import type { Metrics } from './metrics.js'
-import type { SessionRegistry } from './registry.js'
+import type { SessionDirectory, TrackedConnection } from './session-directory.js'
 import { CoreFailure, type Peer, type SessionRuntime } from './session-runtime.js'
 import { tokenDigest, type TokenEntry, type TokenTable } from './token-table.js'
 import { localProof, sameHex } from '../local-secret.js'
@@ -37,7 +37,7 @@ export interface AuthState { table: TokenTable | undefined }
 
 export interface ConnectionContext {
   readonly config: ServerConfig
-  readonly registry: SessionRegistry
+  readonly registry: SessionDirectory
   readonly auth: AuthState
   readonly metrics: Metrics
   readonly logger: Logger
@@ -67,7 +67,7 @@ function tooDeep (root: unknown, max: number): boolean {
  * (token bucket), pre-HELLO deadline and frame cap, slow consumer. Frame size
  * is enforced by `ws` (`maxPayload` → close 1009).
  */
-export class Connection implements Peer {
+export class Connection implements Peer, TrackedConnection {
   readonly connId = randomUUID()
   readonly sessionId: string
   readonly headerAuth: HeaderAuth | undefined
