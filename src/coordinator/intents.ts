@@ -4,6 +4,7 @@
  * same-principal auto-supersede (§6.7, same kind only: fix I10) and TTL expiry (§9.4).
  */
 import { normalizeScope, isIndexableKind, type NormalizedScope, type Scope } from '../protocol/scope.js'
+import { protocolErrorPayload } from '../protocol/protocol-error.js'
 import { fail, RELAY, SENDER, type Ctx, type Terminal } from './envelopes.js'
 import { resolveForPrincipal } from './deferrals.js'
 import { announceFrozen, conflictHits, detectConflicts, openConflictCeiling } from './conflicts.js'
@@ -125,7 +126,7 @@ export function handleAnnounce (st: CoreState, ctx: Ctx, p: AnnouncePayload, sen
   resolveForPrincipal(st, ctx, sender)
   // SPEC §7.5: a partial overlap with a frozen scope is accepted with a warning.
   if (frozen === 'warn') {
-    st.emit(ctx, 'PROTOCOL_ERROR', { error_code: 'SCOPE_FROZEN', refers_to: messageId, description: 'the announced scope partially overlaps a frozen scope (warning; the intent is registered)' }, SENDER)
+    st.emit(ctx, 'PROTOCOL_ERROR', protocolErrorPayload({ code: 'SCOPE_FROZEN', refersTo: messageId, description: 'the announced scope partially overlaps a frozen scope (warning; the intent is registered)' }), SENDER)
   }
   return RELAY
 }
