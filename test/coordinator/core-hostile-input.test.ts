@@ -1,64 +1,20 @@
 /**
- * Bugs found in the review of the coordinator core. Each test failed before
- * its fix: restore/continue divergence, state changed by rejected or foreign
- * input, ids reserved by pending claims, prototype keys in input, unbounded
- * per-sender maps, Lamport overflow, catastrophic glob matching.
+ * Hostile or oversized input to the coordinator core: prototype keys are
+ * data, a refused HELLO changes nothing, Lamport values cannot break the
+ * clock, globs, symbol lists, nesting, deadline heaps and the participant
+ * list stay bounded, and a restored coordinator answers as the running one.
  */
 import t from 'tap'
 import { Coordinator } from '../../src/coordinator/index.js'
 import { DeadlineHeap } from '../../src/coordinator/heap.js'
 import type { CoordinatorSnapshot } from '../../src/coordinator/types.js'
-import {
-  Harness, T0, assertRejected, assertRelayed, conflictIdsOf, errorsOf, payloadsOfType, refOf, show, terminalOf, type Json
-} from '../helpers/mpac.js'
+import { Harness, T0, assertRejected, assertRelayed, conflictIdsOf, errorsOf, payloadsOfType, show, type Json } from '../helpers/mpac.js'
 
 const QUIET = { unavailabilityTimeoutSec: 1e6, heartbeatIntervalSec: 1e6, resolutionTimeoutSec: 0 }
 
 function restoredCopy (h: Harness): Coordinator {
   return Coordinator.restore(JSON.parse(JSON.stringify(h.snap())) as CoordinatorSnapshot, h.config)
 }
-
-t.test('TTL expiries due at the same time cascade in registration order, before and after a restore', async t => {
-  const h = new Harness(QUIET)
-  h.join('A', 'B')
-  h.announce('A', 'i0', ['f0.py'], { ttl_sec: 10 })
-  h.propose('B', 'o0', 'f0.py', 'i0')
-  h.announce('A', 'i1', ['f1.py'], { ttl_sec: 5 })
-  h.propose('B', 'o1', 'f1.py', 'i1')
-  h.announce('A', 'i2', ['f2.py'], { ttl_sec: 10 })
-  h.propose('B', 'o2', 'f2.py', 'i2')
-  // Same deadline again: the heap now holds a stale entry for i0.
-  h.update('A', 'i0', { ttl_sec: 10 })
-  const restored = restoredCopy(h)
-  const tick = { kind: 'tick', now: T0 + 10_000 } as const
-  const cont = h.c.apply(tick)
-  const rest = restored.apply(tick)
-  const order = (r: typeof cont): unknown[] => payloadsOfType(r, 'OP_REJECT').map(p => p.op_id)
-  t.same(order(cont), ['o1', 'o0', 'o2'], 'earliest deadline first, then registration order')
-  t.same(order(rest), order(cont), 'a restored coordinator emits the same order')
-  t.same(rest.outputs, cont.outputs, 'identical outputs')
-})
-
-t.test('a pending claim reserves its new_intent_id', async t => {
-  const h = new Harness({ ...QUIET, intentClaimGraceSec: 30 })
-  h.join('A', 'B', 'C')
-  h.announce('A', 'i', ['a.py'])
-  h.announce('A', 'k', ['k.py'])
-  h.goodbye('A', { intent_disposition: 'transfer' })
-  assertRelayed(t, h.claim('B', 'c1', 'i', 'A', 'x', ['a.py']), 'claim c1')
-  const taken = h.announce('C', 'x', ['c.py'])
-  assertRejected(t, taken, 'INVALID_REFERENCE', 'an announce re-using the reserved id')
-  t.equal(h.intentState('x'), undefined, 'nothing registered under the reserved id')
-  assertRejected(t, h.claim('C', 'c2', 'k', 'A', 'x', ['k.py']), 'INVALID_REFERENCE', 'a second claim naming the same new id')
-  h.clock.advance(31)
-  const sweep = h.tick()
-  t.match(payloadsOfType(sweep, 'INTENT_CLAIM_STATUS'), [{ claim_id: 'c1', decision: 'approved', new_intent_id: 'x' }])
-  t.match(h.intent('x'), { principal_id: 'B', state: 'ACTIVE' })
-  // The index is consistent: C may now announce c.py without a conflict, and B holds a.py.
-  t.same(conflictIdsOf(h.announce('C', 'y', ['c.py'])), [])
-  const stale = h.announce('C', 'z', ['a.py'])
-  t.match(errorsOf(stale, 'STALE_INTENT'), [{ holder_intent_id: 'x', holder_principal_id: 'B' }])
-})
 
 t.test('role policy lookups ignore inherited object keys (principal ids such as "constructor")', async t => {
   const h = new Harness({ rolePolicy: { default_role: 'contributor', role_assignments: { O: ['owner'] }, role_constraints: {} } })
@@ -185,67 +141,6 @@ t.test('deadline heaps stay bounded when a record keeps changing its deadline', 
   t.equal(h.c.nextDeadline(), h.now + (100 + 2999) * 1000, 'the deferral deadline is the last one')
 })
 
-t.test('file_changes never make a path both a file and a directory (the disk mirror could not hold it)', async t => {
-  const h = new Harness(QUIET)
-  h.join('A')
-  h.announce('A', 'i', { kind: 'resource_path', pattern: '**' })
-  const fc = (paths: string[]): Json => ({ file_changes: Object.fromEntries(paths.map(p => [p, { content: p }])) })
-  assertRelayed(t, h.commit('A', 'o1', 'a.py', 'r0', 'r1', 'i', fc(['a.py', 'pkg/m.py'])))
-  const under = assertRejected(t, h.commit('A', 'o2', 'a.py/x', 'r0', 'r1', 'i', fc(['a.py/x'])), 'MALFORMED_MESSAGE')
-  t.match(under.description, /a\.py is a file/)
-  const over = assertRejected(t, h.commit('A', 'o3', 'pkg', 'r0', 'r1', 'i', fc(['pkg'])), 'MALFORMED_MESSAGE')
-  t.match(over.description, /pkg is a directory/)
-  assertRejected(t, h.commit('A', 'o4', 'n', 'r0', 'r1', 'i', fc(['n/deep/f.py', 'n/deep'])), 'MALFORMED_MESSAGE', 'within one message')
-  t.same(h.c.listFiles().map(f => f.path), ['a.py', 'pkg/m.py'], 'nothing written by the refused commits')
-  h.fileSync('a.py', null)
-  assertRelayed(t, h.commit('A', 'o5', 'a.py/x', 'r0', 'r1', 'i', fc(['a.py/x'])), 'after the file is gone the directory may exist')
-  h.fileSync('pkg/m.py', null)
-  h.fileSync('a.py/x', null)
-  assertRelayed(t, h.commit('A', 'o6', 'pkg', 'r0', 'r1', 'i', fc(['pkg', 'a.py'])), 'emptied directories are gone')
-  const restored = restoredCopy(h)
-  const env = h.env.make('OP_COMMIT', 'A', { op_id: 'o7', target: 'pkg/z', op_kind: 'replace', state_ref_before: 'r0', state_ref_after: 'r1', intent_id: 'i', ...fc(['pkg/z']) })
-  t.equal(restored.handle(env, h.now).accepted, false, 'a restored coordinator knows the layout')
-})
-
-t.test('best_effort batch: an entry whose file is stale is rejected alone', async t => {
-  const h = new Harness(QUIET)
-  h.join('A')
-  h.announce('A', 'i', ['a.py', 'b.py'])
-  h.fileSync('a.py', 'disk a')
-  const s = h.batch('A', 'bt', [
-    { op_id: 'o1', target: 'a.py', state_ref_before: refOf('old a'), state_ref_after: refOf('A'), file_changes: { 'a.py': { content: 'A' } } },
-    { op_id: 'o2', target: 'b.py', state_ref_before: refOf(''), state_ref_after: refOf('B'), file_changes: { 'b.py': { content: 'B' } } }
-  ], 'best_effort', 'i')
-  t.equal(s.accepted, true, 'accepted', { outputs: show(s) })
-  t.match(terminalOf(s), { audience: { kind: 'sender' }, frame: { message_id: s.id } })
-  t.same(s.outputs.slice(s.outputs.indexOf(terminalOf(s)!) + 1).map(o => o.frame.type), ['FILE_UPDATED'], 'only the FILE_UPDATED push follows the terminal relay')
-  t.match(payloadsOfType(s, 'OP_REJECT'), [{ op_id: 'o1', reason: 'stale_state_ref', batch_id: 'bt' }])
-  t.equal(h.opState('o2'), 'COMMITTED')
-  t.equal(h.opState('o1'), undefined)
-  t.same(s.fileWrites.map(w => w.path), ['b.py'])
-  t.equal(h.c.readFile('a.py')?.content, 'disk a')
-  const all = h.batch('A', 'bt2', [
-    { op_id: 'o3', target: 'a.py', state_ref_before: refOf('old a'), state_ref_after: refOf('A'), file_changes: { 'a.py': { content: 'A' } } },
-    { op_id: 'o4', target: 'b.py', state_ref_before: refOf('B'), state_ref_after: refOf('C'), file_changes: { 'b.py': { content: 'C' } } }
-  ], 'all_or_nothing', 'i')
-  const p = assertRejected(t, all, 'STALE_STATE_REF')
-  t.same(p.rejected_ops, ['o3'])
-  t.match(payloadsOfType(all, 'OP_REJECT'), [{ op_id: 'bt2', reason: 'batch_validation_failed', rejected_ops: ['o3'] }], 'as for a stale op ref')
-})
-
-t.test('the workspace size limit counts every entry of a batch together', async t => {
-  const h = new Harness({ ...QUIET, maxWorkspaceBytes: 16 })
-  h.join('A')
-  h.announce('A', 'i', ['a.py', 'b.py'])
-  const r = h.batch('A', 'bt', [
-    { op_id: 'o1', target: 'a.py', state_ref_before: null, state_ref_after: 'r1', file_changes: { 'a.py': { content: '0123456789' } } },
-    { op_id: 'o2', target: 'b.py', state_ref_before: null, state_ref_after: 'r2', file_changes: { 'b.py': { content: '0123456789' } } }
-  ] as never, 'best_effort', 'i')
-  const p = assertRejected(t, r, 'MALFORMED_MESSAGE')
-  t.match(p.description, /workspace limit/)
-  t.same(h.c.listFiles(), [])
-})
-
 t.test('deeply nested input is refused up front (snapshots and summaries could not copy it later)', async t => {
   const h = new Harness(QUIET)
   h.join('A')
@@ -279,93 +174,6 @@ t.test('a full session makes room by forgetting a departed participant that hold
   t.equal(h.intentState('b1'), 'SUSPENDED')
   assertRejected(t, h.hello('D'), 'AUTHORIZATION_FAILED', 'B still holds an intent')
   assertRejected(t, h.heartbeat('A'), 'INVALID_REFERENCE', 'a forgotten principal must HELLO again')
-})
-
-t.test('indexes in queries: summary, next resolution deadline, batch completion stale file', async t => {
-  const h = new Harness({ unavailabilityTimeoutSec: 1e6, heartbeatIntervalSec: 1e6, resolutionTimeoutSec: 100 })
-  h.join('A', 'B', ['R', ['arbiter']])
-  h.announce('A', 'i-a', { kind: 'entity_set', entities: ['e'] })
-  const first = conflictIdsOf(h.announce('B', 'i-b', { kind: 'entity_set', entities: ['e'] }))[0] as string
-  h.clock.advance(10)
-  h.announce('A', 'i-c', { kind: 'entity_set', entities: ['f'] })
-  const second = conflictIdsOf(h.announce('B', 'i-d', { kind: 'entity_set', entities: ['f'] }))[0] as string
-  t.match(h.c.summary(h.now), { open_conflict_count: 2, active_intent_count: 4, open_conflicts: [{ conflict_id: first }, { conflict_id: second }] })
-  t.same((h.c.summary(h.now).active_intents as Json[]).map(i => i.intent_id), ['i-a', 'i-b', 'i-c', 'i-d'], 'registration order')
-  t.equal(h.c.nextDeadline(), h.now - 10_000 + 100_001)
-  h.escalate('A', first, 'R')
-  t.equal(h.c.nextDeadline(), h.now + 100_001, 'an escalated conflict no longer times out')
-  const p = new Harness({ complianceProfile: 'governance', executionModel: 'pre_commit' })
-  p.join('A')
-  p.announce('A', 'i', ['a.py'])
-  p.batch('A', 'bt', [{ op_id: 'o1', target: 'a.py', state_ref_before: refOf(''), state_ref_after: refOf('x') }], 'all_or_nothing', 'i')
-  p.fileSync('a.py', 'disk')
-  assertRejected(t, p.batch('A', 'bt', [{ op_id: 'o1', target: 'a.py', state_ref_before: refOf('disk'), state_ref_after: refOf('x'), file_changes: { 'a.py': { content: 'x', state_ref_before: refOf('old') } } }]), 'STALE_STATE_REF')
-  t.equal(p.opState('o1'), 'PROPOSED')
-})
-
-t.test('file_changes into a frozen scope are refused even when the target is not frozen', async t => {
-  const h = new Harness({ unavailabilityTimeoutSec: 1e6, heartbeatIntervalSec: 1e6, resolutionTimeoutSec: 100 })
-  h.join('A', 'B')
-  h.announce('A', 'i-a', { kind: 'file_set', resources: ['utils.py', 'other.py'], extensions: { impact: ['main.py'] } })
-  const cid = conflictIdsOf(h.announce('B', 'i-b', ['main.py']))[0] as string
-  t.ok(cid !== undefined, 'dependency_breakage conflict')
-  t.equal(errorsOf(h.tick(101), 'RESOLUTION_TIMEOUT').length, 1)
-  t.equal(h.conflict(cid)?.scope_frozen, true)
-  const fc = (p: string): Json => ({ file_changes: { [p]: { content: 'sneaky' } } })
-  assertRejected(t, h.commit('A', 'o1', 'free.py', 'r0', 'r1', 'i-a', fc('utils.py')), 'SCOPE_FROZEN')
-  assertRejected(t, h.batch('A', 'b1', [{ op_id: 'o2', target: 'free.py', ...fc('utils.py') }], 'best_effort', 'i-a'), 'SCOPE_FROZEN')
-  t.equal(h.c.readFile('utils.py'), undefined, 'nothing written')
-  assertRelayed(t, h.commit('A', 'o3', 'free.py', 'r0', 'r1', 'i-a', fc('free.py')), 'a file outside the freeze is fine')
-  const p = new Harness({ complianceProfile: 'governance', executionModel: 'pre_commit', unavailabilityTimeoutSec: 1e6, heartbeatIntervalSec: 1e6, resolutionTimeoutSec: 100 })
-  p.join('A', 'B')
-  p.announce('A', 'i-a', { kind: 'file_set', resources: ['utils.py'], extensions: { impact: ['main.py'] } })
-  p.announce('B', 'i-b', ['main.py'])
-  p.propose('A', 'o1', 'free.py', 'i-a')
-  p.tick(101)
-  assertRejected(t, p.commit('A', 'o1', 'free.py', 'r0', 'r1', 'i-a', fc('utils.py')), 'SCOPE_FROZEN', 'pre_commit completion')
-})
-
-t.test('pre_commit: the file_changes of an initial OP_COMMIT (the proposal) are validated, then written by the completion', async t => {
-  const h = new Harness({ complianceProfile: 'governance', executionModel: 'pre_commit' })
-  h.join('A')
-  h.announce('A', 'i', ['a.py'])
-  const bad = h.commit('A', 'o1', 'a.py', refOf(''), refOf('x'), 'i', { file_changes: { '../etc/passwd': { content: 'x' } } })
-  const p = assertRejected(t, bad, 'MALFORMED_MESSAGE')
-  t.match(p.description, /invalid path/)
-  t.equal(h.opState('o1'), undefined, 'not registered')
-  const prop = h.commit('A', 'o1', 'a.py', refOf(''), refOf('x'), 'i', { file_changes: { 'a.py': { content: 'x' } } })
-  t.match(payloadsOfType(prop, 'COORDINATOR_STATUS'), [{ event: 'authorization', authorized_op_id: 'o1' }], 'the proposal')
-  t.same(prop.fileWrites, [])
-  assertRelayed(t, h.commit('A', 'o1', 'a.py', refOf(''), refOf('x'), 'i', { file_changes: { 'a.py': { content: 'x' } } }), 'the completion writes the files')
-  t.equal(h.c.readFile('a.py')?.content, 'x')
-})
-
-t.test('a file is readable by the same path spelling it was written with', async t => {
-  const h = new Harness(QUIET)
-  h.join('A')
-  h.announce('A', 'i', ['src/a.py'])
-  assertRelayed(t, h.commit('A', 'o1', './src/a.py', 'r0', 'r1', 'i', { file_changes: { './src//a.py': { content: 'x' } } }))
-  for (const p of ['src/a.py', './src/a.py', 'src//a.py', 'src/a.py/']) t.same(h.c.readFile(p), { content: 'x', state_ref: refOf('x') }, p)
-  for (const p of ['../src/a.py', '/src/a.py', '', 'src\\a.py']) t.equal(h.c.readFile(p), undefined, JSON.stringify(p))
-})
-
-t.test('a claim cannot widen the scope by changing its kind', async t => {
-  const h = new Harness({ unavailabilityTimeoutSec: 10, heartbeatIntervalSec: 1e6, resolutionTimeoutSec: 0 })
-  h.join('A', 'B')
-  h.announce('A', 'i', ['src/a.py', 'src/b.py'])
-  h.announce('A', 'g', { kind: 'resource_path', pattern: 'lib/**' })
-  h.clock.advance(6)
-  h.heartbeat('B')
-  h.tick(5)
-  t.equal(h.intentState('i'), 'SUSPENDED')
-  assertRejected(t, h.claim('B', 'c1', 'i', 'A', 'j1', { kind: 'resource_path', pattern: '**' }), 'INVALID_REFERENCE', 'a glob over everything is not narrower than two files')
-  assertRejected(t, h.claim('B', 'c2', 'i', 'A', 'j2', { kind: 'entity_set', entities: ['db'] }), 'INVALID_REFERENCE', 'another kind is not narrower')
-  assertRejected(t, h.claim('B', 'c3', 'g', 'A', 'j3', { kind: 'resource_path', pattern: '**' }), 'INVALID_REFERENCE', 'a wider glob')
-  assertRejected(t, h.claim('B', 'c4', 'g', 'A', 'j4', ['src/x.py']), 'INVALID_REFERENCE', 'files outside the glob')
-  const ok = h.claim('B', 'c5', 'g', 'A', 'j5', ['lib/x/y.py'])
-  t.match(payloadsOfType(ok, 'INTENT_CLAIM_STATUS'), [{ decision: 'approved', new_intent_id: 'j5' }], 'files inside the glob narrow it')
-  const same = h.claim('B', 'c6', 'i', 'A', 'j6', ['./src/a.py', 'src/b.py'])
-  t.match(payloadsOfType(same, 'INTENT_CLAIM_STATUS'), [{ decision: 'approved', new_intent_id: 'j6' }], 'the same files')
 })
 
 t.test('dependency analysis with huge symbol lists is bounded (judged at file level instead)', async t => {
