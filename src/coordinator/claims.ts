@@ -12,7 +12,7 @@ import { isIndexableKind, normalizeScope, scopeContains, type NormalizedScope, t
 import { ALL, fail, RELAY, type Ctx, type Terminal } from './envelopes.js'
 import { detectConflicts } from './conflicts.js'
 import { restoreIntent, terminateIntent } from './cascades.js'
-import { raceLock, staleIntent, ttlDeadline } from './intents.js'
+import { raceLock, reservedByClaim, staleIntent, ttlDeadline } from './admission.js'
 import { overlaps } from './overlap.js'
 import { copyJson, isLive, type Claim, type CoreState } from './state.js'
 
@@ -75,13 +75,6 @@ export function handleClaim (st: CoreState, ctx: Ctx, p: ClaimPayload, sender: s
   orig.claimed_by = sender
   ctx.dirty = true
   return RELAY
-}
-
-/** The pending claim whose replacement intent will take this id, if any (ids are reserved until approval). */
-export function reservedByClaim (st: CoreState, intentId: string): Claim | undefined {
-  if (st.claims.size === 0) return undefined
-  for (const c of st.claims.values()) if (c.new_intent_id === intentId) return c
-  return undefined
 }
 
 function status (st: CoreState, ctx: Ctx, c: Claim, decision: string, extra: Record<string, unknown>): void {

@@ -10,6 +10,7 @@
  */
 import type { ErrorCode } from '../protocol/error-codes.js'
 import type { MessageType } from '../protocol/message-types.js'
+import { protocolErrorPayload } from '../protocol/protocol-error.js'
 import { parseEnvelope, type Envelope } from '../protocol/schemas.js'
 import { parseTs } from '../protocol/time.js'
 import { clampLamport, lamportOf, MAX_LAMPORT } from '../protocol/watermark.js'
@@ -377,7 +378,7 @@ export class Coordinator {
     switch (t.kind) {
       case 'error': {
         accepted = false
-        st.emit(ctx, 'PROTOCOL_ERROR', { error_code: t.code, refers_to: ctx.messageId ?? null, description: t.description, ...t.extra }, SENDER)
+        st.emit(ctx, 'PROTOCOL_ERROR', protocolErrorPayload({ code: t.code, refersTo: ctx.messageId, description: t.description, extra: t.extra }), SENDER)
         out[out.length - 1] = { ...out[out.length - 1] as Output, terminal: true }
         break
       }

@@ -12,6 +12,7 @@
  *   the freeze is released.
  * Auto-dismiss runs before (settle), so it pre-empts every phase.
  */
+import { protocolErrorPayload } from '../protocol/protocol-error.js'
 import { rejectOp } from './cascades.js'
 import { escalateToArbiter } from './governance.js'
 import { ALL, nextId, type Ctx } from './envelopes.js'
@@ -64,12 +65,12 @@ function phase2 (st: CoreState, ctx: Ctx, c: Conflict): void {
     c.bypass_principal = winner
     return
   }
-  st.emit(ctx, 'PROTOCOL_ERROR', {
-    error_code: 'RESOLUTION_TIMEOUT',
-    refers_to: c.message_id,
+  st.emit(ctx, 'PROTOCOL_ERROR', protocolErrorPayload({
+    code: 'RESOLUTION_TIMEOUT',
+    refersTo: c.message_id,
     description: `Conflict ${cid} is still unresolved (frozen-scope phase 2); its intents have equal priority, so its scope stays frozen until it is resolved`,
-    conflict_id: cid
-  }, ALL)
+    extra: { conflict_id: cid }
+  }), ALL)
 }
 
 function phase3 (st: CoreState, ctx: Ctx, c: Conflict): void {

@@ -5,6 +5,7 @@
  * timeout (§8.5 step 1; 0 disables, fix G5; a non-party arbiter, fix G9;
  * RESOLUTION_TIMEOUT once per conflict).
  */
+import { protocolErrorPayload } from '../protocol/protocol-error.js'
 import { ALL, fail, nextId, RELAY, type Ctx, type Terminal } from './envelopes.js'
 import { TERMINAL_CONFLICT, type Conflict, type CoreState } from './state.js'
 
@@ -148,12 +149,12 @@ export function resolutionTimeouts (st: CoreState, ctx: Ctx): void {
     if (!escalateToArbiter(st, ctx, c, 'resolution_timeout')) {
       c.timeout_reported = true
       st.freeze(ctx, c)
-      st.emit(ctx, 'PROTOCOL_ERROR', {
-        error_code: 'RESOLUTION_TIMEOUT',
-        refers_to: c.message_id,
+      st.emit(ctx, 'PROTOCOL_ERROR', protocolErrorPayload({
+        code: 'RESOLUTION_TIMEOUT',
+        refersTo: c.message_id,
         description: `Conflict ${cid} was not resolved within ${st.s.resolutionTimeoutSec} s and no arbiter is available; its scope is frozen until it is resolved`,
-        conflict_id: cid
-      }, ALL)
+        extra: { conflict_id: cid }
+      }), ALL)
     }
   }
 }

@@ -1,81 +1,18 @@
 /**
- * INTENT_ANNOUNCE, INTENT_UPDATE, INTENT_WITHDRAW (protocol.md §4.7–§4.9),
- * the cross-principal race lock on normalised paths (§6.4, fix I2), the
+ * INTENT_ANNOUNCE, INTENT_UPDATE, INTENT_WITHDRAW (protocol.md §4.7–§4.9)
+ * with the cross-principal race lock (§6.4, fix I2; in admission.ts), the
  * same-principal auto-supersede (§6.7, same kind only: fix I10) and TTL expiry (§9.4).
  */
-import { compareCodePoints, normalizeScope, isIndexableKind, type NormalizedScope, type Scope } from '../protocol/scope.js'
-import { duplicateCandidate } from '../protocol/semantics.js'
+import { normalizeScope, isIndexableKind, type NormalizedScope, type Scope } from '../protocol/scope.js'
+import { protocolErrorPayload } from '../protocol/protocol-error.js'
 import { fail, RELAY, SENDER, type Ctx, type Terminal } from './envelopes.js'
 import { resolveForPrincipal } from './deferrals.js'
 import { announceFrozen, conflictHits, detectConflicts, openConflictCeiling } from './conflicts.js'
 import { settle, terminateIntent } from './cascades.js'
-import { reservedByClaim } from './claims.js'
+import { raceLock, reservedByClaim, staleIntent, ttlDeadline } from './admission.js'
 import { overlaps } from './overlap.js'
 import { impactFiles } from './scope-index.js'
 import { copyJson, isLive, type CoreState, type Intent } from './state.js'
-
-/** Python `repr()` of a list of strings, e.g. `['a.py', 'b.py']` (clients parse it). */
-export function pyListRepr (items: readonly string[]): string {
-  return '[' + items.map(s => {
-    const q = s.includes('\'') && !s.includes('"') ? '"' : '\''
-    let body = ''
-    for (const ch of s) {
-      const cp = ch.codePointAt(0) as number
-      if (ch === '\\') body += '\\\\'
-      else if (ch === q) body += '\\' + q
-      else if (ch === '\n') body += '\\n'
-      else if (ch === '\r') body += '\\r'
-      else if (ch === '\t') body += '\\t'
-      else if (cp < 0x20 || cp === 0x7f) body += '\\x' + cp.toString(16).padStart(2, '0')
-      else body += ch
-    }
-    return q + body + q
-  }).join(', ') + ']'
-}
-
-export interface RaceHit { holder: Intent, files: string[] }
-
-/**
- * SPEC §15.3.2: the first ACTIVE intent (registration order) of another
- * principal whose normalised file_set shares one of `items`.
- */
-export function raceLock (st: CoreState, norm: NormalizedScope, pid: string, items: Iterable<string>, exclude?: string): RaceHit | undefined {
-  if (norm.kind !== 'file_set') return undefined
-  let holder: Intent | undefined
-  for (const item of items) {
-    const ids = st.index.holders('file_set', item)
-    if (ids === undefined) continue
-    for (const id of ids) {
-      if (id === exclude) continue
-      const h = st.intents.get(id)
-      if (h === undefined || h.state !== 'ACTIVE' || h.principal_id === pid) continue
-      if (holder === undefined || h.seq < holder.seq) holder = h
-    }
-  }
-  if (holder === undefined) return undefined
-  const files: string[] = []
-  for (const item of items) if (holder.norm.items.has(item)) files.push(item)
-  files.sort(compareCodePoints)
-  return { holder, files }
-}
-
-export function staleIntent (hit: RaceHit, current?: { intent_id: string, principal_id: string, objective: string, scope: Scope }): Terminal {
-  const h = hit.holder
-  const description = `Files ${pyListRepr(hit.files)} are already being modified by intent ${h.intent_id} (principal ${h.principal_id}). ` +
-    'Defer with INTENT_DEFERRED and wait for that intent to finish, or retry after it is withdrawn.'
-  const extra: Record<string, unknown> = { holder_intent_id: h.intent_id, holder_principal_id: h.principal_id, shared_files: hit.files }
-  if (current !== undefined) {
-    const dup = duplicateCandidate(current, { intent_id: h.intent_id, principal_id: h.principal_id, objective: h.objective, scope: h.scope }, hit.files)
-    if (dup !== undefined) extra.duplicate_candidate = dup
-  }
-  return fail('STALE_INTENT', description, extra)
-}
-
-export function ttlDeadline (st: CoreState, now: number, ttlSec: unknown, expiryMs?: unknown): number | null {
-  if (typeof ttlSec === 'number' && ttlSec > 0) return now + Math.round(ttlSec * 1000)
-  if (typeof expiryMs === 'number' && expiryMs > 0) return now + Math.round(expiryMs)
-  return st.s.defaultIntentTtlSec > 0 ? now + Math.round(st.s.defaultIntentTtlSec * 1000) : null
-}
 
 interface AnnouncePayload {
   intent_id: string
@@ -189,7 +126,7 @@ export function handleAnnounce (st: CoreState, ctx: Ctx, p: AnnouncePayload, sen
   resolveForPrincipal(st, ctx, sender)
   // SPEC §7.5: a partial overlap with a frozen scope is accepted with a warning.
   if (frozen === 'warn') {
-    st.emit(ctx, 'PROTOCOL_ERROR', { error_code: 'SCOPE_FROZEN', refers_to: messageId, description: 'the announced scope partially overlaps a frozen scope (warning; the intent is registered)' }, SENDER)
+    st.emit(ctx, 'PROTOCOL_ERROR', protocolErrorPayload({ code: 'SCOPE_FROZEN', refersTo: messageId, description: 'the announced scope partially overlaps a frozen scope (warning; the intent is registered)' }), SENDER)
   }
   return RELAY
 }

@@ -6,6 +6,7 @@
  * id, plus a `principal_id` key: fix W7), and the coordinator's own
  * COORDINATOR_STATUS heartbeat (§9.1, §12.1).
  */
+import { protocolErrorPayload } from '../protocol/protocol-error.js'
 import { ALL, ECHO, fail, RELAY, type Ctx, type Terminal } from './envelopes.js'
 import { restoreIntent, settle, suspendIntent, terminateIntent } from './cascades.js'
 import { ownerRejoin } from './claims.js'
@@ -139,12 +140,12 @@ export function checkLiveness (st: CoreState, ctx: Ctx): void {
     ctx.dirty = true
     for (const o of st.pendingOps(st.pendingByPrincipal, part.principal_id)) st.setOpState(ctx, o, 'ABANDONED')
     for (const i of st.liveIntentsOf(part.principal_id)) if (i.state === 'ACTIVE') suspendIntent(st, ctx, i)
-    st.emit(ctx, 'PROTOCOL_ERROR', {
-      error_code: 'PARTICIPANT_UNAVAILABLE',
-      refers_to: part.last_message_id,
+    st.emit(ctx, 'PROTOCOL_ERROR', protocolErrorPayload({
+      code: 'PARTICIPANT_UNAVAILABLE',
+      refersTo: part.last_message_id,
       description: `Participant ${part.principal_id} has been silent for more than ${st.s.unavailabilityTimeoutSec} s and is unavailable; its intents are suspended`,
-      principal_id: part.principal_id
-    }, ALL)
+      extra: { principal_id: part.principal_id }
+    }), ALL)
     ctx.needsSweep = true
   }
 }

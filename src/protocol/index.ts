@@ -1,6 +1,7 @@
 /** The protocol layer: pure, no I/O. */
 export * from './message-types.js'
 export * from './error-codes.js'
+export * from './protocol-error.js'
 export * from './schemas.js'
 export * from './scope.js'
 export * from './dependency.js'

@@ -3,11 +3,13 @@ import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
 import { helloFirst } from '../coordinator/index.js'
 import type { Credential, Verdict } from '../coordinator/types.js'
+import type { ErrorCode } from '../protocol/error-codes.js'
 import { SIDEBAND_REQUESTS } from '../protocol/message-types.js'
 import { CLOSE, type CloseSpec } from './close-codes.js'
 import type { ServerConfig } from './config.js'
 import type { Metrics } from './metrics.js'
-import type { SessionRegistry } from './registry.js'
+import { serverErrorFrame } from './server-error.js'
+import type { SessionDirectory, TrackedConnection } from './session-directory.js'
 import { CoreFailure, type Peer, type SessionRuntime } from './session-runtime.js'
 import { tokenDigest, type TokenEntry, type TokenTable } from './token-table.js'
 import { localProof, sameHex } from '../local-secret.js'
@@ -37,7 +39,7 @@ export interface AuthState { table: TokenTable | undefined }
 
 export interface ConnectionContext {
   readonly config: ServerConfig
-  readonly registry: SessionRegistry
+  readonly registry: SessionDirectory
   readonly auth: AuthState
   readonly metrics: Metrics
   readonly logger: Logger
@@ -67,7 +69,7 @@ function tooDeep (root: unknown, max: number): boolean {
  * (token bucket), pre-HELLO deadline and frame cap, slow consumer. Frame size
  * is enforced by `ws` (`maxPayload` → close 1009).
  */
-export class Connection implements Peer {
+export class Connection implements Peer, TrackedConnection {
   readonly connId = randomUUID()
   readonly sessionId: string
   readonly headerAuth: HeaderAuth | undefined
@@ -461,25 +463,13 @@ export class Connection implements Peer {
   }
 
   /** A PROTOCOL_ERROR the server itself authors (input the core never sees; not journaled). */
-  #serverError (code: string, description: string, refersTo?: unknown, extensions?: Record<string, unknown>): void {
+  #serverError (code: ErrorCode, description: string, refersTo?: unknown, extensions?: Record<string, unknown>): void {
     // Only an admitted connection's errors go through its session (ordered with
     // its other frames); a never-admitted one gets the same frame whether the
     // session exists or not.
     const runtime = this.#runtime
     const coordinatorId = runtime?.core.coordinatorId ?? `service:coordinator-${this.sessionId}`
-    const payload: Record<string, unknown> = { error_code: code, description }
-    if (typeof refersTo === 'string') payload.refers_to = refersTo
-    if (extensions !== undefined) payload.extensions = extensions
-    const frame = {
-      protocol: 'MPAC',
-      version: '0.1.13',
-      message_type: 'PROTOCOL_ERROR',
-      message_id: randomUUID(),
-      session_id: this.sessionId,
-      sender: { principal_id: coordinatorId, principal_type: 'service', sender_instance_id: `${coordinatorId}:server` },
-      ts: new Date().toISOString(),
-      payload
-    }
+    const frame = serverErrorFrame({ sessionId: this.sessionId, coordinatorId, now: Date.now(), code, description, refersTo, extensions })
     this.log.debug({ code }, 'protocol error')
     if (runtime !== undefined) {
       runtime.sendDirect(this, frame)

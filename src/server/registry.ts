@@ -4,9 +4,9 @@ import type { CoordinatorConfig } from '../coordinator/types.js'
 import { recoverSession, replaySession, SnapshotPolicy, StoreDamagedError, type ManagedSessionStore } from '../store/index.js'
 import { CLOSE, type CloseSpec } from './close-codes.js'
 import type { ServerConfig } from './config.js'
-import type { Connection } from './connection.js'
 import { createCore, type SessionCore } from './core.js'
 import type { Metrics } from './metrics.js'
+import type { SessionDirectory, TrackedConnection } from './session-directory.js'
 import { SessionRuntime } from './session-runtime.js'
 import type { TokenTable } from './token-table.js'
 import { DiskWorkspace } from './workspace.js'
@@ -25,7 +25,7 @@ export interface RegistryOptions {
  * provisional ones a first HELLO is creating. Also the set of open
  * connections (shutdown, idle exit, token revocation).
  */
-export class SessionRegistry {
+export class SessionRegistry implements SessionDirectory {
   readonly #opts: RegistryOptions
   readonly #now: () => number
   readonly #live = new Map<string, SessionRuntime>()
@@ -39,12 +39,12 @@ export class SessionRegistry {
   readonly #byAddress = new Map<string, Set<string>>()
   /** Stored sessions not loaded: when they were last active (for --session-idle-retention). */
   readonly #lastActive = new Map<string, number>()
-  readonly #connections = new Set<Connection>()
+  readonly #connections = new Set<TrackedConnection>()
   /** Open connections per token digest (bearer header at the upgrade, or the admitting HELLO's credential). */
-  readonly #connsByToken = new Map<string, Set<Connection>>()
+  readonly #connsByToken = new Map<string, Set<TrackedConnection>>()
   /** Open connections per client address. */
-  readonly #connsByAddress = new Map<string, Set<Connection>>()
-  readonly #addressOf = new WeakMap<Connection, string>()
+  readonly #connsByAddress = new Map<string, Set<TrackedConnection>>()
+  readonly #addressOf = new WeakMap<TrackedConnection, string>()
   /** --max-msgs-per-sec-per-token buckets (dropped with the token's last connection). */
   readonly #tokenBuckets = new Map<string, { tokens: number, at: number }>()
   readonly #snapshotPolicy = new SnapshotPolicy()
@@ -77,7 +77,7 @@ export class SessionRegistry {
     return n
   }
 
-  connections (): IterableIterator<Connection> { return this.#connections.values() }
+  connections (): IterableIterator<TrackedConnection> { return this.#connections.values() }
 
   /** The core configuration every session of this server gets. */
   coreConfig (sessionId: string): CoordinatorConfig {
@@ -206,7 +206,7 @@ export class SessionRegistry {
    * (a rejected or probing client never creates a session). Enforces
    * --max-sessions and --max-sessions-per-token.
    */
-  provisional (sessionId: string, tokenDigest: string | undefined, conn?: Connection): SessionRuntime | CloseSpec {
+  provisional (sessionId: string, tokenDigest: string | undefined, conn?: TrackedConnection): SessionRuntime | CloseSpec {
     const limits = this.#opts.config.limits
     if (this.sessionCount >= limits.maxSessions) return this.#refused(conn, CLOSE.TOO_MANY_SESSIONS, limits.maxSessions)
     if (tokenDigest !== undefined && (this.#byToken.get(tokenDigest)?.size ?? 0) >= limits.maxSessionsPerToken) {
@@ -225,7 +225,7 @@ export class SessionRegistry {
    * (a connection of the same principal to the same session is not counted:
    * the HELLO replaces it).
    */
-  admissionLimit (conn: Connection, tokenDigest: string | undefined, principalId: unknown): CloseSpec | undefined {
+  admissionLimit (conn: TrackedConnection, tokenDigest: string | undefined, principalId: unknown): CloseSpec | undefined {
     if (tokenDigest === undefined) return undefined
     const max = this.#opts.config.limits.maxConnectionsPerToken
     const set = this.#connsByToken.get(tokenDigest)
@@ -246,7 +246,7 @@ export class SessionRegistry {
    * limited here. False = over the share (the frame is refused like a
    * per-connection rate-limited one).
    */
-  takeTokenShare (conn: Connection): boolean {
+  takeTokenShare (conn: TrackedConnection): boolean {
     const digest = conn.helloDigest ?? conn.headerAuth?.digest
     if (digest === undefined) return true
     const rate = this.#opts.config.limits.maxMsgsPerSecPerToken
@@ -271,7 +271,7 @@ export class SessionRegistry {
   }
 
   /** Records the client address of a new connection; refuses it when the address is over its limit. */
-  bindAddress (conn: Connection, address: string): CloseSpec | undefined {
+  bindAddress (conn: TrackedConnection, address: string): CloseSpec | undefined {
     const max = this.#opts.config.limits.maxConnectionsPerAddress
     let set = this.#connsByAddress.get(address)
     if (set === undefined) this.#connsByAddress.set(address, set = new Set())
@@ -281,14 +281,14 @@ export class SessionRegistry {
     return undefined
   }
 
-  #refused (conn: Connection | undefined, spec: CloseSpec, limit: number): CloseSpec {
+  #refused (conn: TrackedConnection | undefined, spec: CloseSpec, limit: number): CloseSpec {
     const log = conn?.log ?? this.#opts.logger
     log.info({ code: spec.code, reason: spec.reason, limit }, 'connection refused at a limit')
     return spec
   }
 
   /** A HELLO was admitted on `conn`. */
-  admitted (conn: Connection, runtime: SessionRuntime, tokenDigest: string | undefined): void {
+  admitted (conn: TrackedConnection, runtime: SessionRuntime, tokenDigest: string | undefined): void {
     this.#noteExpiry(tokenDigest)
     if (tokenDigest !== undefined) this.#trackToken(conn, tokenDigest)
     if (!this.#stored.has(runtime.sessionId)) {
@@ -313,13 +313,13 @@ export class SessionRegistry {
     set.add(sessionId)
   }
 
-  #trackToken (conn: Connection, digest: string): void {
+  #trackToken (conn: TrackedConnection, digest: string): void {
     let set = this.#connsByToken.get(digest)
     if (set === undefined) this.#connsByToken.set(digest, set = new Set())
     set.add(conn)
   }
 
-  #untrack (conn: Connection): void {
+  #untrack (conn: TrackedConnection): void {
     for (const digest of [conn.headerAuth?.digest, conn.helloDigest]) {
       if (digest === undefined) continue
       const set = this.#connsByToken.get(digest)
@@ -397,7 +397,7 @@ export class SessionRegistry {
 
   get prehelloCount (): number { return this.#prehelloTotal }
 
-  connectionOpened (conn: Connection): void {
+  connectionOpened (conn: TrackedConnection): void {
     this.#prehelloTotal++
     this.#prehello.set(conn.address, (this.#prehello.get(conn.address) ?? 0) + 1)
     this.#connections.add(conn)
@@ -406,7 +406,7 @@ export class SessionRegistry {
     this.onConnectionCount?.(this.#connections.size)
   }
 
-  connectionClosed (conn: Connection): void {
+  connectionClosed (conn: TrackedConnection): void {
     this.#connections.delete(conn)
     this.#untrack(conn)
     this.onConnectionCount?.(this.#connections.size)

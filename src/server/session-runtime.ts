@@ -1,11 +1,12 @@
-import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
 import type { ApplyResult, CoreInput, Output, Verdict } from '../coordinator/types.js'
+import type { ErrorCode } from '../protocol/error-codes.js'
 import type { ManagedSessionStore, SnapshotPolicy } from '../store/index.js'
 import { CLOSE, type CloseSpec } from './close-codes.js'
 import type { SessionCore } from './core.js'
 import type { Metrics } from './metrics.js'
+import { serverErrorFrame } from './server-error.js'
 import { vcsSegment, type DiskWorkspace } from './workspace.js'
 import { checkWorkspacePath } from '../protocol/workspace-path.js'
 
@@ -212,7 +213,7 @@ export class SessionRuntime {
    * Why the core would refuse this HELLO from a connection that was never
    * admitted, without applying it (issue 11.2: such input changes nothing).
    */
-  helloRefusal (envelope: Record<string, unknown>, verdict: Verdict | undefined): { readonly code: string, readonly description: string } | undefined {
+  helloRefusal (envelope: Record<string, unknown>, verdict: Verdict | undefined): { readonly code: ErrorCode, readonly description: string } | undefined {
     if (this.#broken) return undefined // handleMessage ignores input to a failed session
     return this.core.helloRefusal(envelope, this.#opts.now(), verdict)
   }
@@ -482,21 +483,17 @@ export class SessionRuntime {
   }
 
   /** A server-authored rejection of an input the core never sees (nothing journaled). */
-  #refuse (peer: Peer, envelope: Record<string, unknown>, code: string, description: string, receivedAt: number, extensions?: Record<string, unknown>): void {
-    const coordinatorId = this.core.coordinatorId
-    const payload: Record<string, unknown> = { error_code: code, description }
-    if (typeof envelope.message_id === 'string') payload.refers_to = envelope.message_id
-    if (extensions !== undefined) payload.extensions = extensions
-    const frame = {
-      protocol: 'MPAC',
-      version: typeof envelope.version === 'string' ? envelope.version : '0.1.13',
-      message_type: 'PROTOCOL_ERROR',
-      message_id: randomUUID(),
-      session_id: this.sessionId,
-      sender: { principal_id: coordinatorId, principal_type: 'service', sender_instance_id: `${coordinatorId}:server` },
-      ts: new Date(this.#opts.now()).toISOString(),
-      payload
-    }
+  #refuse (peer: Peer, envelope: Record<string, unknown>, code: ErrorCode, description: string, receivedAt: number, extensions?: Record<string, unknown>): void {
+    const frame = serverErrorFrame({
+      sessionId: this.sessionId,
+      coordinatorId: this.core.coordinatorId,
+      ...(typeof envelope.version === 'string' ? { version: envelope.version } : {}),
+      now: this.#opts.now(),
+      code,
+      description,
+      refersTo: envelope.message_id,
+      extensions
+    })
     this.#queue({ sends: [[[peer], undefined, frame]], writes: [], after: undefined, receivedAt })
   }
 

@@ -1,6 +1,5 @@
 import { isIP } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { ServerConfig } from './config.js'
 
 /**
  * The Origin/Host guard of WebSocket upgrades, in every mode (docs/security.md,
@@ -22,6 +21,19 @@ import type { ServerConfig } from './config.js'
  * Each refusal is logged once (info) with the reason and the value, cut to
  * 100 characters. Plain HTTP requests (/healthz …) are not affected.
  */
+
+/**
+ * The settings the guard reads (a part of ServerConfig, declared here so
+ * that config.ts, which parses --allowed-origin and --allowed-host with this
+ * file's helpers, and this file do not import each other).
+ */
+export interface GuardConfig {
+  readonly host: string
+  readonly tls: object | undefined
+  readonly tlsByProxy: boolean
+  readonly allowedOrigins: readonly string[]
+  readonly allowedHosts: readonly string[]
+}
 
 const SHOWN = 100
 
@@ -76,7 +88,7 @@ function stripMapped (address: string | undefined): string | undefined {
 }
 
 /** Why a Host header is refused, or undefined when it is allowed. */
-function hostRefusal (config: ServerConfig, header: string, localAddress: string | undefined, localPort: number | undefined): string | undefined {
+function hostRefusal (config: GuardConfig, header: string, localAddress: string | undefined, localPort: number | undefined): string | undefined {
   if (config.allowedHosts.includes('*')) return undefined
   const parsed = splitHost(header)
   if (parsed === undefined) return 'malformed Host header'
@@ -102,7 +114,7 @@ function hostRefusal (config: ServerConfig, header: string, localAddress: string
  * that the socket is closed after the 403) and before the routes' own
  * onRequest (token checks).
  */
-export function registerUpgradeGuard (app: FastifyInstance, config: ServerConfig): void {
+export function registerUpgradeGuard (app: FastifyInstance, config: GuardConfig): void {
   const origins = new Set(config.allowedOrigins.map(o => o.toLowerCase()))
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const upgrade = request.headers.upgrade

@@ -3,6 +3,8 @@
  * timer source; a tick just before it changes nothing, a tick at it acts.
  */
 import t from 'tap'
+import { Coordinator } from '../../src/coordinator/index.js'
+import type { CoordinatorSnapshot } from '../../src/coordinator/types.js'
 import { Harness, T0, entitySet, payloadsOfType, type Tap } from '../helpers/mpac.js'
 
 const LONG = { unavailabilityTimeoutSec: 10_000, heartbeatIntervalSec: 10_000, resolutionTimeoutSec: 0 }
@@ -113,4 +115,25 @@ t.test('governance claims wait for an approver, not for time; a closed session h
   h.close()
   t.equal(h.c.nextDeadline(), undefined)
   t.same(h.tick(100).outputs, [], 'no timers after close')
+})
+
+t.test('TTL expiries due at the same time cascade in registration order, before and after a restore', async t => {
+  const h = new Harness({ unavailabilityTimeoutSec: 1e6, heartbeatIntervalSec: 1e6, resolutionTimeoutSec: 0 })
+  h.join('A', 'B')
+  h.announce('A', 'i0', ['f0.py'], { ttl_sec: 10 })
+  h.propose('B', 'o0', 'f0.py', 'i0')
+  h.announce('A', 'i1', ['f1.py'], { ttl_sec: 5 })
+  h.propose('B', 'o1', 'f1.py', 'i1')
+  h.announce('A', 'i2', ['f2.py'], { ttl_sec: 10 })
+  h.propose('B', 'o2', 'f2.py', 'i2')
+  // Same deadline again: the heap now holds a stale entry for i0.
+  h.update('A', 'i0', { ttl_sec: 10 })
+  const restored = Coordinator.restore(JSON.parse(JSON.stringify(h.snap())) as CoordinatorSnapshot, h.config)
+  const tick = { kind: 'tick', now: T0 + 10_000 } as const
+  const cont = h.c.apply(tick)
+  const rest = restored.apply(tick)
+  const order = (r: typeof cont): unknown[] => payloadsOfType(r, 'OP_REJECT').map(p => p.op_id)
+  t.same(order(cont), ['o1', 'o0', 'o2'], 'earliest deadline first, then registration order')
+  t.same(order(rest), order(cont), 'a restored coordinator emits the same order')
+  t.same(rest.outputs, cont.outputs, 'identical outputs')
 })

@@ -6,6 +6,7 @@ import t from 'tap'
 import { normalizeScope, scopesOverlap, type Scope } from '../../src/protocol/scope.js'
 import { DeadlineHeap } from '../../src/coordinator/heap.js'
 import { impactFiles, ScopeIndex } from '../../src/coordinator/scope-index.js'
+import { Harness, assertRejected, conflictIdsOf, refOf, type Json } from '../helpers/mpac.js'
 
 function add (ix: ScopeIndex, id: string, scope: Scope): void {
   ix.add(id, normalizeScope(scope), impactFiles(scope))
@@ -131,4 +132,26 @@ t.test('deadline heap pops in time order', async t => {
   h.push(1, 'x')
   h.clear()
   t.equal(h.size, 0)
+})
+
+t.test('indexes in queries: summary, next resolution deadline, batch completion stale file', async t => {
+  const h = new Harness({ unavailabilityTimeoutSec: 1e6, heartbeatIntervalSec: 1e6, resolutionTimeoutSec: 100 })
+  h.join('A', 'B', ['R', ['arbiter']])
+  h.announce('A', 'i-a', { kind: 'entity_set', entities: ['e'] })
+  const first = conflictIdsOf(h.announce('B', 'i-b', { kind: 'entity_set', entities: ['e'] }))[0] as string
+  h.clock.advance(10)
+  h.announce('A', 'i-c', { kind: 'entity_set', entities: ['f'] })
+  const second = conflictIdsOf(h.announce('B', 'i-d', { kind: 'entity_set', entities: ['f'] }))[0] as string
+  t.match(h.c.summary(h.now), { open_conflict_count: 2, active_intent_count: 4, open_conflicts: [{ conflict_id: first }, { conflict_id: second }] })
+  t.same((h.c.summary(h.now).active_intents as Json[]).map(i => i.intent_id), ['i-a', 'i-b', 'i-c', 'i-d'], 'registration order')
+  t.equal(h.c.nextDeadline(), h.now - 10_000 + 100_001)
+  h.escalate('A', first, 'R')
+  t.equal(h.c.nextDeadline(), h.now + 100_001, 'an escalated conflict no longer times out')
+  const p = new Harness({ complianceProfile: 'governance', executionModel: 'pre_commit' })
+  p.join('A')
+  p.announce('A', 'i', ['a.py'])
+  p.batch('A', 'bt', [{ op_id: 'o1', target: 'a.py', state_ref_before: refOf(''), state_ref_after: refOf('x') }], 'all_or_nothing', 'i')
+  p.fileSync('a.py', 'disk')
+  assertRejected(t, p.batch('A', 'bt', [{ op_id: 'o1', target: 'a.py', state_ref_before: refOf('disk'), state_ref_after: refOf('x'), file_changes: { 'a.py': { content: 'x', state_ref_before: refOf('old') } } }]), 'STALE_STATE_REF')
+  t.equal(p.opState('o1'), 'PROPOSED')
 })

@@ -6,7 +6,7 @@
  */
 import t from 'tap'
 import { Coordinator } from '../../src/coordinator/index.js'
-import { pyListRepr } from '../../src/coordinator/intents.js'
+import { pyListRepr } from '../../src/coordinator/admission.js'
 import type { CoordinatorConfig, CoreInput } from '../../src/coordinator/types.js'
 import { Harness, T0, assertEchoed, assertRejected, assertRelayed, entitySet, errorsOf, fileSet, payloadsOfType, terminalOf, type Json } from '../helpers/mpac.js'
 
