@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { CLOSE } from '../src/server/close-codes.js'
+import { CLOSE } from '../src/protocol/close-codes.js'
 import { SETTINGS } from '../src/server/config.js'
 import { SHIM_ERROR_CODES } from '../src/mcp/errors.js'
 

@@ -6,7 +6,7 @@
  * file imports the other.
  */
 import type { Logger } from 'pino'
-import type { CloseSpec } from './close-codes.js'
+import type { CloseSpec } from '../protocol/close-codes.js'
 import type { SessionRuntime } from './session-runtime.js'
 
 /** What the registry reads of an open connection (limits, quotas, token revalidation). */

@@ -13,7 +13,7 @@
  * - Never: holds state, logs, retries, or touches a WebSocket.
  */
 import { fetch } from 'undici'
-import { CLOSE } from '../../server/close-codes.js'
+import { CLOSE } from '../../protocol/close-codes.js'
 import { SHIM_ERROR_CODES, ShimError } from '../errors.js'
 import type { ErrorPayload } from './types.js'
 
@@ -58,9 +58,12 @@ export function otherSessionServed (url: string, served: string, wanted: string)
   })
 }
 
+/** 4403: our coordinator never sends it (it refuses a forbidden token with HTTP 403 before the upgrade), other coordinators do. */
+const CLOSE_FORBIDDEN = 4403
+
 /**
  * What a close of an admitted connection means (close codes of
- * src/server/close-codes.ts): `failWith` for every call in flight,
+ * src/protocol/close-codes.ts): `failWith` for every call in flight,
  * `rejection` when no later call may reconnect (reported instead), and
  * whether to reconnect in the background.
  *
@@ -85,7 +88,7 @@ export function closeVerdict (code: number, reason: string, ctx: { url: string, 
       reconnect: true
     }
   }
-  if (code === 4409) {
+  if (code === CLOSE.REPLACED.code) {
     // Another connection of the same principal took over; fighting back would loop forever.
     const replaced = new ShimError(SHIM_ERROR_CODES.REPLACED, `another connection with principal id ${ctx.principalId} replaced this one (close 4409): this agent is no longer connected`, {
       retryable: false,
@@ -97,7 +100,7 @@ export function closeVerdict (code: number, reason: string, ctx: { url: string, 
     retryable: true,
     hint: 'check the session state with who_is_working, then retry'
   })
-  if (code === CLOSE.UNAUTHORIZED.code || code === 4403) {
+  if (code === CLOSE.UNAUTHORIZED.code || code === CLOSE_FORBIDDEN) {
     // Token revoked or not allowed any more: reconnecting in the background cannot help.
     // The calls in flight still learn that the connection dropped under them.
     return {
