@@ -23,12 +23,14 @@ import { degradeFrozenScopes, nextDegradationDeadline } from './degradation.js'
 import { clearDeferrals, expireDeferrals, handleDeferred, nextDeferralDeadline } from './deferrals.js'
 import { ALL, ECHO, fail, OTHERS, SENDER, Ctx, type Terminal } from './envelopes.js'
 import { handleAck, handleEscalate, handleResolution, nextResolutionDeadline, resolutionTimeouts } from './governance.js'
+import { pruneHistory } from './history.js'
 import { expireIntents, handleAnnounce, handleUpdate, handleWithdraw, nextExpiry } from './intents.js'
 import { checkLiveness, handleGoodbye, handleHeartbeat, nextLivenessDeadline, statusHeartbeat, statusPayload } from './liveness.js'
 import { handleCommit, handlePropose, handleReject, handleSupersede } from './operations.js'
 import { closeSummary, handleHello, helloGate, summary } from './session-info.js'
 import { restoreState, takeSnapshot } from './snapshot.js'
-import { CoreState, resolveSettings, type Settings } from './state.js'
+import { CORE_DEFAULTS, resolveSettings, type Settings } from './settings.js'
+import { CoreState } from './state.js'
 import type { ApplyResult, CoordinatorConfig, CoordinatorSnapshot, CoreInput, FileEntry, Output, SessionCloseReason, Verdict } from './types.js'
 import { charLength } from '../protocol/text.js'
 import { fileSync } from './workspace.js'
@@ -135,7 +137,7 @@ export class Coordinator {
 
   constructor (config: CoordinatorConfig, state?: CoreState) {
     const settings: Settings = resolveSettings(config)
-    this.#st = state ?? new CoreState(settings, config.sessionId, config.protocolVersion ?? '0.1.13')
+    this.#st = state ?? new CoreState(settings, config.sessionId, config.protocolVersion ?? CORE_DEFAULTS.protocolVersion)
     this.sessionId = this.#st.clock.sessionId
     this.coordinatorId = this.#st.coordinatorId
   }
@@ -162,7 +164,7 @@ export class Coordinator {
     try {
       const r = this.#apply(input)
       // Bounded history (maxFinishedRecords), after every input so that a replay forgets the same records.
-      return this.#st.prune() && !r.changed ? { ...r, changed: true } : r
+      return pruneHistory(this.#st) && !r.changed ? { ...r, changed: true } : r
     } catch {
       // Only reachable with an unusable input time (formatTs refuses it) or a bug; never throw at the runtime.
       return { outputs: [], changed: true, accepted: false, fileWrites: [] }

@@ -1,236 +1,28 @@
 /**
- * The coordinator's records and the one mutable state object the handlers
- * share. Index maintenance lives here so that every state transition keeps
- * the indexes (live intents by scope and by principal, pending operations by
- * intent and by principal, conflicts by intent, TTL heap) consistent.
+ * The one mutable state object the handlers share. Index maintenance lives
+ * here so that every state transition keeps the indexes (live intents by
+ * scope and by principal, pending operations by intent and by principal,
+ * conflicts by intent, TTL heap) consistent. The records are in records.ts,
+ * the settings and their defaults in settings.ts, bounded history in
+ * history.ts.
  */
 import type { MessageType } from '../protocol/message-types.js'
 import { normalizeScope, type NormalizedScope, type Scope } from '../protocol/scope.js'
 import { buildEnvelope, type Clock, type Ctx } from './envelopes.js'
 import { DeadlineHeap } from './heap.js'
+import {
+  DEAD_OP, isLive, isPendingOp, SETTLED_OP, TERMINAL_CONFLICT, TERMINAL_INTENT,
+  type Batch, type Claim, type Conflict, type ConflictState, type Deferral, type FileRec, type Intent, type IntentState, type Operation, type OpState, type Participant
+} from './records.js'
 import { impactFiles, ScopeIndex } from './scope-index.js'
-import type { Audience, BackendHealthPolicy, CoordinatorConfig, RolePolicy, Verifier } from './types.js'
+import type { Settings } from './settings.js'
+import type { Audience } from './types.js'
 
-export type IntentState = 'ACTIVE' | 'SUSPENDED' | 'EXPIRED' | 'WITHDRAWN' | 'SUPERSEDED' | 'TRANSFERRED'
-export type OpState = 'PROPOSED' | 'FROZEN' | 'COMMITTED' | 'REJECTED' | 'ABANDONED' | 'SUPERSEDED'
-export type ConflictState = 'OPEN' | 'ACKED' | 'ESCALATED' | 'RESOLVED' | 'CLOSED' | 'DISMISSED'
-
-export interface Participant {
-  principal_id: string
-  principal_type: string
-  display_name: string
-  roles: string[]
-  capabilities: string[]
-  status: string
-  is_available: boolean
-  last_seen: number
-  last_message_id: string | null
-  sender_instance_id: string | null
-  joined_at: number
-  backend_model_id: string | null
-  backend_provider: string | null
-  backend_provider_status: string
-}
-
-export interface Intent {
-  intent_id: string
-  principal_id: string
-  state: IntentState
-  objective: string
-  scope: Scope
-  received_at: number
-  expires_at: number | null
-  ttl_sec: number | null
-  last_message_id: string
-  claimed_by: string | null
-  priority: string | null
-  assumptions: string[]
-  parent_intent_id: string | null
-  /** Registration order (the race lock reports the earliest holder). */
-  seq: number
-  /** Suspended by backend health (§9.7), restored on provider recovery. */
-  backend_suspended: boolean
-  norm: NormalizedScope
-  impact: string[]
-}
-
-export interface Operation {
-  op_id: string
-  intent_id: string | null
-  principal_id: string
-  state: OpState
-  target: string
-  op_kind: string
-  state_ref_before: string | null
-  state_ref_after: string | null
-  batch_id: string | null
-  authorized_at: number | null
-  authorized_by: string | null
-  created_at: number
-  change_ref: string | null
-  summary: string | null
-  /** SPEC §7.7: no live intent referenced. */
-  uncoordinated: boolean
-}
-
-export interface Conflict {
-  conflict_id: string
-  state: ConflictState
-  category: string
-  severity: string
-  principal_a: string | null
-  principal_b: string | null
-  intent_a: string | null
-  intent_b: string | null
-  related_intents: string[]
-  related_ops: string[]
-  created_at: number
-  escalated_to: string | null
-  escalated_at: number | null
-  resolution_id: string | null
-  resolved_by: string | null
-  decision: string | null
-  scope_frozen: boolean
-  timeout_reported: boolean
-  /** §8.5 progressive degradation (only when configured): when the scope froze, the phase reached, the owner allowed to write in phase 2. */
-  frozen_at?: number
-  phase?: number
-  bypass_principal?: string
-  /** The message that created it (the CONFLICT_REPORT's message_id). */
-  message_id: string
-  reporter: string
-  /** Creation order (0 when created: `addConflict` assigns it). Sweeps act in this order. */
-  seq: number
-}
-
-export interface Claim {
-  claim_id: string
-  original_intent_id: string
-  original_principal_id: string
-  new_intent_id: string
-  claimer: string
-  objective: string
-  scope: Scope
-  justification: string | null
-  submitted_at: number
-  message_id: string
-}
-
-export interface Deferral {
-  deferral_id: string
-  principal_id: string
-  scope: Scope
-  reason: string
-  observed_intent_ids: string[]
-  observed_principals: string[]
-  category: string
-  received_at: number
-  expires_at: number
-  /** Insertion order (0 when created: `addDeferral` assigns it; a replacement gets a new one). */
-  seq: number
-}
-
-export interface Batch {
-  batch_id: string
-  principal_id: string
-  atomicity: string
-  op_ids: string[]
-}
-
-export interface FileRec { content: string; state_ref: string; bytes: number }
-
-export interface Settings {
-  securityProfile: 'open' | 'authenticated'
-  complianceProfile: 'core' | 'governance'
-  executionModel: 'post_commit' | 'pre_commit'
-  heartbeatIntervalSec: number
-  unavailabilityTimeoutSec: number
-  resolutionTimeoutSec: number
-  intentClaimGraceSec: number
-  intentExpiryGraceSec: number
-  defaultIntentTtlSec: number
-  deferralTtlSec: number
-  replayWindowSec: number
-  rolePolicy: RolePolicy | undefined
-  verifier: Verifier | undefined
-  backendHealthPolicy: BackendHealthPolicy | undefined
-  maxWorkspaceBytes: number
-  maxFileBytes: number
-  maxParticipants: number
-  maxIntentsPerParticipant: number
-  maxIntentsPerSession: number
-  maxScopeFiles: number
-  maxOpenConflicts: number
-  checkEnvelopeSessionId: boolean
-  maxFinishedRecords: number
-  /** §8.5 step 2; undefined = disabled. */
-  frozenScopePhases: { phase1Sec: number, phase2Sec: number, phase3: boolean } | undefined
-}
-
-function num (v: number | undefined, d: number, name: string): number {
-  if (v === undefined) return d
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new TypeError(`invalid coordinator config: ${name} must be a non-negative number`)
-  return v
-}
-
-/** Resolves defaults; throws only on a bad configuration (never on input). */
-export function resolveSettings (c: CoordinatorConfig): Settings {
-  if (typeof c.sessionId !== 'string' || c.sessionId.length === 0) throw new TypeError('invalid coordinator config: sessionId is required')
-  const sp = c.securityProfile ?? 'open'
-  if ((sp as string) === 'verified') throw new TypeError('invalid coordinator config: the verified security profile is not implemented')
-  if (sp !== 'open' && sp !== 'authenticated') throw new TypeError(`invalid coordinator config: securityProfile ${String(sp)}`)
-  const cp = c.complianceProfile ?? 'core'
-  if (cp !== 'core' && cp !== 'governance') throw new TypeError(`invalid coordinator config: complianceProfile ${String(cp)}`)
-  const em = c.executionModel ?? 'post_commit'
-  if (em !== 'post_commit' && em !== 'pre_commit') throw new TypeError(`invalid coordinator config: executionModel ${String(em)}`)
-  // SPEC §7.8: pre_commit requires the governance profile.
-  if (em === 'pre_commit' && cp !== 'governance') throw new TypeError('invalid coordinator config: pre_commit requires the governance compliance profile')
-  return {
-    securityProfile: sp,
-    complianceProfile: cp,
-    executionModel: em,
-    heartbeatIntervalSec: num(c.heartbeatIntervalSec, 30, 'heartbeatIntervalSec') || 30,
-    unavailabilityTimeoutSec: num(c.unavailabilityTimeoutSec, 90, 'unavailabilityTimeoutSec'),
-    resolutionTimeoutSec: num(c.resolutionTimeoutSec, 300, 'resolutionTimeoutSec'),
-    intentClaimGraceSec: num(c.intentClaimGraceSec, 0, 'intentClaimGraceSec'),
-    intentExpiryGraceSec: num(c.intentExpiryGraceSec, 30, 'intentExpiryGraceSec'),
-    defaultIntentTtlSec: num(c.defaultIntentTtlSec, 0, 'defaultIntentTtlSec'),
-    deferralTtlSec: num(c.deferralTtlSec, 60, 'deferralTtlSec'),
-    replayWindowSec: num(c.replayWindowSec, 300, 'replayWindowSec'),
-    rolePolicy: c.rolePolicy,
-    verifier: c.verifier,
-    backendHealthPolicy: c.backendHealthPolicy,
-    maxWorkspaceBytes: num(c.maxWorkspaceBytes, 64 * 1024 * 1024, 'maxWorkspaceBytes'),
-    maxFileBytes: num(c.maxFileBytes, 4 * 1024 * 1024, 'maxFileBytes'),
-    maxParticipants: num(c.maxParticipants, 256, 'maxParticipants'),
-    maxIntentsPerParticipant: num(c.maxIntentsPerParticipant, 256, 'maxIntentsPerParticipant'),
-    maxIntentsPerSession: num(c.maxIntentsPerSession, 4096, 'maxIntentsPerSession'),
-    maxScopeFiles: num(c.maxScopeFiles, 1024, 'maxScopeFiles'),
-    maxOpenConflicts: num(c.maxOpenConflicts, 1024, 'maxOpenConflicts'),
-    checkEnvelopeSessionId: c.checkEnvelopeSessionId !== false,
-    maxFinishedRecords: num(c.maxFinishedRecords, 1000, 'maxFinishedRecords'),
-    frozenScopePhases: c.frozenScopePhases === undefined
-      ? undefined
-      : {
-          phase1Sec: num(c.frozenScopePhases.phase1Sec, 60, 'frozenScopePhases.phase1Sec'),
-          phase2Sec: num(c.frozenScopePhases.phase2Sec, 240, 'frozenScopePhases.phase2Sec'),
-          phase3: c.frozenScopePhases.phase3 !== false
-        }
-  }
-}
+export * from './records.js'
+export type { Settings } from './settings.js'
 
 /** Sender incarnations per principal whose Lamport frontier is kept. */
 export const FRONTIER_INSTANCES = 8
-
-export const TERMINAL_INTENT: ReadonlySet<string> = new Set(['EXPIRED', 'WITHDRAWN', 'SUPERSEDED', 'TRANSFERRED'])
-export const TERMINAL_CONFLICT: ReadonlySet<string> = new Set(['CLOSED', 'DISMISSED'])
-export const DEAD_OP: ReadonlySet<string> = new Set(['REJECTED', 'ABANDONED', 'SUPERSEDED'])
-
-/** Operation states after which an op only changes by OP_SUPERSEDE: history that may be forgotten. */
-export const SETTLED_OP: ReadonlySet<string> = new Set(['COMMITTED', 'REJECTED', 'ABANDONED', 'SUPERSEDED'])
-
-export function isLive (i: Intent): boolean { return i.state === 'ACTIVE' || i.state === 'SUSPENDED' }
-export function isPendingOp (o: Operation): boolean { return o.state === 'PROPOSED' || o.state === 'FROZEN' }
 
 export class CoreState {
   readonly clock: Clock
@@ -549,118 +341,6 @@ export class CoreState {
     if (ctx !== undefined) ctx.dirty = true
   }
 
-  /**
-   * Bounded history (CoordinatorConfig.maxFinishedRecords): while more than
-   * the maximum of terminal intents (or settled operations, terminal
-   * conflicts, member-less batches, departed participants) are kept, forgets
-   * the earliest finished ones that nothing live refers to. Runs at the end of
-   * every input; deterministic (finish order is part of the snapshot).
-   * Returns whether anything was forgotten.
-   */
-  prune (): boolean {
-    const max = this.s.maxFinishedRecords
-    let changed = false
-    let excess = this.finishedIntents.size - max
-    if (excess > 0) {
-      for (const id of this.finishedIntents) {
-        if (excess <= 0) break
-        const i = this.intents.get(id)
-        if (i !== undefined && this.#intentPinned(i)) continue
-        this.finishedIntents.delete(id)
-        if (i !== undefined) {
-          this.intents.delete(id)
-          bump(this.forgotten.intents, i.state)
-        }
-        excess--
-        changed = true
-      }
-    }
-    excess = this.finishedOps.size - max
-    if (excess > 0) {
-      for (const id of this.finishedOps) {
-        if (excess <= 0) break
-        const o = this.ops.get(id)
-        if (o !== undefined && this.#opPinned(o)) continue
-        this.finishedOps.delete(id)
-        if (o !== undefined) {
-          this.ops.delete(id)
-          bump(this.forgotten.ops, o.state)
-          if (o.batch_id !== null) this.#dropBatchIfEmpty(o.batch_id)
-        }
-        excess--
-        changed = true
-      }
-    }
-    // Terminal conflicts: nothing refers to one any more (RESOLUTION/ACK/ESCALATE need a live one).
-    excess = this.finishedConflicts.size - max
-    if (excess > 0) {
-      for (const id of this.finishedConflicts) {
-        if (excess <= 0) break
-        this.finishedConflicts.delete(id)
-        const c = this.conflicts.get(id)
-        if (c !== undefined && TERMINAL_CONFLICT.has(c.state)) {
-          this.conflicts.delete(id)
-          bump(this.forgotten.conflicts, c.state)
-        }
-        excess--
-        changed = true
-      }
-    }
-    excess = this.emptyBatches.size - max
-    if (excess > 0) {
-      for (const id of this.emptyBatches) {
-        if (excess <= 0) break
-        this.emptyBatches.delete(id)
-        this.#dropBatchIfEmpty(id)
-        excess--
-        changed = true
-      }
-    }
-    excess = this.departed.size - max
-    if (excess > 0) {
-      for (const pid of this.departed) {
-        if (excess <= 0) break
-        const p = this.participants.get(pid)
-        if (p !== undefined && !this.forgettableParticipant(p)) continue
-        if (p === undefined) this.departed.delete(pid)
-        else this.forgetParticipant(pid)
-        excess--
-        changed = true
-      }
-    }
-    return changed
-  }
-
-  /** Still referenced by an open conflict, a pending claim, a deferral or a pending op. */
-  #intentPinned (i: Intent): boolean {
-    const id = i.intent_id
-    if (!TERMINAL_INTENT.has(i.state)) return true
-    if (this.conflictsByIntent.has(id) || this.deferralsByObserved.has(id) || this.pendingByIntent.has(id) || this.claims.has(id)) return true
-    for (const c of this.claims.values()) if (c.new_intent_id === id) return true
-    return false
-  }
-
-  /** Still referenced by an open conflict, or a member of a batch with a pending op. */
-  #opPinned (o: Operation): boolean {
-    if (!SETTLED_OP.has(o.state) || this.conflictsByOp.has(o.op_id)) return true
-    if (o.batch_id === null) return false
-    const b = this.batches.get(o.batch_id)
-    if (b === undefined) return false
-    for (const id of b.op_ids) {
-      const x = this.ops.get(id)
-      if (x !== undefined && isPendingOp(x)) return true
-    }
-    return false
-  }
-
-  #dropBatchIfEmpty (batchId: string): void {
-    const b = this.batches.get(batchId)
-    if (b === undefined) return
-    for (const id of b.op_ids) if (this.ops.get(id)?.batch_id === batchId) return
-    this.batches.delete(batchId)
-    this.emptyBatches.delete(batchId)
-  }
-
   #dismissCandidates (ids: ReadonlySet<string> | undefined): void {
     if (ids !== undefined) for (const id of ids) if (this.openConflicts.has(id)) this.dismissCandidates.add(id)
   }
@@ -766,9 +446,6 @@ export function copyJson<T> (v: T): T {
   return out as T
 }
 
-function bump (m: Map<string, number>, key: string): void {
-  m.set(key, (m.get(key) ?? 0) + 1)
-}
 
 export function addTo (map: Map<string, Set<string>>, key: string, id: string): void {
   let set = map.get(key)
