@@ -4,6 +4,7 @@ import { isIP } from 'node:net'
 import { homedir } from 'node:os'
 import { isAbsolute, join, resolve } from 'node:path'
 import { z } from 'zod'
+import { CORE_DEFAULTS } from '../coordinator/settings.js'
 import type { BackendHealthPolicy } from '../coordinator/types.js'
 import { TokenTable } from './token-table.js'
 import { normalizeOrigin, splitHost } from './upgrade-guard.js'
@@ -118,6 +119,9 @@ export interface ConfigError { readonly setting: string, readonly message: strin
 export type Result<T, E> = { readonly ok: true, readonly value: T } | { readonly ok: false, readonly error: E }
 
 type Kind = 'bool' | 'string'
+
+/** The coordinator's defaults: the settings below that configure the core take them (and print them), so each is written once. */
+const CORE = CORE_DEFAULTS
 interface SettingSpec { readonly flag: string, readonly env: string, readonly kind: Kind, readonly help: string }
 
 /** Every setting: flag, environment twin, kind and one line of help. The order is the help order. */
@@ -138,13 +142,13 @@ export const SETTINGS: readonly SettingSpec[] = [
   { flag: 'store-sync', env: 'MPAC_STORE_SYNC', kind: 'string', help: 'full (fsync every group commit, survives power loss) | normal (survives process crashes) (default full)' },
   { flag: 'trust-proxy', env: 'MPAC_TRUST_PROXY', kind: 'string', help: 'proxy address(es) to trust for X-Forwarded-*, a hop count (1 = the nearest proxy), or true/false (default false)' },
   { flag: 'idle-exit', env: 'MPAC_IDLE_EXIT', kind: 'string', help: 'exit after SEC seconds without any connection (default: never)' },
-  { flag: 'compliance-profile', env: 'MPAC_COMPLIANCE_PROFILE', kind: 'string', help: 'core | governance (default core)' },
-  { flag: 'execution-model', env: 'MPAC_EXECUTION_MODEL', kind: 'string', help: 'post_commit | pre_commit (pre_commit needs governance; default post_commit)' },
-  { flag: 'unavailability-timeout', env: 'MPAC_UNAVAILABILITY_TIMEOUT', kind: 'string', help: 'seconds of silence before a participant is unavailable (default 90)' },
-  { flag: 'resolution-timeout', env: 'MPAC_RESOLUTION_TIMEOUT', kind: 'string', help: 'seconds before an unresolved conflict escalates (default 300, 0 = never)' },
-  { flag: 'claim-grace', env: 'MPAC_CLAIM_GRACE', kind: 'string', help: 'seconds a claim waits for the original owner (default 0)' },
-  { flag: 'frozen-scope-phases', env: 'MPAC_FROZEN_SCOPE_PHASES', kind: 'bool', help: 'progressive degradation of a frozen scope: after 60 s escalate or let the strictly higher-priority side through, after 300 s first committer wins (default off)' },
-  { flag: 'heartbeat-interval', env: 'MPAC_HEARTBEAT_INTERVAL', kind: 'string', help: 'seconds between COORDINATOR_STATUS heartbeats (default 30)' },
+  { flag: 'compliance-profile', env: 'MPAC_COMPLIANCE_PROFILE', kind: 'string', help: `core | governance (default ${CORE.complianceProfile})` },
+  { flag: 'execution-model', env: 'MPAC_EXECUTION_MODEL', kind: 'string', help: `post_commit | pre_commit (pre_commit needs governance; default ${CORE.executionModel})` },
+  { flag: 'unavailability-timeout', env: 'MPAC_UNAVAILABILITY_TIMEOUT', kind: 'string', help: `seconds of silence before a participant is unavailable (default ${CORE.unavailabilityTimeoutSec})` },
+  { flag: 'resolution-timeout', env: 'MPAC_RESOLUTION_TIMEOUT', kind: 'string', help: `seconds before an unresolved conflict escalates (default ${CORE.resolutionTimeoutSec}, 0 = never)` },
+  { flag: 'claim-grace', env: 'MPAC_CLAIM_GRACE', kind: 'string', help: `seconds a claim waits for the original owner (default ${CORE.intentClaimGraceSec})` },
+  { flag: 'frozen-scope-phases', env: 'MPAC_FROZEN_SCOPE_PHASES', kind: 'bool', help: `progressive degradation of a frozen scope: after ${CORE.frozenScopePhases.phase1Sec} s escalate or let the strictly higher-priority side through, after ${CORE.frozenScopePhases.phase1Sec + CORE.frozenScopePhases.phase2Sec} s first committer wins (default off)` },
+  { flag: 'heartbeat-interval', env: 'MPAC_HEARTBEAT_INTERVAL', kind: 'string', help: `seconds between COORDINATOR_STATUS heartbeats (default ${CORE.heartbeatIntervalSec})` },
   { flag: 'backend-health-policy', env: 'MPAC_BACKEND_HEALTH_POLICY', kind: 'string', help: 'backend health policy as JSON, or @file' },
   { flag: 'restart-grace', env: 'MPAC_RESTART_GRACE', kind: 'string', help: 'seconds of liveness slack after a restart (default 30)' },
   { flag: 'session-idle-unload', env: 'MPAC_SESSION_IDLE_UNLOAD', kind: 'string', help: 'unload a session without connections after SEC seconds (default 600)' },
@@ -155,8 +159,8 @@ export const SETTINGS: readonly SettingSpec[] = [
   { flag: 'max-msgs-per-sec', env: 'MPAC_MAX_MSGS_PER_SEC', kind: 'string', help: 'frames per second per connection (default 200)' },
   { flag: 'max-sessions', env: 'MPAC_MAX_SESSIONS', kind: 'string', help: 'sessions per server (default 1000)' },
   { flag: 'max-sessions-per-token', env: 'MPAC_MAX_SESSIONS_PER_TOKEN', kind: 'string', help: 'sessions one token may create (default 50)' },
-  { flag: 'max-participants', env: 'MPAC_MAX_PARTICIPANTS', kind: 'string', help: 'participants per session (default 256)' },
-  { flag: 'max-workspace-bytes', env: 'MPAC_MAX_WORKSPACE_BYTES', kind: 'string', help: 'file bytes per session (default 67108864)' },
+  { flag: 'max-participants', env: 'MPAC_MAX_PARTICIPANTS', kind: 'string', help: `participants per session (default ${CORE.maxParticipants})` },
+  { flag: 'max-workspace-bytes', env: 'MPAC_MAX_WORKSPACE_BYTES', kind: 'string', help: `file bytes per session (default ${CORE.maxWorkspaceBytes})` },
   { flag: 'max-buffered-bytes', env: 'MPAC_MAX_BUFFERED_BYTES', kind: 'string', help: 'send buffer per connection before it is cut as a slow consumer (default 4194304)' },
   { flag: 'headers-timeout', env: 'MPAC_HEADERS_TIMEOUT', kind: 'string', help: 'seconds a client may take to send its request headers (default 10)' },
   { flag: 'request-timeout', env: 'MPAC_REQUEST_TIMEOUT', kind: 'string', help: 'seconds a client may take to send a whole HTTP request (default 30)' },
@@ -164,10 +168,10 @@ export const SETTINGS: readonly SettingSpec[] = [
   { flag: 'max-prehello-per-address', env: 'MPAC_MAX_PREHELLO_PER_ADDRESS', kind: 'string', help: 'the same per client address; more upgrades get HTTP 429 (default 64)' },
   { flag: 'metrics-port', env: 'MPAC_METRICS_PORT', kind: 'string', help: 'also serve GET /metrics without a token on 127.0.0.1:PORT (0 = any free port)' },
   { flag: 'metrics-public', env: 'MPAC_METRICS_PUBLIC', kind: 'bool', help: 'serve GET /metrics on the main listener without a token (default: only with MPAC_METRICS_TOKEN)' },
-  { flag: 'max-intents-per-participant', env: 'MPAC_MAX_INTENTS_PER_PARTICIPANT', kind: 'string', help: 'live intents one participant may hold (default 256)' },
-  { flag: 'max-intents-per-session', env: 'MPAC_MAX_INTENTS_PER_SESSION', kind: 'string', help: 'live intents per session (default 4096)' },
-  { flag: 'max-scope-files', env: 'MPAC_MAX_SCOPE_FILES', kind: 'string', help: 'files (resources, entities, task ids) in one intent scope (default 1024)' },
-  { flag: 'max-open-conflicts', env: 'MPAC_MAX_OPEN_CONFLICTS', kind: 'string', help: 'open conflicts per session (default 1024)' },
+  { flag: 'max-intents-per-participant', env: 'MPAC_MAX_INTENTS_PER_PARTICIPANT', kind: 'string', help: `live intents one participant may hold (default ${CORE.maxIntentsPerParticipant})` },
+  { flag: 'max-intents-per-session', env: 'MPAC_MAX_INTENTS_PER_SESSION', kind: 'string', help: `live intents per session (default ${CORE.maxIntentsPerSession})` },
+  { flag: 'max-scope-files', env: 'MPAC_MAX_SCOPE_FILES', kind: 'string', help: `files (resources, entities, task ids) in one intent scope (default ${CORE.maxScopeFiles})` },
+  { flag: 'max-open-conflicts', env: 'MPAC_MAX_OPEN_CONFLICTS', kind: 'string', help: `open conflicts per session (default ${CORE.maxOpenConflicts})` },
   { flag: 'max-connections-per-token', env: 'MPAC_MAX_CONNECTIONS_PER_TOKEN', kind: 'string', help: 'open connections per token (default 512)' },
   { flag: 'max-connections-per-address', env: 'MPAC_MAX_CONNECTIONS_PER_ADDRESS', kind: 'string', help: 'open connections per client address (default 512)' },
   { flag: 'max-sessions-per-address', env: 'MPAC_MAX_SESSIONS_PER_ADDRESS', kind: 'string', help: 'sessions one client address may create while the process runs (default 100)' },
@@ -468,8 +472,8 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
   // Separate default directories: local single-session sidecars never see a multi-session server's sessions.
   const dataDir = dataDirRaw === undefined ? join(defaultDataDir(env), mode === 'single' ? 'local' : 'server') : resolve(dataDirRaw)
 
-  const complianceProfile = r.oneOf('compliance-profile', ['core', 'governance'] as const, 'core')
-  const executionModel = r.oneOf('execution-model', ['post_commit', 'pre_commit'] as const, 'post_commit')
+  const complianceProfile = r.oneOf('compliance-profile', ['core', 'governance'] as const, CORE.complianceProfile)
+  const executionModel = r.oneOf('execution-model', ['post_commit', 'pre_commit'] as const, CORE.executionModel)
   if (executionModel === 'pre_commit' && complianceProfile !== 'governance') {
     fail(r.name('execution-model'), 'pre_commit requires --compliance-profile governance')
   }
@@ -529,11 +533,11 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
     idleExitSec: idleExitRaw === undefined ? undefined : r.seconds('idle-exit', 0, { timer: true }),
     complianceProfile,
     executionModel,
-    unavailabilityTimeoutSec: r.seconds('unavailability-timeout', 90),
-    resolutionTimeoutSec: r.seconds('resolution-timeout', 300, { allowZero: true }),
-    claimGraceSec: r.seconds('claim-grace', 0, { allowZero: true }),
+    unavailabilityTimeoutSec: r.seconds('unavailability-timeout', CORE.unavailabilityTimeoutSec),
+    resolutionTimeoutSec: r.seconds('resolution-timeout', CORE.resolutionTimeoutSec, { allowZero: true }),
+    claimGraceSec: r.seconds('claim-grace', CORE.intentClaimGraceSec, { allowZero: true }),
     frozenScopePhases: r.bool('frozen-scope-phases'),
-    heartbeatIntervalSec: r.seconds('heartbeat-interval', 30, { timer: true }),
+    heartbeatIntervalSec: r.seconds('heartbeat-interval', CORE.heartbeatIntervalSec, { timer: true }),
     backendHealthPolicy,
     restartGraceSec: r.seconds('restart-grace', 30, { allowZero: true }),
     sessionIdleUnloadSec: r.seconds('session-idle-unload', 600),
@@ -546,17 +550,17 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
       maxMsgsPerSec: r.integer('max-msgs-per-sec', 200),
       maxSessions: r.integer('max-sessions', 1000),
       maxSessionsPerToken: r.integer('max-sessions-per-token', 50),
-      maxParticipants: r.integer('max-participants', 256),
-      maxWorkspaceBytes: r.integer('max-workspace-bytes', 64 * 1024 * 1024),
+      maxParticipants: r.integer('max-participants', CORE.maxParticipants),
+      maxWorkspaceBytes: r.integer('max-workspace-bytes', CORE.maxWorkspaceBytes),
       maxBufferedBytes: r.integer('max-buffered-bytes', 4 * 1024 * 1024, 1024),
       headersTimeoutSec,
       requestTimeoutSec,
       maxPrehelloConnections: r.integer('max-prehello-connections', 512),
       maxPrehelloPerAddress: r.integer('max-prehello-per-address', 64),
-      maxIntentsPerParticipant: r.integer('max-intents-per-participant', 256),
-      maxIntentsPerSession: r.integer('max-intents-per-session', 4096),
-      maxScopeFiles: r.integer('max-scope-files', 1024),
-      maxOpenConflicts: r.integer('max-open-conflicts', 1024),
+      maxIntentsPerParticipant: r.integer('max-intents-per-participant', CORE.maxIntentsPerParticipant),
+      maxIntentsPerSession: r.integer('max-intents-per-session', CORE.maxIntentsPerSession),
+      maxScopeFiles: r.integer('max-scope-files', CORE.maxScopeFiles),
+      maxOpenConflicts: r.integer('max-open-conflicts', CORE.maxOpenConflicts),
       maxConnectionsPerToken: r.integer('max-connections-per-token', 512),
       maxConnectionsPerAddress: r.integer('max-connections-per-address', 512),
       maxSessionsPerAddress: r.integer('max-sessions-per-address', 100),

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto'
+import { CORE_DEFAULTS } from '../coordinator/settings.js'
 import { protocolErrorPayload, type ProtocolError } from '../protocol/protocol-error.js'
 
 export interface ServerErrorFrame extends ProtocolError {
   readonly sessionId: string
   readonly coordinatorId: string
-  /** The envelope `version` (default 0.1.13, what the core speaks unless configured otherwise). */
+  /** The envelope `version` (default the core's, CORE_DEFAULTS.protocolVersion, unless configured otherwise). */
   readonly version?: string
   /** When it is sent (epoch ms). */
   readonly now: number
@@ -20,7 +21,7 @@ export interface ServerErrorFrame extends ProtocolError {
 export function serverErrorFrame (f: ServerErrorFrame): Record<string, unknown> {
   return {
     protocol: 'MPAC',
-    version: f.version ?? '0.1.13',
+    version: f.version ?? CORE_DEFAULTS.protocolVersion,
     message_type: 'PROTOCOL_ERROR',
     message_id: randomUUID(),
     session_id: f.sessionId,
