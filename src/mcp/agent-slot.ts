@@ -14,6 +14,7 @@
 import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { defaultPrincipalId, type Identity } from './config.js'
+import { isProcessAlive } from '../process-alive.js'
 
 export const MAX_SLOTS = 64
 
@@ -22,15 +23,6 @@ export interface AgentSlot {
   readonly identity: Identity
   /** Frees the slot (only if this process still holds it). */
   release (): void
-}
-
-function isAlive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }
 
 function slotIdentity (base: Identity, workspaceDir: string, slot: number): Identity {
@@ -89,7 +81,7 @@ function take (file: string, pid: number): boolean {
       continue // removed meanwhile: try again
     }
     // An empty file is one being written right now by its creator: taken.
-    if (!Number.isInteger(holder) || holder <= 0 || isAlive(holder)) return false
+    if (!Number.isInteger(holder) || holder <= 0 || isProcessAlive(holder)) return false
     try {
       unlinkSync(file)
     } catch {

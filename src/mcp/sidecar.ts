@@ -17,6 +17,7 @@ import { WebSocket } from 'undici'
 import { ensureLocalSecret, LocalSecretError, localProof, newNonce, sameHex } from '../local-secret.js'
 import type { ShimConfig } from './config.js'
 import { SHIM_ERROR_CODES, ShimError } from './errors.js'
+import { isProcessAlive } from '../process-alive.js'
 
 export interface SidecarPaths {
   /** 0700; also holds the local secret (src/local-secret.ts). */
@@ -66,15 +67,6 @@ export function sidecarCommand (): { command: string, args: string[] } {
   throw new ShimError(SHIM_ERROR_CODES.SIDECAR_FAILED, `cannot find the coordinator program (${built})`, {
     hint: 'build the package (npm run build) or reinstall mpac-mcp'
   })
-}
-
-function isAlive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }
 
 function tail (file: string, lines = 15): string {
@@ -377,7 +369,7 @@ function tryLock (lockFile: string): boolean {
   try {
     const pid = Number(readFileSync(lockFile, 'utf8').trim())
     const age = Date.now() - statSync(lockFile).mtimeMs
-    if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid) || age > LOCK_STALE_MS) {
+    if (!Number.isInteger(pid) || pid <= 0 || !isProcessAlive(pid) || age > LOCK_STALE_MS) {
       unlinkSync(lockFile)
     }
   } catch {

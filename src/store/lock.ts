@@ -2,6 +2,7 @@ import Database from 'better-sqlite3'
 import { createHash } from 'node:crypto'
 import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { isProcessAlive } from '../process-alive.js'
 
 /** The file whose lock marks a data directory as in use (an SQLite database used only for its lock). */
 export const LOCK_FILE = 'mpac.lock'
@@ -157,7 +158,7 @@ function sessionLockName (sessionId: string): string {
  */
 function holders (dir: string, sessionId: string | undefined): number[] {
   const whole = readPid(join(dir, PID_FILE))
-  if (whole !== undefined && isAlive(whole)) return [whole]
+  if (whole !== undefined && isProcessAlive(whole)) return [whole]
   let files: string[]
   if (sessionId !== undefined) {
     files = [join(dir, SESSION_LOCKS, `${sessionLockName(sessionId)}.pid`)]
@@ -168,7 +169,7 @@ function holders (dir: string, sessionId: string | undefined): number[] {
       files = []
     }
   }
-  const pids = files.map(readPid).filter((pid): pid is number => pid !== undefined && isAlive(pid))
+  const pids = files.map(readPid).filter((pid): pid is number => pid !== undefined && isProcessAlive(pid))
   return [...new Set(pids)]
 }
 
@@ -178,15 +179,6 @@ function readPid (file: string): number | undefined {
     return /^\d+$/.test(text) ? Number(text) : undefined
   } catch {
     return undefined
-  }
-}
-
-function isAlive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
 

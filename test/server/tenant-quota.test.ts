@@ -4,42 +4,20 @@
  * counts the sessions the store holds, so a restart does not reset it, and a
  * session idle past --session-idle-retention is deleted, freeing its slot.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
+import type { ChildProcess } from 'node:child_process'
 import t from 'tap'
-import { cleanEnv, tempDir, type Teardown } from '../helpers/process.js'
+import { tempDir, type Teardown } from '../helpers/process.js'
 import { hello, joined, TestClient } from '../helpers/ws.js'
+import { startSidecar } from '../helpers/sidecar.js'
 
-const root = fileURLToPath(new URL('../..', import.meta.url))
-const CLI = ['--import', './scripts/ts-register.mjs', 'src/server/cli.ts']
 const TOKENS = JSON.stringify({ 'tok-tenant': { allowed_sessions: ['*'] }, 'tok-other': { allowed_sessions: ['*'] } })
 
 interface Sidecar { readonly child: ChildProcess, readonly url: string, readonly output: () => string, stop (): Promise<void> }
 
-function sidecar (tt: Teardown, dataDir: string, extra: readonly string[]): Promise<Sidecar> {
-  const child = spawn(process.execPath, [...CLI, '--port', '0', '--data-dir', dataDir, '--max-sessions-per-token', '1', ...extra],
-    { cwd: root, env: cleanEnv({ HOME: dataDir, MPAC_TOKEN_TABLE: TOKENS, LOG_LEVEL: 'info' }) })
-  tt.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
-  const exited = new Promise<void>(resolve => child.on('exit', () => resolve()))
-  let out = ''
-  child.stderr?.on('data', (d: Buffer) => { out += d.toString() })
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no banner within 20 s: ${out}`)), 20000)
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString()
-      const m = /listening: +[^\s]+:(\d+)/.exec(out)
-      if (m !== null && out.includes('clients connect:')) {
-        clearTimeout(timer)
-        resolve({
-          child,
-          url: `ws://127.0.0.1:${m[1] as string}`,
-          output: () => out,
-          stop: async () => { child.kill('SIGTERM'); await exited }
-        })
-      }
-    })
-    void exited.then(() => { clearTimeout(timer); reject(new Error(`sidecar exited: ${out}`)) })
-  })
+/** The real multi-session sidecar on `dataDir` with the two tenants' tokens (test/helpers/sidecar.ts). */
+async function sidecar (tt: Teardown, dataDir: string, extra: readonly string[]): Promise<Sidecar> {
+  const sc = await startSidecar(tt, ['--data-dir', dataDir, '--max-sessions-per-token', '1', ...extra], { HOME: dataDir, MPAC_TOKEN_TABLE: TOKENS, LOG_LEVEL: 'info' })
+  return { child: sc.child, url: sc.url, output: () => sc.lines.join('\n'), stop: async () => { await sc.stop() } }
 }
 
 async function refusedCreation (url: string, sessionId: string, token: string): Promise<{ code: number, reason: string }> {

@@ -6,19 +6,17 @@
  * a SIGKILL at any of its steps (the real sidecar CLI, restarted on the same
  * SQLite data directory).
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { stateRef } from '../../src/protocol/state-ref.js'
 import { deriveSessionId } from '../../src/protocol/workspace-id.js'
 import { cleanEnv, tempDir } from '../helpers/process.js'
 import { startServer } from '../helpers/server.js'
 import { announce, envelope, hello, isType, TestClient, type Frame } from '../helpers/ws.js'
+import { startSidecar as startRealSidecar } from '../helpers/sidecar.js'
 
-const repoRoot = fileURLToPath(new URL('../..', import.meta.url))
-const CLI = ['--import', './scripts/ts-register.mjs', 'src/server/cli.ts']
 
 function git (cwd: string, ...args: string[]): void {
   execFileSync('git', ['-c', 'user.email=t@example.invalid', '-c', 'user.name=t', ...args], { cwd, stdio: 'ignore', env: cleanEnv() })
@@ -163,26 +161,10 @@ t.test('a workspace that is not a git repository: no ignore rule applies, VCS me
 
 interface Sidecar { readonly child: ChildProcess, readonly port: number, readonly exited: Promise<number | null>, readonly output: () => string }
 
-function startSidecar (t: { teardown (fn: () => unknown): void }, root: string, dataDir: string, env: Record<string, string> = {}): Promise<Sidecar> {
-  const child = spawn(process.execPath, [...CLI, '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--store', 'sqlite', '--workspace', root], {
-    cwd: repoRoot, env: cleanEnv({ LOG_LEVEL: 'info', ...env })
-  })
-  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
-  const exited = new Promise<number | null>(resolve => child.on('exit', resolve))
-  let out = ''
-  child.stderr?.on('data', (d: Buffer) => { out += d.toString() })
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no banner within 20 s: ${out}`)), 20000)
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString()
-      const m = /listening: +[^\s]+:(\d+)/.exec(out)
-      if (m !== null && out.includes('clients connect:')) {
-        clearTimeout(timer)
-        resolve({ child, port: Number(m[1]), exited, output: () => out })
-      }
-    })
-    void exited.then((code) => { clearTimeout(timer); reject(new Error(`sidecar exited with ${String(code)}: ${out}`)) })
-  })
+/** The real sidecar in workspace mode on `root` (test/helpers/sidecar.ts), with its stdout as one text. */
+async function startSidecar (t: { teardown (fn: () => unknown): void }, root: string, dataDir: string, env: Record<string, string> = {}): Promise<Sidecar> {
+  const sc = await startRealSidecar(t, ['--host', '127.0.0.1', '--data-dir', dataDir, '--store', 'sqlite', '--workspace', root], { LOG_LEVEL: 'info', ...env })
+  return { child: sc.child, port: sc.port, exited: sc.exited, output: () => sc.lines.join('\n') }
 }
 
 async function waitFor (what: string, fn: () => boolean, deadlineMs = 15000): Promise<void> {
