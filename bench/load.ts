@@ -22,14 +22,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { performance } from 'node:perf_hooks'
-import { WebSocket } from 'undici'
-
-type Frame = Record<string, unknown>
-
-function arg (name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1] as string : fallback
-}
+import { Agent, arg, percentile, type Frame } from './agent.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
@@ -65,81 +58,6 @@ async function serverRss (port: number): Promise<number> {
   return (await serverMemory(port)).rss
 }
 
-let seq = 0
-
-class Agent {
-  readonly #ws: WebSocket
-  readonly #pending = new Map<string, (f: Frame) => void>()
-  #helloDone: ((f: Frame) => void) | undefined
-  readonly pid: string
-  readonly sessionId: string
-
-  private constructor (ws: WebSocket, sessionId: string, pid: string) {
-    this.#ws = ws
-    this.sessionId = sessionId
-    this.pid = pid
-    ws.addEventListener('message', (ev) => {
-      const f = JSON.parse(ev.data as string) as Frame
-      if (f.message_type === 'SESSION_INFO' && this.#helloDone !== undefined) {
-        this.#helloDone(f)
-        this.#helloDone = undefined
-        return
-      }
-      const id = typeof f.message_id === 'string' && this.#pending.has(f.message_id)
-        ? f.message_id
-        : ((f.payload as Frame | undefined)?.refers_to as string | undefined)
-      if (id === undefined) return
-      const done = this.#pending.get(id)
-      if (done !== undefined) {
-        this.#pending.delete(id)
-        done(f)
-      }
-    })
-  }
-
-  static async join (port: number, sessionId: string, pid: string): Promise<Agent> {
-    const ws = new WebSocket(`ws://127.0.0.1:${port}/session/${sessionId}`)
-    await new Promise((resolve, reject) => { ws.addEventListener('open', resolve, { once: true }); ws.addEventListener('error', reject, { once: true }) })
-    const agent = new Agent(ws, sessionId, pid)
-    const info = await new Promise<Frame>((resolve) => {
-      agent.#helloDone = resolve
-      ws.send(JSON.stringify(agent.#envelope('HELLO', { display_name: pid, roles: ['contributor'], capabilities: ['op.commit'] })))
-    })
-    if (info.message_type !== 'SESSION_INFO') throw new Error('HELLO refused')
-    return agent
-  }
-
-  #envelope (type: string, payload: Frame): Frame {
-    return {
-      protocol: 'MPAC',
-      version: '0.1.13',
-      message_type: type,
-      message_id: `${this.pid}-${++seq}`,
-      session_id: this.sessionId,
-      sender: { principal_id: this.pid, principal_type: 'agent', sender_instance_id: `${this.pid}:1` },
-      ts: new Date().toISOString(),
-      payload
-    }
-  }
-
-  /** Sends and resolves with the terminal frame, or rejects after 5 s. */
-  request (type: string, payload: Frame): Promise<Frame> {
-    const env = this.#envelope(type, payload)
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => { this.#pending.delete(env.message_id as string); reject(new Error('timeout')) }, 5000)
-      this.#pending.set(env.message_id as string, (f) => { clearTimeout(timer); resolve(f) })
-      this.#ws.send(JSON.stringify(env))
-    })
-  }
-
-  close (): void { this.#ws.close() }
-}
-
-function percentile (sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] as number
-}
-
 async function load (): Promise<void> {
   const sessions = Number(arg('sessions', '20'))
   const agents = Number(arg('agents', '5'))
@@ -160,7 +78,7 @@ async function load (): Promise<void> {
   const timed = async (agent: Agent, type: string, payload: Frame): Promise<Frame | undefined> => {
     const t0 = performance.now()
     try {
-      const f = await agent.request(type, payload)
+      const f = await agent.request(type, payload, 5000)
       rtts.push(performance.now() - t0)
       requests++
       if (f.message_type === 'PROTOCOL_ERROR') rejected++
