@@ -89,7 +89,7 @@ function phase3 (st: CoreState, ctx: Ctx, c: Conflict): void {
   c.resolved_by = st.coordinatorId
   c.decision = 'policy_override'
   delete c.bypass_principal
-  st.setConflictState(ctx, c, 'CLOSED')
+  st.closeResolved(ctx, c)
   st.emit(ctx, 'RESOLUTION', {
     resolution_id: rid,
     conflict_id: cid,

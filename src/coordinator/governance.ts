@@ -98,7 +98,8 @@ export function handleResolution (st: CoreState, ctx: Ctx, p: ResolutionPayload,
   c.resolution_id = p.resolution_id ?? nextId(st.clock)
   c.resolved_by = sender
   c.decision = p.decision
-  st.setConflictState(ctx, c, p.decision === 'dismissed' ? 'DISMISSED' : 'CLOSED')
+  if (p.decision === 'dismissed') st.setConflictState(ctx, c, 'DISMISSED')
+  else st.closeResolved(ctx, c)
   return RELAY
 }
 

@@ -5,6 +5,7 @@
  * CoreState (state.ts).
  */
 import type { NormalizedScope, Scope } from '../protocol/scope.js'
+import { CONFLICT_STATES, INTENT_STATES, isTerminalConflict, isTerminalIntent, isTerminalOperation, OPERATION_STATES } from '../protocol/state-machines.js'
 
 export type IntentState = 'ACTIVE' | 'SUSPENDED' | 'EXPIRED' | 'WITHDRAWN' | 'SUPERSEDED' | 'TRANSFERRED'
 export type OpState = 'PROPOSED' | 'FROZEN' | 'COMMITTED' | 'REJECTED' | 'ABANDONED' | 'SUPERSEDED'
@@ -134,12 +135,13 @@ export interface Batch {
 
 export interface FileRec { content: string; state_ref: string; bytes: number }
 
-export const TERMINAL_INTENT: ReadonlySet<string> = new Set(['EXPIRED', 'WITHDRAWN', 'SUPERSEDED', 'TRANSFERRED'])
-export const TERMINAL_CONFLICT: ReadonlySet<string> = new Set(['CLOSED', 'DISMISSED'])
-export const DEAD_OP: ReadonlySet<string> = new Set(['REJECTED', 'ABANDONED', 'SUPERSEDED'])
+// Derived from the lifecycle tables of src/protocol/state-machines.ts (terminal = no way out), never re-declared.
+export const TERMINAL_INTENT: ReadonlySet<string> = new Set(INTENT_STATES.filter(isTerminalIntent))
+export const TERMINAL_CONFLICT: ReadonlySet<string> = new Set(CONFLICT_STATES.filter(isTerminalConflict))
+export const DEAD_OP: ReadonlySet<string> = new Set(OPERATION_STATES.filter(isTerminalOperation))
 
 /** Operation states after which an op only changes by OP_SUPERSEDE: history that may be forgotten. */
-export const SETTLED_OP: ReadonlySet<string> = new Set(['COMMITTED', 'REJECTED', 'ABANDONED', 'SUPERSEDED'])
+export const SETTLED_OP: ReadonlySet<string> = new Set([...DEAD_OP, 'COMMITTED'])
 
 export function isLive (i: Intent): boolean { return i.state === 'ACTIVE' || i.state === 'SUSPENDED' }
 export function isPendingOp (o: Operation): boolean { return o.state === 'PROPOSED' || o.state === 'FROZEN' }

@@ -8,6 +8,7 @@
  */
 import type { MessageType } from '../protocol/message-types.js'
 import { normalizeScope, type NormalizedScope, type Scope } from '../protocol/scope.js'
+import { canTransition } from '../protocol/state-machines.js'
 import { buildEnvelope, type Clock, type Ctx } from './envelopes.js'
 import { DeadlineHeap } from './heap.js'
 import {
@@ -256,6 +257,7 @@ export class CoreState {
 
   /** Moves an intent between states, maintaining the live indexes. Cascades are the caller's job. */
   setIntentState (ctx: Ctx, i: Intent, state: IntentState): void {
+    checkTransition('intent', i.intent_id, i.state, state)
     const wasLive = isLive(i)
     i.state = state
     const live = isLive(i)
@@ -306,6 +308,7 @@ export class CoreState {
   }
 
   setOpState (ctx: Ctx, o: Operation, state: OpState): void {
+    checkTransition('operation', o.op_id, o.state, state)
     const was = isPendingOp(o)
     o.state = state
     const now = isPendingOp(o)
@@ -384,6 +387,7 @@ export class CoreState {
   }
 
   setConflictState (ctx: Ctx, c: Conflict, state: ConflictState): void {
+    checkTransition('conflict', c.conflict_id, c.state, state)
     c.state = state
     if (TERMINAL_CONFLICT.has(state)) {
       this.openConflicts.delete(c.conflict_id)
@@ -395,6 +399,12 @@ export class CoreState {
       this.finishedConflicts.add(c.conflict_id)
     }
     ctx.dirty = true
+  }
+
+  /** A resolution closes a conflict through the transient RESOLVED state (protocol.md §5.3), archived as CLOSED at once. */
+  closeResolved (ctx: Ctx, c: Conflict): void {
+    this.setConflictState(ctx, c, 'RESOLVED')
+    this.setConflictState(ctx, c, 'CLOSED')
   }
 
   freeze (ctx: Ctx, c: Conflict): void {
@@ -461,4 +471,15 @@ export function removeFrom (map: Map<string, Set<string>>, key: string, id: stri
   if (set === undefined) return
   set.delete(id)
   if (set.size === 0) map.delete(key)
+}
+
+/**
+ * The lifecycle tables of src/protocol/state-machines.ts, enforced where
+ * states change: an edge missing from a table is a bug in a handler, never
+ * an input error, so it throws (the coordinator answers that input with an
+ * internal error instead of storing an impossible state). Staying in a
+ * state is not a transition.
+ */
+function checkTransition (machine: 'intent' | 'operation' | 'conflict', id: string, from: string, to: string): void {
+  if (from !== to && !canTransition(machine, from, to)) throw new Error(`illegal ${machine} transition ${from} → ${to} (${id})`)
 }

@@ -65,19 +65,21 @@ export function canTransition (machine: 'intent' | 'operation' | 'conflict', fro
   return (table[from] as readonly string[]).includes(to)
 }
 
-const TERMINAL_INTENT: ReadonlySet<string> = new Set<IntentState>(['EXPIRED', 'WITHDRAWN', 'SUPERSEDED', 'TRANSFERRED'])
-const TERMINAL_OPERATION: ReadonlySet<string> = new Set<OperationState>(['REJECTED', 'ABANDONED', 'SUPERSEDED'])
-const TERMINAL_CONFLICT: ReadonlySet<string> = new Set<ConflictState>(['CLOSED', 'DISMISSED'])
+/** A state is terminal when its table lists no way out of it. */
+function isTerminal (machine: 'intent' | 'operation' | 'conflict', s: string): boolean {
+  const table = TABLES[machine]
+  return Object.hasOwn(table, s) && (table[s] as readonly string[]).length === 0
+}
 
 export function isTerminalIntent (s: string): boolean {
-  return TERMINAL_INTENT.has(s)
+  return isTerminal('intent', s)
 }
 
 /** COMMITTED is not terminal (it can still be superseded); only REJECTED, ABANDONED and SUPERSEDED are. */
 export function isTerminalOperation (s: string): boolean {
-  return TERMINAL_OPERATION.has(s)
+  return isTerminal('operation', s)
 }
 
 export function isTerminalConflict (s: string): boolean {
-  return TERMINAL_CONFLICT.has(s)
+  return isTerminal('conflict', s)
 }
