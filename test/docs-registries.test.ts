@@ -13,6 +13,7 @@ import t from 'tap'
 import { CLOSE } from '../src/protocol/close-codes.js'
 import { SETTINGS } from '../src/server/config.js'
 import { SHIM_ERROR_CODES } from '../src/mcp/errors.js'
+import { HTTP_ERRORS } from '../src/server/http-errors.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const read = (p: string): string => readFileSync(join(ROOT, p), 'utf8')
@@ -62,4 +63,12 @@ t.test('shim errors: SHIM_ERROR_CODES and docs/agents.md agree', async t => {
   const codes = new Set<string>(Object.values(SHIM_ERROR_CODES))
   for (const c of codes) t.ok(documented.has(c), `${c} is documented`)
   for (const d of documented) t.ok(codes.has(d), `documented ${d} exists`)
+})
+
+t.test('HTTP refusals: HTTP_ERRORS and docs/coordinator.md agree, status included', async t => {
+  const rows = table(read('docs/coordinator.md'), '### HTTP refusals')
+  const documented = new Map(rows.map(r => [tick(r[0] ?? '')[0], Number(r[1])]))
+  for (const spec of Object.values(HTTP_ERRORS)) t.equal(documented.get(spec.code), spec.status, `${spec.code} is documented with ${spec.status}`)
+  const codes = new Set<string>(Object.values(HTTP_ERRORS).map(s => s.code))
+  for (const code of documented.keys()) t.ok(code !== undefined && codes.has(code), `documented ${code} exists`)
 })

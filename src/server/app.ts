@@ -12,6 +12,7 @@ import { Metrics } from './metrics.js'
 import { SessionRegistry } from './registry.js'
 import type { TokenTable } from './token-table.js'
 import { registerUpgradeGuard } from './upgrade-guard.js'
+import { HTTP_ERRORS, sendHttpError } from './http-errors.js'
 
 export interface AppDeps {
   readonly store: ManagedSessionStore
@@ -117,7 +118,7 @@ export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance 
       const refused = registry.prehelloRefusal(request.ip)
       if (refused !== undefined) {
         request.log.info({ status: refused.status, address: request.ip }, `upgrade refused: ${refused.reason}`)
-        await reply.code(refused.status).header('retry-after', '1').send({ code: 'MPAC_ERR_TOO_MANY_CONNECTIONS', message: refused.reason })
+        await sendHttpError(reply.header('retry-after', '1'), HTTP_ERRORS.TOO_MANY_CONNECTIONS, refused.reason, refused.status)
         return
       }
     }
@@ -132,16 +133,13 @@ export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance 
     if (sessionId === undefined) return
     const m = /^Bearer[ \t]+([^\s]+)[ \t]*$/i.exec(header)
     if (m === null) {
-      await reply.code(401).send({ code: 'MPAC_ERR_AUTH_TOKEN_INVALID', message: 'Authorization must be "Bearer <token>"' })
+      await sendHttpError(reply, HTTP_ERRORS.AUTH_TOKEN_INVALID, 'Authorization must be "Bearer <token>"')
       return
     }
     const checked = table.check(m[1] as string, sessionId)
     if (!checked.ok) {
       request.log.info({ status: checked.status, reason: checked.reason }, 'upgrade refused')
-      await reply.code(checked.status).send({
-        code: checked.status === 401 ? 'MPAC_ERR_AUTH_TOKEN_INVALID' : 'MPAC_ERR_AUTH_SESSION_FORBIDDEN',
-        message: checked.reason
-      })
+      await sendHttpError(reply, checked.status === 401 ? HTTP_ERRORS.AUTH_TOKEN_INVALID : HTTP_ERRORS.AUTH_SESSION_FORBIDDEN, checked.reason)
       return
     }
     if (registry.tokenConnections(checked.digest) >= config.limits.maxConnectionsPerToken) {
@@ -153,10 +151,7 @@ export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance 
   /** --max-connections-per-address / --max-connections-per-token before the upgrade: HTTP 429. */
   const tooMany = async (request: FastifyRequest, reply: FastifyReply, what: 'address' | 'token', limit: number): Promise<void> => {
     request.log.info({ status: 429, limit: `max_connections_per_${what}`, value: limit }, 'upgrade refused')
-    await reply.code(429).header('retry-after', '1').send({
-      code: 'MPAC_ERR_TOO_MANY_CONNECTIONS',
-      message: `connection limit for this ${what} reached (at most ${limit} open connections, --max-connections-per-${what})`
-    })
+    await sendHttpError(reply.header('retry-after', '1'), HTTP_ERRORS.TOO_MANY_CONNECTIONS, `connection limit for this ${what} reached (at most ${limit} open connections, --max-connections-per-${what})`)
   }
 
   const wsHandler = (socket: unknown, request: FastifyRequest): void => {
@@ -174,7 +169,7 @@ export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance 
     if (logger.isLevelEnabled('debug')) conn.log.debug('connection opened')
   }
   const upgradeRequired = async (_request: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    await reply.code(426).header('upgrade', 'websocket').send({ code: 'MPAC_ERR_UPGRADE_REQUIRED', message: 'connect with a WebSocket client' })
+    await sendHttpError(reply.header('upgrade', 'websocket'), HTTP_ERRORS.UPGRADE_REQUIRED, 'connect with a WebSocket client')
   }
 
   app.register(async (scope) => {
@@ -188,7 +183,7 @@ export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance 
     scope.route({
       method: 'GET',
       url: '/*',
-      handler: async (_request, reply) => { await reply.code(404).send({ code: 'MPAC_ERR_NOT_FOUND', message: 'not found' }) },
+      handler: async (_request, reply) => { await sendHttpError(reply, HTTP_ERRORS.NOT_FOUND, 'not found') },
       wsHandler: ((socket: WebSocketLike) => { socket.close(CLOSE.NOT_FOUND.code, CLOSE.NOT_FOUND.reason) }) as never
     })
 
@@ -202,10 +197,10 @@ export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance 
     // when explicitly opened (--metrics-public); --metrics-port serves them on loopback instead.
     scope.get('/metrics', async (request, reply) => {
       if (config.metricsToken === undefined && !config.metricsPublic) {
-        return reply.code(403).send({ code: 'MPAC_ERR_METRICS_DISABLED', message: 'metrics are not served on this listener without a token: set MPAC_METRICS_TOKEN, use --metrics-port (a loopback listener), or pass --metrics-public' })
+        return sendHttpError(reply, HTTP_ERRORS.METRICS_DISABLED, 'metrics are not served on this listener without a token: set MPAC_METRICS_TOKEN, use --metrics-port (a loopback listener), or pass --metrics-public')
       }
       if (config.metricsToken !== undefined && !bearerMatches(request.headers.authorization, config.metricsToken)) {
-        return reply.code(401).header('www-authenticate', 'Bearer').send({ code: 'MPAC_ERR_AUTH_TOKEN_INVALID', message: 'metrics need the MPAC_METRICS_TOKEN bearer token' })
+        return sendHttpError(reply.header('www-authenticate', 'Bearer'), HTTP_ERRORS.AUTH_TOKEN_INVALID, 'metrics need the MPAC_METRICS_TOKEN bearer token')
       }
       return reply.type(METRICS_TYPE).send(metrics.render())
     })

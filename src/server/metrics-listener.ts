@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { METRICS_TYPE } from './app.js'
 import type { Metrics } from './metrics.js'
+import { HTTP_ERRORS, httpErrorBody } from './http-errors.js'
 
 /**
  * `--metrics-port`: a second HTTP listener on 127.0.0.1 that serves only
@@ -17,7 +18,7 @@ export interface MetricsListener {
 export async function listenMetrics (metrics: Metrics, port: number): Promise<MetricsListener> {
   const server: Server = createServer((req, res) => {
     if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
-      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ code: 'MPAC_ERR_NOT_FOUND', message: 'this listener serves GET /metrics only' }))
+      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify(httpErrorBody(HTTP_ERRORS.NOT_FOUND, 'this listener serves GET /metrics only')))
       return
     }
     res.writeHead(200, { 'content-type': METRICS_TYPE }).end(metrics.render())

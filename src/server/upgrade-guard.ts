@@ -1,5 +1,6 @@
 import { isIP } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { HTTP_ERRORS, sendHttpError } from './http-errors.js'
 
 /**
  * The Origin/Host guard of WebSocket upgrades, in every mode (docs/security.md,
@@ -122,10 +123,7 @@ export function registerUpgradeGuard (app: FastifyInstance, config: GuardConfig)
     const origin = request.headers.origin
     if (origin !== undefined && !origins.has(origin.trim().toLowerCase())) {
       request.log.info({ origin: shown(origin), url: shown(request.url) }, 'upgrade refused: Origin not allowed')
-      await reply.code(403).send({
-        code: 'MPAC_ERR_ORIGIN_FORBIDDEN',
-        message: `WebSocket upgrades from web pages are refused (Origin ${JSON.stringify(shown(origin))}); allow the origin with --allowed-origin / MPAC_ALLOWED_ORIGINS`
-      })
+      await sendHttpError(reply, HTTP_ERRORS.ORIGIN_FORBIDDEN, `WebSocket upgrades from web pages are refused (Origin ${JSON.stringify(shown(origin))}); allow the origin with --allowed-origin / MPAC_ALLOWED_ORIGINS`)
       return reply
     }
     const host = request.headers.host
@@ -134,7 +132,7 @@ export function registerUpgradeGuard (app: FastifyInstance, config: GuardConfig)
     const why = hostRefusal(config, host, socket.localAddress, socket.localPort)
     if (why !== undefined) {
       request.log.info({ host: shown(host), url: shown(request.url), reason: why }, 'upgrade refused: Host not allowed')
-      await reply.code(403).send({ code: 'MPAC_ERR_HOST_FORBIDDEN', message: `${why} (Host ${JSON.stringify(shown(host))})` })
+      await sendHttpError(reply, HTTP_ERRORS.HOST_FORBIDDEN, `${why} (Host ${JSON.stringify(shown(host))})`)
       return reply
     }
   })
