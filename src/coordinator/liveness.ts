@@ -6,6 +6,7 @@
  * id, plus a `principal_id` key: fix W7), and the coordinator's own
  * COORDINATOR_STATUS heartbeat (§9.1, §12.1).
  */
+import type { Payload } from '../protocol/schemas.js'
 import { protocolErrorPayload } from '../protocol/protocol-error.js'
 import { ALL, ECHO, fail, RELAY, type Ctx, type Terminal } from './envelopes.js'
 import { restoreIntent, settle, suspendIntent, terminateIntent } from './cascades.js'
@@ -98,9 +99,7 @@ function backendHealth (st: CoreState, ctx: Ctx, part: Participant, bh: BackendH
   }
 }
 
-interface GoodbyePayload { reason: string, active_intents?: string[], intent_disposition?: string }
-
-export function handleGoodbye (st: CoreState, ctx: Ctx, p: GoodbyePayload, sender: string): Terminal {
+export function handleGoodbye (st: CoreState, ctx: Ctx, p: Payload<'GOODBYE'>, sender: string): Terminal {
   const part = st.participants.get(sender) as Participant
   part.is_available = false
   part.status = 'offline'

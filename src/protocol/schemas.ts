@@ -46,7 +46,7 @@
  */
 import { z } from 'zod'
 import { ERROR_CODES } from './error-codes.js'
-import { isMessageType, type MessageType } from './message-types.js'
+import { COORDINATOR_AUTHORED_TYPES, isMessageType, type MessageType } from './message-types.js'
 
 export const SCHEMA_LIMITS = Object.freeze({
   /** identifiers: message, session, principal, intent, op, conflict, … ids */
@@ -651,7 +651,7 @@ function payloadValidator (type: MessageType, payload: Record<string, unknown>):
 }
 
 /** The envelope schema requires coordinator_epoch on these coordinator-authored types. */
-const EPOCH_REQUIRED: ReadonlySet<MessageType> = new Set(['SESSION_INFO', 'SESSION_CLOSE', 'COORDINATOR_STATUS', 'INTENT_CLAIM_STATUS'])
+const EPOCH_REQUIRED: ReadonlySet<MessageType> = new Set(COORDINATOR_AUTHORED_TYPES)
 
 export type ParseResult =
   /**

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import { ERROR_CODES } from '../../src/protocol/error-codes.js'
-import { MESSAGE_TYPES, type MessageType } from '../../src/protocol/message-types.js'
+import { COORDINATOR_AUTHORED_TYPES, MESSAGE_TYPES, type MessageType, type ParticipantMessageType } from '../../src/protocol/message-types.js'
 import {
   EnvelopeSchema, IntentAnnouncePayloadSchema, IntentDeferredPayloadSchema, MAX_IGNORED, PAYLOAD_SCHEMAS, SCHEMA_LIMITS, ScopeSchema,
   WatermarkSchema, parseEnvelope,
@@ -344,6 +344,21 @@ t.test('PAYLOAD_SCHEMAS keeps each type: Payload<T> is the inferred payload, not
   t.equal(typeof same.op_id, 'string')
   t.equal(withdraw.intent_id, 'i-1')
   t.ok(wrong)
+})
+
+t.test('coordinator-authored types are message types that require coordinator_epoch; the rest are participant types', async t => {
+  t.strictSame([...COORDINATOR_AUTHORED_TYPES].sort(), [...COORDINATOR_AUTHORED].sort())
+  for (const type of COORDINATOR_AUTHORED_TYPES) t.ok(MESSAGE_TYPES.includes(type), type)
+  // @ts-expect-error SESSION_INFO is coordinator-authored, not a participant type
+  const notParticipant: ParticipantMessageType = 'SESSION_INFO'
+  const participant: ParticipantMessageType = 'PROTOCOL_ERROR'
+  t.ok(notParticipant && participant)
+  for (const type of MESSAGE_TYPES) {
+    const payload = VALID[type][0] as Record<string, unknown>
+    const authored = (COORDINATOR_AUTHORED_TYPES as readonly string[]).includes(type)
+    t.equal(parseEnvelope(without(env(type, payload), 'coordinator_epoch')).ok, !authored, `${type} without coordinator_epoch`)
+    t.equal(parseEnvelope(env(type, payload, { coordinator_epoch: 1 })).ok, true, `${type} with coordinator_epoch`)
+  }
 })
 
 t.test('valid messages of every type parse, and the envelope is the input itself', async t => {
