@@ -13,18 +13,6 @@ import { restoreIntent, settle, suspendIntent, terminateIntent } from './cascade
 import { ownerRejoin } from './claims.js'
 import { isLive, type CoreState, type Participant } from './state.js'
 
-interface BackendHealth {
-  model_id: string
-  provider_status: string
-  checked_at?: string
-  status_detail?: string | null
-  alternatives?: unknown[]
-  switched_from?: string
-  switch_reason?: string
-}
-
-interface HeartbeatPayload { status?: string, active_intent_id?: string, summary?: string, backend_health?: BackendHealth }
-
 function providerOf (modelId: string): string {
   const slash = modelId.indexOf('/')
   return slash > 0 ? modelId.slice(0, slash) : modelId
@@ -40,7 +28,9 @@ export function statusPayload (st: CoreState, event: string): Record<string, unk
   }
 }
 
-export function handleHeartbeat (st: CoreState, ctx: Ctx, p: HeartbeatPayload, sender: string): Terminal {
+type BackendHealth = NonNullable<Payload<'HEARTBEAT'>['backend_health']>
+
+export function handleHeartbeat (st: CoreState, ctx: Ctx, p: Payload<'HEARTBEAT'>, sender: string): Terminal {
   const part = st.participants.get(sender) as Participant
   const bh = p.backend_health
   const policy = st.s.backendHealthPolicy
