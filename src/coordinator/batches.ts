@@ -5,6 +5,7 @@
  * all_or_nothing batch and rejected best_effort entries get their own
  * OP_REJECT (O12); stale best_effort entries are reported (O6).
  */
+import type { BatchOperation, Payload } from '../protocol/schemas.js'
 import { normalizePath } from '../protocol/scope.js'
 import { ALL, fail, RELAY, type Ctx, type Terminal } from './envelopes.js'
 import { frozenDescription, frozenTarget } from './conflicts.js'
@@ -13,14 +14,7 @@ import { commitOp, frozenFiles, intentGate, isObserverOnly, isUncoordinated, new
 import { TERMINAL_INTENT, type CoreState } from './state.js'
 import { applyFileChanges, parseFileChanges, pendingLayout, shortRef, staleFile, type FileChange } from './workspace.js'
 
-type Entry = OpFields & { file_changes?: unknown }
-
-interface BatchPayload {
-  batch_id: string
-  atomicity?: string
-  operations: Entry[]
-  intent_id?: string
-}
+type Entry = BatchOperation
 
 /**
  * Each entry's file_changes, validated against that entry's target (or the
@@ -69,7 +63,7 @@ function entryReject (st: CoreState, ctx: Ctx, batchId: string, r: Rejected): vo
   st.emit(ctx, 'OP_REJECT', { op_id: r.op_id, reason: r.reason, refers_to: r.refers_to ?? null, batch_id: batchId, description: r.detail ?? null }, ALL)
 }
 
-export function handleBatch (st: CoreState, ctx: Ctx, p: BatchPayload, sender: string): Terminal {
+export function handleBatch (st: CoreState, ctx: Ctx, p: Payload<'OP_BATCH_COMMIT'>, sender: string): Terminal {
   const entries = Array.isArray(p.operations) ? p.operations : []
   if (entries.length === 0) return fail('MALFORMED_MESSAGE', 'OP_BATCH_COMMIT.operations must not be empty')
   const ids = new Set(entries.map(e => e.op_id))
@@ -91,15 +85,15 @@ export function handleBatch (st: CoreState, ctx: Ctx, p: BatchPayload, sender: s
   return pre ? initial(st, ctx, p, entries, sender, allOrNothing) : postCommit(st, ctx, p, entries, sender, allOrNothing)
 }
 
-function mismatch (p: BatchPayload, e: OpFields): boolean {
+function mismatch (p: Payload<'OP_BATCH_COMMIT'>, e: OpFields): boolean {
   return e.intent_id !== undefined && p.intent_id !== undefined && e.intent_id !== p.intent_id
 }
 
-function withIntent (p: BatchPayload, e: OpFields): OpFields {
+function withIntent (p: Payload<'OP_BATCH_COMMIT'>, e: OpFields): OpFields {
   return e.intent_id !== undefined || p.intent_id === undefined ? e : { ...e, intent_id: p.intent_id }
 }
 
-function postCommit (st: CoreState, ctx: Ctx, p: BatchPayload, entries: Entry[], sender: string, allOrNothing: boolean): Terminal {
+function postCommit (st: CoreState, ctx: Ctx, p: Payload<'OP_BATCH_COMMIT'>, entries: Entry[], sender: string, allOrNothing: boolean): Terminal {
   const changes = entryChanges(st, entries, sender)
   if (!(changes instanceof Map)) return changes
   const overlay = new Map<string, string>()
@@ -147,7 +141,7 @@ function postCommit (st: CoreState, ctx: Ctx, p: BatchPayload, entries: Entry[],
   return RELAY
 }
 
-function initial (st: CoreState, ctx: Ctx, p: BatchPayload, entries: Entry[], sender: string, allOrNothing: boolean): Terminal {
+function initial (st: CoreState, ctx: Ctx, p: Payload<'OP_BATCH_COMMIT'>, entries: Entry[], sender: string, allOrNothing: boolean): Terminal {
   const rejected: Rejected[] = []
   for (const raw of entries) {
     const e = withIntent(p, raw)
@@ -177,7 +171,7 @@ function initial (st: CoreState, ctx: Ctx, p: BatchPayload, entries: Entry[], se
   return RELAY
 }
 
-function completion (st: CoreState, ctx: Ctx, p: BatchPayload, entries: Entry[], sender: string): Terminal {
+function completion (st: CoreState, ctx: Ctx, p: Payload<'OP_BATCH_COMMIT'>, entries: Entry[], sender: string): Terminal {
   const batch = st.batches.get(p.batch_id)
   if (batch === undefined) return fail('INVALID_REFERENCE', `unknown batch ${p.batch_id}`)
   if (batch.principal_id !== sender) return fail('AUTHORIZATION_FAILED', `batch ${p.batch_id} was proposed by ${batch.principal_id}`)

@@ -7,24 +7,15 @@
  * available owner or arbiter other than the claimer exists (PY-style
  * automatic approval, recorded in approved_by).
  */
+import type { Payload } from '../protocol/schemas.js'
 import { isDeepStrictEqual } from 'node:util'
-import { isIndexableKind, normalizeScope, scopeContains, type NormalizedScope, type Scope } from '../protocol/scope.js'
+import { isIndexableKind, normalizeScope, scopeContains, type NormalizedScope } from '../protocol/scope.js'
 import { ALL, fail, RELAY, type Ctx, type Terminal } from './envelopes.js'
 import { detectConflicts } from './conflicts.js'
 import { restoreIntent, terminateIntent } from './cascades.js'
 import { raceLock, reservedByClaim, staleIntent, ttlDeadline } from './admission.js'
 import { overlaps } from './overlap.js'
 import { copyJson, isLive, type Claim, type CoreState } from './state.js'
-
-interface ClaimPayload {
-  claim_id: string
-  original_intent_id: string
-  original_principal_id: string
-  new_intent_id: string
-  objective: string
-  scope: Scope
-  justification?: string
-}
 
 /**
  * Does `inner` equal or narrow `outer`? Same indexable kind: a subset. Files
@@ -42,7 +33,7 @@ function narrows (outer: NormalizedScope, inner: NormalizedScope): boolean {
   return outer.kind === inner.kind && isDeepStrictEqual(outer.raw, inner.raw)
 }
 
-export function handleClaim (st: CoreState, ctx: Ctx, p: ClaimPayload, sender: string, messageId: string): Terminal {
+export function handleClaim (st: CoreState, ctx: Ctx, p: Payload<'INTENT_CLAIM'>, sender: string, messageId: string): Terminal {
   const orig = st.intents.get(p.original_intent_id)
   if (orig === undefined) return fail('INVALID_REFERENCE', `unknown intent ${p.original_intent_id}`)
   // SPEC §15.6.2: first claim wins.

@@ -4,6 +4,7 @@
  * reports in both shapes (fix G1), auto-dismiss (§5.4 C) and the
  * frozen-scope tests (§7.5).
  */
+import type { Payload } from '../protocol/schemas.js'
 import { dependencyConflict, dependencyDetail } from '../protocol/dependency.js'
 import { normalizeScope, scopeContains, isIndexableKind, type NormalizedScope, type Scope } from '../protocol/scope.js'
 import { ALL, fail, nextId, principals, RELAY, type Ctx, type Terminal } from './envelopes.js'
@@ -162,21 +163,8 @@ function report (st: CoreState, ctx: Ctx, a: Intent, b: Intent, dep: boolean): v
   })
 }
 
-interface ReportPayload {
-  conflict_id: string
-  related_intents?: string[]
-  related_ops?: string[]
-  category: string
-  severity: string
-  principal_a?: string
-  principal_b?: string
-  intent_a?: string
-  intent_b?: string
-  involved_principals?: string[]
-}
-
 /** A participant CONFLICT_REPORT, spec shape or PY shape (fix G1). */
-export function handleReport (st: CoreState, ctx: Ctx, p: ReportPayload, sender: string, messageId: string): Terminal {
+export function handleReport (st: CoreState, ctx: Ctx, p: Payload<'CONFLICT_REPORT'>, sender: string, messageId: string): Terminal {
   if (st.conflicts.has(p.conflict_id)) return fail('INVALID_REFERENCE', `conflict ${p.conflict_id} already exists`)
   const ceiling = openConflictCeiling(st, 1)
   if (ceiling !== undefined) return ceiling

@@ -9,9 +9,9 @@
  * docs/architecture.md).
  */
 import type { ErrorCode } from '../protocol/error-codes.js'
-import type { MessageType } from '../protocol/message-types.js'
+import type { CoordinatorAuthoredType, MessageType, ParticipantMessageType } from '../protocol/message-types.js'
 import { protocolErrorPayload } from '../protocol/protocol-error.js'
-import { parseEnvelope, type Envelope } from '../protocol/schemas.js'
+import { parseEnvelope, type Envelope, type TypedEnvelope } from '../protocol/schemas.js'
 import { parseTs } from '../protocol/time.js'
 import { clampLamport, lamportOf, MAX_LAMPORT } from '../protocol/watermark.js'
 import { checkWorkspacePath } from '../protocol/workspace-path.js'
@@ -35,7 +35,7 @@ import type { ApplyResult, CoordinatorConfig, CoordinatorSnapshot, CoreInput, Fi
 import { charLength } from '../protocol/text.js'
 import { fileSync } from './workspace.js'
 
-type Payload = Record<string, unknown>
+type RawPayload = Record<string, unknown>
 
 /** The HELLO-first refusal, in the Python coordinator's words (issue 12.13; same code, INVALID_REFERENCE). */
 export function helloFirst (principalId: string): string {
@@ -63,29 +63,62 @@ function deeperThan (v: unknown, max: number): boolean {
   }
   return false
 }
-// Handlers receive payloads already validated by parseEnvelope; the casts name the validated shape.
-type Handler = (st: CoreState, ctx: Ctx, env: Envelope, verdict: Verdict | undefined) => Terminal
+/**
+ * A handler receives the envelope with the payload parseEnvelope validated
+ * for its type (TypedEnvelope<T>: the payload type is inferred from
+ * PAYLOAD_SCHEMAS).
+ */
+type Handler<T extends MessageType> = (st: CoreState, ctx: Ctx, env: TypedEnvelope<T>, verdict: Verdict | undefined) => Terminal
 
-const any = <T>(p: Payload): T => p as unknown as T
+const echo = (): Terminal => ECHO
 
-const HANDLERS: Partial<Record<MessageType, Handler>> = {
-  HELLO: (st, ctx, env, verdict) => handleHello(st, ctx, env.sender, any(env.payload), verdict, env.message_id),
-  HEARTBEAT: (st, ctx, env) => handleHeartbeat(st, ctx, any(env.payload), env.sender.principal_id),
-  GOODBYE: (st, ctx, env) => handleGoodbye(st, ctx, any(env.payload), env.sender.principal_id),
-  INTENT_ANNOUNCE: (st, ctx, env) => handleAnnounce(st, ctx, any(env.payload), env.sender.principal_id, env.message_id),
-  INTENT_UPDATE: (st, ctx, env) => handleUpdate(st, ctx, any(env.payload), env.sender.principal_id, env.message_id),
-  INTENT_WITHDRAW: (st, ctx, env) => handleWithdraw(st, ctx, any(env.payload), env.sender.principal_id),
-  INTENT_DEFERRED: (st, ctx, env) => 'status' in env.payload ? ECHO : handleDeferred(st, ctx, any(env.payload), env.sender.principal_id),
-  INTENT_CLAIM: (st, ctx, env) => handleClaim(st, ctx, any(env.payload), env.sender.principal_id, env.message_id),
-  OP_PROPOSE: (st, ctx, env) => handlePropose(st, ctx, any(env.payload), env.sender.principal_id),
-  OP_COMMIT: (st, ctx, env) => handleCommit(st, ctx, any(env.payload), env.sender.principal_id),
-  OP_BATCH_COMMIT: (st, ctx, env) => handleBatch(st, ctx, any(env.payload), env.sender.principal_id),
-  OP_REJECT: (st, ctx, env) => handleReject(st, ctx, any(env.payload), env.sender.principal_id),
-  OP_SUPERSEDE: (st, ctx, env) => handleSupersede(st, ctx, any(env.payload), env.sender.principal_id),
-  CONFLICT_REPORT: (st, ctx, env) => handleReport(st, ctx, any(env.payload), env.sender.principal_id, env.message_id),
-  CONFLICT_ACK: (st, ctx, env) => handleAck(st, ctx, any(env.payload), env.sender.principal_id),
-  CONFLICT_ESCALATE: (st, ctx, env) => handleEscalate(st, ctx, any(env.payload), env.sender.principal_id),
-  RESOLUTION: (st, ctx, env) => handleResolution(st, ctx, any(env.payload), env.sender.principal_id, env.watermark !== undefined)
+/**
+ * One handler per type a participant may send (compiler-checked: a type added
+ * to MESSAGE_TYPES needs an entry here unless it is listed in
+ * COORDINATOR_AUTHORED_TYPES).
+ */
+const HANDLERS: { readonly [T in ParticipantMessageType]: Handler<T> } = {
+  HELLO: (st, ctx, env, verdict) => handleHello(st, ctx, env.sender, env.payload, verdict, env.message_id),
+  HEARTBEAT: (st, ctx, env) => handleHeartbeat(st, ctx, env.payload, env.sender.principal_id),
+  GOODBYE: (st, ctx, env) => handleGoodbye(st, ctx, env.payload, env.sender.principal_id),
+  INTENT_ANNOUNCE: (st, ctx, env) => handleAnnounce(st, ctx, env.payload, env.sender.principal_id, env.message_id),
+  INTENT_UPDATE: (st, ctx, env) => handleUpdate(st, ctx, env.payload, env.sender.principal_id, env.message_id),
+  INTENT_WITHDRAW: (st, ctx, env) => handleWithdraw(st, ctx, env.payload, env.sender.principal_id),
+  // The resolution form (with `status`) is the coordinator's; a participant's copy is echoed.
+  INTENT_DEFERRED: (st, ctx, env) => 'status' in env.payload ? ECHO : handleDeferred(st, ctx, env.payload, env.sender.principal_id),
+  INTENT_CLAIM: (st, ctx, env) => handleClaim(st, ctx, env.payload, env.sender.principal_id, env.message_id),
+  OP_PROPOSE: (st, ctx, env) => handlePropose(st, ctx, env.payload, env.sender.principal_id),
+  OP_COMMIT: (st, ctx, env) => handleCommit(st, ctx, env.payload, env.sender.principal_id),
+  OP_BATCH_COMMIT: (st, ctx, env) => handleBatch(st, ctx, env.payload, env.sender.principal_id),
+  OP_REJECT: (st, ctx, env) => handleReject(st, ctx, env.payload, env.sender.principal_id),
+  OP_SUPERSEDE: (st, ctx, env) => handleSupersede(st, ctx, env.payload, env.sender.principal_id),
+  CONFLICT_REPORT: (st, ctx, env) => handleReport(st, ctx, env.payload, env.sender.principal_id, env.message_id),
+  CONFLICT_ACK: (st, ctx, env) => handleAck(st, ctx, env.payload, env.sender.principal_id),
+  CONFLICT_ESCALATE: (st, ctx, env) => handleEscalate(st, ctx, env.payload, env.sender.principal_id),
+  RESOLUTION: (st, ctx, env) => handleResolution(st, ctx, env.payload, env.sender.principal_id, env.watermark !== undefined),
+  // A participant's PROTOCOL_ERROR is echoed and changes nothing (as before this table was complete).
+  PROTOCOL_ERROR: echo
+}
+
+/** Coordinator-authored types a participant sends anyway: echoed, never acted on. */
+const COORDINATOR_AUTHORED: { readonly [T in CoordinatorAuthoredType]: Handler<T> } = {
+  SESSION_INFO: echo,
+  SESSION_CLOSE: echo,
+  COORDINATOR_STATUS: echo,
+  INTENT_CLAIM_STATUS: echo
+}
+
+/** Every type's handler (the two tables are disjoint; together they cover MessageType). */
+const TABLE: { readonly [T in MessageType]: Handler<T> } = { ...HANDLERS, ...COORDINATOR_AUTHORED }
+
+/**
+ * Runs the handler of `type` on an envelope parseEnvelope validated as that
+ * type (the one place where the validated type is asserted: TypeScript cannot
+ * correlate `type` with `env.payload` through a union).
+ */
+function dispatch<T extends MessageType> (type: T, st: CoreState, ctx: Ctx, env: Envelope, verdict: Verdict | undefined): Terminal {
+  const handler: Handler<T> = TABLE[type]
+  return handler(st, ctx, env as TypedEnvelope<T>, verdict)
 }
 
 /**
@@ -103,7 +136,7 @@ export function wireFrame (raw: Record<string, unknown>, stripFiles: boolean): R
   const s: Record<string, unknown> = {}
   for (const k of WIRE_SENDER_KEYS) if (k in sender) s[k] = sender[k]
   out.sender = s
-  if (stripFiles) out.payload = withoutFiles(raw.payload as Payload)
+  if (stripFiles) out.payload = withoutFiles(raw.payload as RawPayload)
   return out
 }
 
@@ -111,8 +144,8 @@ const WIRE_KEYS = ['protocol', 'version', 'message_type', 'message_id', 'session
 const WIRE_SENDER_KEYS = ['principal_id', 'principal_type', 'sender_instance_id'] as const
 
 /** The payload with file contents removed from a copy (the original when it carries none). */
-function withoutFiles (payload: Payload): Payload {
-  let copy: Payload | undefined
+function withoutFiles (payload: RawPayload): RawPayload {
+  let copy: RawPayload | undefined
   if ('file_changes' in payload) {
     copy = { ...payload }
     delete copy.file_changes
@@ -122,7 +155,7 @@ function withoutFiles (payload: Payload): Payload {
     copy ??= { ...payload }
     copy.operations = ops.map(o => {
       if (typeof o !== 'object' || o === null || !('file_changes' in o)) return o
-      const c = { ...(o as Payload) }
+      const c = { ...(o as RawPayload) }
       delete c.file_changes
       return c
     })
@@ -282,11 +315,10 @@ export class Coordinator {
     // SPEC §9.6: after SESSION_CLOSE only GOODBYE is accepted.
     if (st.closed && type !== 'GOODBYE') return this.#finish(ctx, known, fail('SESSION_CLOSED', 'the session is closed'))
     if (part === undefined && type !== 'HELLO') return this.#finish(ctx, known, fail('INVALID_REFERENCE', helloFirst(pid)))
-    const handler = type !== undefined ? HANDLERS[type] : undefined
     let terminal: Terminal = ECHO
-    if (handler !== undefined) {
+    if (type !== undefined) {
       try {
-        terminal = handler(st, ctx, env, verdict)
+        terminal = dispatch(type, st, ctx, env, verdict)
       } catch (err) {
         // A bug, never an input error: the message is answered instead of killing the session.
         terminal = fail('MALFORMED_MESSAGE', `internal error while processing ${String(type)}: ${(err as Error).message}`)
@@ -335,7 +367,7 @@ export class Coordinator {
     }
     if (parsed.type !== 'HELLO') return { code: 'INVALID_REFERENCE', description: helloFirst(pid) }
     if (st.closed) return { code: 'SESSION_CLOSED', description: 'the session is closed' }
-    const gate = helloGate(st, env.sender, any(env.payload), verdict)
+    const gate = helloGate(st, env.sender, (env as TypedEnvelope<'HELLO'>).payload, verdict)
     return 'kind' in gate ? refuse(gate) : undefined
   }
 

@@ -6,20 +6,10 @@
  * principal (from `observed_principals`, or a principal id mislabelled in
  * `observed_intent_ids`) still holds a live intent.
  */
-import type { Scope } from '../protocol/scope.js'
+import type { IntentDeferredActivePayload } from '../protocol/schemas.js'
 import { formatTsOffset } from '../protocol/time.js'
 import { ALL, ECHO, fail, nextId, type Ctx, type Terminal } from './envelopes.js'
 import { addTo, copyJson, isLive, removeFrom, TERMINAL_INTENT, type CoreState, type Deferral } from './state.js'
-
-interface DeferredPayload {
-  deferral_id?: string
-  scope: Scope
-  reason?: string
-  observed_intent_ids?: string[]
-  observed_principals?: string[]
-  ttl_sec?: number
-  category?: string
-}
 
 function principalHasLive (st: CoreState, pid: string): boolean {
   const s = st.liveByPrincipal.get(pid)
@@ -82,7 +72,7 @@ export function clearDeferrals (st: CoreState): void {
   st.deferralExpiry.clear()
 }
 
-export function handleDeferred (st: CoreState, ctx: Ctx, p: DeferredPayload, sender: string): Terminal {
+export function handleDeferred (st: CoreState, ctx: Ctx, p: IntentDeferredActivePayload, sender: string): Terminal {
   const existing = p.deferral_id !== undefined ? st.deferrals.get(p.deferral_id) : undefined
   if (existing !== undefined && existing.principal_id !== sender) {
     return fail('INVALID_REFERENCE', `deferral ${existing.deferral_id} belongs to another principal`)

@@ -5,6 +5,7 @@
  * timeout (§8.5 step 1; 0 disables, fix G5; a non-party arbiter, fix G9;
  * RESOLUTION_TIMEOUT once per conflict).
  */
+import type { Payload } from '../protocol/schemas.js'
 import { protocolErrorPayload } from '../protocol/protocol-error.js'
 import { ALL, fail, nextId, RELAY, type Ctx, type Terminal } from './envelopes.js'
 import { TERMINAL_CONFLICT, type Conflict, type CoreState } from './state.js'
@@ -37,7 +38,7 @@ function isTerminalResult (x: Conflict | Terminal): x is Terminal {
   return (x as Terminal).kind !== undefined
 }
 
-export function handleAck (st: CoreState, ctx: Ctx, p: { conflict_id: string, ack_type: string }, sender: string): Terminal {
+export function handleAck (st: CoreState, ctx: Ctx, p: Payload<'CONFLICT_ACK'>, sender: string): Terminal {
   const c = liveConflict(st, p.conflict_id)
   if (isTerminalResult(c)) return c
   // SPEC §17.8.1: the acker is a related participant.
@@ -47,7 +48,7 @@ export function handleAck (st: CoreState, ctx: Ctx, p: { conflict_id: string, ac
   return RELAY
 }
 
-export function handleEscalate (st: CoreState, ctx: Ctx, p: { conflict_id: string, escalate_to: string }, sender: string): Terminal {
+export function handleEscalate (st: CoreState, ctx: Ctx, p: Payload<'CONFLICT_ESCALATE'>, sender: string): Terminal {
   const c = liveConflict(st, p.conflict_id)
   if (isTerminalResult(c)) return c
   const authority = st.hasRole(sender, 'owner', 'arbiter')
@@ -64,15 +65,7 @@ export function handleEscalate (st: CoreState, ctx: Ctx, p: { conflict_id: strin
   return RELAY
 }
 
-interface ResolutionPayload {
-  resolution_id?: string
-  conflict_id: string
-  decision: string
-  rationale?: string
-  outcome?: { accepted?: string[], rejected?: string[], merged?: string[], rollback?: unknown }
-}
-
-export function handleResolution (st: CoreState, ctx: Ctx, p: ResolutionPayload, sender: string, hasWatermark: boolean): Terminal {
+export function handleResolution (st: CoreState, ctx: Ctx, p: Payload<'RESOLUTION'>, sender: string, hasWatermark: boolean): Terminal {
   const c = st.conflicts.get(p.conflict_id)
   // SPEC §17.8: a RESOLUTION must reference a known conflict.
   if (c === undefined) return fail('INVALID_REFERENCE', `unknown conflict ${p.conflict_id}`)

@@ -3,7 +3,8 @@
  * with the cross-principal race lock (§6.4, fix I2; in admission.ts), the
  * same-principal auto-supersede (§6.7, same kind only: fix I10) and TTL expiry (§9.4).
  */
-import { normalizeScope, isIndexableKind, type NormalizedScope, type Scope } from '../protocol/scope.js'
+import type { Payload } from '../protocol/schemas.js'
+import { normalizeScope, isIndexableKind, type NormalizedScope } from '../protocol/scope.js'
 import { protocolErrorPayload } from '../protocol/protocol-error.js'
 import { fail, RELAY, SENDER, type Ctx, type Terminal } from './envelopes.js'
 import { resolveForPrincipal } from './deferrals.js'
@@ -13,18 +14,6 @@ import { raceLock, reservedByClaim, staleIntent, ttlDeadline } from './admission
 import { overlaps } from './overlap.js'
 import { impactFiles } from './scope-index.js'
 import { copyJson, isLive, type CoreState, type Intent } from './state.js'
-
-interface AnnouncePayload {
-  intent_id: string
-  objective: string
-  scope: Scope
-  assumptions?: string[]
-  priority?: string
-  ttl_sec?: number
-  expiry_ms?: number
-  parent_intent_id?: string
-  supersedes_intent_id?: string
-}
 
 /** Same-principal ACTIVE intents of the same kind whose scope overlaps (fix I10). */
 function supersedable (st: CoreState, norm: NormalizedScope, pid: string): Intent[] {
@@ -72,7 +61,7 @@ function intentCeiling (st: CoreState, sender: string, ending: number): Terminal
   return undefined
 }
 
-export function handleAnnounce (st: CoreState, ctx: Ctx, p: AnnouncePayload, sender: string, messageId: string): Terminal {
+export function handleAnnounce (st: CoreState, ctx: Ctx, p: Payload<'INTENT_ANNOUNCE'>, sender: string, messageId: string): Terminal {
   // Fix I1: an intent id is never re-used (another principal's would be a hijack).
   if (st.intents.has(p.intent_id)) return fail('INVALID_REFERENCE', `intent ${p.intent_id} already exists`)
   const claim = reservedByClaim(st, p.intent_id)
@@ -131,9 +120,7 @@ export function handleAnnounce (st: CoreState, ctx: Ctx, p: AnnouncePayload, sen
   return RELAY
 }
 
-interface UpdatePayload { intent_id: string, objective?: string, scope?: Scope, assumptions?: string[], ttl_sec?: number, priority?: string }
-
-export function handleUpdate (st: CoreState, ctx: Ctx, p: UpdatePayload, sender: string, messageId: string): Terminal {
+export function handleUpdate (st: CoreState, ctx: Ctx, p: Payload<'INTENT_UPDATE'>, sender: string, messageId: string): Terminal {
   const i = st.intents.get(p.intent_id)
   if (i === undefined) return fail('INVALID_REFERENCE', `unknown intent ${p.intent_id}`)
   // Fix I8: only the owner may update (SPEC §15.6.1).
@@ -156,7 +143,6 @@ export function handleUpdate (st: CoreState, ctx: Ctx, p: UpdatePayload, sender:
   }
   if (p.objective !== undefined) i.objective = p.objective
   if (p.assumptions !== undefined) i.assumptions = [...p.assumptions]
-  if (p.priority !== undefined) i.priority = p.priority
   if (typeof p.ttl_sec === 'number') {
     i.ttl_sec = p.ttl_sec
     st.setExpiry(ctx, i, ttlDeadline(st, ctx.now, p.ttl_sec))
@@ -170,7 +156,7 @@ export function handleUpdate (st: CoreState, ctx: Ctx, p: UpdatePayload, sender:
   return RELAY
 }
 
-export function handleWithdraw (st: CoreState, ctx: Ctx, p: { intent_id: string }, sender: string): Terminal {
+export function handleWithdraw (st: CoreState, ctx: Ctx, p: Payload<'INTENT_WITHDRAW'>, sender: string): Terminal {
   const i = st.intents.get(p.intent_id)
   if (i === undefined) return fail('INVALID_REFERENCE', `unknown intent ${p.intent_id}`)
   if (i.principal_id !== sender) return fail('AUTHORIZATION_FAILED', `intent ${p.intent_id} is owned by ${i.principal_id}`)

@@ -6,23 +6,12 @@
  * id, plus a `principal_id` key: fix W7), and the coordinator's own
  * COORDINATOR_STATUS heartbeat (§9.1, §12.1).
  */
+import type { Payload } from '../protocol/schemas.js'
 import { protocolErrorPayload } from '../protocol/protocol-error.js'
 import { ALL, ECHO, fail, RELAY, type Ctx, type Terminal } from './envelopes.js'
 import { restoreIntent, settle, suspendIntent, terminateIntent } from './cascades.js'
 import { ownerRejoin } from './claims.js'
 import { isLive, type CoreState, type Participant } from './state.js'
-
-interface BackendHealth {
-  model_id: string
-  provider_status: string
-  checked_at?: string
-  status_detail?: string | null
-  alternatives?: unknown[]
-  switched_from?: string
-  switch_reason?: string
-}
-
-interface HeartbeatPayload { status?: string, active_intent_id?: string, summary?: string, backend_health?: BackendHealth }
 
 function providerOf (modelId: string): string {
   const slash = modelId.indexOf('/')
@@ -39,7 +28,9 @@ export function statusPayload (st: CoreState, event: string): Record<string, unk
   }
 }
 
-export function handleHeartbeat (st: CoreState, ctx: Ctx, p: HeartbeatPayload, sender: string): Terminal {
+type BackendHealth = NonNullable<Payload<'HEARTBEAT'>['backend_health']>
+
+export function handleHeartbeat (st: CoreState, ctx: Ctx, p: Payload<'HEARTBEAT'>, sender: string): Terminal {
   const part = st.participants.get(sender) as Participant
   const bh = p.backend_health
   const policy = st.s.backendHealthPolicy
@@ -98,9 +89,7 @@ function backendHealth (st: CoreState, ctx: Ctx, part: Participant, bh: BackendH
   }
 }
 
-interface GoodbyePayload { reason: string, active_intents?: string[], intent_disposition?: string }
-
-export function handleGoodbye (st: CoreState, ctx: Ctx, p: GoodbyePayload, sender: string): Terminal {
+export function handleGoodbye (st: CoreState, ctx: Ctx, p: Payload<'GOODBYE'>, sender: string): Terminal {
   const part = st.participants.get(sender) as Participant
   part.is_available = false
   part.status = 'offline'

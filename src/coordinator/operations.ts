@@ -6,6 +6,7 @@
  * exists (O1), OP_SUPERSEDE checks ownership and target and advances the ref
  * map (O5). file_changes are validated and stale-checked before acceptance.
  */
+import type { Payload } from '../protocol/schemas.js'
 import { normalizePath } from '../protocol/scope.js'
 import { ALL, fail, RELAY, type Ctx, type Terminal } from './envelopes.js'
 import { frozenDescription, frozenTarget } from './conflicts.js'
@@ -86,18 +87,10 @@ export function registerProposal (st: CoreState, ctx: Ctx, p: OpFields, sender: 
   return o
 }
 
-export interface OpFields {
-  op_id: string
-  target: string
-  op_kind?: string
-  intent_id?: string
-  state_ref_before?: string | null
-  state_ref_after?: string | null
-  change_ref?: string
-  summary?: string
-}
+/** The fields a new operation is built from: an OP_PROPOSE payload, or an OP_COMMIT payload or batch entry (with state refs). */
+export type OpFields = Payload<'OP_PROPOSE'> & Partial<Pick<Payload<'OP_COMMIT'>, 'state_ref_before' | 'state_ref_after'>>
 
-export function handlePropose (st: CoreState, ctx: Ctx, p: OpFields, sender: string): Terminal {
+export function handlePropose (st: CoreState, ctx: Ctx, p: Payload<'OP_PROPOSE'>, sender: string): Terminal {
   if (st.ops.has(p.op_id)) return fail('INVALID_REFERENCE', `operation ${p.op_id} already exists`)
   if (isObserverOnly(st, sender)) return fail('AUTHORIZATION_FAILED', 'observers may not propose operations')
   const gate = intentGate(st, p.intent_id)
@@ -122,7 +115,7 @@ export function commitOp (st: CoreState, ctx: Ctx, o: Operation, p: OpFields): v
   if (o.state_ref_after !== null) st.refs.set(normalizePath(o.target), o.state_ref_after)
 }
 
-export function handleCommit (st: CoreState, ctx: Ctx, p: OpFields & { file_changes?: unknown }, sender: string): Terminal {
+export function handleCommit (st: CoreState, ctx: Ctx, p: Payload<'OP_COMMIT'>, sender: string): Terminal {
   const found = st.ops.get(p.op_id)
   const pre = st.s.executionModel === 'pre_commit'
   // Python parity (docs/compatibility.md, O7): the `mpac` agent names its ops op-<name>-<file> and reuses the id
@@ -193,7 +186,7 @@ export function applyChanges (st: CoreState, ctx: Ctx, changes: readonly FileCha
   if (changes.length > 0) applyFileChanges(st, ctx, changes, sender)
 }
 
-export function handleReject (st: CoreState, ctx: Ctx, p: { op_id: string, reason: string }, sender: string): Terminal {
+export function handleReject (st: CoreState, ctx: Ctx, p: Payload<'OP_REJECT'>, sender: string): Terminal {
   // SPEC §16.6.1: the rejector is a reviewer, owner or arbiter (fix O1).
   if (!st.hasRole(sender, 'reviewer', 'owner', 'arbiter')) return fail('AUTHORIZATION_FAILED', 'OP_REJECT requires the reviewer, owner or arbiter role')
   const o = st.ops.get(p.op_id)
@@ -209,9 +202,7 @@ export function handleReject (st: CoreState, ctx: Ctx, p: { op_id: string, reaso
   return RELAY
 }
 
-interface SupersedePayload { op_id: string, supersedes_op_id: string, target: string, intent_id?: string, op_kind?: string, state_ref_after?: string, reason?: string }
-
-export function handleSupersede (st: CoreState, ctx: Ctx, p: SupersedePayload, sender: string): Terminal {
+export function handleSupersede (st: CoreState, ctx: Ctx, p: Payload<'OP_SUPERSEDE'>, sender: string): Terminal {
   if (st.ops.has(p.op_id)) return fail('INVALID_REFERENCE', `operation ${p.op_id} already exists`)
   const old = st.ops.get(p.supersedes_op_id)
   if (old === undefined) return fail('INVALID_REFERENCE', `unknown operation ${p.supersedes_op_id}`)

@@ -3,19 +3,12 @@
  * with exactly the PY field set (§4.2), the sideband session summary
  * (§11.3) and the SESSION_CLOSE summary (§4.5).
  */
+import type { Payload } from '../protocol/schemas.js'
 import { formatTs } from '../protocol/time.js'
 import { fail, type Ctx, type Terminal } from './envelopes.js'
 import { ownerRejoin } from './claims.js'
 import type { CoreState, Intent, Participant } from './state.js'
 import type { Credential, Verdict } from './types.js'
-
-interface HelloPayload {
-  display_name: string
-  roles?: string[]
-  capabilities?: string[]
-  credential?: Credential
-  backend?: { model_id?: string, provider?: string }
-}
 
 /** SPEC §8.2 role policy evaluation (the joining principal is excluded from max_count). */
 function evaluatePolicy (st: CoreState, pid: string, ptype: string, requested: readonly string[], leaving: string | undefined): string[] {
@@ -66,7 +59,7 @@ interface Admission { readonly verdict: Verdict | undefined, readonly leaving: s
  * Shared by handleHello and Coordinator.helloRefusal, so the server's
  * pre-admission check and the core's own decision cannot differ.
  */
-export function helloGate (st: CoreState, sender: { principal_id: string, principal_type: string }, p: HelloPayload, verdictIn: Verdict | undefined): Terminal | Admission {
+export function helloGate (st: CoreState, sender: { principal_id: string, principal_type: string }, p: Payload<'HELLO'>, verdictIn: Verdict | undefined): Terminal | Admission {
   const pid = sender.principal_id
   let verdict: Verdict | undefined
   const cred = p.credential
@@ -99,7 +92,7 @@ export function helloGate (st: CoreState, sender: { principal_id: string, princi
   return { verdict, leaving, roles }
 }
 
-export function handleHello (st: CoreState, ctx: Ctx, sender: { principal_id: string, principal_type: string, sender_instance_id?: string }, p: HelloPayload, verdictIn: Verdict | undefined, messageId: string): Terminal {
+export function handleHello (st: CoreState, ctx: Ctx, sender: { principal_id: string, principal_type: string, sender_instance_id?: string }, p: Payload<'HELLO'>, verdictIn: Verdict | undefined, messageId: string): Terminal {
   const pid = sender.principal_id
   const gate = helloGate(st, sender, p, verdictIn)
   if ('kind' in gate) return gate

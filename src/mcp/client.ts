@@ -39,6 +39,8 @@
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import { clampLamport } from '../protocol/watermark.js'
+import type { ParticipantMessageType } from '../protocol/message-types.js'
+import type { Payload } from '../protocol/schemas.js'
 import { ClaimStatuses } from './client/claims.js'
 import { Correlator, type Link } from './client/correlation.js'
 import { closeVerdict, helloRefusal, otherSessionServed } from './client/diagnosis.js'
@@ -145,8 +147,11 @@ export class CoordinatorClient {
     return this.#connecting
   }
 
-  /** Sends one MPAC message and resolves with the coordinator's verdict on it. */
-  async request (messageType: string, payload: Frame, timeoutMs?: number): Promise<Reply> {
+  /**
+   * Sends one MPAC message and resolves with the coordinator's verdict on it.
+   * The payload is typed by its message type's schema (Payload<T>).
+   */
+  async request<T extends ParticipantMessageType> (messageType: T, payload: Payload<T>, timeoutMs?: number): Promise<Reply> {
     await this.ensureConnected()
     return this.#send(messageType, payload, timeoutMs ?? this.#opts.requestTimeoutMs ?? 15_000)
   }

@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os'
 import { basename, join, resolve } from 'node:path'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js'
+import type { Scope } from '../protocol/scope.js'
 import type { Logger } from 'pino'
 import { CoordinatorClient, type Reply } from './client.js'
 import { detectWorkspace, loadShimConfig, parseList } from './config.js'
@@ -204,8 +205,8 @@ function check (checks: Check[], name: string, ok: boolean, detail?: unknown): v
 }
 
 function announce (dev: CoordinatorClient, intentId: string, file: string, impact?: string[]): Promise<Reply> {
-  const scope: Record<string, unknown> = { kind: 'file_set', resources: [file] }
-  if (impact !== undefined) scope['extensions'] = { impact }
+  const scope: Scope = { kind: 'file_set', resources: [file] }
+  if (impact !== undefined) scope.extensions = { impact }
   return dev.request('INTENT_ANNOUNCE', { intent_id: intentId, objective: `demo edit of ${file}`, scope })
 }
 

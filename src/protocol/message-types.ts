@@ -26,6 +26,16 @@ export const MESSAGE_TYPES = [
 
 export type MessageType = typeof MESSAGE_TYPES[number]
 
+/**
+ * Types only the coordinator authors (their envelopes carry coordinator_epoch).
+ * A participant's copy is echoed to it and changes nothing.
+ */
+export const COORDINATOR_AUTHORED_TYPES = ['SESSION_INFO', 'SESSION_CLOSE', 'COORDINATOR_STATUS', 'INTENT_CLAIM_STATUS'] as const satisfies readonly MessageType[]
+export type CoordinatorAuthoredType = typeof COORDINATOR_AUTHORED_TYPES[number]
+
+/** The types a participant may send: every type not listed as coordinator-authored (each needs a core handler). */
+export type ParticipantMessageType = Exclude<MessageType, CoordinatorAuthoredType>
+
 const MESSAGE_TYPE_SET: ReadonlySet<string> = new Set(MESSAGE_TYPES)
 
 export function isMessageType (value: unknown): value is MessageType {

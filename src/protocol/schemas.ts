@@ -46,7 +46,7 @@
  */
 import { z } from 'zod'
 import { ERROR_CODES } from './error-codes.js'
-import { isMessageType, type MessageType } from './message-types.js'
+import { COORDINATOR_AUTHORED_TYPES, isMessageType, type MessageType } from './message-types.js'
 
 export const SCHEMA_LIMITS = Object.freeze({
   /** identifiers: message, session, principal, intent, op, conflict, … ids */
@@ -609,7 +609,7 @@ export type ProtocolErrorPayload = z.infer<typeof ProtocolErrorPayloadSchema>
  * ahead-of-time fast path; failures fall back to the runtime parser, which
  * produces the issues).
  */
-export const PAYLOAD_SCHEMAS: { readonly [T in MessageType]: z.ZodType } = Object.freeze({
+export const PAYLOAD_SCHEMAS = Object.freeze({
   HELLO: z.compile(HelloPayloadSchema),
   SESSION_INFO: z.compile(SessionInfoPayloadSchema),
   HEARTBEAT: z.compile(HeartbeatPayloadSchema),
@@ -632,7 +632,13 @@ export const PAYLOAD_SCHEMAS: { readonly [T in MessageType]: z.ZodType } = Objec
   CONFLICT_ESCALATE: z.compile(ConflictEscalatePayloadSchema),
   RESOLUTION: z.compile(ResolutionPayloadSchema),
   PROTOCOL_ERROR: z.compile(ProtocolErrorPayloadSchema)
-})
+} as const satisfies { readonly [T in MessageType]: z.ZodType })
+
+/** The validated payload of message type `T`, inferred from its schema (`Payload<'OP_COMMIT'>`). */
+export type Payload<T extends MessageType> = z.infer<typeof PAYLOAD_SCHEMAS[T]>
+
+/** An envelope whose payload parseEnvelope validated as message type `T`. */
+export type TypedEnvelope<T extends MessageType> = Omit<Envelope, 'payload'> & { readonly message_type: T, payload: Payload<T> }
 
 const ENVELOPE = z.compile(EnvelopeSchema)
 const DEFERRED_ACTIVE = z.compile(IntentDeferredActivePayloadSchema)
@@ -645,7 +651,7 @@ function payloadValidator (type: MessageType, payload: Record<string, unknown>):
 }
 
 /** The envelope schema requires coordinator_epoch on these coordinator-authored types. */
-const EPOCH_REQUIRED: ReadonlySet<MessageType> = new Set(['SESSION_INFO', 'SESSION_CLOSE', 'COORDINATOR_STATUS', 'INTENT_CLAIM_STATUS'])
+const EPOCH_REQUIRED: ReadonlySet<MessageType> = new Set(COORDINATOR_AUTHORED_TYPES)
 
 export type ParseResult =
   /**

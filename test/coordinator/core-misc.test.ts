@@ -7,6 +7,7 @@
 import t from 'tap'
 import { Coordinator } from '../../src/coordinator/index.js'
 import { pyListRepr } from '../../src/coordinator/admission.js'
+import { COORDINATOR_AUTHORED_TYPES } from '../../src/protocol/message-types.js'
 import type { CoordinatorConfig, CoreInput } from '../../src/coordinator/types.js'
 import { Harness, T0, assertEchoed, assertRejected, assertRelayed, entitySet, errorsOf, fileSet, payloadsOfType, terminalOf, type Json } from '../helpers/mpac.js'
 
@@ -119,7 +120,8 @@ t.test('backend health (§9.7): alerts, suspend_and_claim, recovery, switch poli
 t.test('coordinator-only and unknown types are echoed; participant resolution-form deferrals are ignored', async t => {
   const h = new Harness()
   h.join('A')
-  for (const type of ['SESSION_INFO', 'COORDINATOR_STATUS', 'INTENT_CLAIM_STATUS', 'PROTOCOL_ERROR', 'SESSION_CLOSE', 'X_VENDOR']) {
+  // Every type listed as coordinator-authored (a new one needs a payload here), a participant's PROTOCOL_ERROR, an unknown type.
+  for (const type of [...COORDINATOR_AUTHORED_TYPES, 'PROTOCOL_ERROR', 'X_VENDOR']) {
     const payloads: Record<string, Json> = {
       SESSION_INFO: { session_id: 's', protocol_version: '1', security_profile: 'open', compliance_profile: 'core', watermark_kind: 'lamport_clock', execution_model: 'post_commit', state_ref_format: 'sha256', granted_roles: [] },
       COORDINATOR_STATUS: { event: 'heartbeat', coordinator_id: 'x', session_health: 'healthy' },
@@ -128,8 +130,9 @@ t.test('coordinator-only and unknown types are echoed; participant resolution-fo
       SESSION_CLOSE: { reason: 'manual', final_lamport_clock: 1 },
       X_VENDOR: { anything: 1 }
     }
-    const epoch = ['SESSION_INFO', 'COORDINATOR_STATUS', 'INTENT_CLAIM_STATUS', 'SESSION_CLOSE'].includes(type) ? { extra: { coordinator_epoch: 1 } } : {}
-    assertEchoed(t, h.send(type, 'A', payloads[type], epoch), type)
+    const epoch = (COORDINATOR_AUTHORED_TYPES as readonly string[]).includes(type) ? { extra: { coordinator_epoch: 1 } } : {}
+    t.ok(payloads[type], `a payload for ${type}`)
+    assertEchoed(t, h.send(type, 'A', payloads[type] as Json, epoch), type)
   }
   const d = h.send('INTENT_DEFERRED', 'A', { deferral_id: 'd', principal_id: 'A', status: 'resolved' })
   assertEchoed(t, d)

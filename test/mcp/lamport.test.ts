@@ -8,6 +8,7 @@ import pino from 'pino'
 import t from 'tap'
 import { CoordinatorClient } from '../../src/mcp/client.js'
 import { MAX_LAMPORT } from '../../src/protocol/watermark.js'
+import type { Scope } from '../../src/protocol/scope.js'
 import { startServer } from '../helpers/server.js'
 import { announce, joined, type Frame } from '../helpers/ws.js'
 
@@ -35,8 +36,16 @@ t.test('a relayed watermark at the ceiling saturates the shim clock instead of o
   t.equal((info.watermark as { value: number }).value, MAX_LAMPORT, 'the coordinator\'s own clock saturates at the ceiling too')
 
   // The relay of the peer's announce reaches the shim before the reply to its next request.
-  const scope = (f: string): Frame => ({ kind: 'file_set', resources: [f] })
+  const scope = (f: string): Scope => ({ kind: 'file_set', resources: [f] })
   const first = await client.request('INTENT_ANNOUNCE', { intent_id: 'i-1', objective: 'one', scope: scope('a.ts') })
+  // request() is typed by Payload<T> (checked by npm run typecheck; never called).
+  const untyped = (): unknown => [
+    // @ts-expect-error an INTENT_ANNOUNCE payload needs an objective and a scope
+    client.request('INTENT_ANNOUNCE', { intent_id: 'i-x' }),
+    // @ts-expect-error SESSION_INFO is coordinator-authored: a participant does not send it
+    client.request('SESSION_INFO', {})
+  ]
+  void untyped
   t.equal(first.accepted, true, 'first announce accepted')
   for (const id of ['i-2', 'i-3']) {
     const r = await client.request('INTENT_ANNOUNCE', { intent_id: id, objective: id, scope: scope(`${id}.ts`) })

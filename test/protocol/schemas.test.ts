@@ -1,10 +1,10 @@
 import t, { type Test } from 'tap'
 import { ERROR_CODES } from '../../src/protocol/error-codes.js'
-import { MESSAGE_TYPES, type MessageType } from '../../src/protocol/message-types.js'
+import { COORDINATOR_AUTHORED_TYPES, MESSAGE_TYPES, type MessageType, type ParticipantMessageType } from '../../src/protocol/message-types.js'
 import {
   EnvelopeSchema, IntentAnnouncePayloadSchema, IntentDeferredPayloadSchema, MAX_IGNORED, PAYLOAD_SCHEMAS, SCHEMA_LIMITS, ScopeSchema,
   WatermarkSchema, parseEnvelope,
-  type ConflictReportPayload, type Envelope, type IntentAnnouncePayload, type OpCommitPayload, type ParseResult
+  type ConflictReportPayload, type Envelope, type IntentAnnouncePayload, type OpCommitPayload, type ParseResult, type Payload
 } from '../../src/protocol/schemas.js'
 import type { Scope } from '../../src/protocol/scope.js'
 import type { Watermark } from '../../src/protocol/watermark.js'
@@ -330,6 +330,35 @@ t.test('every type has fixtures and a payload schema', async t => {
   t.strictSame(Object.keys(VALID).sort(), [...MESSAGE_TYPES].sort())
   t.strictSame(Object.keys(PAYLOAD_SCHEMAS).sort(), [...MESSAGE_TYPES].sort())
   t.ok(Object.isFrozen(PAYLOAD_SCHEMAS))
+})
+
+t.test('PAYLOAD_SCHEMAS keeps each type: Payload<T> is the inferred payload, not unknown', async t => {
+  // Compile-time half (npm run typecheck): with a `z.ZodType` table these lines fail to compile.
+  const commit: Payload<'OP_COMMIT'> = PAYLOAD_SCHEMAS.OP_COMMIT.parse(VALID.OP_COMMIT[0])
+  const same: OpCommitPayload = commit
+  const withdraw: Payload<'INTENT_WITHDRAW'> = PAYLOAD_SCHEMAS.INTENT_WITHDRAW.parse({ intent_id: 'i-1' })
+  // @ts-expect-error an INTENT_WITHDRAW payload has no op_id
+  t.equal(withdraw.op_id, undefined)
+  // @ts-expect-error a HEARTBEAT payload is not an OP_COMMIT payload
+  const wrong: Payload<'OP_COMMIT'> = PAYLOAD_SCHEMAS.HEARTBEAT.parse({})
+  t.equal(typeof same.op_id, 'string')
+  t.equal(withdraw.intent_id, 'i-1')
+  t.ok(wrong)
+})
+
+t.test('coordinator-authored types are message types that require coordinator_epoch; the rest are participant types', async t => {
+  t.strictSame([...COORDINATOR_AUTHORED_TYPES].sort(), [...COORDINATOR_AUTHORED].sort())
+  for (const type of COORDINATOR_AUTHORED_TYPES) t.ok(MESSAGE_TYPES.includes(type), type)
+  // @ts-expect-error SESSION_INFO is coordinator-authored, not a participant type
+  const notParticipant: ParticipantMessageType = 'SESSION_INFO'
+  const participant: ParticipantMessageType = 'PROTOCOL_ERROR'
+  t.ok(notParticipant && participant)
+  for (const type of MESSAGE_TYPES) {
+    const payload = VALID[type][0] as Record<string, unknown>
+    const authored = (COORDINATOR_AUTHORED_TYPES as readonly string[]).includes(type)
+    t.equal(parseEnvelope(without(env(type, payload), 'coordinator_epoch')).ok, !authored, `${type} without coordinator_epoch`)
+    t.equal(parseEnvelope(env(type, payload, { coordinator_epoch: 1 })).ok, true, `${type} with coordinator_epoch`)
+  }
 })
 
 t.test('valid messages of every type parse, and the envelope is the input itself', async t => {

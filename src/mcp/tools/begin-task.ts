@@ -1,4 +1,5 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
+import type { Scope } from '../../protocol/scope.js'
 import { z } from 'zod'
 import { toRepoFiles, scopeFiles } from '../session.js'
 import { contextShape, describeRejection, recordList, rejection, repoPathArg, result, runTool, type ToolDeps } from './common.js'
@@ -33,9 +34,9 @@ export function registerBeginTaskTool (server: McpServer, deps: ToolDeps): void 
     }
     const intentId = session.newId('intent')
     const ownedBefore = new Set(session.owned.keys())
-    const scope: Record<string, unknown> = { kind: 'file_set', resources: normalised }
+    const scope: Scope = { kind: 'file_set', resources: normalised }
     const impacted = toRepoFiles(session.config.workspaceDir, impact ?? [])
-    if (impacted.length > 0) scope['extensions'] = { impact: impacted }
+    if (impacted.length > 0) scope.extensions = { impact: impacted }
     const reply = await session.client.request('INTENT_ANNOUNCE', { intent_id: intentId, objective, scope })
     const base = { ...session.context(), intent_id: intentId, principal_id: session.principalId, objective, files: normalised }
     if (!reply.accepted) {

@@ -1,4 +1,5 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
+import type { Payload } from '../../protocol/schemas.js'
 import { z } from 'zod'
 import { contextShape, describeRejection, openConflicts, recordList, rejection, repoPathArg, result, runTool, type ToolDeps } from './common.js'
 
@@ -32,8 +33,8 @@ export function registerEscalateConflictTool (server: McpServer, deps: ToolDeps)
       }
       target = arbiters[0]!.principal_id
     }
-    const payload: Record<string, unknown> = { conflict_id: conflictId, escalate_to: target, reason }
-    if (context !== undefined && context !== null) payload['context'] = context
+    const payload: Payload<'CONFLICT_ESCALATE'> = { conflict_id: conflictId, escalate_to: target, reason }
+    if (context !== undefined && context !== null) payload.context = context
     const reply = await session.client.request('CONFLICT_ESCALATE', payload)
     const summary = await session.summary()
     const base = { ...session.context(), conflict_id: conflictId, escalate_to: target, open_conflicts: openConflicts(summary) }

@@ -1,4 +1,5 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
+import type { Payload } from '../../protocol/schemas.js'
 import { z } from 'zod'
 import { contextShape, describeRejection, openConflicts, recordList, rejection, repoPathArg, result, runTool, type ToolDeps } from './common.js'
 
@@ -22,13 +23,13 @@ export function registerResolveConflictTool (server: McpServer, deps: ToolDeps):
     },
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true }
   }, async ({ conflict_id: conflictId, decision, repo_path: repoPath, rationale, outcome }) => runTool(deps, repoPath, async session => {
-    const payload: Record<string, unknown> = {
+    const payload: Payload<'RESOLUTION'> = {
       resolution_id: session.newId('resolution'),
       conflict_id: conflictId,
       decision,
       rationale: rationale ?? `resolved by ${session.config.identity.displayName}`
     }
-    if (outcome !== undefined && outcome !== null) payload['outcome'] = outcome
+    if (outcome !== undefined && outcome !== null) payload.outcome = outcome
     const reply = await session.client.request('RESOLUTION', payload)
     const summary = await session.summary()
     const base = { ...session.context(), conflict_id: conflictId, decision, open_conflicts: openConflicts(summary) }

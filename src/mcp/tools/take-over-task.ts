@@ -1,4 +1,6 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
+import type { Payload } from '../../protocol/schemas.js'
+import type { Scope } from '../../protocol/scope.js'
 import { z } from 'zod'
 import { toRepoFiles } from '../session.js'
 import { contextShape, describeRejection, rejection, repoPathArg, result, runTool, type ToolDeps } from './common.js'
@@ -38,17 +40,18 @@ export function registerTakeOverTaskTool (server: McpServer, deps: ToolDeps): vo
     }
     if (args.files !== undefined && args.files !== null && args.files.length > 0) scope['resources'] = toRepoFiles(session.config.workspaceDir, args.files)
     const { claimId, newIntentId } = session.newClaimIds()
-    const payload: Record<string, unknown> = {
+    const payload: Payload<'INTENT_CLAIM'> = {
       claim_id: claimId,
       original_intent_id: originalId,
       original_principal_id: args.original_principal_id ?? original.principal_id,
       new_intent_id: newIntentId,
       objective: args.new_objective ?? (original.objective !== '' ? original.objective : 'Continue claimed work'),
-      scope
+      // The original intent's scope as the coordinator reported it (its SESSION_SUMMARY entry is not schema-typed).
+      scope: scope as unknown as Scope
     }
-    if (args.justification !== undefined && args.justification !== null) payload['justification'] = args.justification
+    if (args.justification !== undefined && args.justification !== null) payload.justification = args.justification
     const base = { ...session.context(), claim_id: claimId, original_intent_id: originalId, new_intent_id: newIntentId }
-    session.trackClaim(claimId, { intent_id: newIntentId, principal_id: session.principalId, objective: payload['objective'] as string, state: 'ACTIVE', scope, claimed_by: null })
+    session.trackClaim(claimId, { intent_id: newIntentId, principal_id: session.principalId, objective: payload.objective, state: 'ACTIVE', scope, claimed_by: null })
     const reply = await session.client.request('INTENT_CLAIM', payload)
     if (!reply.accepted) {
       return result({ status: 'error', ...base, ...rejection(reply.error), message: describeRejection(reply) }, `claim refused: ${describeRejection(reply)}`)
