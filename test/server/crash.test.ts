@@ -451,7 +451,10 @@ t.test(`SIGKILL at ${ROUNDS} random points loses nothing acknowledged (seed ${se
     const loops = SESSIONS.flatMap(s => s.agents.map((agent, k) => agentLoop(round, clients.get(s.id)![k]!, s.id, agent, r)))
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('the busy phase did not start within 15 s')), 15000)
-      round.onAccepted = () => { if (round.accepted >= 5) { clearTimeout(timer); round.onAccepted = undefined; resolve() } }
+      round.onAccepted = () => {
+        // Started = five inputs and at least one commit acknowledged, so the kill always follows a commit.
+        if (round.accepted >= 5 && round.msgs.some(m => m.type === 'OP_COMMIT' && m.status === 'accepted')) { clearTimeout(timer); round.onAccepted = undefined; resolve() }
+      }
     })
     const delay = Math.floor(rng() * 500)
     const acceptedAtStart = round.accepted
