@@ -138,3 +138,18 @@ t.test('the pure core keeps to its folder rules (DESIGN.md §3)', async t => {
     t.same(bad, [], `src/${folder} imports only ${mayImport.map(f => `src/${f}`).join(', ')} and ${[...CORE_PACKAGES].join(', ')}`)
   }
 })
+
+t.test('src/hooks/ imports only node: builtins and itself (the hook process must start fast)', async t => {
+  const bare = new Map<string, string[]>()
+  const graph = importGraph(bare)
+  const bad: string[] = []
+  let files = 0
+  for (const [file, edges] of graph) {
+    if (!file.startsWith('hooks/')) continue
+    files++
+    for (const to of edges) if (!to.startsWith('hooks/') && to !== 'process-alive.ts') bad.push(`${file} → ${to}`)
+    for (const pkg of bare.get(file) ?? []) if (!pkg.startsWith('node:')) bad.push(`${file} → ${pkg}`)
+  }
+  t.ok(files >= 1, `read ${files} files of src/hooks/`)
+  t.same(bad, [], 'src/hooks/ imports only src/hooks/, src/process-alive.ts and node: builtins')
+})
