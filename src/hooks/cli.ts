@@ -103,6 +103,11 @@ function parseArgs (argv: readonly string[]): Args {
   return { event, client }
 }
 
+/** MPAC_HOOKS off (the shim's own switch, docs/agents.md): 0, false, no or off. */
+function hooksOff (env: Env): boolean {
+  return ['0', 'false', 'no', 'off'].includes(env['MPAC_HOOKS']?.trim().toLowerCase() ?? '')
+}
+
 function isClient (c: string): c is ClientName {
   return (CLIENTS as readonly string[]).includes(c)
 }
@@ -195,7 +200,7 @@ export async function runDoctor (io: HookIo): Promise<number> {
   const sessionId = io.env['CLAUDE_CODE_SESSION_ID']?.trim() ?? null
   io.stdout(`registry: ${dir} (${entries.length} live shim${entries.length === 1 ? '' : 's'})\n`)
   for (const e of entries) io.stdout(`  pid ${e.pid}: ${e.principal_id} in ${e.workspace_dir} (session ${e.session_id}, client pid ${e.client_pid}, client session ${e.client_session_id ?? '-'})\n`)
-  if (io.env['MPAC_HOOKS']?.trim() === 'off') io.stdout('MPAC_HOOKS=off: hooks do nothing\n')
+  if (hooksOff(io.env)) io.stdout('MPAC_HOOKS is off: hooks do nothing\n')
   const found = await findShim({ sessionId, cwds: [io.cwd], env: io.env })
   if (found === undefined) {
     io.stdout(`no shim for ${io.cwd}${sessionId !== null ? ` or client session ${sessionId}` : ''}: hooks run here do nothing (start the agent with mpac-mcp as its MCP server)\n`)
@@ -231,7 +236,7 @@ export async function runHookCli (argv: readonly string[], io: HookIo = defaultI
     io.stderr(`mpac-mcp hook: ${args.error ?? (args.event === undefined ? 'missing event' : !isClient(args.client) ? `unknown client ${args.client}` : `unknown event ${args.event}`)}\n${USAGE}\n`)
     return 0
   }
-  if (io.env['MPAC_HOOKS']?.trim() === 'off') return 0
+  if (hooksOff(io.env)) return 0
   try {
     return await runHook(args.event as HookEventName, args.client, io)
   } catch (err) {

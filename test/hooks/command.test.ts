@@ -57,6 +57,14 @@ t.test('claude pre-edit: announced, suspended and frozen', async t => {
   r = await runHook(['pre-edit'], fixture('claude/pre-tool-use-write.json'), env)
   t.same(JSON.parse(r.stdout), { hookSpecificOutput: { hookEventName: 'PreToolUse', permissionDecision: 'deny', permissionDecisionReason: 'mpac: held.txt is frozen by open conflict c-17 (scope_overlap, OPEN) between agent:alice and agent:carol. This edit was not made. The conflict must be resolved first: ack_conflict, escalate_conflict or resolve_conflict, or ask the user.' } })
 
+  // The shim's own words, when it sends them, are passed on (one line, bounded).
+  shim.answer({ decision: 'deny', holders: [ALICE], reason: 'mpac: held.txt is held by "Alice".\nThis edit was not made.' })
+  r = await runHook(['pre-edit'], fixture('claude/pre-tool-use-write.json'), env)
+  t.equal(JSON.parse(r.stdout).hookSpecificOutput.permissionDecisionReason, 'mpac: held.txt is held by "Alice". This edit was not made.')
+  shim.answer({ decision: 'announced', announced: { intent_id: 'i-auto', files: ['held.txt'] }, note: 'mpac announced held.txt for you (intent i-auto).', events: [{ seq: 1, kind: 'unannounced', text: 'mpac announced held.txt for you (intent i-auto).', at: '2026-12-04T18:00:00Z' }, { seq: 2, kind: 'conflict', text: 'Conflict c-1 names your intent.', at: '2026-12-04T18:00:01Z' }] })
+  r = await runHook(['pre-edit'], fixture('claude/pre-tool-use-write.json'), env)
+  t.equal(JSON.parse(r.stdout).hookSpecificOutput.additionalContext, 'mpac announced held.txt for you (intent i-auto).\nmpac: Conflict c-1 names your intent.', 'the note, then the events not already in it')
+
   shim.answer({ decision: 'deny', reason: 'announce first: begin_task(objective, files)' })
   r = await runHook(['pre-edit'], fixture('claude/pre-tool-use-write.json'), env)
   t.equal(JSON.parse(r.stdout).hookSpecificOutput.permissionDecisionReason, 'mpac: announce first: begin_task(objective, files) This edit was not made.')
@@ -86,6 +94,9 @@ t.test('stale or unreachable coordinator: the throttled warning, or nothing; MPA
   const denied = JSON.parse(r.stdout).hookSpecificOutput
   t.equal(denied.permissionDecision, 'deny')
   t.match(denied.permissionDecisionReason, /coordinator view stale.*Set MPAC_HOOK_FAIL=open or run `mpac-mcp hook doctor`/)
+  shim.answer({ coordinator: 'down', warn_user: null, note: 'mpac: this edit was not checked against other agents\' work.' })
+  r = await runHook(['pre-edit'], fixture('claude/pre-tool-use-write.json'), env)
+  t.same([r.code, r.stdout], [0, ''], 'the shim\'s unchecked note is throttled with its warning')
   shim.answer({ coordinator: 'ok' })
   r = await runHook(['pre-edit'], fixture('claude/pre-tool-use-write.json'), { ...env, MPAC_HOOK_FAIL: 'closed' })
   t.same([r.code, r.stdout], [0, ''], 'closed changes nothing while the coordinator answers')
@@ -137,8 +148,10 @@ t.test('no shim, or MPAC_HOOKS=off: silent', async t => {
   t.same(r, { ...r, code: 0, stdout: '', stderr: '' }, 'not coordinated here')
   const { env, shim } = await setup(t)
   shim.answer({ decision: 'deny', holders: [ALICE] })
-  r = await runHook(['pre-edit'], fixture('claude/pre-tool-use-write.json'), { ...env, MPAC_HOOKS: 'off' })
-  t.same([r.code, r.stdout, shim.requests.length], [0, '', 0])
+  for (const off of ['off', '0', 'false']) {
+    r = await runHook(['pre-edit'], fixture('claude/pre-tool-use-write.json'), { ...env, MPAC_HOOKS: off })
+    t.same([r.code, r.stdout, shim.requests.length], [0, '', 0], `MPAC_HOOKS=${off}`)
+  }
 })
 
 t.test('claude session-start, user-prompt, post-edit, session-end', async t => {
