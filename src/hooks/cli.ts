@@ -142,8 +142,20 @@ function print (io: HookIo, out: HookOutput): 0 {
   return out.exitCode
 }
 
+const SESSION_START_RETRY_MS = 100
+
+/** One request; the reply checked for the fields every reply has. */
+async function ask (socket: string, request: HookRequest): Promise<HookReply> {
+  const raw = await socketRequest(socket, request)
+  if (raw['v'] !== HOOK_PROTOCOL_VERSION || typeof raw['decision'] !== 'string' || !Array.isArray(raw['holders'] ?? []) || !Array.isArray(raw['events'] ?? [])) {
+    throw new Error('malformed reply from the shim')
+  }
+  return { holders: [], frozen: [], suspended: [], events: [], announced: null, ...raw } as unknown as HookReply
+}
+
 /** One hook invocation; always resolves to 0. */
 export async function runHook (event: HookEventName, client: ClientName, io: HookIo): Promise<0> {
+  const startedAt = performance.now()
   const adapter = ADAPTERS[client]
   const failClosed = io.env['MPAC_HOOK_FAIL']?.trim() === 'closed'
   let parsed
@@ -174,11 +186,13 @@ export async function runHook (event: HookEventName, client: ClientName, io: Hoo
   }
   let reply: HookReply
   try {
-    const raw = await socketRequest(found.entry.socket, request)
-    if (raw['v'] !== HOOK_PROTOCOL_VERSION || typeof raw['decision'] !== 'string' || !Array.isArray(raw['holders'] ?? []) || !Array.isArray(raw['events'] ?? [])) {
-      throw new Error('malformed reply from the shim')
+    reply = await ask(found.entry.socket, request)
+    // A shim the client has just started may not have joined its session yet: a SessionStart
+    // asks again (within the same 1.5 s budget) until its view is fresh, for a real digest.
+    while (event === 'session-start' && reply.coordinator !== 'ok' && performance.now() + SESSION_START_RETRY_MS < startedAt + SESSION_START_WAIT_MS) {
+      await new Promise(resolve => setTimeout(resolve, SESSION_START_RETRY_MS))
+      reply = await ask(found.entry.socket, request)
     }
-    reply = { holders: [], frozen: [], suspended: [], events: [], announced: null, ...raw } as unknown as HookReply
   } catch (err) {
     const message = failureMessage(err)
     io.stderr(`mpac-mcp hook ${event}: ${message}; the edit is not checked\n`)

@@ -162,6 +162,18 @@ t.test('claude session-start, user-prompt, post-edit, session-end', async t => {
   t.same(JSON.parse(r.stdout), { hookSpecificOutput: { hookEventName: 'SessionStart', additionalContext: digest } })
   t.equal(shim.requests.at(-1)?.['op'], 'context')
 
+  // A shim the client has just started may not have joined yet: SessionStart asks again for the real digest.
+  const asked = shim.requests.length
+  shim.answer((_req, n) => n - asked < 3 ? { coordinator: 'down', context: 'mpac coordinates this repository, but its coordinator is not answering now.', note: 'mpac: this edit was not checked.' } : { context: digest })
+  r = await runHook(['session-start'], fixture('claude/session-start-startup.json'), env)
+  t.same(JSON.parse(r.stdout), { hookSpecificOutput: { hookEventName: 'SessionStart', additionalContext: digest } })
+  t.equal(shim.requests.length - asked, 3, 'asked until the view was fresh')
+  shim.answer({ coordinator: 'down', context: 'mpac coordinates this repository, but its coordinator is not answering now.', note: 'mpac: this edit was not checked.' })
+  r = await runHook(['session-start'], fixture('claude/session-start-startup.json'), env)
+  t.same(JSON.parse(r.stdout), { hookSpecificOutput: { hookEventName: 'SessionStart', additionalContext: 'mpac coordinates this repository, but its coordinator is not answering now.' } }, 'gives up within the 1.5 s budget; an edit note is not for SessionStart')
+  t.ok(r.ms < 3000, `took ${r.ms.toFixed(0)} ms`)
+  shim.answer({ context: digest })
+
   // After /clear the id is new: found by the parent pid (this test process), and the new id is recorded.
   const cleared = '9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a'
   r = await runHook(['session-start'], fixture('claude/session-start-clear.json'), env)

@@ -135,7 +135,8 @@ export function contextLines (request: HookRequest, reply: HookReply): string[] 
   const lines: string[] = []
   const unchecked = request.op === 'check_edit' && reply.coordinator !== 'ok' && reply.decision !== 'announced'
   const warned = str(reply.warn_user) !== null
-  const note = str(reply.note)
+  // The shim's note is about the edit asked (announced, suspended holder, reminder, unchecked).
+  const note = request.op === 'check_edit' ? str(reply.note) : null
   if (note !== null) {
     if (!unchecked || warned) lines.push(sanitizeText(note, SHIM_TEXT_MAX))
   } else {
