@@ -42,7 +42,12 @@
  * - `post_edit {paths?, tool_use_id?}`: renews the auto intent's TTL;
  *   `events` carries the new events that concern this agent, at most one
  *   non-empty delivery per POST_EDIT_EVENTS_INTERVAL_MS per client session.
- * - `context`: `context` is the SessionStart digest (≤ CONTEXT_MAX_CHARS).
+ * - `context {source?}`: `context` is the SessionStart digest (≤
+ *   CONTEXT_MAX_CHARS); this consumer's event cursor moves to now. With
+ *   `source: 'clear'` (Claude Code's /clear gives the hooks a new session
+ *   id while the shim keeps its spawn-time one) the shim adopts the
+ *   request's `client_session_id`: its registry entry is rewritten and the
+ *   previous client session's auto intent carries over.
  * - `events_since {consumer?}`: the events that concern this agent and that
  *   this consumer (default: the client session id) has not received yet;
  *   each event is delivered once per consumer.
@@ -129,7 +134,11 @@ export interface PostEditRequest extends HookRequestBase {
   readonly paths?: readonly string[]
 }
 
-export interface ContextRequest extends HookRequestBase { readonly op: 'context' }
+export interface ContextRequest extends HookRequestBase {
+  readonly op: 'context'
+  /** The SessionStart source (`startup`, `resume`, `clear`, `compact`); `clear` re-keys the shim to this client session. */
+  readonly source?: string | null
+}
 
 export interface EventsSinceRequest extends HookRequestBase {
   readonly op: 'events_since'
@@ -185,7 +194,7 @@ export const HOOK_EVENT_KINDS = [
   'frozen', // a freeze on my files
   'announced_my_file', // someone announced a file I edited in this session
   'unannounced', // check_edit mode remind: a path in none of my intents
-  'coordinator' // the coordinator went down or came back
+  'coordinator' // reserved: the coordinator went down or came back (not emitted yet; `coordinator` on every reply says it)
 ] as const
 export type HookEventKind = typeof HOOK_EVENT_KINDS[number]
 

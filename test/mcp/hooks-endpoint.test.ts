@@ -321,6 +321,17 @@ t.test('files: 0700 directory, 0600 socket and registry entry, stale ones remove
   const entry = JSON.parse(readFileSync(nina.endpoint.registryFile, 'utf8')) as Record<string, unknown>
   t.match(entry, { v: 1, client_pid: process.ppid, client_session_id: 'nina-client-session', workspace_dir: workspace, session_id: 'hooks-room', principal_id: nina.session.principalId, socket: nina.endpoint.socket })
   t.match(entry['started_at'], /^\d{4}-\d\d-\d\dT/)
+
+  // Claude Code's /clear: the hooks carry a new session id; the shim follows, keeping its auto intent.
+  const first = await nina.ask({ op: 'check_edit', paths: ['src/api.ts'] })
+  t.equal(first.decision, 'announced')
+  const cleared = await nina.ask({ op: 'context', source: 'clear', client_session_id: 'after-clear-id' })
+  t.match(cleared.context, /^mpac: /)
+  t.match(JSON.parse(readFileSync(nina.endpoint.registryFile, 'utf8')), { client_session_id: 'after-clear-id', started_at: entry['started_at'] })
+  t.equal(statSync(nina.endpoint.registryFile).mode & 0o777, 0o600)
+  const next = await nina.ask({ op: 'check_edit', client_session_id: 'after-clear-id', paths: ['src/x.py'] })
+  t.match(next.announced, { intent_id: first.announced?.intent_id, files: ['src/x.py'] }, 'the same auto intent is widened')
+  await nina.ask({ op: 'session_end', client_session_id: 'after-clear-id' })
   await nina.endpoint.close()
   t.notOk(existsSync(nina.endpoint.socket), 'socket removed')
   t.notOk(existsSync(nina.endpoint.registryFile), 'registry entry removed')

@@ -60,6 +60,8 @@ export interface HookServiceOptions {
   /** The client session the shim was started for (CLAUDE_CODE_SESSION_ID), used when a request names none. */
   readonly clientSessionId?: string | null
   readonly pid?: number
+  /** Called when a `context` with `source: 'clear'` names a new client session id (the endpoint rewrites its registry entry). */
+  readonly onClientSession?: (clientSessionId: string) => void
 }
 
 type Req = Record<string, unknown>
@@ -98,8 +100,9 @@ export class HookService {
   readonly #session: ShimSession
   readonly #log: Logger
   readonly #now: () => number
-  readonly #defaultClient: string | null
+  #defaultClient: string | null
   readonly #pid: number
+  readonly #onClientSession: ((id: string) => void) | undefined
   readonly #clients = new Map<string, ClientState>()
   #lastRequestAt: number | undefined
   #rebaseTimer: NodeJS.Timeout | undefined
@@ -110,7 +113,11 @@ export class HookService {
     this.#now = options.now ?? Date.now
     this.#defaultClient = options.clientSessionId ?? null
     this.#pid = options.pid ?? process.pid
+    this.#onClientSession = options.onClientSession
   }
+
+  /** The client session id requests without one are counted under (CLAUDE_CODE_SESSION_ID, or the one adopted after /clear). */
+  get clientSessionId (): string | null { return this.#defaultClient }
 
   get session (): ShimSession { return this.#session }
 
@@ -482,6 +489,23 @@ export class HookService {
   }
 
   async #context (req: Req, key: string, client: ClientState): Promise<HookReply> {
+    const source = stringField(req, 'source', 32)
+    const named = stringField(req, 'client_session_id')
+    if (source === 'clear' && named !== undefined && named !== this.#defaultClient) {
+      // /clear: the hooks now carry a new session id; the shim (spawned with the old one) follows it.
+      const previous = this.#defaultClient === null ? undefined : this.#clients.get(this.#defaultClient)
+      if (previous !== undefined && client.autoIntentId === undefined) {
+        this.#clients.set(named, previous)
+        if (this.#defaultClient !== null) this.#clients.delete(this.#defaultClient)
+        client = previous
+      }
+      this.#defaultClient = named
+      try {
+        this.#onClientSession?.(named)
+      } catch (err) {
+        this.#log.warn({ err: (err as Error).message }, 'hook registry entry not updated')
+      }
+    }
     const health = await this.#health()
     const consumer = stringField(req, 'consumer') ?? key
     if (health !== 'ok') return { ...this.#failOpen('context', health, client), context: 'mpac coordinates this repository, but its coordinator is not answering now; call who_is_working before editing.' }

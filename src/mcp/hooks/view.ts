@@ -327,7 +327,8 @@ export class SessionView {
 
   /** Whether this consumer has undelivered events. */
   hasEventsFor (consumer: string): boolean {
-    return this.#seq > (this.#cursors.get(consumer) ?? 0) && this.#events.some(e => e.seq > (this.#cursors.get(consumer) ?? 0))
+    const cursor = this.#cursors.get(consumer) ?? 0
+    return this.#seq > cursor && this.#events.some(e => e.seq > cursor)
   }
 
   /** Moves a consumer's cursor to now (the digest told it the current state). */
