@@ -161,6 +161,26 @@ t.test('ping, guard_check, suspended holders', async t => {
   await erin.session.client.request('INTENT_WITHDRAW', { intent_id: intent })
 })
 
+t.test('a deny is confirmed by a fresh summary: an expired holder (expiry is not relayed) does not block', async t => {
+  const olga = await agent(t, url, 'Olga')
+  const pete = await agent(t, url, 'Pete')
+  const id = olga.session.newId('intent')
+  const reply = await olga.session.client.request('INTENT_ANNOUNCE', { intent_id: id, objective: 'short lived', scope: { kind: 'file_set', resources: ['src/b.py'] }, ttl_sec: 1 })
+  t.equal(reply.accepted, true)
+  await seen(pete, id)
+  // Wait until the coordinator expired it (asked on Olga's connection, so Pete's view is not re-based by it).
+  await eventually(async () => {
+    const frame = await olga.session.client.query({ type: 'SESSION_SUMMARY' })
+    const live = ((frame['session'] as Record<string, unknown>)['active_intents'] as Array<Record<string, unknown>>).some(i => i['intent_id'] === id)
+    return live ? undefined : true
+  }, 10_000, 'the expiry')
+  clock.offset += 2_000
+  t.teardown(() => { clock.offset -= 2_000 })
+  const r = await pete.ask({ op: 'check_edit', mode: 'remind', paths: ['src/b.py'] })
+  t.equal(r.decision, 'none', 'no deny on an intent that expired')
+  t.equal(pete.session.view.intents.has(id), false, 'the view was re-based')
+})
+
 t.test('context: the digest is bounded, quotes and strips other agents\' text', async t => {
   const frank = await agent(t, url, 'Frank')
   const gina = await agent(t, url, 'Gina')

@@ -32,6 +32,10 @@ import type { ViewIntent } from './view.js'
 
 /** How long a request waits for a re-base of a stale view before it answers `stale`. */
 const REBASE_WAIT_MS = 500
+/** How long a request waits for a connection being made (a SessionStart hook often beats the shim's start-up). */
+const CONNECT_WAIT_MS = 700
+/** A deny is confirmed by a fresh summary unless the view was re-based this recently (an intent may have expired unseen). */
+const DENY_CONFIRM_MS = 1_000
 /** The auto intent's TTL is renewed by post_edit at most this often. */
 const RENEW_INTERVAL_MS = 60_000
 /** Hooks count as active (periodic re-base) this long after the last request. */
@@ -126,9 +130,9 @@ export class HookService {
     if (this.#rebaseTimer !== undefined) return
     this.#rebaseTimer = setInterval(() => {
       const last = this.#lastRequestAt
-      const age = this.#session.view.age()
+      const since = this.#session.view.sinceRebase()
       if (last === undefined || this.#now() - last > ACTIVE_WINDOW_MS || this.#session.client.state !== 'open') return
-      if (age !== null && age < VIEW_REBASE_MS) return
+      if (since !== null && since < VIEW_REBASE_MS) return
       this.#session.summary().catch(err => this.#log.debug({ err: (err as Error).message }, 'hook view rebase failed'))
     }, VIEW_REBASE_MS)
     this.#rebaseTimer.unref()
@@ -142,6 +146,7 @@ export class HookService {
   /** One request (a parsed JSON line) → its reply. Never throws. */
   async handle (raw: unknown): Promise<HookReply> {
     this.#lastRequestAt = this.#now()
+    this.#session.view.markUsed()
     const opName = raw !== null && typeof raw === 'object' && typeof (raw as Req)['op'] === 'string' ? (raw as Req)['op'] as string : null
     const op = opName !== null && (HOOK_OPS as readonly string[]).includes(opName) ? opName as HookOp : null
     try {
@@ -196,20 +201,34 @@ export class HookService {
 
   /** ok, or after one bounded re-base of a view older than VIEW_STALE_MS; stale / down otherwise. */
   async #health (): Promise<CoordinatorHealth> {
+    const state = this.#session.client.state
+    if (state === 'connecting' || state === 'idle') {
+      await this.#bounded(this.#session.ready(), CONNECT_WAIT_MS, 'connect')
+      if (this.#session.client.state === 'connecting') return 'stale'
+    }
     const quick = this.#quickHealth()
     if (quick !== 'stale') return quick
+    await this.#rebase()
+    return this.#quickHealth()
+  }
+
+  /** One SESSION_SUMMARY re-base, waited for at most REBASE_WAIT_MS. */
+  async #rebase (): Promise<void> {
+    await this.#bounded(this.#session.summary(), REBASE_WAIT_MS, 'rebase')
+  }
+
+  async #bounded (work: Promise<unknown>, ms: number, what: string): Promise<void> {
     let timer: NodeJS.Timeout | undefined
     try {
       await Promise.race([
-        this.#session.summary(),
-        new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error('rebase timed out')), REBASE_WAIT_MS) })
+        work,
+        new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms) })
       ])
     } catch (err) {
-      this.#log.debug({ err: (err as Error).message }, 'hook view rebase failed')
+      this.#log.debug({ err: (err as Error).message }, `hook ${what} failed`)
     } finally {
       if (timer !== undefined) clearTimeout(timer)
     }
-    return this.#quickHealth()
   }
 
   /** The reply for a coordinator that cannot vouch for the view: no decision, one warning per WARN_USER_INTERVAL_MS. */
@@ -340,12 +359,18 @@ export class HookService {
     const health = await this.#health()
     if (health !== 'ok') return this.#failOpen('check_edit', health, client)
 
+    let verdicts = paths.map(p => [p, this.#verdict(p)] as const)
+    const since = this.#session.view.sinceRebase()
+    if (verdicts.some(([, v]) => v.kind === 'held' || v.kind === 'frozen') && (since === null || since > DENY_CONFIRM_MS)) {
+      // Never refuse an edit on a holder that may be gone (TTL expiry is not relayed): confirm first.
+      await this.#rebase()
+      verdicts = paths.map(p => [p, this.#verdict(p)] as const)
+    }
     const held: Array<[string, ViewIntent]> = []
     const suspended: Array<[string, ViewIntent]> = []
     const frozen: HookFrozen[] = []
     const free: string[] = []
-    for (const path of paths) {
-      const v = this.#verdict(path)
+    for (const [path, v] of verdicts) {
       if (v.kind === 'held') for (const i of v.holders) held.push([path, i])
       else if (v.kind === 'frozen') frozen.push(...v.conflicts)
       else if (v.kind === 'suspended') for (const i of v.holders) suspended.push([path, i])
@@ -427,21 +452,30 @@ export class HookService {
     const live = this.#liveAuto(client)
     if (still.length === 0 && live !== undefined) return { kind: 'announced', intentId: live.intent_id }
     const session = this.#session
-    const union = [...new Set([...(live?.files ?? []), ...still])].sort()
-    const scope = { kind: 'file_set', resources: union }
-    let intentId: string
+    let union = [...new Set([...(live?.files ?? []), ...still])].sort()
+    let scope = { kind: 'file_set', resources: union }
+    let intentId = live?.intent_id ?? ''
     let reply
     try {
       if (live !== undefined) {
         intentId = live.intent_id
         reply = await session.client.request('INTENT_UPDATE', { intent_id: intentId, scope, ttl_sec: AUTO_INTENT_TTL_SEC })
-      } else {
+      }
+      if (live === undefined || (reply !== undefined && !reply.accepted && reply.error?.error_code === 'INVALID_REFERENCE')) {
+        // No auto intent yet, or it ended unseen (expired, superseded by a begin_task): a new one.
+        client.autoIntentId = undefined
+        if (live !== undefined) {
+          session.owned.delete(live.intent_id)
+          union = [...still].sort()
+          scope = { kind: 'file_set', resources: union }
+        }
         intentId = `${session.newId('intent')}-auto`
         reply = await session.client.request('INTENT_ANNOUNCE', { intent_id: intentId, objective: this.#objective(key, clientName, agentId), scope, ttl_sec: AUTO_INTENT_TTL_SEC })
       }
     } catch (err) {
       return { kind: 'failed', why: err instanceof ShimError ? `${err.code}: ${err.message}` : (err as Error).message }
     }
+    if (reply === undefined) return { kind: 'failed', why: 'no reply' }
     if (!reply.accepted) {
       const e = reply.error
       if (e?.error_code === 'STALE_INTENT') {
@@ -458,7 +492,7 @@ export class HookService {
     client.autoIntentId = intentId
     client.autoFiles = new Set(union)
     client.renewedAt = this.#now()
-    session.owned.set(intentId, { intent_id: intentId, principal_id: session.principalId, objective: live?.objective ?? this.#objective(key, clientName, agentId), state: 'ACTIVE', scope, claimed_by: null })
+    session.owned.set(intentId, { intent_id: intentId, principal_id: session.principalId, objective: session.view.intents.get(intentId)?.objective ?? this.#objective(key, clientName, agentId), state: 'ACTIVE', scope, claimed_by: null })
     return { kind: 'announced', intentId }
   }
 
