@@ -303,10 +303,20 @@ export function registryFile (dir: string, pid: number): string {
 
 const uid = (): number | undefined => typeof process.getuid === 'function' ? process.getuid() : undefined
 
-/** `$XDG_RUNTIME_DIR/mpac-mcp` when XDG_RUNTIME_DIR is an absolute path, else `/tmp/mpac-mcp-<uid>` (short: the Unix socket path limit is ~104 bytes). */
+/** Longest socket path used (the Unix-socket limit is 104 bytes on macOS, 108 on Linux, terminator included). */
+export const MAX_SOCKET_PATH = 100
+
+/**
+ * `$XDG_RUNTIME_DIR/mpac-mcp` when XDG_RUNTIME_DIR is an absolute path short
+ * enough for a socket path (`<dir>/<7-digit pid>.sock` within
+ * MAX_SOCKET_PATH bytes), else `/tmp/mpac-mcp-<uid>`.
+ */
 export function socketDir (env: Env = process.env): string {
   const runtime = readEnv(env, 'XDG_RUNTIME_DIR')
-  if (runtime !== undefined && isAbsolute(runtime)) return join(runtime, 'mpac-mcp')
+  if (runtime !== undefined && isAbsolute(runtime)) {
+    const dir = join(runtime, 'mpac-mcp')
+    if (Buffer.byteLength(join(dir, '4194304.sock'), 'utf8') <= MAX_SOCKET_PATH) return dir
+  }
   return join('/tmp', `mpac-mcp-${uid() ?? 'user'}`)
 }
 
