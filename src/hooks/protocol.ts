@@ -25,7 +25,8 @@
  *
  * Ops (every reply is a `HookReply`; fields not listed are at their empty
  * defaults: `decision: 'none'`, empty arrays, `announced: null`):
- * - `ping`: the view's age and the shim's identity (`identity`).
+ * - `ping`: the view's age, the shim's identity (`identity`) and its last
+ *   check_edit / guard_check decisions (`recent`).
  * - `check_edit {paths, mode?, tool?, tool_use_id?, agent_id?}` (the
  *   PreToolUse decision, §7.3; each path absolute or workspace-relative,
  *   paths outside the workspace are ignored; the worst path wins):
@@ -211,6 +212,16 @@ export interface HookEvent {
   readonly at: string
 }
 
+export interface HookDecisionRecord {
+  readonly at: string
+  readonly op: HookOp
+  readonly decision: HookDecision
+  readonly coordinator: CoordinatorHealth
+  readonly paths: readonly string[]
+  readonly client_session_id: string
+  readonly ms: number
+}
+
 export interface HookIdentity {
   readonly pid: number
   readonly session_id: string
@@ -243,6 +254,8 @@ export interface HookReply {
   readonly warn?: readonly string[]
   /** op `ping`. */
   readonly identity?: HookIdentity
+  /** op `ping`: the shim's last decisions, newest last (for `mpac-mcp hook doctor`). */
+  readonly recent?: readonly HookDecisionRecord[]
   /** One line for the user (§7.6), throttled by the shim. */
   readonly warn_user?: string | null
   /** Set when the request could not be served (the decision is then `none`). */

@@ -143,6 +143,7 @@ t.test('ping, guard_check, suspended holders', async t => {
   const ping = await dave.ask({ op: 'ping' })
   t.match(ping, { v: 1, op: 'ping', decision: 'none', coordinator: 'ok', identity: { principal_id: dave.session.principalId, workspace_dir: workspace, session_id: 'hooks-room' } })
   t.notMatch(JSON.stringify(ping), /secret|token|bearer/i, 'no secret crosses the socket')
+  t.same(ping.recent, [])
 
   const intent = await announce(erin, ['src/b.py'], 'erin edits b')
   await seen(dave, intent)
@@ -150,6 +151,7 @@ t.test('ping, guard_check, suspended holders', async t => {
   t.same(guard.block, ['src/b.py'])
   t.same(guard.warn, ['src/a.py'], 'a path in none of my intents is a warning')
   t.match(guard.holders, [{ intent_id: intent }])
+  t.match((await dave.ask({ op: 'ping' })).recent, [{ op: 'guard_check', decision: 'none', coordinator: 'ok', paths: ['src/a.py', 'src/b.py'], client_session_id: 'dave-client-session' }], 'ping lists the last decisions')
 
   // A SUSPENDED holder (the view as it is after PARTICIPANT_UNAVAILABLE): no deny, the takeover is named.
   const rec = dave.session.view.intents.get(intent)

@@ -23,7 +23,7 @@ import type { Logger } from 'pino'
 import {
   AUTO_INTENT_TTL_SEC, EDIT_MODES, HOOK_OPS, HOOK_PROTOCOL_VERSION, POST_EDIT_EVENTS_INTERVAL_MS, VIEW_REBASE_MS, VIEW_STALE_MS,
   WARN_USER_INTERVAL_MS, emptyReply, quoteText, sanitizeText,
-  type CoordinatorHealth, type EditMode, type HookErrorCode, type HookEvent, type HookFrozen, type HookHolder, type HookOp, type HookReply
+  type CoordinatorHealth, type EditMode, type HookDecisionRecord, type HookErrorCode, type HookEvent, type HookFrozen, type HookHolder, type HookOp, type HookReply
 } from '../../hooks/protocol.js'
 import { ShimError } from '../errors.js'
 import { normalisePath, toRepoPath, type ShimSession } from '../session.js'
@@ -43,6 +43,7 @@ const ACTIVE_WINDOW_MS = 60_000
 const MAX_PATHS = 1_000
 const MAX_CLIENT_SESSIONS = 256
 const EVENTS_PER_REPLY = 20
+const RECENT_DECISIONS = 20
 
 const CLIENT_LABELS: Readonly<Record<string, string>> = { claude: 'Claude Code', cursor: 'Cursor', codex: 'Codex CLI', gemini: 'Gemini CLI', git: 'git' }
 
@@ -108,6 +109,7 @@ export class HookService {
   readonly #pid: number
   readonly #onClientSession: ((id: string) => void) | undefined
   readonly #clients = new Map<string, ClientState>()
+  #recent: HookDecisionRecord[] = []
   #lastRequestAt: number | undefined
   #rebaseTimer: NodeJS.Timeout | undefined
 
@@ -164,17 +166,33 @@ export class HookService {
   }
 
   async #dispatch (op: HookOp, req: Req): Promise<HookReply> {
+    const started = this.#now()
     const key = stringField(req, 'client_session_id') ?? this.#defaultClient ?? stringField(req, 'client', 32) ?? 'default'
     const client = this.#client(key)
     switch (op) {
       case 'ping': return this.#ping()
-      case 'check_edit': return await this.#checkEdit(req, key, client)
+      case 'check_edit': return this.#remember(key, started, req, await this.#checkEdit(req, key, client))
       case 'post_edit': return await this.#postEdit(req, key, client)
       case 'context': return await this.#context(req, key, client)
       case 'events_since': return await this.#eventsSince(req, key, client)
       case 'session_end': return await this.#sessionEnd(client)
-      case 'guard_check': return await this.#guardCheck(req, client)
+      case 'guard_check': return this.#remember(key, started, req, await this.#guardCheck(req, client))
     }
+  }
+
+  #remember (key: string, started: number, req: Req, reply: HookReply): HookReply {
+    const paths = this.#repoPaths(pathsField(req, false))
+    this.#recent.push({
+      at: new Date(this.#now()).toISOString(),
+      op: reply.op ?? 'check_edit',
+      decision: reply.decision,
+      coordinator: reply.coordinator,
+      paths: paths.slice(0, 10).map(p => sanitizeText(p, 200)),
+      client_session_id: sanitizeText(key, 64),
+      ms: this.#now() - started
+    })
+    if (this.#recent.length > RECENT_DECISIONS) this.#recent = this.#recent.slice(-RECENT_DECISIONS)
+    return reply
   }
 
   #client (key: string): ClientState {
@@ -344,7 +362,8 @@ export class HookService {
     const s = this.#session
     return {
       ...emptyReply('ping', this.#quickHealth(), s.view.age()),
-      identity: { pid: this.#pid, session_id: s.sessionId, principal_id: s.principalId, display_name: s.config.identity.displayName, workspace_dir: s.config.workspaceDir }
+      identity: { pid: this.#pid, session_id: s.sessionId, principal_id: s.principalId, display_name: s.config.identity.displayName, workspace_dir: s.config.workspaceDir },
+      recent: [...this.#recent]
     }
   }
 
