@@ -121,6 +121,9 @@ t.test('check_edit: deny on another ACTIVE intent, none on my own, announce an u
   // Losing the race: Alice's view has not heard of Carol's announce yet when she asks.
   const carol = await agent(t, url, 'Carol')
   const held = await announce(carol, ['src/y.py'], 'carol was first')
+  await seen(alice, held)
+  // Carol is new to Alice's view: her announce made it re-base (for her name); let that happen first.
+  await eventually(async () => alice.session.view.participants.has(carol.session.principalId) ? true : undefined, 5000, 'Carol in the view')
   alice.session.view.intents.delete(held) // as if the relay were still on its way
   const lost = await alice.ask({ op: 'check_edit', paths: ['src/y.py'] })
   t.equal(lost.decision, 'deny', 'the coordinator says someone won the race')
@@ -153,14 +156,16 @@ t.test('ping, guard_check, suspended holders', async t => {
   t.match(guard.holders, [{ intent_id: intent }])
   t.match((await dave.ask({ op: 'ping' })).recent, [{ op: 'guard_check', decision: 'none', coordinator: 'ok', paths: ['src/a.py', 'src/b.py'], client_session_id: 'dave-client-session' }], 'ping lists the last decisions')
 
-  // A SUSPENDED holder (the view as it is after PARTICIPANT_UNAVAILABLE): no deny, the takeover is named.
-  const rec = dave.session.view.intents.get(intent)
-  if (rec !== undefined) rec.state = 'SUSPENDED'
-  const susp = await dave.ask({ op: 'check_edit', mode: 'remind', paths: ['src/b.py'] })
+  // Erin leaves handing her work over (GOODBYE transfer): her intent is SUSPENDED; no deny, the takeover is named.
+  await erin.session.client.close({ disposition: 'transfer', activeIntents: [] })
+  const susp = await eventually(async () => {
+    const r = await dave.ask({ op: 'check_edit', mode: 'remind', paths: ['src/b.py'] })
+    return r.suspended.length > 0 ? r : undefined
+  }, 5000, 'the suspended holder')
   t.equal(susp.decision, 'none')
-  t.match(susp.suspended, [{ intent_id: intent, state: 'SUSPENDED' }])
-  t.match(susp.note, /take_over_task\(/)
-  await erin.session.client.request('INTENT_WITHDRAW', { intent_id: intent })
+  t.match(susp.suspended, [{ intent_id: intent, state: 'SUSPENDED', display_name: 'Erin' }])
+  t.match(susp.note, new RegExp(`belongs to SUSPENDED intent ${intent} of "Erin".*take_over_task\\(${intent}\\)`))
+  t.same((await dave.ask({ op: 'guard_check', paths: ['src/b.py'] })).warn, ['src/b.py'], 'the guard only warns for a SUSPENDED holder')
 })
 
 t.test('a deny is confirmed by a fresh summary: an expired holder (expiry is not relayed) does not block', async t => {

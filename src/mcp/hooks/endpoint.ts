@@ -91,7 +91,8 @@ export async function startHookEndpoint (options: HookEndpointOptions): Promise<
   let entry: HookRegistryEntry | undefined
   const writeEntry = (e: HookRegistryEntry): void => {
     const tmp = `${file}.${process.pid}.tmp`
-    writeFileSync(tmp, JSON.stringify(e) + '\n', { mode: 0o600 })
+    rmSync(tmp, { force: true }) // a leftover keeps its mode: always create it anew, 0600
+    writeFileSync(tmp, JSON.stringify(e) + '\n', { mode: 0o600, flag: 'wx' })
     renameSync(tmp, file)
     entry = e
   }
