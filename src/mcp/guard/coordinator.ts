@@ -155,6 +155,11 @@ export async function fetchSummary (target: Target, deadlineMs: number): Promise
   if (target.kind === 'remote') {
     let ex: Exchange | undefined
     try {
+      const u = new URL(target.url)
+      const port = u.port !== '' ? Number(u.port) : u.protocol === 'wss:' ? 443 : 80
+      if (!(await listening(u.hostname.replace(/^\[|\]$/g, ''), port, Math.max(0, deadline - Date.now())))) {
+        return { kind: 'unreachable', detail: 'nothing answers there (connection refused or timed out)', where }
+      }
       ex = await openExchange(target.url, target.token !== undefined ? { authorization: `Bearer ${target.token}` } : {}, deadline)
       ex.send({ type: 'SESSION_SUMMARY' })
       const reply = await ex.next('SESSION_SUMMARY_RESPONSE', f => typeof f['type'] === 'string' || f['message_type'] === 'PROTOCOL_ERROR')
