@@ -1,8 +1,9 @@
-#!/usr/bin/env node
 /**
- * `mpac-mcp`: with no arguments, the MCP stdio server (stdout carries only
- * JSON-RPC; logs go to fd 2). Subcommands: `setup claude`, `smoke`,
- * `--help`, `--version`.
+ * `mpac-mcp` except `hook`, loaded by the dispatcher `cli.ts`: with no
+ * arguments, the MCP stdio server (stdout carries only JSON-RPC; logs go to
+ * fd 2). Subcommands: `setup claude [--hooks]`, `smoke`, `--help`,
+ * `--version`. This module imports the MCP SDK, pino, zod and undici (through
+ * the session); the hook path never loads it.
  */
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import { pino, type Logger } from 'pino'
@@ -12,12 +13,20 @@ import { ConfigError, checkShimEnvironment, logLevelOf } from './config.js'
 import { createMcpServer } from './server.js'
 import { SessionPool } from './session.js'
 import { setupClaude } from './setup.js'
+import { setupClaudeHooks } from './setup-hooks.js'
 import { SMOKE_FLOWS, runSmoke } from './smoke.js'
 
 const USAGE = `Usage:
   mpac-mcp                                   run the MCP server over stdio (for Claude Code, Cursor, …)
   mpac-mcp setup claude [--scope local|project|user] [--format command|json] [--workspace DIR] [--name NAME]
                                              print the \`claude mcp add\` command or the .mcp.json entry
+  mpac-mcp setup claude --hooks [--scope local|project|user] [--remove]
+                                             also write (or remove) the hooks that check every edit in .claude/settings*.json
+  mpac-mcp hook <session-start|user-prompt|pre-edit|post-edit|stop|session-end> [--client claude|cursor|codex|gemini]
+                                             the agent hook: reads the client's hook JSON on stdin (see README "Enforcement")
+  mpac-mcp hook doctor                       which running shim a hook started here would reach, and its view age
+  mpac-mcp guard <install|uninstall|status|check> …
+                                             the git pre-commit/pre-push guard (mpac-mcp guard --help)
   mpac-mcp smoke <${SMOKE_FLOWS.join('|')}|all> --workspace DIR [--file README.md]
                                              run an end-to-end check on a scratch copy of one file
   mpac-mcp --help | --version
@@ -92,12 +101,23 @@ async function main (argv: string[]): Promise<number> {
         scope: { type: 'string', default: 'local' },
         format: { type: 'string', default: 'command' },
         workspace: { type: 'string' },
-        name: { type: 'string', default: 'mpac-coding' }
+        name: { type: 'string', default: 'mpac-coding' },
+        hooks: { type: 'boolean', default: false },
+        remove: { type: 'boolean', default: false }
       }
     })
-    if (positionals[0] !== 'claude') {
-      process.stderr.write('usage: mpac-mcp setup claude [--scope local|project|user] [--format command|json]\n')
+    if (positionals[0] !== 'claude' || (values.remove === true && values.hooks !== true)) {
+      process.stderr.write('usage: mpac-mcp setup claude [--scope local|project|user] [--format command|json] [--hooks [--remove]]\n')
       return 2
+    }
+    if (values.remove === true) {
+      const removed = setupClaudeHooks(process.env, { scope: values.scope as string, remove: true, workspace: values.workspace, cwd: process.cwd() })
+      if (!removed.ok) {
+        process.stderr.write(removed.error + '\n')
+        return 2
+      }
+      process.stdout.write(removed.message + '\n')
+      return 0
     }
     const out = setupClaude(process.env, {
       scope: values.scope as string,
@@ -110,8 +130,17 @@ async function main (argv: string[]): Promise<number> {
       process.stderr.write(out.error + '\n')
       return 2
     }
+    const notes = [...out.notes]
+    if (values.hooks === true) {
+      const hooks = setupClaudeHooks(process.env, { scope: values.scope as string, remove: false, workspace: values.workspace, cwd: process.cwd() })
+      if (!hooks.ok) {
+        process.stderr.write(hooks.error + '\n')
+        return 2
+      }
+      notes.push(hooks.message, ...hooks.notes)
+    }
     process.stdout.write(out.text + '\n')
-    for (const note of out.notes) process.stderr.write(note + '\n')
+    for (const note of notes) process.stderr.write(note + '\n')
     return 0
   }
   if (command === 'smoke') {
@@ -136,13 +165,16 @@ async function main (argv: string[]): Promise<number> {
   return 2
 }
 
-main(process.argv.slice(2)).then(code => {
-  if (code >= 0) process.exitCode = code
-}, err => {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`mpac-mcp: ${err.code}: ${err.message}\n`)
-    process.exit(2)
-  }
-  process.stderr.write(`mpac-mcp: ${(err as Error).stack ?? String(err)}\n`)
-  process.exit(1)
-})
+/** Runs the command; sets the exit code, or exits on a fatal error. The MCP server keeps running. */
+export async function runShimCli (argv: string[]): Promise<void> {
+  await main(argv).then(code => {
+    if (code >= 0) process.exitCode = code
+  }, err => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`mpac-mcp: ${err.code}: ${err.message}\n`)
+      process.exit(2)
+    }
+    process.stderr.write(`mpac-mcp: ${(err as Error).stack ?? String(err)}\n`)
+    process.exit(1)
+  })
+}
