@@ -13,6 +13,7 @@ import t from 'tap'
 import { CLOSE } from '../src/protocol/close-codes.js'
 import { SETTINGS } from '../src/server/config.js'
 import { SHIM_ERROR_CODES } from '../src/mcp/errors.js'
+import { SHIM_VARIABLES } from '../src/mcp/config.js'
 import { HTTP_ERRORS } from '../src/server/http-errors.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -71,4 +72,10 @@ t.test('HTTP refusals: HTTP_ERRORS and docs/coordinator.md agree, status include
   for (const spec of Object.values(HTTP_ERRORS)) t.equal(documented.get(spec.code), spec.status, `${spec.code} is documented with ${spec.status}`)
   const codes = new Set<string>(Object.values(HTTP_ERRORS).map(s => s.code))
   for (const code of documented.keys()) t.ok(code !== undefined && codes.has(code), `documented ${code} exists`)
+})
+
+t.test('shim variables: every SHIM_VARIABLES entry has a row in docs/agents.md', async t => {
+  const rows = table(read('docs/agents.md'), '## Environment variables')
+  const documented = new Set(rows.map(r => tick(r[0] ?? '')[0]).filter((c): c is string => c !== undefined))
+  for (const name of Object.keys(SHIM_VARIABLES)) t.ok(documented.has(name), `${name} is documented`)
 })

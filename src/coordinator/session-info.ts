@@ -179,7 +179,7 @@ export function summary (st: CoreState, now: number, workspaceDir: string | null
   for (const id of st.openConflicts) {
     const c = st.conflicts.get(id)
     if (c !== undefined && OPEN_STATES.has(c.state)) {
-      open.push({ conflict_id: c.conflict_id, category: c.category, severity: c.severity, state: c.state, principal_a: c.principal_a, principal_b: c.principal_b, intent_a: c.intent_a, intent_b: c.intent_b })
+      open.push({ conflict_id: c.conflict_id, category: c.category, severity: c.severity, state: c.state, principal_a: c.principal_a, principal_b: c.principal_b, intent_a: c.intent_a, intent_b: c.intent_b, scope_frozen: c.scope_frozen })
     }
   }
   return {

@@ -225,8 +225,10 @@ export interface HookReply {
   readonly events: readonly HookEvent[]
   /** op `context`: the digest. */
   readonly context?: string
-  /** Deny reasons the shim composed (mode require, lost race). */
+  /** With `deny`: the reason, ready to show the agent (names the holder or conflict and what to do). */
   readonly reason?: string
+  /** Without a deny: one line of context for the agent (a file announced for it, a SUSPENDED holder, a reminder). */
+  readonly note?: string
   /** op `guard_check`. */
   readonly block?: readonly string[]
   readonly warn?: readonly string[]

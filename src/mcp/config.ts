@@ -51,7 +51,8 @@ export const SHIM_VARIABLES = {
   MPAC_GOODBYE_DISPOSITION: 'both',
   MPAC_REQUEST_TIMEOUT_MS: 'both',
   MPAC_CLAIM_WAIT_MS: 'both',
-  MPAC_LOG_LEVEL: 'both'
+  MPAC_LOG_LEVEL: 'both',
+  MPAC_HOOKS: 'both'
 } as const satisfies Record<string, 'both' | 'local' | 'remote'>
 
 /** A configuration value that cannot be used. Thrown before anything connects. */
@@ -97,6 +98,8 @@ export interface ShimConfig {
   readonly requestTimeoutMs: number
   /** How long take_over_task waits for the claim decision after the coordinator accepted the claim. */
   readonly claimWaitMs: number
+  /** MPAC_HOOKS: serve the local hook endpoint (docs/agents.md "The local hook endpoint"); default on. */
+  readonly hooks: boolean
 }
 
 /** Empty counts as unset everywhere (bridge.md §2.1 treated some empty values as real values: a bug). */
@@ -130,9 +133,9 @@ function parseInteger (env: Env, name: string, fallback: number, min: number, ma
   return n
 }
 
-function parseBool (env: Env, name: string): boolean {
+function parseBool (env: Env, name: string, fallback = false): boolean {
   const raw = read(env, name)?.toLowerCase()
-  if (raw === undefined) return false
+  if (raw === undefined) return fallback
   if (['1', 'true', 'yes', 'on'].includes(raw)) return true
   if (['0', 'false', 'no', 'off'].includes(raw)) return false
   throw new ConfigError(`${name} must be true or false, got ${JSON.stringify(raw)}`)
@@ -316,7 +319,8 @@ export function loadShimConfig (env: Env, options: LoadOptions = {}): ShimConfig
     sidecarIdleExitSec: parseInteger(env, 'MPAC_SIDECAR_IDLE_EXIT', 600, 0, 86_400 * 365),
     stateDir: stateDirFor(env),
     requestTimeoutMs: parseInteger(env, 'MPAC_REQUEST_TIMEOUT_MS', 15_000, 100, 600_000),
-    claimWaitMs: parseInteger(env, 'MPAC_CLAIM_WAIT_MS', 5_000, 0, 600_000)
+    claimWaitMs: parseInteger(env, 'MPAC_CLAIM_WAIT_MS', 5_000, 0, 600_000),
+    hooks: parseBool(env, 'MPAC_HOOKS', true)
   }
 
   const remoteUrl = read(env, 'MPAC_COORDINATOR_URL')

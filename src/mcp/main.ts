@@ -7,9 +7,12 @@
  */
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import { pino, type Logger } from 'pino'
+import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { socketDir } from '../hooks/protocol.js'
 import { VERSION } from '../version.js'
 import { ConfigError, checkShimEnvironment, logLevelOf } from './config.js'
+import { startHookEndpoint, type HookEndpoint } from './hooks/endpoint.js'
 import { createMcpServer } from './server.js'
 import { SessionPool } from './session.js'
 import { setupClaude } from './setup.js'
@@ -34,7 +37,7 @@ const USAGE = `Usage:
 Environment: MPAC_WORKSPACE_DIR, MPAC_COORDINATOR_URL, MPAC_SESSION_ID, MPAC_COORDINATOR_TOKEN,
 MPAC_AGENT_NAME, MPAC_PRINCIPAL_ID, MPAC_AGENT_ROLES, MPAC_AGENT_CAPABILITIES, MPAC_SIDECAR_PORT,
 MPAC_SIDECAR_HOST, MPAC_SIDECAR_IDLE_EXIT, MPAC_GOODBYE_DISPOSITION, MPAC_REQUEST_TIMEOUT_MS,
-MPAC_CLAIM_WAIT_MS, MPAC_LOG_LEVEL (see docs/agents.md). A bad value: one line on stderr, exit 2.`
+MPAC_CLAIM_WAIT_MS, MPAC_LOG_LEVEL, MPAC_HOOKS (see docs/agents.md). A bad value: one line on stderr, exit 2.`
 
 /** Throws ConfigError for an unknown MPAC_LOG_LEVEL. */
 export function createLogger (env: NodeJS.ProcessEnv): Logger {
@@ -52,10 +55,12 @@ async function serve (): Promise<void> {
   const transport = new StdioServerTransport()
 
   let stopping = false
+  let hooks: HookEndpoint | undefined
   const stop = async (why: string): Promise<void> => {
     if (stopping) return
     stopping = true
     log.info({ why }, 'shutting down')
+    await hooks?.close().catch(() => {})
     await pool.closeAll()
     await server.close().catch(() => {})
     process.exit(0)
@@ -73,6 +78,19 @@ async function serve (): Promise<void> {
   try {
     const session = pool.get()
     session.ready().catch(err => log.warn({ err: (err as Error).message }, 'coordinator not reachable yet'))
+    // The local hook endpoint (docs/agents.md): answers this agent's hooks from the session's live view.
+    if (session.config.hooks) {
+      startHookEndpoint({
+        session,
+        logger: log,
+        socketDir: socketDir(process.env),
+        registryDir: join(session.config.stateDir, 'hooks'),
+        clientSessionId: process.env['CLAUDE_CODE_SESSION_ID']?.trim() || null
+      }).then(endpoint => {
+        if (stopping) void endpoint.close()
+        else hooks = endpoint
+      }, err => log.warn({ err: (err as Error).message }, 'hook endpoint not started; hooks will find no shim'))
+    }
   } catch (err) {
     if (err instanceof ConfigError) log.error({ code: err.code }, err.message)
     else throw err

@@ -13,6 +13,7 @@ import { claimAgentSlot } from './agent-slot.js'
 import { assertWorkspace, loadShimConfig, type Env, type ShimConfig } from './config.js'
 import { ensureLocalSidecar, localSecretOf, verifyLocalConnection } from './sidecar.js'
 import { SHIM_ERROR_CODES, ShimError } from './errors.js'
+import { SessionView } from './hooks/view.js'
 
 export interface IntentRecord {
   readonly intent_id: string
@@ -139,6 +140,8 @@ export interface SessionOptions {
   readonly heartbeatIntervalMs?: number
   readonly sidecarStartTimeoutMs?: number
   readonly env?: NodeJS.ProcessEnv
+  /** Clock of the session view (tests). */
+  readonly now?: () => number
 }
 
 export class ShimSession {
@@ -153,11 +156,15 @@ export class ShimSession {
   /** Claims this session sent: claim_id → the intent an approval creates for us. */
   readonly #claims = new Map<string, IntentRecord>()
   readonly #onClose: (() => void) | undefined
+  /** The live view of the session the hooks are answered from (hooks/view.ts). */
+  readonly view: SessionView
+  #rebaseTimer: NodeJS.Timeout | undefined
 
   constructor (config: ShimConfig, options: SessionOptions & { onClose?: () => void }) {
     this.config = config
     this.#onClose = options.onClose
     this.#log = options.logger.child({ sessionId: config.sessionId })
+    this.view = new SessionView(config.identity.principalId, options.now ?? Date.now)
     this.#slug = config.identity.displayName.toLowerCase().replace(/\s+/g, '-').replace(/[^a-z0-9._-]/g, '') || 'agent'
     this.client = new CoordinatorClient({
       url: config.url,
@@ -217,9 +224,22 @@ export class ShimSession {
 
   /** SESSION_SUMMARY on the persistent connection; reconciles ownership with it. */
   async summary (): Promise<Summary> {
-    const summary = parseSummary(await this.client.query({ type: 'SESSION_SUMMARY' }))
+    const frame = await this.client.query({ type: 'SESSION_SUMMARY' })
+    const summary = parseSummary(frame)
     this.#reconcile(summary)
+    this.view.rebase((frame['session'] ?? {}) as Frame)
     return summary
+  }
+
+  /** A summary shortly after a relay whose effects the view cannot derive (view.apply said so); one at a time. */
+  #rebaseSoon (): void {
+    if (this.#rebaseTimer !== undefined) return
+    this.#rebaseTimer = setTimeout(() => {
+      this.#rebaseTimer = undefined
+      if (this.client.state !== 'open') return
+      this.summary().catch(err => this.#log.debug({ err: (err as Error).message }, 'view rebase failed'))
+    }, 20)
+    this.#rebaseTimer.unref()
   }
 
   async readFile (path: string): Promise<Frame> {
@@ -239,6 +259,7 @@ export class ShimSession {
    * of ours it holds, including any our local view has not caught up with.
    */
   async close (): Promise<void> {
+    if (this.#rebaseTimer !== undefined) clearTimeout(this.#rebaseTimer)
     try {
       await this.client.close({ disposition: this.config.goodbyeDisposition, activeIntents: [] })
     } finally {
@@ -259,6 +280,7 @@ export class ShimSession {
   }
 
   #onEnvelope (env: Envelope): void {
+    if (this.view.apply(env)) this.#rebaseSoon()
     const p = env.payload
     if (env.message_type === 'INTENT_WITHDRAW' && env.sender?.principal_id === this.principalId && typeof p['intent_id'] === 'string') {
       this.owned.delete(p['intent_id'])
