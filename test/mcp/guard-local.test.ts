@@ -18,9 +18,32 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import t from 'tap'
 import { must, sandbox, SHIM_CLI, TSX } from '../helpers/git.js'
-import { killSidecars } from './harness.js'
+import type { Env, Teardown } from '../helpers/process.js'
+import { killSidecars, startShim } from './harness.js'
 
 type R = Record<string, unknown>
+
+interface Agent { call (name: string, args?: R): Promise<R>, stderr (): string }
+
+/** A real shim whose parent is `sh`, not the test process (so it is not the client of the test's git commands). */
+async function shimUnderSh (t: Teardown, env: Env, cwd: string): Promise<Agent> {
+  const transport = new StdioClientTransport({
+    command: '/bin/sh',
+    args: ['-c', '"$0" --import "$1" "$2"; exit $?', process.execPath, TSX, SHIM_CLI],
+    env,
+    cwd,
+    stderr: 'pipe'
+  })
+  let err = ''
+  transport.stderr?.on('data', (c: Buffer) => { err += c.toString('utf8') })
+  const client = new Client({ name: 'guard-local-test', version: '0.0.0' })
+  await client.connect(transport)
+  t.teardown(() => client.close())
+  return {
+    call: async (name, args = {}) => ((await client.callTool({ name, arguments: args })).structuredContent ?? {}) as R,
+    stderr: () => err
+  }
+}
 
 t.test('local mode: the guard asks the local coordinator with the local secret', async t => {
   const sb = sandbox(t)
@@ -30,21 +53,11 @@ t.test('local mode: the guard asks the local coordinator with the local secret',
   await must(sb.mpac(repo, ['guard', 'install']))
   await must(sb.mpac(other, ['guard', 'install']))
 
-  const transport = new StdioClientTransport({
-    command: '/bin/sh',
-    args: ['-c', '"$0" --import "$1" "$2"; exit $?', process.execPath, TSX, SHIM_CLI],
-    env: sb.env({ MPAC_AGENT_NAME: 'Alice' }),
-    cwd: repo,
-    stderr: 'pipe'
-  })
-  let shimErr = ''
-  transport.stderr?.on('data', (c: Buffer) => { shimErr += c.toString('utf8') })
-  const alice = new Client({ name: 'guard-local-test', version: '0.0.0' })
-  await alice.connect(transport)
-  t.teardown(() => alice.close())
-  const call = async (name: string, args: R = {}): Promise<R> => ((await alice.callTool({ name, arguments: args })).structuredContent ?? {}) as R
+  // MPAC_HOOKS=false: no hook endpoint, so no shim can answer and the guard must ask the coordinator.
+  const alice = await shimUnderSh(t, sb.env({ MPAC_AGENT_NAME: 'Alice', MPAC_HOOKS: 'false' }), repo)
+  const call = alice.call
   const begun = await call('begin_task', { objective: 'rename the users table', files: ['src/db.py'] })
-  t.equal(begun['status'], 'ok', shimErr)
+  t.equal(begun['status'], 'ok', alice.stderr())
 
   const bob = { MPAC_AGENT_NAME: 'bob' }
   writeFileSync(join(repo, 'src/db.py'), 'db v2\n')
@@ -77,4 +90,45 @@ t.test('local mode: the guard asks the local coordinator with the local secret',
   const silent = await sb.git(other, ['commit', '-m', 'other'], { ...bob, MPAC_GUARD_FAIL: 'closed' })
   t.equal(silent.code, 0, silent.stderr)
   t.equal(silent.stderr, '', 'not a word')
+})
+
+t.test('with the committer\'s own shim: its guard_check answers, as that agent', async t => {
+  const sb = sandbox(t)
+  t.teardown(() => { killSidecars(join(sb.root, 'state')) })
+  const repo = await sb.repo('repo', { 'src/db.py': 'db\n', 'src/mine.py': 'mine\n', 'src/alice.py': 'alice\n' })
+  await must(sb.mpac(repo, ['guard', 'install']))
+  const alice = await shimUnderSh(t, sb.env({ MPAC_AGENT_NAME: 'Alice', CLAUDE_CODE_SESSION_ID: 'session-alice' }), repo)
+  const a1 = await alice.call('begin_task', { objective: 'rename the users table', files: ['src/db.py'] })
+  const a2 = await alice.call('begin_task', { objective: 'her own file', files: ['src/alice.py'] })
+  t.equal(a1['status'], 'ok', alice.stderr())
+  t.equal(a2['status'], 'ok')
+  // Bob's shim is a child of this test process, as Claude Code's MCP server is a child of claude, whose Bash runs git.
+  const bob = await startShim(t, sb.env({ MPAC_AGENT_NAME: 'Bob' }), repo)
+  t.equal((await bob.call('begin_task', { objective: 'his file', files: ['src/mine.py'] }))['status'], 'ok', bob.stderr())
+
+  // The commit's environment has no MPAC_* at all (an agent's Bash inherits the client's, not the MCP server's):
+  // without the shim this would be a human's commit, only warned about.
+  writeFileSync(join(repo, 'src/db.py'), 'db v2\n')
+  writeFileSync(join(repo, 'src/mine.py'), 'mine v2\n')
+  await must(sb.git(repo, ['add', 'src/db.py', 'src/mine.py']))
+  const refused = await sb.git(repo, ['commit', '-m', 'db'])
+  t.not(refused.code, 0, 'refused: the shim says who commits')
+  t.match(refused.stderr, `src/db.py — held by "Alice" (${String(a1['intent_id'])}, "rename the users table")`)
+  t.notMatch(refused.stderr, /src\/mine\.py/, 'his own file is fine')
+  const who = await bob.call('who_is_working')
+  t.notOk(((who['participants'] ?? []) as R[]).some(p => String(p['principal_id']).startsWith('service:mpac-guard-')), 'answered by the shim: the guard never joined the session')
+  t.match((await must(sb.mpac(repo, ['guard', 'status']))).stdout, /agent shim: pid \d+, agent:Bob@/)
+
+  // CLAUDE_CODE_SESSION_ID wins over the process tree: this commit is Alice's, and src/alice.py is hers.
+  await must(sb.git(repo, ['reset', '-q', '--hard']))
+  writeFileSync(join(repo, 'src/alice.py'), 'alice v2\n')
+  await must(sb.git(repo, ['add', 'src/alice.py']))
+  const hers = await sb.git(repo, ['commit', '-m', 'hers'], { CLAUDE_CODE_SESSION_ID: 'session-alice' })
+  t.equal(hers.code, 0, hers.stderr)
+  t.equal(hers.stderr, '', 'her own intent covers it: nothing to say')
+  writeFileSync(join(repo, 'src/mine.py'), 'mine v3\n')
+  await must(sb.git(repo, ['add', 'src/mine.py']))
+  const notHers = await sb.git(repo, ['commit', '-m', 'his'], { CLAUDE_CODE_SESSION_ID: 'session-alice' })
+  t.not(notHers.code, 0)
+  t.match(notHers.stderr, 'src/mine.py — held by "Bob"')
 })
