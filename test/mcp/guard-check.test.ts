@@ -228,6 +228,27 @@ t.test('guard check against a real coordinator and holder', async t => {
   })
 })
 
+t.test('a file in the frozen scope of an unresolved conflict is refused, even to its own holder', async t => {
+  const coordinator = await startCoordinator(t, ['--port', '0', '--store', 'memory', '--resolution-timeout', '1'])
+  const w = await world(t, coordinator.port, { 'src/a.py': 'a\n' })
+  const bobAgent = await agent(t, w.url, w.sessionId, 'agent:bob@7', 'Bob')
+  await bobAgent.announce('intent-bob-7', 'edit a', ['src/a.py'])
+  const carol = await TestClient.connect(w.url)
+  t.teardown(() => carol.close())
+  await carol.request(envelope('HELLO', 'agent:carol@7', { display_name: 'Carol', roles: ['contributor'], capabilities: CAPS }, w.sessionId))
+  const glob = await carol.request(envelope('INTENT_ANNOUNCE', 'agent:carol@7', { intent_id: 'intent-carol-7', objective: 'sweep src', scope: { kind: 'resource_path', pattern: 'src/*' } }, w.sessionId))
+  t.equal(glob.message_type, 'INTENT_ANNOUNCE', 'a glob is not race-locked, it conflicts')
+  // No arbiter: after the resolution timeout the conflict's scope is frozen.
+  await bobAgent.client.next(f => f['message_type'] === 'PROTOCOL_ERROR' && (f['payload'] as Record<string, unknown>)['error_code'] === 'RESOLUTION_TIMEOUT', 15_000)
+
+  writeFileSync(join(w.repo, 'src/a.py'), 'a v2\n')
+  await must(w.sb.git(w.repo, ['add', 'src/a.py']))
+  const frozen = await w.sb.git(w.repo, ['commit', '-m', 'a'], { MPAC_COORDINATOR_URL: w.url, MPAC_PRINCIPAL_ID: 'agent:bob@7' })
+  t.not(frozen.code, 0, 'refused although Bob holds the file')
+  t.match(frozen.stderr, /src\/a\.py — frozen by conflict \S+ \(scope_overlap between "(Bob" and "Carol|Carol" and "Bob)"\) until it is resolved/)
+  t.match(frozen.stderr, /A frozen file is free again once its conflict is resolved \(ack_conflict, escalate_conflict, resolve_conflict\)/)
+})
+
 t.test('coordinator down: a warning and exit 0; MPAC_GUARD_FAIL=closed refuses and names the bypass', async t => {
   const w = await world(t, await freePort(), { 'a.txt': 'a\n' })
   const env = { MPAC_COORDINATOR_URL: w.url, MPAC_AGENT_NAME: 'bob' }

@@ -204,6 +204,7 @@ export async function runCheck (input: CheckInput): Promise<Outcome> {
       err.push(what.kind === 'staged'
         ? 'Wait until they finish (the file is free once their intent is withdrawn), coordinate with them or the user (who_is_working, check_overlap), or leave these files out of the commit (git restore --staged <file>).'
         : 'Wait until they finish, or coordinate with them or the user (who_is_working, check_overlap), before pushing these changes.')
+      if (block.some(f => f.kind === 'frozen')) err.push('A frozen file is free again once its conflict is resolved (ack_conflict, escalate_conflict, resolve_conflict).')
       err.push(`${bypassHint} MPAC_GUARD_MODE=warn only warns.`)
       code = 1
     }
