@@ -22,6 +22,7 @@
  * - Output goes to stderr (git shows it); lines naming other agents' work
  *   quote their text, at most 20 per list.
  */
+import { realpathSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parentPid, liveEntries, matchEntry } from '../../hooks/rendezvous.js'
 import { CLIENT_DEADLINE_MS, HOOK_PROTOCOL_VERSION, registryDir, type HookRegistryEntry, type HookReply } from '../../hooks/protocol.js'
@@ -72,8 +73,12 @@ export function guardKnobs (env: Env, installedMode: GuardMode | undefined): Kno
   }
 }
 
-/** The pids above this process (parent first), up to `depth`: the agent's client runs `git commit` through a shell. */
-function ancestors (depth = 16): number[] {
+/**
+ * The pids above this process (parent first), up to `depth`: Claude Code's
+ * Bash runs `git commit`, git the hook's sh, sh this node (claude is the
+ * fourth); a few more allow for wrappers.
+ */
+function ancestors (depth = 8): number[] {
   const out: number[] = []
   let pid: number | undefined = process.ppid
   while (pid !== undefined && pid > 1 && out.length < depth && !out.includes(pid)) {
@@ -85,7 +90,11 @@ function ancestors (depth = 16): number[] {
 
 /** The shim of the committing agent, if one serves this repository. */
 export function committerShim (env: Env, top: string): HookRegistryEntry | undefined {
-  const entries = liveEntries(registryDir(env)).filter(e => resolve(e.workspace_dir) === top)
+  const real = (p: string): string => {
+    try { return realpathSync(p) } catch { return resolve(p) }
+  }
+  const here = real(top)
+  const entries = liveEntries(registryDir(env)).filter(e => real(e.workspace_dir) === here)
   return matchEntry(entries, { sessionId: read(env, 'CLAUDE_CODE_SESSION_ID') ?? null }, ancestors())?.entry
 }
 
@@ -106,7 +115,9 @@ export type Answer =
 /** Asks the shim, else the coordinator, about `paths`. */
 export async function askAbout (env: Env, top: string, paths: readonly string[], opts: { ignoreCase: boolean, humansBlock: boolean }): Promise<Answer> {
   const shim = committerShim(env, top)
-  if (shim !== undefined) {
+  // An error reply (more than 1,000 paths, a line over 64 KiB), a stale view or no answer in
+  // time: the coordinator answers instead, for this agent.
+  if (shim !== undefined && paths.length > 0) {
     try {
       const reply = await socketRequest(shim.socket, {
         v: HOOK_PROTOCOL_VERSION,
@@ -119,7 +130,7 @@ export async function askAbout (env: Env, top: string, paths: readonly string[],
         return { kind: 'decision', decision: classifyShimReply(reply, paths, opts), committer: 'agent', via: `shim pid ${shim.pid}` }
       }
     } catch {
-      // The shim did not answer in time: ask the coordinator directly, as this agent.
+      // unreachable, timeout, malformed: as above
     }
   }
   const committer: Committer = shim !== undefined
@@ -164,8 +175,7 @@ export async function runCheck (input: CheckInput): Promise<Outcome> {
       paths = stagedPaths(input.cwd, env)
     } else {
       const pushed = pushedCommits(input.cwd, what.remote, what.stdin, env)
-      const seen = new Set<string>()
-      for (const sha of pushed.commits) for (const p of commitPaths(input.cwd, sha, env)) if (!seen.has(p)) { seen.add(p); paths.push(p) }
+      paths = commitPaths(input.cwd, pushed.commits, env)
       if (pushed.truncated) err.push(`mpac guard: only the newest ${pushed.commits.length} commits of this push were checked`)
     }
     if (paths.length === 0) return { code: 0, out: [], err }

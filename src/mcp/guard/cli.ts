@@ -12,6 +12,8 @@
 import { existsSync, realpathSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { CLIENT_DEADLINE_MS, HOOK_PROTOCOL_VERSION } from '../../hooks/protocol.js'
+import { socketRequest } from '../../hooks/socket-client.js'
 import { askAbout, committerShim, runCheck } from './check.js'
 import { GitError, hooksPathOrigin, topLevel } from './git.js'
 import { GUARD_MODES, hookStatuses, installGuard, ORIG_SUFFIX, uninstallGuard, type GuardMode, type Outcome } from './install.js'
@@ -97,9 +99,19 @@ async function status (cwd: string, env: NodeJS.ProcessEnv): Promise<Outcome> {
   }
   const top = topLevel(cwd, env)
   const shim = committerShim(env, top)
-  out.push(shim === undefined
-    ? 'agent shim: none found for this process (commits are checked with MPAC_PRINCIPAL_ID/MPAC_AGENT_NAME, else as a human\'s)'
-    : `agent shim: pid ${shim.pid}, ${shim.principal_id}`)
+  if (shim === undefined) {
+    out.push('agent shim: none found for this process (commits are checked with MPAC_PRINCIPAL_ID/MPAC_AGENT_NAME, else as a human\'s)')
+  } else {
+    const ping = await socketRequest(shim.socket, { v: HOOK_PROTOCOL_VERSION, op: 'ping', client: 'git' }, { deadlineMs: CLIENT_DEADLINE_MS }).catch((err: Error) => err)
+    out.push(ping instanceof Error
+      ? `agent shim: pid ${shim.pid}, ${shim.principal_id}; does not answer (${ping.message}): commits are checked with the coordinator directly`
+      : `agent shim: pid ${shim.pid}, ${shim.principal_id}; its coordinator connection: ${String(ping['coordinator'])}`)
+    if (!(ping instanceof Error) && ping['coordinator'] === 'ok') {
+      out.push(`coordinator: answers (through the shim, pid ${shim.pid})`)
+      if (!installed) out.push('the guard is not installed: mpac-mcp guard install')
+      return { code: 0, out, err: [] }
+    }
+  }
   const answer = await askAbout(env, top, [], { ignoreCase: false, humansBlock: false })
   if (answer.kind === 'decision') out.push(`coordinator: answers (${answer.via})`)
   else if (answer.kind === 'unreachable') out.push(`coordinator: NOT reachable (${answer.detail}); commits get a warning${env['MPAC_GUARD_FAIL']?.trim() === 'closed' ? ', and are refused (MPAC_GUARD_FAIL=closed)' : ''}`)

@@ -93,7 +93,8 @@ export function parseNameStatus (z: string): string[] {
   }
   for (let i = 0; i < fields.length;) {
     const status = fields[i++] ?? ''
-    if (status === '') continue
+    // `diff-tree --stdin` heads each commit's entries with its id (where a status would be).
+    if (status === '' || /^[0-9a-f]{40}([0-9a-f]{24})?$/.test(status)) continue
     if (status.startsWith('R')) {
       add(fields[i++])
       add(fields[i++])
@@ -152,7 +153,14 @@ export function pushedCommits (cwd: string, remote: string, stdin: string, env?:
   return { commits, truncated }
 }
 
-/** The paths one commit changes (`git diff-tree -r --root --name-status -M -z`; merges show none). */
-export function commitPaths (cwd: string, sha: string, env?: NodeJS.ProcessEnv): string[] {
-  return parseNameStatus(git(cwd, ['diff-tree', '-r', '--root', '--no-commit-id', '--name-status', '-M', '-z', sha], env))
+/**
+ * The paths these commits change: `git diff-tree -r --root --name-status -M
+ * -z` per commit (merges show none), all in one `--stdin` run.
+ */
+export function commitPaths (cwd: string, shas: readonly string[], env?: NodeJS.ProcessEnv): string[] {
+  if (shas.length === 0) return []
+  const r = spawnSync('git', ['diff-tree', '--stdin', '-r', '--root', '--name-status', '-M', '-z'], { cwd, env: env ?? process.env, encoding: 'utf8', input: shas.join('\n') + '\n', maxBuffer: 64 * 1024 * 1024 })
+  if (r.error !== undefined) throw new GitError(`cannot run git: ${r.error.message}`)
+  if (r.status !== 0) throw new GitError(r.stderr.trim() !== '' ? r.stderr.trim() : `git diff-tree exited with ${String(r.status)}`)
+  return parseNameStatus(r.stdout)
 }
