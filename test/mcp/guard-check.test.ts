@@ -77,6 +77,12 @@ t.test('guard check against a real coordinator and holder', async t => {
     t.match(refused.stderr, 'src/db.py — held by "Alice" (intent-alice-1, "rename the users table")')
     t.match(refused.stderr, /MPAC_GUARD_BYPASS=1 git commit …, or git commit --no-verify/)
     t.equal(await w.head(), before, 'nothing committed')
+    // `git commit <path>` stages into a temporary index (GIT_INDEX_FILE): the guard reads that one.
+    await must(w.sb.git(w.repo, ['reset', '-q']))
+    const partial = await w.sb.git(w.repo, ['commit', '-m', 'touch db', 'src/db.py'], bob)
+    t.not(partial.code, 0, 'git commit <path> is refused too')
+    t.match(partial.stderr, 'src/db.py — held by "Alice"')
+    await must(w.sb.git(w.repo, ['add', 'src/db.py']))
 
     const warned = await w.sb.git(w.repo, ['commit', '-m', 'touch db'], { ...bob, MPAC_GUARD_MODE: 'warn' })
     t.equal(warned.code, 0, warned.stderr)
