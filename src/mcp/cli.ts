@@ -5,7 +5,9 @@
  * tens of milliseconds because the coding agent runs it before every edit;
  * everything else (the MCP stdio server, `setup`, `smoke`, `--help`,
  * `--version`) is `./main.ts`, imported on demand because it loads the MCP
- * SDK, pino, zod and undici (0.5–1 s). This file imports nothing statically.
+ * SDK, pino, zod and undici (0.5–1 s). `mpac-mcp guard …` is the git guard
+ * (`./guard/cli.ts`, node built-ins until it needs the coordinator). This
+ * file imports nothing statically.
  */
 const argv = process.argv.slice(2)
 if (argv[0] === 'hook') {
@@ -17,6 +19,9 @@ if (argv[0] === 'hook') {
     process.stderr.write(`mpac-mcp hook: ${(err as Error).message}\n`)
     process.exitCode = 0
   }
+} else if (argv[0] === 'guard') {
+  const { runGuardCli } = await import('./guard/cli.js')
+  process.exitCode = await runGuardCli(argv.slice(1))
 } else {
   const { runShimCli } = await import('./main.js')
   await runShimCli(argv)

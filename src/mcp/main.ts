@@ -28,6 +28,8 @@ const USAGE = `Usage:
   mpac-mcp hook <session-start|user-prompt|pre-edit|post-edit|stop|session-end> [--client claude|cursor|codex|gemini]
                                              the agent hook: reads the client's hook JSON on stdin (see README "Enforcement")
   mpac-mcp hook doctor                       which running shim a hook started here would reach, and its view age
+  mpac-mcp guard <install|uninstall|status|check> …
+                                             the git pre-commit/pre-push guard (mpac-mcp guard --help)
   mpac-mcp smoke <${SMOKE_FLOWS.join('|')}|all> --workspace DIR [--file README.md]
                                              run an end-to-end check on a scratch copy of one file
   mpac-mcp --help | --version
