@@ -206,6 +206,12 @@ export async function runDoctor (io: HookIo): Promise<number> {
     const identity = record(reply['identity'])
     const age = reply['view_age_ms']
     io.stdout(`ping: ${ms} ms; coordinator ${String(reply['coordinator'])}, view age ${typeof age === 'number' ? `${age} ms` : 'unknown'}${typeof identity['principal_id'] === 'string' ? `; principal ${identity['principal_id']}` : ''}\n`)
+    const recent = Array.isArray(reply['recent']) ? (reply['recent'] as unknown[]).map(record).slice(-10) : []
+    if (recent.length > 0) io.stdout('last decisions:\n')
+    for (const d of recent) {
+      const paths = Array.isArray(d['paths']) ? (d['paths'] as unknown[]).join(', ') : ''
+      io.stdout(`  ${String(d['at'])} ${String(d['op'])} ${String(d['decision'])} (coordinator ${String(d['coordinator'])}, ${String(d['ms'])} ms) ${paths}\n`)
+    }
     return reply['coordinator'] === 'ok' ? 0 : 1
   } catch (err) {
     io.stdout(`ping failed: ${failureMessage(err)}\n`)

@@ -240,11 +240,12 @@ t.test('gemini: BeforeTool decision deny with the reason; SessionStart context',
 
 t.test('hook doctor names the shim a hook would reach and pings it', async t => {
   const { env, shim } = await setup(t, { client_session_id: 'doc-session' })
-  shim.answer({ view_age_ms: 123, identity: { pid: process.pid, session_id: 'proj-a', principal_id: 'agent:bob', display_name: 'Bob', workspace_dir: '/tmp/cce2e/ws' } })
+  shim.answer({ view_age_ms: 123, identity: { pid: process.pid, session_id: 'proj-a', principal_id: 'agent:bob', display_name: 'Bob', workspace_dir: '/tmp/cce2e/ws' }, recent: [{ at: '2026-12-04T18:30:00Z', op: 'check_edit', decision: 'deny', coordinator: 'ok', paths: ['src/db.py'], client_session_id: 'doc-session', ms: 0.4 }] })
   const r = await runHook(['doctor'], '', { ...env, CLAUDE_CODE_SESSION_ID: 'doc-session' })
   t.equal(r.code, 0, r.stdout + r.stderr)
   t.match(r.stdout, new RegExp(`a hook here reaches pid ${process.pid} \\(matched by client_session_id\\)`))
   t.match(r.stdout, /ping: [\d.]+ ms; coordinator ok, view age 123 ms; principal agent:bob/)
+  t.match(r.stdout, /last decisions:\n {2}2026-12-04T18:30:00Z check_edit deny \(coordinator ok, 0\.4 ms\) src\/db\.py\n/)
   const none = await runHook(['doctor'], '', hookEnv(tempDir(t, 'mpac-hookstate-')))
   t.equal(none.code, 1)
   t.match(none.stdout, /no shim for .*: hooks run here do nothing/)
