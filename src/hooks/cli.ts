@@ -10,12 +10,10 @@
  * MPAC_HOOKS=off turns every hook into a silent no-op. It never exits
  * non-zero: denies are JSON decisions on exit 0. Node built-ins only.
  */
-import { renameSync, writeFileSync } from 'node:fs'
-import { dirname, join } from 'node:path'
 import { ADAPTERS } from './adapters/index.js'
 import { CLIENTS, HOOK_EVENTS, record, type ClientName, type HookEventName, type HookOutput } from './adapters/common.js'
-import { EDIT_MODES, HOOK_PROTOCOL_VERSION, registryDir, registryFile, type EditMode, type HookRegistryEntry, type HookReply, type HookRequest } from './protocol.js'
-import { findShim, liveEntries, type Rendezvous } from './rendezvous.js'
+import { EDIT_MODES, HOOK_PROTOCOL_VERSION, registryDir, type EditMode, type HookReply, type HookRequest } from './protocol.js'
+import { findShim, liveEntries } from './rendezvous.js'
 import { HookSocketError, socketRequest } from './socket-client.js'
 
 /** SessionStart can run before the client has started the shim: wait this long for its registry entry. */
@@ -103,6 +101,11 @@ function parseArgs (argv: readonly string[]): Args {
   return { event, client }
 }
 
+/** MPAC_HOOKS off (the shim's own switch, docs/agents.md): 0, false, no or off. */
+function hooksOff (env: Env): boolean {
+  return ['0', 'false', 'no', 'off'].includes(env['MPAC_HOOKS']?.trim().toLowerCase() ?? '')
+}
+
 function isClient (c: string): c is ClientName {
   return (CLIENTS as readonly string[]).includes(c)
 }
@@ -110,21 +113,6 @@ function isClient (c: string): c is ClientName {
 function editMode (env: Env): EditMode | undefined {
   const m = env['MPAC_HOOK_MODE']?.trim()
   return m !== undefined && (EDIT_MODES as readonly string[]).includes(m) ? m as EditMode : undefined
-}
-
-/**
- * After `/clear` the client's session id changes while its shim keeps the one
- * it was started with; the hook found the shim by its parent pid, so it
- * records the new id in the registry entry (atomically), and later hooks find
- * the shim by the id again.
- */
-function rebindSession (found: Rendezvous, sessionId: string, env: Env): void {
-  if (found.rule === 'client_session_id' || found.entry.client_session_id === sessionId) return
-  const file = registryFile(registryDir(env), found.entry.pid)
-  const updated: HookRegistryEntry = { ...found.entry, client_session_id: sessionId }
-  const temp = join(dirname(file), `.${found.entry.pid}.${process.pid}.tmp`)
-  writeFileSync(temp, JSON.stringify(updated), { mode: 0o600 })
-  renameSync(temp, file)
 }
 
 function failureMessage (err: unknown): string {
@@ -137,8 +125,20 @@ function print (io: HookIo, out: HookOutput): 0 {
   return out.exitCode
 }
 
+const SESSION_START_RETRY_MS = 100
+
+/** One request; the reply checked for the fields every reply has. */
+async function ask (socket: string, request: HookRequest): Promise<HookReply> {
+  const raw = await socketRequest(socket, request)
+  if (raw['v'] !== HOOK_PROTOCOL_VERSION || typeof raw['decision'] !== 'string' || !Array.isArray(raw['holders'] ?? []) || !Array.isArray(raw['events'] ?? [])) {
+    throw new Error('malformed reply from the shim')
+  }
+  return { holders: [], frozen: [], suspended: [], events: [], announced: null, ...raw } as unknown as HookReply
+}
+
 /** One hook invocation; always resolves to 0. */
 export async function runHook (event: HookEventName, client: ClientName, io: HookIo): Promise<0> {
+  const startedAt = performance.now()
   const adapter = ADAPTERS[client]
   const failClosed = io.env['MPAC_HOOK_FAIL']?.trim() === 'closed'
   let parsed
@@ -162,18 +162,15 @@ export async function runHook (event: HookEventName, client: ClientName, io: Hoo
     if (mode !== undefined) request = { ...request, mode }
   }
   if (sessionId !== null && request.client_session_id === null) request = { ...request, client_session_id: sessionId }
-  try {
-    if (event === 'session-start' && parsed.source === 'clear' && sessionId !== null) rebindSession(found, sessionId, io.env)
-  } catch (err) {
-    io.stderr(`mpac-mcp hook ${event}: could not record the new session id (${(err as Error).message})\n`)
-  }
   let reply: HookReply
   try {
-    const raw = await socketRequest(found.entry.socket, request)
-    if (raw['v'] !== HOOK_PROTOCOL_VERSION || typeof raw['decision'] !== 'string' || !Array.isArray(raw['holders'] ?? []) || !Array.isArray(raw['events'] ?? [])) {
-      throw new Error('malformed reply from the shim')
+    reply = await ask(found.entry.socket, request)
+    // A shim the client has just started may not have joined its session yet: a SessionStart
+    // asks again (within the same 1.5 s budget) until its view is fresh, for a real digest.
+    while (event === 'session-start' && reply.coordinator !== 'ok' && performance.now() + SESSION_START_RETRY_MS < startedAt + SESSION_START_WAIT_MS) {
+      await new Promise(resolve => setTimeout(resolve, SESSION_START_RETRY_MS))
+      reply = await ask(found.entry.socket, request)
     }
-    reply = { holders: [], frozen: [], suspended: [], events: [], announced: null, ...raw } as unknown as HookReply
   } catch (err) {
     const message = failureMessage(err)
     io.stderr(`mpac-mcp hook ${event}: ${message}; the edit is not checked\n`)
@@ -195,7 +192,7 @@ export async function runDoctor (io: HookIo): Promise<number> {
   const sessionId = io.env['CLAUDE_CODE_SESSION_ID']?.trim() ?? null
   io.stdout(`registry: ${dir} (${entries.length} live shim${entries.length === 1 ? '' : 's'})\n`)
   for (const e of entries) io.stdout(`  pid ${e.pid}: ${e.principal_id} in ${e.workspace_dir} (session ${e.session_id}, client pid ${e.client_pid}, client session ${e.client_session_id ?? '-'})\n`)
-  if (io.env['MPAC_HOOKS']?.trim() === 'off') io.stdout('MPAC_HOOKS=off: hooks do nothing\n')
+  if (hooksOff(io.env)) io.stdout('MPAC_HOOKS is off: hooks do nothing\n')
   const found = await findShim({ sessionId, cwds: [io.cwd], env: io.env })
   if (found === undefined) {
     io.stdout(`no shim for ${io.cwd}${sessionId !== null ? ` or client session ${sessionId}` : ''}: hooks run here do nothing (start the agent with mpac-mcp as its MCP server)\n`)
@@ -209,6 +206,12 @@ export async function runDoctor (io: HookIo): Promise<number> {
     const identity = record(reply['identity'])
     const age = reply['view_age_ms']
     io.stdout(`ping: ${ms} ms; coordinator ${String(reply['coordinator'])}, view age ${typeof age === 'number' ? `${age} ms` : 'unknown'}${typeof identity['principal_id'] === 'string' ? `; principal ${identity['principal_id']}` : ''}\n`)
+    const recent = Array.isArray(reply['recent']) ? (reply['recent'] as unknown[]).map(record).slice(-10) : []
+    if (recent.length > 0) io.stdout('last decisions:\n')
+    for (const d of recent) {
+      const paths = Array.isArray(d['paths']) ? (d['paths'] as unknown[]).join(', ') : ''
+      io.stdout(`  ${String(d['at'])} ${String(d['op'])} ${String(d['decision'])} (coordinator ${String(d['coordinator'])}, ${String(d['ms'])} ms) ${paths}\n`)
+    }
     return reply['coordinator'] === 'ok' ? 0 : 1
   } catch (err) {
     io.stdout(`ping failed: ${failureMessage(err)}\n`)
@@ -231,7 +234,7 @@ export async function runHookCli (argv: readonly string[], io: HookIo = defaultI
     io.stderr(`mpac-mcp hook: ${args.error ?? (args.event === undefined ? 'missing event' : !isClient(args.client) ? `unknown client ${args.client}` : `unknown event ${args.event}`)}\n${USAGE}\n`)
     return 0
   }
-  if (io.env['MPAC_HOOKS']?.trim() === 'off') return 0
+  if (hooksOff(io.env)) return 0
   try {
     return await runHook(args.event as HookEventName, args.client, io)
   } catch (err) {

@@ -25,7 +25,8 @@
  *
  * Ops (every reply is a `HookReply`; fields not listed are at their empty
  * defaults: `decision: 'none'`, empty arrays, `announced: null`):
- * - `ping`: the view's age and the shim's identity (`identity`).
+ * - `ping`: the view's age, the shim's identity (`identity`) and its last
+ *   check_edit / guard_check decisions (`recent`).
  * - `check_edit {paths, mode?, tool?, tool_use_id?, agent_id?}` (the
  *   PreToolUse decision, §7.3; each path absolute or workspace-relative,
  *   paths outside the workspace are ignored; the worst path wins):
@@ -42,7 +43,12 @@
  * - `post_edit {paths?, tool_use_id?}`: renews the auto intent's TTL;
  *   `events` carries the new events that concern this agent, at most one
  *   non-empty delivery per POST_EDIT_EVENTS_INTERVAL_MS per client session.
- * - `context`: `context` is the SessionStart digest (≤ CONTEXT_MAX_CHARS).
+ * - `context {source?}`: `context` is the SessionStart digest (≤
+ *   CONTEXT_MAX_CHARS); this consumer's event cursor moves to now. With
+ *   `source: 'clear'` (Claude Code's /clear gives the hooks a new session
+ *   id while the shim keeps its spawn-time one) the shim adopts the
+ *   request's `client_session_id`: its registry entry is rewritten and the
+ *   previous client session's auto intent carries over.
  * - `events_since {consumer?}`: the events that concern this agent and that
  *   this consumer (default: the client session id) has not received yet;
  *   each event is delivered once per consumer.
@@ -129,7 +135,11 @@ export interface PostEditRequest extends HookRequestBase {
   readonly paths?: readonly string[]
 }
 
-export interface ContextRequest extends HookRequestBase { readonly op: 'context' }
+export interface ContextRequest extends HookRequestBase {
+  readonly op: 'context'
+  /** The SessionStart source (`startup`, `resume`, `clear`, `compact`); `clear` re-keys the shim to this client session. */
+  readonly source?: string | null
+}
 
 export interface EventsSinceRequest extends HookRequestBase {
   readonly op: 'events_since'
@@ -185,7 +195,7 @@ export const HOOK_EVENT_KINDS = [
   'frozen', // a freeze on my files
   'announced_my_file', // someone announced a file I edited in this session
   'unannounced', // check_edit mode remind: a path in none of my intents
-  'coordinator' // the coordinator went down or came back
+  'coordinator' // reserved: the coordinator went down or came back (not emitted yet; `coordinator` on every reply says it)
 ] as const
 export type HookEventKind = typeof HOOK_EVENT_KINDS[number]
 
@@ -200,6 +210,16 @@ export interface HookEvent {
   readonly principal_id?: string | null
   readonly files?: readonly string[]
   readonly at: string
+}
+
+export interface HookDecisionRecord {
+  readonly at: string
+  readonly op: HookOp
+  readonly decision: HookDecision
+  readonly coordinator: CoordinatorHealth
+  readonly paths: readonly string[]
+  readonly client_session_id: string
+  readonly ms: number
 }
 
 export interface HookIdentity {
@@ -234,6 +254,8 @@ export interface HookReply {
   readonly warn?: readonly string[]
   /** op `ping`. */
   readonly identity?: HookIdentity
+  /** op `ping`: the shim's last decisions, newest last (for `mpac-mcp hook doctor`). */
+  readonly recent?: readonly HookDecisionRecord[]
   /** One line for the user (§7.6), throttled by the shim. */
   readonly warn_user?: string | null
   /** Set when the request could not be served (the decision is then `none`). */
@@ -294,10 +316,20 @@ export function registryFile (dir: string, pid: number): string {
 
 const uid = (): number | undefined => typeof process.getuid === 'function' ? process.getuid() : undefined
 
-/** `$XDG_RUNTIME_DIR/mpac-mcp` when XDG_RUNTIME_DIR is an absolute path, else `/tmp/mpac-mcp-<uid>` (short: the Unix socket path limit is ~104 bytes). */
+/** Longest socket path used (the Unix-socket limit is 104 bytes on macOS, 108 on Linux, terminator included). */
+export const MAX_SOCKET_PATH = 100
+
+/**
+ * `$XDG_RUNTIME_DIR/mpac-mcp` when XDG_RUNTIME_DIR is an absolute path short
+ * enough for a socket path (`<dir>/<7-digit pid>.sock` within
+ * MAX_SOCKET_PATH bytes), else `/tmp/mpac-mcp-<uid>`.
+ */
 export function socketDir (env: Env = process.env): string {
   const runtime = readEnv(env, 'XDG_RUNTIME_DIR')
-  if (runtime !== undefined && isAbsolute(runtime)) return join(runtime, 'mpac-mcp')
+  if (runtime !== undefined && isAbsolute(runtime)) {
+    const dir = join(runtime, 'mpac-mcp')
+    if (Buffer.byteLength(join(dir, '4194304.sock'), 'utf8') <= MAX_SOCKET_PATH) return dir
+  }
   return join('/tmp', `mpac-mcp-${uid() ?? 'user'}`)
 }
 

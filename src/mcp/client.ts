@@ -84,6 +84,8 @@ export interface ClientOptions {
   readonly onEnvelope?: (envelope: Envelope) => void
   /** Every sideband push (FILE_UPDATED). */
   readonly onPush?: (frame: Frame) => void
+  /** Every inbound sideband frame, replies included, in arrival order and before the query it answers resolves. */
+  readonly onSidebandFrame?: (frame: Frame) => void
 }
 
 export type ClientState = 'idle' | 'connecting' | 'open' | 'disconnected' | 'closed'
@@ -383,6 +385,7 @@ export class CoordinatorClient {
     if (typeof frame['message_type'] === 'string') {
       this.#onEnvelope(frame as unknown as Envelope)
     } else if (typeof frame['type'] === 'string') {
+      this.#opts.onSidebandFrame?.(frame)
       if (!this.#calls.onSideband(frame)) this.#opts.onPush?.(frame)
     }
   }

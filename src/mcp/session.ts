@@ -187,6 +187,10 @@ export class ShimSession {
           }),
       onConnected: info => this.#onConnected(info),
       onEnvelope: env => this.#onEnvelope(env),
+      // The view is re-based by every summary the moment it arrives, so a relay that follows it is applied after it.
+      onSidebandFrame: frame => {
+        if (frame['type'] === 'SESSION_SUMMARY_RESPONSE') this.view.rebase((frame['session'] ?? {}) as Frame)
+      },
       onPush: frame => {
         if (frame['type'] === 'FILE_UPDATED' && typeof frame['path'] === 'string') this.fileUpdates.set(frame['path'], frame)
       }
@@ -224,16 +228,18 @@ export class ShimSession {
 
   /** SESSION_SUMMARY on the persistent connection; reconciles ownership with it. */
   async summary (): Promise<Summary> {
-    const frame = await this.client.query({ type: 'SESSION_SUMMARY' })
-    const summary = parseSummary(frame)
+    const summary = parseSummary(await this.client.query({ type: 'SESSION_SUMMARY' }))
     this.#reconcile(summary)
-    this.view.rebase((frame['session'] ?? {}) as Frame)
     return summary
   }
 
-  /** A summary shortly after a relay whose effects the view cannot derive (view.apply said so); one at a time. */
+  /**
+   * A summary shortly after a relay whose effects the view cannot derive
+   * (view.apply said so), one at a time, only while hooks use the view (a
+   * hook asked in the last minute): agents without hooks send no extra frame.
+   */
   #rebaseSoon (): void {
-    if (this.#rebaseTimer !== undefined) return
+    if (this.#rebaseTimer !== undefined || !this.view.usedWithin(60_000)) return
     this.#rebaseTimer = setTimeout(() => {
       this.#rebaseTimer = undefined
       if (this.client.state !== 'open') return

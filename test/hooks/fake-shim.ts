@@ -16,7 +16,7 @@ export const REGISTER = join(ROOT, 'scripts', 'ts-register.mjs')
 export const CLI = join(ROOT, 'src', 'mcp', 'cli.ts')
 
 /** What the fake answers: a reply, a raw line, or nothing at all. */
-export type Canned = Partial<HookReply> | { raw: string } | 'never'
+export type Canned = Partial<HookReply> | { raw: string } | 'never' | ((request: Record<string, unknown>, n: number) => Partial<HookReply>)
 
 export interface FakeShim {
   readonly socket: string
@@ -53,8 +53,10 @@ export async function startFakeShim (t: Teardown, registry: string, entry: Parti
       for (const w of waiters) w(at)
       waiters = []
       if (canned === 'never') return
-      if ('raw' in canned) conn.write(canned.raw)
-      else conn.write(JSON.stringify(reply({ op: (requests.at(-1)?.['op'] as HookReply['op']) ?? null, ...canned })) + '\n')
+      const last = requests.at(-1) as Record<string, unknown>
+      const answer = typeof canned === 'function' ? canned(last, requests.length) : canned
+      if ('raw' in answer) conn.write(answer.raw)
+      else conn.write(JSON.stringify(reply({ op: (last['op'] as HookReply['op']) ?? null, ...answer })) + '\n')
     })
   })
   await new Promise<void>(resolve => server.listen(socket, resolve))

@@ -25,6 +25,7 @@ t.test('paths: state dir as the shim computes it, socket dir under XDG_RUNTIME_D
   t.equal(registryDir({ XDG_STATE_HOME: '/s' }), '/s/mpac-mcp/hooks')
   t.equal(socketDir({ XDG_RUNTIME_DIR: '/run/user/1000' }), '/run/user/1000/mpac-mcp')
   t.match(socketDir({ XDG_RUNTIME_DIR: 'relative' }), /^\/tmp\/mpac-mcp-/)
+  t.match(socketDir({ XDG_RUNTIME_DIR: `/${'d'.repeat(90)}` }), /^\/tmp\/mpac-mcp-/, 'too long for a socket path: /tmp')
   t.equal(socketPath('/d', 42, 'linux'), '/d/42.sock')
   t.match(socketPath('/d', 42, 'win32'), /^\\\\\.\\pipe\\mpac-mcp-.+-42$/)
 })

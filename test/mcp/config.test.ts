@@ -11,8 +11,10 @@ import {
   detectWorkspace,
   loadShimConfig,
   parseList,
-  resolveWorkspace
+  resolveWorkspace,
+  stateDirFor
 } from '../../src/mcp/config.js'
+import { hookStateDir } from '../../src/hooks/protocol.js'
 import { derivePort, deriveSessionId } from '../../src/protocol/workspace-id.js'
 import { stateRef } from '../../src/protocol/state-ref.js'
 
@@ -140,6 +142,15 @@ t.test('workspace detection walks up to .git; repo_path wins over MPAC_WORKSPACE
 t.test('XDG_STATE_HOME sets the state directory', async t => {
   const c = loadShimConfig({ ...base, MPAC_WORKSPACE_DIR: '/w', XDG_STATE_HOME: '/tmp/xdg' })
   t.equal(c.stateDir, '/tmp/xdg/mpac-mcp')
+  t.equal(hookStateDir({ ...base, XDG_STATE_HOME: '/tmp/xdg' }), c.stateDir, 'the hooks compute the same state directory without the shim\'s modules')
+  t.equal(hookStateDir({ HOME: '/home/u' }), stateDirFor({ HOME: '/home/u' }))
+})
+
+t.test('MPAC_HOOKS: on by default, off by a false value, a bad value is a configuration error', async t => {
+  t.equal(loadShimConfig({ ...base, MPAC_WORKSPACE_DIR: '/w' }).hooks, true)
+  for (const off of ['off', 'false', '0', 'no', 'OFF']) t.equal(loadShimConfig({ ...base, MPAC_WORKSPACE_DIR: '/w', MPAC_HOOKS: off }).hooks, false, off)
+  t.equal(loadShimConfig({ ...base, MPAC_WORKSPACE_DIR: '/w', MPAC_HOOKS: 'on' }).hooks, true)
+  t.throws(() => loadShimConfig({ ...base, MPAC_WORKSPACE_DIR: '/w', MPAC_HOOKS: 'maybe' }), { name: 'ConfigError', message: /MPAC_HOOKS must be true or false/ })
 })
 
 t.test('identity slots: lowest free slot; a dead holder frees it, a live one does not; release', async t => {

@@ -121,6 +121,9 @@ t.test('check_edit: deny on another ACTIVE intent, none on my own, announce an u
   // Losing the race: Alice's view has not heard of Carol's announce yet when she asks.
   const carol = await agent(t, url, 'Carol')
   const held = await announce(carol, ['src/y.py'], 'carol was first')
+  await seen(alice, held)
+  // Carol is new to Alice's view: her announce made it re-base (for her name); let that happen first.
+  await eventually(async () => alice.session.view.participants.has(carol.session.principalId) ? true : undefined, 5000, 'Carol in the view')
   alice.session.view.intents.delete(held) // as if the relay were still on its way
   const lost = await alice.ask({ op: 'check_edit', paths: ['src/y.py'] })
   t.equal(lost.decision, 'deny', 'the coordinator says someone won the race')
@@ -143,6 +146,7 @@ t.test('ping, guard_check, suspended holders', async t => {
   const ping = await dave.ask({ op: 'ping' })
   t.match(ping, { v: 1, op: 'ping', decision: 'none', coordinator: 'ok', identity: { principal_id: dave.session.principalId, workspace_dir: workspace, session_id: 'hooks-room' } })
   t.notMatch(JSON.stringify(ping), /secret|token|bearer/i, 'no secret crosses the socket')
+  t.same(ping.recent, [])
 
   const intent = await announce(erin, ['src/b.py'], 'erin edits b')
   await seen(dave, intent)
@@ -150,15 +154,38 @@ t.test('ping, guard_check, suspended holders', async t => {
   t.same(guard.block, ['src/b.py'])
   t.same(guard.warn, ['src/a.py'], 'a path in none of my intents is a warning')
   t.match(guard.holders, [{ intent_id: intent }])
+  t.match((await dave.ask({ op: 'ping' })).recent, [{ op: 'guard_check', decision: 'none', coordinator: 'ok', paths: ['src/a.py', 'src/b.py'], client_session_id: 'dave-client-session' }], 'ping lists the last decisions')
 
-  // A SUSPENDED holder (the view as it is after PARTICIPANT_UNAVAILABLE): no deny, the takeover is named.
-  const rec = dave.session.view.intents.get(intent)
-  if (rec !== undefined) rec.state = 'SUSPENDED'
-  const susp = await dave.ask({ op: 'check_edit', mode: 'remind', paths: ['src/b.py'] })
+  // Erin leaves handing her work over (GOODBYE transfer): her intent is SUSPENDED; no deny, the takeover is named.
+  await erin.session.client.close({ disposition: 'transfer', activeIntents: [] })
+  const susp = await eventually(async () => {
+    const r = await dave.ask({ op: 'check_edit', mode: 'remind', paths: ['src/b.py'] })
+    return r.suspended.length > 0 ? r : undefined
+  }, 5000, 'the suspended holder')
   t.equal(susp.decision, 'none')
-  t.match(susp.suspended, [{ intent_id: intent, state: 'SUSPENDED' }])
-  t.match(susp.note, /take_over_task\(/)
-  await erin.session.client.request('INTENT_WITHDRAW', { intent_id: intent })
+  t.match(susp.suspended, [{ intent_id: intent, state: 'SUSPENDED', display_name: 'Erin' }])
+  t.match(susp.note, new RegExp(`belongs to SUSPENDED intent ${intent} of "Erin".*take_over_task\\(${intent}\\)`))
+  t.same((await dave.ask({ op: 'guard_check', paths: ['src/b.py'] })).warn, ['src/b.py'], 'the guard only warns for a SUSPENDED holder')
+})
+
+t.test('a deny is confirmed by a fresh summary: an expired holder (expiry is not relayed) does not block', async t => {
+  const olga = await agent(t, url, 'Olga')
+  const pete = await agent(t, url, 'Pete')
+  const id = olga.session.newId('intent')
+  const reply = await olga.session.client.request('INTENT_ANNOUNCE', { intent_id: id, objective: 'short lived', scope: { kind: 'file_set', resources: ['src/b.py'] }, ttl_sec: 1 })
+  t.equal(reply.accepted, true)
+  await seen(pete, id)
+  // Wait until the coordinator expired it (asked on Olga's connection, so Pete's view is not re-based by it).
+  await eventually(async () => {
+    const frame = await olga.session.client.query({ type: 'SESSION_SUMMARY' })
+    const live = ((frame['session'] as Record<string, unknown>)['active_intents'] as Array<Record<string, unknown>>).some(i => i['intent_id'] === id)
+    return live ? undefined : true
+  }, 10_000, 'the expiry')
+  clock.offset += 2_000
+  t.teardown(() => { clock.offset -= 2_000 })
+  const r = await pete.ask({ op: 'check_edit', mode: 'remind', paths: ['src/b.py'] })
+  t.equal(r.decision, 'none', 'no deny on an intent that expired')
+  t.equal(pete.session.view.intents.has(id), false, 'the view was re-based')
 })
 
 t.test('context: the digest is bounded, quotes and strips other agents\' text', async t => {
@@ -321,6 +348,17 @@ t.test('files: 0700 directory, 0600 socket and registry entry, stale ones remove
   const entry = JSON.parse(readFileSync(nina.endpoint.registryFile, 'utf8')) as Record<string, unknown>
   t.match(entry, { v: 1, client_pid: process.ppid, client_session_id: 'nina-client-session', workspace_dir: workspace, session_id: 'hooks-room', principal_id: nina.session.principalId, socket: nina.endpoint.socket })
   t.match(entry['started_at'], /^\d{4}-\d\d-\d\dT/)
+
+  // Claude Code's /clear: the hooks carry a new session id; the shim follows, keeping its auto intent.
+  const first = await nina.ask({ op: 'check_edit', paths: ['src/api.ts'] })
+  t.equal(first.decision, 'announced')
+  const cleared = await nina.ask({ op: 'context', source: 'clear', client_session_id: 'after-clear-id' })
+  t.match(cleared.context, /^mpac: /)
+  t.match(JSON.parse(readFileSync(nina.endpoint.registryFile, 'utf8')), { client_session_id: 'after-clear-id', started_at: entry['started_at'] })
+  t.equal(statSync(nina.endpoint.registryFile).mode & 0o777, 0o600)
+  const next = await nina.ask({ op: 'check_edit', client_session_id: 'after-clear-id', paths: ['src/x.py'] })
+  t.match(next.announced, { intent_id: first.announced?.intent_id, files: ['src/x.py'] }, 'the same auto intent is widened')
+  await nina.ask({ op: 'session_end', client_session_id: 'after-clear-id' })
   await nina.endpoint.close()
   t.notOk(existsSync(nina.endpoint.socket), 'socket removed')
   t.notOk(existsSync(nina.endpoint.registryFile), 'registry entry removed')

@@ -98,8 +98,17 @@ function holderName (h: HookHolder): string {
   return name !== '' && name !== id ? `${name} (${id})` : id
 }
 
-/** The deny reason the agent reads (and acts on): who holds what, why, and what to do. */
+/** Longest shim-composed text (a reason or a note) passed on, in characters. */
+const SHIM_TEXT_MAX = 2000
+
+/**
+ * The deny reason the agent reads (and acts on): who holds what, why, and
+ * what to do. The shim's own `reason` when it sent one; else composed here
+ * from the holders and frozen conflicts.
+ */
 export function denyReason (reply: HookReply): string {
+  const fromShim = str(reply.reason)
+  if (fromShim !== null && (reply.holders.length > 0 || reply.frozen.length > 0 || fromShim.startsWith('mpac'))) return sanitizeText(fromShim, SHIM_TEXT_MAX)
   const parts: string[] = []
   for (const h of reply.holders) {
     parts.push(`mpac: ${files(h.files)} ${h.files.length > 1 ? 'are' : 'is'} being edited by ${holderName(h)} under intent ${sanitizeText(h.intent_id, 80)} (${sanitizeText(h.state, 20)}), objective ${quoteText(h.objective)}.`)
@@ -115,19 +124,34 @@ export function denyReason (reply: HookReply): string {
   return parts.join(' ')
 }
 
-/** Context lines for an answer that does not deny: suspended holders, what was announced for the agent, events, an unchecked edit. */
+/**
+ * Context lines for an answer that does not deny: the shim's `note` when it
+ * sent one (else suspended holders and what was announced for the agent,
+ * composed here), then the events not already in the note. An edit the shim
+ * could not check is mentioned only with the shim's throttled `warn_user`
+ * (§7.6: once per 5 minutes, to the user and to the agent).
+ */
 export function contextLines (request: HookRequest, reply: HookReply): string[] {
   const lines: string[] = []
-  for (const h of reply.suspended) {
-    const since = str(h.since) !== null ? ` (offline since ${sanitizeText(h.since, 40)})` : ''
-    lines.push(`mpac: ${files(h.files)} belongs to SUSPENDED intent ${sanitizeText(h.intent_id, 80)} of ${holderName(h)}${since}, objective ${quoteText(h.objective)}. take_over_task(${sanitizeText(h.intent_id, 80)}) continues their work; begin_task claims the file.`)
+  const unchecked = request.op === 'check_edit' && reply.coordinator !== 'ok' && reply.decision !== 'announced'
+  const warned = str(reply.warn_user) !== null
+  // The shim's note is about the edit asked (announced, suspended holder, reminder, unchecked).
+  const note = request.op === 'check_edit' ? str(reply.note) : null
+  if (note !== null) {
+    if (!unchecked || warned) lines.push(sanitizeText(note, SHIM_TEXT_MAX))
+  } else {
+    for (const h of reply.suspended) {
+      const since = str(h.since) !== null ? ` (offline since ${sanitizeText(h.since, 40)})` : ''
+      lines.push(`mpac: ${files(h.files)} belongs to SUSPENDED intent ${sanitizeText(h.intent_id, 80)} of ${holderName(h)}${since}, objective ${quoteText(h.objective)}. take_over_task(${sanitizeText(h.intent_id, 80)}) continues their work; begin_task claims the file.`)
+    }
+    if (reply.announced !== null && reply.announced.files.length > 0) {
+      lines.push(`mpac announced ${files(reply.announced.files)} for you (intent ${sanitizeText(reply.announced.intent_id, 80)}). begin_task with a real objective replaces it; yield_task when done.`)
+    }
+    if (unchecked && warned) lines.push('mpac: this edit was not checked against other agents\' work; announce it with begin_task when who_is_working works again.')
   }
-  if (reply.announced !== null && reply.announced.files.length > 0) {
-    lines.push(`mpac announced ${files(reply.announced.files)} for you (intent ${sanitizeText(reply.announced.intent_id, 80)}). begin_task with a real objective replaces it; yield_task when done.`)
-  }
-  for (const e of reply.events) lines.push(`mpac: ${sanitizeText(e.text, 400)}`)
-  if (request.op === 'check_edit' && reply.coordinator !== 'ok' && str(reply.warn_user) !== null) {
-    lines.push('mpac: this edit was not checked against other agents\' work; announce it with begin_task when who_is_working works again.')
+  for (const e of reply.events) {
+    const text = sanitizeText(e.text, 400)
+    if (note === null || !note.includes(text)) lines.push(`mpac: ${text}`)
   }
   return lines
 }

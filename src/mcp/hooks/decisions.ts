@@ -23,7 +23,7 @@ import type { Logger } from 'pino'
 import {
   AUTO_INTENT_TTL_SEC, EDIT_MODES, HOOK_OPS, HOOK_PROTOCOL_VERSION, POST_EDIT_EVENTS_INTERVAL_MS, VIEW_REBASE_MS, VIEW_STALE_MS,
   WARN_USER_INTERVAL_MS, emptyReply, quoteText, sanitizeText,
-  type CoordinatorHealth, type EditMode, type HookErrorCode, type HookEvent, type HookFrozen, type HookHolder, type HookOp, type HookReply
+  type CoordinatorHealth, type EditMode, type HookDecisionRecord, type HookErrorCode, type HookEvent, type HookFrozen, type HookHolder, type HookOp, type HookReply
 } from '../../hooks/protocol.js'
 import { ShimError } from '../errors.js'
 import { normalisePath, toRepoPath, type ShimSession } from '../session.js'
@@ -32,6 +32,10 @@ import type { ViewIntent } from './view.js'
 
 /** How long a request waits for a re-base of a stale view before it answers `stale`. */
 const REBASE_WAIT_MS = 500
+/** How long a request waits for a connection being made (a SessionStart hook often beats the shim's start-up). */
+const CONNECT_WAIT_MS = 700
+/** A deny is confirmed by a fresh summary unless the view was re-based this recently (an intent may have expired unseen). */
+const DENY_CONFIRM_MS = 1_000
 /** The auto intent's TTL is renewed by post_edit at most this often. */
 const RENEW_INTERVAL_MS = 60_000
 /** Hooks count as active (periodic re-base) this long after the last request. */
@@ -39,6 +43,7 @@ const ACTIVE_WINDOW_MS = 60_000
 const MAX_PATHS = 1_000
 const MAX_CLIENT_SESSIONS = 256
 const EVENTS_PER_REPLY = 20
+const RECENT_DECISIONS = 20
 
 const CLIENT_LABELS: Readonly<Record<string, string>> = { claude: 'Claude Code', cursor: 'Cursor', codex: 'Codex CLI', gemini: 'Gemini CLI', git: 'git' }
 
@@ -60,6 +65,8 @@ export interface HookServiceOptions {
   /** The client session the shim was started for (CLAUDE_CODE_SESSION_ID), used when a request names none. */
   readonly clientSessionId?: string | null
   readonly pid?: number
+  /** Called when a `context` with `source: 'clear'` names a new client session id (the endpoint rewrites its registry entry). */
+  readonly onClientSession?: (clientSessionId: string) => void
 }
 
 type Req = Record<string, unknown>
@@ -98,9 +105,11 @@ export class HookService {
   readonly #session: ShimSession
   readonly #log: Logger
   readonly #now: () => number
-  readonly #defaultClient: string | null
+  #defaultClient: string | null
   readonly #pid: number
+  readonly #onClientSession: ((id: string) => void) | undefined
   readonly #clients = new Map<string, ClientState>()
+  #recent: HookDecisionRecord[] = []
   #lastRequestAt: number | undefined
   #rebaseTimer: NodeJS.Timeout | undefined
 
@@ -110,7 +119,11 @@ export class HookService {
     this.#now = options.now ?? Date.now
     this.#defaultClient = options.clientSessionId ?? null
     this.#pid = options.pid ?? process.pid
+    this.#onClientSession = options.onClientSession
   }
+
+  /** The client session id requests without one are counted under (CLAUDE_CODE_SESSION_ID, or the one adopted after /clear). */
+  get clientSessionId (): string | null { return this.#defaultClient }
 
   get session (): ShimSession { return this.#session }
 
@@ -119,9 +132,9 @@ export class HookService {
     if (this.#rebaseTimer !== undefined) return
     this.#rebaseTimer = setInterval(() => {
       const last = this.#lastRequestAt
-      const age = this.#session.view.age()
+      const since = this.#session.view.sinceRebase()
       if (last === undefined || this.#now() - last > ACTIVE_WINDOW_MS || this.#session.client.state !== 'open') return
-      if (age !== null && age < VIEW_REBASE_MS) return
+      if (since !== null && since < VIEW_REBASE_MS) return
       this.#session.summary().catch(err => this.#log.debug({ err: (err as Error).message }, 'hook view rebase failed'))
     }, VIEW_REBASE_MS)
     this.#rebaseTimer.unref()
@@ -135,6 +148,7 @@ export class HookService {
   /** One request (a parsed JSON line) → its reply. Never throws. */
   async handle (raw: unknown): Promise<HookReply> {
     this.#lastRequestAt = this.#now()
+    this.#session.view.markUsed()
     const opName = raw !== null && typeof raw === 'object' && typeof (raw as Req)['op'] === 'string' ? (raw as Req)['op'] as string : null
     const op = opName !== null && (HOOK_OPS as readonly string[]).includes(opName) ? opName as HookOp : null
     try {
@@ -152,17 +166,33 @@ export class HookService {
   }
 
   async #dispatch (op: HookOp, req: Req): Promise<HookReply> {
+    const started = this.#now()
     const key = stringField(req, 'client_session_id') ?? this.#defaultClient ?? stringField(req, 'client', 32) ?? 'default'
     const client = this.#client(key)
     switch (op) {
       case 'ping': return this.#ping()
-      case 'check_edit': return await this.#checkEdit(req, key, client)
+      case 'check_edit': return this.#remember(key, started, req, await this.#checkEdit(req, key, client))
       case 'post_edit': return await this.#postEdit(req, key, client)
       case 'context': return await this.#context(req, key, client)
       case 'events_since': return await this.#eventsSince(req, key, client)
       case 'session_end': return await this.#sessionEnd(client)
-      case 'guard_check': return await this.#guardCheck(req, client)
+      case 'guard_check': return this.#remember(key, started, req, await this.#guardCheck(req, client))
     }
+  }
+
+  #remember (key: string, started: number, req: Req, reply: HookReply): HookReply {
+    const paths = this.#repoPaths(pathsField(req, false))
+    this.#recent.push({
+      at: new Date(this.#now()).toISOString(),
+      op: reply.op ?? 'check_edit',
+      decision: reply.decision,
+      coordinator: reply.coordinator,
+      paths: paths.slice(0, 10).map(p => sanitizeText(p, 200)),
+      client_session_id: sanitizeText(key, 64),
+      ms: this.#now() - started
+    })
+    if (this.#recent.length > RECENT_DECISIONS) this.#recent = this.#recent.slice(-RECENT_DECISIONS)
+    return reply
   }
 
   #client (key: string): ClientState {
@@ -189,20 +219,34 @@ export class HookService {
 
   /** ok, or after one bounded re-base of a view older than VIEW_STALE_MS; stale / down otherwise. */
   async #health (): Promise<CoordinatorHealth> {
+    const state = this.#session.client.state
+    if (state === 'connecting' || state === 'idle') {
+      await this.#bounded(this.#session.ready(), CONNECT_WAIT_MS, 'connect')
+      if (this.#session.client.state === 'connecting') return 'stale'
+    }
     const quick = this.#quickHealth()
     if (quick !== 'stale') return quick
+    await this.#rebase()
+    return this.#quickHealth()
+  }
+
+  /** One SESSION_SUMMARY re-base, waited for at most REBASE_WAIT_MS. */
+  async #rebase (): Promise<void> {
+    await this.#bounded(this.#session.summary(), REBASE_WAIT_MS, 'rebase')
+  }
+
+  async #bounded (work: Promise<unknown>, ms: number, what: string): Promise<void> {
     let timer: NodeJS.Timeout | undefined
     try {
       await Promise.race([
-        this.#session.summary(),
-        new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error('rebase timed out')), REBASE_WAIT_MS) })
+        work,
+        new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms) })
       ])
     } catch (err) {
-      this.#log.debug({ err: (err as Error).message }, 'hook view rebase failed')
+      this.#log.debug({ err: (err as Error).message }, `hook ${what} failed`)
     } finally {
       if (timer !== undefined) clearTimeout(timer)
     }
-    return this.#quickHealth()
   }
 
   /** The reply for a coordinator that cannot vouch for the view: no decision, one warning per WARN_USER_INTERVAL_MS. */
@@ -318,7 +362,8 @@ export class HookService {
     const s = this.#session
     return {
       ...emptyReply('ping', this.#quickHealth(), s.view.age()),
-      identity: { pid: this.#pid, session_id: s.sessionId, principal_id: s.principalId, display_name: s.config.identity.displayName, workspace_dir: s.config.workspaceDir }
+      identity: { pid: this.#pid, session_id: s.sessionId, principal_id: s.principalId, display_name: s.config.identity.displayName, workspace_dir: s.config.workspaceDir },
+      recent: [...this.#recent]
     }
   }
 
@@ -333,12 +378,18 @@ export class HookService {
     const health = await this.#health()
     if (health !== 'ok') return this.#failOpen('check_edit', health, client)
 
+    let verdicts = paths.map(p => [p, this.#verdict(p)] as const)
+    const since = this.#session.view.sinceRebase()
+    if (verdicts.some(([, v]) => v.kind === 'held' || v.kind === 'frozen') && (since === null || since > DENY_CONFIRM_MS)) {
+      // Never refuse an edit on a holder that may be gone (TTL expiry is not relayed): confirm first.
+      await this.#rebase()
+      verdicts = paths.map(p => [p, this.#verdict(p)] as const)
+    }
     const held: Array<[string, ViewIntent]> = []
     const suspended: Array<[string, ViewIntent]> = []
     const frozen: HookFrozen[] = []
     const free: string[] = []
-    for (const path of paths) {
-      const v = this.#verdict(path)
+    for (const [path, v] of verdicts) {
       if (v.kind === 'held') for (const i of v.holders) held.push([path, i])
       else if (v.kind === 'frozen') frozen.push(...v.conflicts)
       else if (v.kind === 'suspended') for (const i of v.holders) suspended.push([path, i])
@@ -420,21 +471,30 @@ export class HookService {
     const live = this.#liveAuto(client)
     if (still.length === 0 && live !== undefined) return { kind: 'announced', intentId: live.intent_id }
     const session = this.#session
-    const union = [...new Set([...(live?.files ?? []), ...still])].sort()
-    const scope = { kind: 'file_set', resources: union }
-    let intentId: string
+    let union = [...new Set([...(live?.files ?? []), ...still])].sort()
+    let scope = { kind: 'file_set', resources: union }
+    let intentId = live?.intent_id ?? ''
     let reply
     try {
       if (live !== undefined) {
         intentId = live.intent_id
         reply = await session.client.request('INTENT_UPDATE', { intent_id: intentId, scope, ttl_sec: AUTO_INTENT_TTL_SEC })
-      } else {
+      }
+      if (live === undefined || (reply !== undefined && !reply.accepted && reply.error?.error_code === 'INVALID_REFERENCE')) {
+        // No auto intent yet, or it ended unseen (expired, superseded by a begin_task): a new one.
+        client.autoIntentId = undefined
+        if (live !== undefined) {
+          session.owned.delete(live.intent_id)
+          union = [...still].sort()
+          scope = { kind: 'file_set', resources: union }
+        }
         intentId = `${session.newId('intent')}-auto`
         reply = await session.client.request('INTENT_ANNOUNCE', { intent_id: intentId, objective: this.#objective(key, clientName, agentId), scope, ttl_sec: AUTO_INTENT_TTL_SEC })
       }
     } catch (err) {
       return { kind: 'failed', why: err instanceof ShimError ? `${err.code}: ${err.message}` : (err as Error).message }
     }
+    if (reply === undefined) return { kind: 'failed', why: 'no reply' }
     if (!reply.accepted) {
       const e = reply.error
       if (e?.error_code === 'STALE_INTENT') {
@@ -451,7 +511,7 @@ export class HookService {
     client.autoIntentId = intentId
     client.autoFiles = new Set(union)
     client.renewedAt = this.#now()
-    session.owned.set(intentId, { intent_id: intentId, principal_id: session.principalId, objective: live?.objective ?? this.#objective(key, clientName, agentId), state: 'ACTIVE', scope, claimed_by: null })
+    session.owned.set(intentId, { intent_id: intentId, principal_id: session.principalId, objective: session.view.intents.get(intentId)?.objective ?? this.#objective(key, clientName, agentId), state: 'ACTIVE', scope, claimed_by: null })
     return { kind: 'announced', intentId }
   }
 
@@ -482,6 +542,23 @@ export class HookService {
   }
 
   async #context (req: Req, key: string, client: ClientState): Promise<HookReply> {
+    const source = stringField(req, 'source', 32)
+    const named = stringField(req, 'client_session_id')
+    if (source === 'clear' && named !== undefined && named !== this.#defaultClient) {
+      // /clear: the hooks now carry a new session id; the shim (spawned with the old one) follows it.
+      const previous = this.#defaultClient === null ? undefined : this.#clients.get(this.#defaultClient)
+      if (previous !== undefined && client.autoIntentId === undefined) {
+        this.#clients.set(named, previous)
+        if (this.#defaultClient !== null) this.#clients.delete(this.#defaultClient)
+        client = previous
+      }
+      this.#defaultClient = named
+      try {
+        this.#onClientSession?.(named)
+      } catch (err) {
+        this.#log.warn({ err: (err as Error).message }, 'hook registry entry not updated')
+      }
+    }
     const health = await this.#health()
     const consumer = stringField(req, 'consumer') ?? key
     if (health !== 'ok') return { ...this.#failOpen('context', health, client), context: 'mpac coordinates this repository, but its coordinator is not answering now; call who_is_working before editing.' }

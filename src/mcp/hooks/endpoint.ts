@@ -87,12 +87,24 @@ export async function startHookEndpoint (options: HookEndpointOptions): Promise<
   }
   sweepStale(options.registryDir, '.json', pid)
 
+  const file = registryFile(options.registryDir, pid)
+  let entry: HookRegistryEntry | undefined
+  const writeEntry = (e: HookRegistryEntry): void => {
+    const tmp = `${file}.${process.pid}.tmp`
+    rmSync(tmp, { force: true }) // a leftover keeps its mode: always create it anew, 0600
+    writeFileSync(tmp, JSON.stringify(e) + '\n', { mode: 0o600, flag: 'wx' })
+    renameSync(tmp, file)
+    entry = e
+  }
   const service = new HookService({
     session: options.session,
     logger: log,
     ...(options.now !== undefined ? { now: options.now } : {}),
     clientSessionId: options.clientSessionId ?? null,
-    pid
+    pid,
+    onClientSession: id => {
+      if (entry !== undefined) writeEntry({ ...entry, client_session_id: id })
+    }
   })
   const connections = new Set<Socket>()
   const server: Server = createServer(conn => serveConnection(conn, service, log, connections))
@@ -107,8 +119,7 @@ export async function startHookEndpoint (options: HookEndpointOptions): Promise<
   server.on('error', err => log.warn({ err: err.message }, 'hook endpoint error'))
   if (!windows) chmodSync(socket, 0o600)
 
-  const file = registryFile(options.registryDir, pid)
-  const entry: HookRegistryEntry = {
+  writeEntry({
     v: HOOK_PROTOCOL_VERSION,
     pid,
     client_pid: options.clientPid ?? process.ppid,
@@ -118,10 +129,7 @@ export async function startHookEndpoint (options: HookEndpointOptions): Promise<
     principal_id: options.session.principalId,
     socket,
     started_at: new Date().toISOString()
-  }
-  const tmp = `${file}.${process.pid}.tmp`
-  writeFileSync(tmp, JSON.stringify(entry) + '\n', { mode: 0o600 })
-  renameSync(tmp, file)
+  })
   service.start()
   log.info({ socket, registry: file }, 'hook endpoint listening')
 

@@ -81,6 +81,8 @@ export class SessionView {
   readonly participants = new Map<string, ViewParticipant>()
   readonly conflicts = new Map<string, ViewConflict>()
   #confirmedAt: number | null = null
+  #rebasedAt: number | null = null
+  #usedAt: number | null = null
   #events: HookEvent[] = []
   #seq = 0
   readonly #cursors = new Map<string, number>()
@@ -95,6 +97,21 @@ export class SessionView {
   /** Milliseconds since the coordinator last confirmed the view; null before the first summary. */
   age (): number | null {
     return this.#confirmedAt === null ? null : Math.max(0, this.#now() - this.#confirmedAt)
+  }
+
+  /** Milliseconds since the last SESSION_SUMMARY re-base (effects no relay spells out, such as TTL expiry, are caught up then); null before the first. */
+  sinceRebase (): number | null {
+    return this.#rebasedAt === null ? null : Math.max(0, this.#now() - this.#rebasedAt)
+  }
+
+  /** A hook asked the view (hooks are active: the session then re-bases after relays with implicit effects). */
+  markUsed (): void {
+    this.#usedAt = this.#now()
+  }
+
+  /** Whether a hook asked within the last `ms`. */
+  usedWithin (ms: number): boolean {
+    return this.#usedAt !== null && this.#now() - this.#usedAt <= ms
   }
 
   /** A readable name for a principal (sanitised). */
@@ -175,6 +192,7 @@ export class SessionView {
       if (c.frozen && before.get(id)?.frozen !== true && this.#touchesMe(c)) this.#frozenEvent(c)
     }
     this.#confirmedAt = this.#now()
+    this.#rebasedAt = this.#confirmedAt
   }
 
   // ------------------------------------------------------------------ relays
@@ -327,7 +345,8 @@ export class SessionView {
 
   /** Whether this consumer has undelivered events. */
   hasEventsFor (consumer: string): boolean {
-    return this.#seq > (this.#cursors.get(consumer) ?? 0) && this.#events.some(e => e.seq > (this.#cursors.get(consumer) ?? 0))
+    const cursor = this.#cursors.get(consumer) ?? 0
+    return this.#seq > cursor && this.#events.some(e => e.seq > cursor)
   }
 
   /** Moves a consumer's cursor to now (the digest told it the current state). */
