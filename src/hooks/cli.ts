@@ -10,12 +10,10 @@
  * MPAC_HOOKS=off turns every hook into a silent no-op. It never exits
  * non-zero: denies are JSON decisions on exit 0. Node built-ins only.
  */
-import { renameSync, writeFileSync } from 'node:fs'
-import { dirname, join } from 'node:path'
 import { ADAPTERS } from './adapters/index.js'
 import { CLIENTS, HOOK_EVENTS, record, type ClientName, type HookEventName, type HookOutput } from './adapters/common.js'
-import { EDIT_MODES, HOOK_PROTOCOL_VERSION, registryDir, registryFile, type EditMode, type HookRegistryEntry, type HookReply, type HookRequest } from './protocol.js'
-import { findShim, liveEntries, type Rendezvous } from './rendezvous.js'
+import { EDIT_MODES, HOOK_PROTOCOL_VERSION, registryDir, type EditMode, type HookReply, type HookRequest } from './protocol.js'
+import { findShim, liveEntries } from './rendezvous.js'
 import { HookSocketError, socketRequest } from './socket-client.js'
 
 /** SessionStart can run before the client has started the shim: wait this long for its registry entry. */
@@ -117,21 +115,6 @@ function editMode (env: Env): EditMode | undefined {
   return m !== undefined && (EDIT_MODES as readonly string[]).includes(m) ? m as EditMode : undefined
 }
 
-/**
- * After `/clear` the client's session id changes while its shim keeps the one
- * it was started with; the hook found the shim by its parent pid, so it
- * records the new id in the registry entry (atomically), and later hooks find
- * the shim by the id again.
- */
-function rebindSession (found: Rendezvous, sessionId: string, env: Env): void {
-  if (found.rule === 'client_session_id' || found.entry.client_session_id === sessionId) return
-  const file = registryFile(registryDir(env), found.entry.pid)
-  const updated: HookRegistryEntry = { ...found.entry, client_session_id: sessionId }
-  const temp = join(dirname(file), `.${found.entry.pid}.${process.pid}.tmp`)
-  writeFileSync(temp, JSON.stringify(updated), { mode: 0o600 })
-  renameSync(temp, file)
-}
-
 function failureMessage (err: unknown): string {
   if (err instanceof HookSocketError) return err.reason === 'timeout' ? `the shim did not answer within 1 s: ${err.message}` : err.message
   return (err as Error)?.message ?? String(err)
@@ -179,11 +162,6 @@ export async function runHook (event: HookEventName, client: ClientName, io: Hoo
     if (mode !== undefined) request = { ...request, mode }
   }
   if (sessionId !== null && request.client_session_id === null) request = { ...request, client_session_id: sessionId }
-  try {
-    if (event === 'session-start' && parsed.source === 'clear' && sessionId !== null) rebindSession(found, sessionId, io.env)
-  } catch (err) {
-    io.stderr(`mpac-mcp hook ${event}: could not record the new session id (${(err as Error).message})\n`)
-  }
   let reply: HookReply
   try {
     reply = await ask(found.entry.socket, request)
@@ -228,6 +206,12 @@ export async function runDoctor (io: HookIo): Promise<number> {
     const identity = record(reply['identity'])
     const age = reply['view_age_ms']
     io.stdout(`ping: ${ms} ms; coordinator ${String(reply['coordinator'])}, view age ${typeof age === 'number' ? `${age} ms` : 'unknown'}${typeof identity['principal_id'] === 'string' ? `; principal ${identity['principal_id']}` : ''}\n`)
+    const recent = Array.isArray(reply['recent']) ? (reply['recent'] as unknown[]).map(record).slice(-10) : []
+    if (recent.length > 0) io.stdout('last decisions:\n')
+    for (const d of recent) {
+      const paths = Array.isArray(d['paths']) ? (d['paths'] as unknown[]).join(', ') : ''
+      io.stdout(`  ${String(d['at'])} ${String(d['op'])} ${String(d['decision'])} (coordinator ${String(d['coordinator'])}, ${String(d['ms'])} ms) ${paths}\n`)
+    }
     return reply['coordinator'] === 'ok' ? 0 : 1
   } catch (err) {
     io.stdout(`ping failed: ${failureMessage(err)}\n`)

@@ -36,7 +36,8 @@ export function requestFor (client: ClientName, event: HookEventName, input: Rec
     case 'post-edit':
       return { ...common, op: 'post_edit', paths, ...(tool !== undefined ? { tool } : {}), tool_use_id: toolUseId }
     case 'session-start':
-      return { ...common, op: 'context' }
+      // source "clear": the shim adopts this (new) client session id (see protocol.ts `context`).
+      return { ...common, op: 'context', source: str(input['source']) }
     case 'user-prompt':
       return { ...common, op: 'events_since' }
     case 'session-end':
