@@ -9,7 +9,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { cleanEnv } from '../helpers/process.js'
+import { cleanEnv, type Teardown } from '../helpers/process.js'
 import { startServer } from '../helpers/server.js'
 import { startSidecar } from '../helpers/sidecar.js'
 import { SseClient } from '../helpers/sse.js'
@@ -43,14 +43,13 @@ async function cookieFor (base: string, token: string): Promise<string> {
 const get = (url: string, cookie?: string, headers: Record<string, string> = {}): Promise<Response> =>
   fetch(url, { redirect: 'manual', headers: { ...(cookie === undefined ? {} : { cookie }), ...headers } })
 
-async function twoSessions (t: Tap): Promise<Awaited<ReturnType<typeof startServer>>> {
+async function twoSessions (t: Teardown): Promise<Awaited<ReturnType<typeof startServer>>> {
   const srv = await startServer(t, { env })
   const { client: a } = await joined(`${srv.url}/session/proj-a`, 'agent:a', { token: 'tok-a' })
   const { client: b } = await joined(`${srv.url}/session/proj-b`, 'agent:b', { token: 'tok-b' })
   t.teardown(() => { a.close(); b.close() })
   return srv
 }
-type Tap = Parameters<Parameters<typeof t.test>[1]>[0]
 
 t.test('unauthenticated: pages redirect to the sign-in form, the API and the stream answer 401', async t => {
   const srv = await twoSessions(t)
@@ -159,7 +158,7 @@ t.test('participant text is escaped in HTML and plain in JSON; security headers'
   // The assets the page names are served, with their types, and cached by their hashed URLs.
   for (const m of html.matchAll(/(?:href|src)="(\/dashboard\/assets\/[^"]+)"/g)) {
     const asset = await get(`${srv.httpUrl}${m[1] as string}`)
-    t.equal(asset.status, 200, m[1])
+    t.equal(asset.status, 200, m[1] as string)
     t.match(asset.headers.get('cache-control'), /immutable/)
   }
 })
