@@ -50,6 +50,19 @@ export const DASHBOARD_JS = `(function () {
   var paused = false
   var held = []
   var lastSeq = 0
+  var ring = null
+  var main = document.getElementById('main')
+  var onlyAgent = main ? main.getAttribute('data-filter-agent') || '' : ''
+  var onlyFile = main ? main.getAttribute('data-filter-file') || '' : ''
+
+  // The page's filter (a plain GET form; the server filtered the first rendering the same way).
+  function kept (section, item) {
+    if (section !== 'events' && section !== 'intents') return true
+    if (onlyAgent && item.principal_id !== onlyAgent) return false
+    if (!onlyFile) return true
+    var files = section === 'events' ? (item.refs && item.refs.files) || [] : item.files || []
+    return files.some(function (f) { return f.indexOf(onlyFile) >= 0 })
+  }
 
   function setStatus (text) { if (status) status.textContent = text }
   function fmtRel (iso) {
@@ -111,6 +124,10 @@ export const DASHBOARD_JS = `(function () {
     if (!c) return
     var key = keyOf(section, item)
     var row = rowFor(c, key)
+    if (!kept(section, item)) {
+      if (row) remove(section, key)
+      return
+    }
     if (!row) {
       row = newRow(section)
       if (!row) return
@@ -126,9 +143,10 @@ export const DASHBOARD_JS = `(function () {
     if (row) row.parentNode.removeChild(row)
     emptyState(section)
   }
-  function replace (section, items) {
+  function replace (section, all) {
     var c = container(section)
     if (!c) return
+    var items = all.filter(function (it) { return kept(section, it) })
     var keep = {}
     items.forEach(function (it) { keep[keyOf(section, it)] = true })
     Array.prototype.slice.call(c.children).forEach(function (r) { if (!keep[r.getAttribute('data-key')]) c.removeChild(r) })
@@ -164,6 +182,13 @@ export const DASHBOARD_JS = `(function () {
     })
   }
   function applySnapshot (view) {
+    if (view.ring !== ring) {
+      // Another ring (the coordinator restarted): its events are numbered anew.
+      ring = view.ring
+      lastSeq = 0
+      var tl = container('events')
+      while (tl && tl.firstChild) tl.removeChild(tl.firstChild)
+    }
     ['participants', 'intents', 'conflicts', 'commits', 'files', 'attention'].forEach(function (s) { if (view[s]) replace(s, view[s]) })
     ;['health', 'policies', 'totals'].forEach(function (s) { if (view[s]) setValues(s, view[s]) })
     var evs = (view.events || []).slice().reverse()
@@ -217,7 +242,9 @@ export const DASHBOARD_JS = `(function () {
     es.close()
     setStatus('The session was closed.')
   })
-  es.addEventListener('error', function () { if (es.readyState !== 2) setStatus('Connection lost; reconnecting…') })
+  es.addEventListener('error', function () {
+    setStatus(es.readyState === 2 ? 'Live updates stopped; reload the page.' : 'Connection lost; reconnecting…')
+  })
 })()
 `
 

@@ -218,7 +218,9 @@ export function registerDashboard (app: FastifyInstance, deps: DashboardDeps): D
       const viewer = pageAccess(request, reply, id)
       if (isReply(viewer)) return viewer
       const view = hub.view(id)
-      if (view !== undefined) return html(reply, 200, sessionPage(view, view.events, pageViewer(viewer), now(), VERSION))
+      const q = request.query as Record<string, unknown>
+      const param = (v: unknown): string => typeof v === 'string' ? v.trim().slice(0, 256) : ''
+      if (view !== undefined) return html(reply, 200, sessionPage(view, view.events, pageViewer(viewer), now(), VERSION, { agent: param(q.agent), file: param(q.file) }))
       if (registry.isStored(id)) return html(reply, 200, idlePage(id, pageViewer(viewer)))
       return refuse(request, reply, HTTP_ERRORS.NOT_FOUND, `no session ${shown(id)}`, 404, viewer)
     })
