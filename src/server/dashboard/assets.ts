@@ -32,6 +32,13 @@ th { font-weight: 600; }
 .state[data-state="ESCALATED"], .state[data-state="OPEN"], .state[data-state="SUSPENDED"], .state[data-state="offline"] { color: var(--warn); }
 .state[data-state="REJECTED"], .state[data-state="revoked"] { color: var(--bad); }
 .state[data-state="ACTIVE"], .state[data-state="COMMITTED"], .state[data-state="online"], .state[data-state="CLOSED"] { color: var(--ok); }
+/* An icon besides the state's text (never the colour alone); hidden from assistive technology. */
+.state[data-state]::before { content: "\\25CF\\00A0" / ""; }
+.state[data-state="ESCALATED"]::before, .state[data-state="escalation"]::before { content: "\\25B2\\00A0" / ""; }
+.state[data-state="SUSPENDED"]::before, .state[data-state="offline"]::before, .state[data-state="idle"]::before { content: "\\25CB\\00A0" / ""; }
+.state[data-state="CLOSED"]::before, .state[data-state="COMMITTED"]::before, .state[data-state="DISMISSED"]::before { content: "\\2713\\00A0" / ""; }
+.state[data-state="REJECTED"]::before, .state[data-state="frozen_scope"]::before { content: "\\2715\\00A0" / ""; }
+.state[data-state=""]::before { content: none; }
 #live-status { min-height: 1.4em; color: var(--muted); }
 button { font: inherit; padding: 0.25rem 0.7rem; }
 ol.timeline { padding-left: 1.2rem; }
