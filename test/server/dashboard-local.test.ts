@@ -202,11 +202,11 @@ t.test('a reader that stops reading is dropped once its unsent bytes pass --max-
   await until('slow stream open', () => srv.app.mpac.dashboard?.hub.streamCount === 1)
   // Its snapshot cannot leave; the next message finds it still queued.
   await client.request(announce('agent:a', 'i-more', ['more.ts'], 'big'))
-  await until('slow reader dropped', () => srv.logs.some(l => l.includes('dashboard stream dropped: the reader is too slow')))
+  await until('slow reader dropped', () => srv.logs.some(l => l.includes('dashboard stream dropped: the reader is too slow')), 15_000)
   t.equal(srv.app.mpac.dashboard?.hub.streamCount, 0)
   const fine = await stream(`${srv.httpUrl}/dashboard/s/big/events`)
   t.teardown(() => fine.close())
-  t.equal((await fine.next(m => m.event === 'snapshot')).event, 'snapshot', 'a reader that reads gets the same large snapshot')
+  t.equal((await fine.next(m => m.event === 'snapshot', 15_000)).event, 'snapshot', 'a reader that reads gets the same large snapshot')
 })
 
 t.test('nothing is computed for a session nobody viewed', async t => {
