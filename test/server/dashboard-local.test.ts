@@ -268,3 +268,18 @@ function rawStatus (port: number, request: string): Promise<string> {
     socket.on('error', reject)
   })
 }
+
+t.test('a token that expires ends its stream at that moment, not at the next keep-alive', async t => {
+  const env = { MPAC_TOKEN_TABLE: JSON.stringify({ 'tok-soon': { allowed_sessions: ['exp'], expires_at: new Date(Date.now() + 1500).toISOString() }, 'tok-long': { allowed_sessions: ['exp'] } }) }
+  const srv = await startServer(t, { env })
+  const { client } = await joined(`${srv.url}/session/exp`, 'agent:l', { token: 'tok-long' })
+  t.teardown(() => client.close())
+  const r = await fetch(`${srv.httpUrl}/dashboard/login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'token=tok-soon' })
+  const cookie = (r.headers.get('set-cookie') ?? '').split(';')[0] as string
+  const sse = await stream(`${srv.httpUrl}/dashboard/s/exp/events`, { cookie })
+  t.teardown(() => sse.close())
+  await sse.next(m => m.event === 'snapshot')
+  const revoked = await sse.next(m => m.event === 'revoked', 5000)
+  t.ok(revoked, 'revoked when the token expired (keep-alives are 15 s apart)')
+  t.notOk(sse.messages.some(m => m.event === 'comment'), 'no keep-alive was needed')
+})

@@ -287,7 +287,7 @@ export function registerDashboard (app: FastifyInstance, deps: DashboardDeps): D
         }
       const last = request.headers['last-event-id']
       reply.hijack()
-      hub.open(reply.raw, id, key, valid, typeof last === 'string' ? last : undefined, { ...SECURITY_HEADERS })
+      hub.open(reply.raw, id, key, valid, typeof last === 'string' ? last : undefined, { ...SECURITY_HEADERS }, viewer.kind === 'token' ? viewer.expiresAt : Infinity)
       return reply
     })
   })
