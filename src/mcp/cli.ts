@@ -2,7 +2,7 @@
 /**
  * `mpac-mcp`: with no arguments, the MCP stdio server (stdout carries only
  * JSON-RPC; logs go to fd 2). Subcommands: `setup claude`, `smoke`,
- * `--help`, `--version`.
+ * `dashboard`, `--help`, `--version`.
  */
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import { pino, type Logger } from 'pino'
@@ -20,6 +20,8 @@ const USAGE = `Usage:
                                              print the \`claude mcp add\` command or the .mcp.json entry
   mpac-mcp smoke <${SMOKE_FLOWS.join('|')}|all> --workspace DIR [--file README.md]
                                              run an end-to-end check on a scratch copy of one file
+  mpac-mcp dashboard [--open] [--workspace DIR]
+                                             print (or open) this workspace's dashboard URL
   mpac-mcp --help | --version
 
 Environment: MPAC_WORKSPACE_DIR, MPAC_COORDINATOR_URL, MPAC_SESSION_ID, MPAC_COORDINATOR_TOKEN,
@@ -131,6 +133,10 @@ async function main (argv: string[]): Promise<number> {
     const log = createLogger({ ...process.env, MPAC_LOG_LEVEL: process.env['MPAC_LOG_LEVEL'] ?? 'warn' })
     const ok = await runSmoke(flow, { workspace: values.workspace as string, file: values.file as string, logger: log, out: s => process.stdout.write(s + '\n') })
     return ok ? 0 : 1
+  }
+  if (command === 'dashboard') {
+    const { runDashboardCommand } = await import('./dashboard.js')
+    return await runDashboardCommand(rest, process.env, process.cwd(), { out: s => process.stdout.write(s + '\n'), err: s => process.stderr.write(s + '\n') })
   }
   process.stderr.write(`unknown command ${JSON.stringify(command)}\n${USAGE}\n`)
   return 2
