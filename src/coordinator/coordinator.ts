@@ -34,6 +34,7 @@ import { CoreState } from './state.js'
 import type { ApplyResult, CoordinatorConfig, CoordinatorSnapshot, CoreInput, FileEntry, Output, SessionCloseReason, Verdict } from './types.js'
 import { charLength } from '../protocol/text.js'
 import { fileSync } from './workspace.js'
+import { dashboardConflict, dashboardView, type DashboardView, type DashboardViewOptions, type ViewConflict } from './dashboard-view.js'
 
 type RawPayload = Record<string, unknown>
 
@@ -447,6 +448,16 @@ export class Coordinator {
 
   summary (now: number, workspaceDir?: string | null): Record<string, unknown> {
     return summary(this.#st, now, workspaceDir ?? null)
+  }
+
+  /** The dashboard's read-only projection (dashboard-view.ts); changes nothing, not journaled. */
+  dashboardView (now: number, opts?: DashboardViewOptions): DashboardView {
+    return dashboardView(this.#st, now, opts)
+  }
+
+  /** One conflict as the dashboard shows it, or undefined when unknown. */
+  dashboardConflict (conflictId: string): ViewConflict | undefined {
+    return dashboardConflict(this.#st, conflictId)
   }
 
   /** The workspace file at `path`, normalised as file_changes keys are (`./a.py` is `a.py`); undefined for an invalid path. */

@@ -8,7 +8,7 @@
 import type { Payload } from '../protocol/schemas.js'
 import { protocolErrorPayload } from '../protocol/protocol-error.js'
 import { ALL, fail, nextId, RELAY, type Ctx, type Terminal } from './envelopes.js'
-import { TERMINAL_CONFLICT, type Conflict, type CoreState } from './state.js'
+import { MAX_CONFLICT_ACKS, TERMINAL_CONFLICT, type Conflict, type CoreState } from './state.js'
 
 function relatedParticipants (st: CoreState, c: Conflict): Set<string> {
   const out = new Set<string>()
@@ -45,6 +45,10 @@ export function handleAck (st: CoreState, ctx: Ctx, p: Payload<'CONFLICT_ACK'>, 
   if (!relatedParticipants(st, c).has(sender)) return fail('AUTHORIZATION_FAILED', `${sender} is not a party to conflict ${c.conflict_id}`)
   // SPEC: OPEN → ACKED on seen or accepted; disputed leaves it OPEN.
   if (c.state === 'OPEN' && (p.ack_type === 'seen' || p.ack_type === 'accepted')) st.setConflictState(ctx, c, 'ACKED')
+  const acks = c.acks ??= []
+  acks.push({ principal_id: sender, ack_type: p.ack_type, at: ctx.now })
+  if (acks.length > MAX_CONFLICT_ACKS) acks.splice(0, acks.length - MAX_CONFLICT_ACKS)
+  ctx.dirty = true
   return RELAY
 }
 

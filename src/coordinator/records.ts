@@ -92,12 +92,17 @@ export interface Conflict {
   frozen_at?: number
   phase?: number
   bypass_principal?: string
+  /** CONFLICT_ACKs received, oldest first (the last MAX_CONFLICT_ACKS; absent in records stored before acks were kept). */
+  acks?: Array<{ principal_id: string, ack_type: string, at: number }>
   /** The message that created it (the CONFLICT_REPORT's message_id). */
   message_id: string
   reporter: string
   /** Creation order (0 when created: `addConflict` assigns it). Sweeps act in this order. */
   seq: number
 }
+
+/** Acknowledgements kept per conflict (the dashboard shows them; older ones are dropped). */
+export const MAX_CONFLICT_ACKS = 16
 
 export interface Claim {
   claim_id: string

@@ -13,11 +13,14 @@ import { SessionRegistry } from './registry.js'
 import type { TokenTable } from './token-table.js'
 import { registerUpgradeGuard } from './upgrade-guard.js'
 import { HTTP_ERRORS, sendHttpError } from './http-errors.js'
+import { registerDashboard, type DashboardHandle } from './dashboard/routes.js'
 
 export interface AppDeps {
   readonly store: ManagedSessionStore
   readonly logger: Logger
   readonly now?: () => number
+  /** The dashboard streams' keep-alive period (tests shorten it; default 15 s). */
+  readonly dashboardKeepAliveMs?: number
 }
 
 /** What the app exposes to its owner (CLI, tests) beyond Fastify. */
@@ -28,6 +31,8 @@ export interface MpacHandle {
   /** Swaps the token table and closes connections whose token is no longer valid; returns how many. */
   setTokenTable (table: TokenTable | undefined): number
   readonly isReady: () => boolean
+  /** The web dashboard (undefined when --dashboard is off). */
+  readonly dashboard: DashboardHandle | undefined
 }
 
 declare module 'fastify' {
@@ -72,6 +77,10 @@ export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance 
   const headerAuth = new WeakMap<IncomingMessage, HeaderAuth>()
   let ready = false
   let closing = false
+  const dashboard = config.dashboard
+    ? registerDashboard(app, { config, registry, auth, logger, now: deps.now ?? Date.now, ...(deps.dashboardKeepAliveMs === undefined ? {} : { keepAliveMs: deps.dashboardKeepAliveMs }) })
+    : undefined
+  if (config.dashboardOffReason !== undefined) logger.warn(config.dashboardOffReason)
 
   const handle: MpacHandle = {
     registry,
@@ -79,9 +88,13 @@ export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance 
     auth,
     setTokenTable (table) {
       auth.table = table
-      return registry.revalidate(table)
+      const closed = registry.revalidate(table)
+      // Dashboard streams of a removed or expired token end at once (event: revoked).
+      dashboard?.hub.revalidate()
+      return closed
     },
-    isReady: () => ready && !closing
+    isReady: () => ready && !closing,
+    dashboard
   }
   app.decorate('mpac', handle)
 
@@ -212,6 +225,10 @@ export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance 
   })
   app.addHook('onClose', async () => {
     closing = true
+  })
+  // Live dashboard streams never end by themselves: end them before the server waits for its connections.
+  app.addHook('preClose', async () => {
+    dashboard?.hub.close()
   })
   return app
 }

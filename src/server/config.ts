@@ -55,6 +55,9 @@ export interface ServerLimits {
   readonly maxMsgsPerSecPerToken: number
   /** Journal bytes one session may append per minute; beyond, inputs get INTENT_BACKOFF with retry_after_sec. */
   readonly maxJournalBytesPerMin: number
+  /** Open dashboard SSE streams in total / per token (HTTP 503 / 429 beyond). */
+  readonly maxDashboardStreams: number
+  readonly maxDashboardStreamsPerToken: number
 }
 
 export interface ServerConfig {
@@ -113,6 +116,10 @@ export interface ServerConfig {
   readonly idleRetentionSec: number
   readonly limits: ServerLimits
   readonly logLevel: string
+  /** Serve the web dashboard at /dashboard (docs/dashboard.md). */
+  readonly dashboard: boolean
+  /** Why the dashboard is off by default here (logged at start), when it is. */
+  readonly dashboardOffReason: string | undefined
 }
 
 export interface ConfigError { readonly setting: string, readonly message: string }
@@ -182,6 +189,9 @@ export const SETTINGS: readonly SettingSpec[] = [
   { flag: 'allowed-host', env: 'MPAC_ALLOWED_HOSTS', kind: 'string', help: 'comma list of Host names (name, name:port, or * for any) WebSocket upgrades may use besides localhost/loopback IPs (any port) and the bind address at this port; others → 403' },
   { flag: 'local-secret-file', env: 'MPAC_LOCAL_SECRET_FILE', kind: 'string', help: 'local mode (set by mpac-mcp when it starts the coordinator): clients must present the secret in this 0600 file, and the coordinator proves it knows it' },
   { flag: 'allow-without-secret', env: 'MPAC_ALLOW_WITHOUT_SECRET', kind: 'bool', help: 'with --local-secret-file: also admit clients without the secret, e.g. the Python bridge (the Origin/Host guard still applies; default off)' },
+  { flag: 'dashboard', env: 'MPAC_DASHBOARD', kind: 'bool', help: 'serve the read-only web dashboard at /dashboard (default on, except on a non-loopback bind without a token table; --dashboard=false turns it off)' },
+  { flag: 'dashboard-max-streams', env: 'MPAC_DASHBOARD_MAX_STREAMS', kind: 'string', help: 'open dashboard live-update streams in total; more get HTTP 503 (default 500)' },
+  { flag: 'dashboard-max-streams-per-token', env: 'MPAC_DASHBOARD_MAX_STREAMS_PER_TOKEN', kind: 'string', help: 'open dashboard live-update streams per token; more get HTTP 429 (default 20)' },
   { flag: 'log-level', env: 'LOG_LEVEL', kind: 'string', help: 'fatal | error | warn | info | debug | trace | silent (default info)' }
 ]
 
@@ -466,6 +476,14 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
   const allowWithoutSecret = r.bool('allow-without-secret')
   if (allowWithoutSecret && localSecret === undefined) fail(r.name('allow-without-secret'), 'only applies with --local-secret-file (without it, no secret is asked for)')
 
+  // The dashboard (docs/dashboard.md): on unless turned off, but never without a login on a reachable bind.
+  const dashboardAsked = r.raw('dashboard') === undefined ? undefined : r.bool('dashboard')
+  const dashboardUnsafe = !isLoopback(host) && tokenTable === undefined
+  if (dashboardAsked === true && dashboardUnsafe) {
+    fail(r.name('dashboard'), `${host} is reachable from other machines and there is no token table to sign in with: set MPAC_TOKEN_TABLE or MPAC_TOKEN_TABLE_FILE, or bind a loopback address`)
+  }
+  const dashboard = dashboardAsked ?? !dashboardUnsafe
+
   const store = r.oneOf('store', ['sqlite', 'memory'] as const, 'sqlite')
   const storeSync = r.oneOf('store-sync', ['full', 'normal'] as const, 'full')
   const dataDirRaw = r.raw('data-dir')
@@ -565,9 +583,13 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
       maxConnectionsPerAddress: r.integer('max-connections-per-address', 512),
       maxSessionsPerAddress: r.integer('max-sessions-per-address', 100),
       maxMsgsPerSecPerToken: r.integer('max-msgs-per-sec-per-token', 500),
-      maxJournalBytesPerMin: r.integer('max-journal-bytes-per-min', 32 * 1024 * 1024, 1024)
+      maxJournalBytesPerMin: r.integer('max-journal-bytes-per-min', 32 * 1024 * 1024, 1024),
+      maxDashboardStreams: r.integer('dashboard-max-streams', 500),
+      maxDashboardStreamsPerToken: r.integer('dashboard-max-streams-per-token', 20)
     }),
-    logLevel
+    logLevel,
+    dashboard,
+    dashboardOffReason: dashboardAsked === undefined && dashboardUnsafe ? 'the dashboard is off: the bind address is reachable from other machines and there is no token table to sign in with' : undefined
   }
   return Object.freeze(config)
 }

@@ -1,6 +1,7 @@
 import { Coordinator } from '../coordinator/index.js'
 import type { ApplyResult, CoordinatorConfig, CoreInput, FileEntry, Verdict } from '../coordinator/types.js'
 import type { ErrorCode } from '../protocol/error-codes.js'
+import type { DashboardView, ViewConflict } from '../coordinator/dashboard-view.js'
 
 /**
  * The part of the coordinator core the server uses (docs/architecture.md).
@@ -16,6 +17,9 @@ export interface SessionCore {
   summary (now: number, workspaceDir: string | null): unknown
   readFile (path: string): { readonly content: string, readonly state_ref: string } | undefined
   listFiles (): readonly FileEntry[]
+  /** The dashboard's read-only projection (src/coordinator/dashboard-view.ts). */
+  dashboardView (now: number): DashboardView
+  dashboardConflict (conflictId: string): ViewConflict | undefined
   nextDeadline (): number | undefined | null
 }
 

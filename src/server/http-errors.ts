@@ -22,7 +22,13 @@ export const HTTP_ERRORS = define({
   NOT_FOUND: { code: 'MPAC_ERR_NOT_FOUND', status: 404 },
   UPGRADE_REQUIRED: { code: 'MPAC_ERR_UPGRADE_REQUIRED', status: 426 },
   /** 429 per address or per token; 503 when the server-wide pre-HELLO cap is reached. */
-  TOO_MANY_CONNECTIONS: { code: 'MPAC_ERR_TOO_MANY_CONNECTIONS', status: 429 }
+  TOO_MANY_CONNECTIONS: { code: 'MPAC_ERR_TOO_MANY_CONNECTIONS', status: 429 },
+  /** Dashboard API or live stream without a valid sign-in (pages redirect to /dashboard/login instead). */
+  DASHBOARD_LOGIN_REQUIRED: { code: 'MPAC_ERR_DASHBOARD_LOGIN_REQUIRED', status: 401 },
+  /** More than 10 dashboard sign-in attempts per minute from one client address. */
+  DASHBOARD_RATE_LIMITED: { code: 'MPAC_ERR_DASHBOARD_RATE_LIMITED', status: 429 },
+  /** 429 past the per-token cap of live streams; 503 past the server-wide one. */
+  DASHBOARD_TOO_MANY_STREAMS: { code: 'MPAC_ERR_DASHBOARD_TOO_MANY_STREAMS', status: 429 }
 })
 
 export function httpErrorBody (spec: HttpErrorSpec, message: string): { code: string, message: string } {

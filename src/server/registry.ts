@@ -62,6 +62,8 @@ export class SessionRegistry implements SessionDirectory {
   #sweepTimer: NodeJS.Timeout | undefined
   /** Called whenever the number of open connections changes (idle exit). */
   onConnectionCount: ((count: number) => void) | undefined
+  /** Called with every runtime put in memory (created, loaded or recovered): the dashboard subscribes to watched ones. */
+  onRuntime: ((runtime: SessionRuntime) => void) | undefined
 
   constructor (opts: RegistryOptions) {
     this.#opts = opts
@@ -78,6 +80,17 @@ export class SessionRegistry implements SessionDirectory {
   }
 
   connections (): IterableIterator<TrackedConnection> { return this.#connections.values() }
+
+  /** Every session id, stored or loaded, sorted, with whether it is in memory (read-only; loads nothing). */
+  sessionIds (): Array<{ readonly sessionId: string, readonly loaded: boolean }> {
+    const ids = new Set([...this.#stored, ...this.#live.keys()])
+    return [...ids].sort().map(sessionId => ({ sessionId, loaded: this.#live.has(sessionId) }))
+  }
+
+  /** True when the session has stored state (loaded or not). */
+  isStored (sessionId: string): boolean {
+    return this.#stored.has(sessionId)
+  }
 
   /** The core configuration every session of this server gets. */
   coreConfig (sessionId: string): CoordinatorConfig {
@@ -127,7 +140,7 @@ export class SessionRegistry implements SessionDirectory {
       try {
         const recovered = recoverSession(store, id, this.coreConfig(id), this.#now(), config.restartGraceSec)
         if (recovered === undefined) this.#stored.delete(id)
-        else this.#newRuntime(id, recovered.coordinator as unknown as SessionCore, true)
+        else this.#newRuntime(id, recovered.coordinator as unknown as SessionCore, true, this.#now())
       } catch (err) {
         // Damaged: quarantined. Any other failure: the state is still stored, so the id stays
         // taken (never recreated empty over it) and loading is retried on the next connection.
@@ -570,7 +583,7 @@ export class SessionRegistry implements SessionDirectory {
     }
   }
 
-  #newRuntime (sessionId: string, core: ReturnType<typeof createCore>, persisted: boolean): SessionRuntime {
+  #newRuntime (sessionId: string, core: ReturnType<typeof createCore>, persisted: boolean, recoveredAt?: number): SessionRuntime {
     const runtime = new SessionRuntime({
       sessionId,
       core,
@@ -585,11 +598,13 @@ export class SessionRegistry implements SessionDirectory {
       now: this.#now,
       scheduleFlush: (rt) => this.#scheduleFlush(rt),
       onDiscard: (rt) => this.#drop(rt),
-      onBroken: (rt) => this.#drop(rt)
+      onBroken: (rt) => this.#drop(rt),
+      ...(recoveredAt === undefined ? {} : { recoveredAt })
     })
     this.#live.set(sessionId, runtime)
     this.#opts.metrics.sessionsLoaded = this.#live.size
     runtime.armTimer()
+    this.onRuntime?.(runtime)
     return runtime
   }
 

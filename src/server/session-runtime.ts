@@ -47,7 +47,21 @@ export interface RuntimeOptions {
   readonly onBroken?: (runtime: SessionRuntime) => void
   /** --max-journal-bytes-per-min (unlimited when absent). */
   readonly maxJournalBytesPerMin?: number
+  /** Set when this runtime holds a session recovered at process start (the `recovered` input, epoch + 1). */
+  readonly recoveredAt?: number
 }
+
+/**
+ * What a subscriber (the dashboard) is told, after the frames of an input
+ * went out (so only what is journaled): the frames the input broadcast
+ * (every output not addressed to the sender alone, each frame once), and
+ * the participant an admitted HELLO joined (a HELLO broadcasts nothing).
+ * `stopped`: the runtime was unloaded, discarded or failed; no more notices.
+ */
+export type RuntimeNotice =
+  | { readonly kind: 'frames', readonly at: number, readonly frames: ReadonlyArray<Readonly<Record<string, unknown>>>, readonly joined: { readonly principal_id: string, readonly display_name: string } | undefined }
+  | { readonly kind: 'stopped' }
+export type RuntimeListener = (notice: RuntimeNotice) => void
 
 /** Messages never refused by the journal budget: membership and liveness must not suffer from a flood. */
 const ALWAYS_ADMITTED: ReadonlySet<unknown> = new Set(['HELLO', 'HEARTBEAT', 'GOODBYE'])
@@ -117,6 +131,8 @@ export class SessionRuntime {
   #journalWindowBytes = 0
   /** `bytesSinceSnapshot` after the previous append (to measure each append). */
   #bytesSinceSnapshot = 0
+  /** Read-only subscribers (subscribe); nothing is computed for them while there are none. */
+  readonly #listeners = new Set<RuntimeListener>()
 
   constructor (opts: RuntimeOptions) {
     this.#opts = opts
@@ -133,6 +149,49 @@ export class SessionRuntime {
   get broken (): boolean { return this.#broken }
   get participantCount (): number { return this.#byPrincipal.size }
   get timerArmed (): boolean { return this.#timer !== undefined }
+  /** When the session was recovered at process start, if it was. */
+  get recoveredAt (): number | undefined { return this.#opts.recoveredAt }
+
+  /**
+   * Read-only subscription to what the session broadcasts (RuntimeNotice),
+   * for the dashboard. Returns the unsubscribe function. A listener never
+   * changes the session; one that throws is logged and kept.
+   */
+  subscribe (listener: RuntimeListener): () => void {
+    if (this.#disposed) {
+      listener({ kind: 'stopped' })
+      return () => {}
+    }
+    this.#listeners.add(listener)
+    return () => { this.#listeners.delete(listener) }
+  }
+
+  #notify (notice: RuntimeNotice): void {
+    for (const l of [...this.#listeners]) {
+      try {
+        l(notice)
+      } catch (err) {
+        this.log.error({ err }, 'a runtime subscriber failed')
+      }
+    }
+  }
+
+  /** The notice of an applied input, or undefined when it broadcast nothing. */
+  #noticeOf (input: CoreInput, result: ApplyResult): RuntimeNotice | undefined {
+    const frames: Array<Readonly<Record<string, unknown>>> = []
+    for (const o of result.outputs) if (o.audience.kind !== 'sender' && !frames.includes(o.frame)) frames.push(o.frame)
+    let joined: { principal_id: string, display_name: string } | undefined
+    if (input.kind === 'message' && result.accepted) {
+      const env = input.envelope as Record<string, unknown>
+      if (env.message_type === 'HELLO') {
+        const pid = (env.sender as Record<string, unknown>).principal_id
+        const name = (env.payload as Record<string, unknown>).display_name
+        if (typeof pid === 'string') joined = { principal_id: pid, display_name: typeof name === 'string' ? name : pid }
+      }
+    }
+    if (frames.length === 0 && joined === undefined) return undefined
+    return { kind: 'frames', at: input.now, frames, joined }
+  }
 
   attach (peer: Peer): void {
     this.#peers.add(peer)
@@ -480,6 +539,10 @@ export class SessionRuntime {
   #dispose (): void {
     this.#disposed = true
     this.#clearTimer()
+    if (this.#listeners.size > 0) {
+      this.#notify({ kind: 'stopped' })
+      this.#listeners.clear()
+    }
   }
 
   /** A server-authored rejection of an input the core never sees (nothing journaled). */
@@ -589,7 +652,16 @@ export class SessionRuntime {
       return [this.#recipients(o, peer), text, o.frame] as const
     })
     for (const w of result.fileWrites) this.#overlay.set(w.path, w.content)
-    this.#queue({ sends, writes: result.fileWrites, after: afterFn?.(), receivedAt })
+    let after = afterFn?.()
+    if (this.#listeners.size > 0) {
+      // Subscribers hear of an input once its frames are sent (after the journal append).
+      const notice = this.#noticeOf(input, result)
+      if (notice !== undefined) {
+        const first = after
+        after = () => { first?.(); this.#notify(notice) }
+      }
+    }
+    this.#queue({ sends, writes: result.fileWrites, after, receivedAt })
     this.armTimer()
     return result
   }

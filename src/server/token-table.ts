@@ -151,6 +151,18 @@ export class TokenTable {
     return { ok: true, entry, digest }
   }
 
+  /**
+   * Looks a token up without a session (the dashboard login): the same
+   * digest lookup and constant-time comparison as `check`, and the expiry.
+   */
+  authenticate (token: string, now = Date.now()): { readonly ok: true, readonly entry: TokenEntry, readonly digest: string } | { readonly ok: false, readonly reason: string } {
+    const digest = tokenDigest(token)
+    const entry = this.#entries.get(digest)
+    if (entry === undefined || !timingSafeEqual(entry.digest, Buffer.from(digest, 'hex'))) return { ok: false, reason: 'unknown token' }
+    if (entry.expiresAt !== undefined && now >= entry.expiresAt) return { ok: false, reason: 'token expired' }
+    return { ok: true, entry, digest }
+  }
+
   /** The entry of a token digest (hex), if the table has it. */
   entryOf (digest: string): TokenEntry | undefined {
     return this.#entries.get(digest)

@@ -88,8 +88,8 @@ function stripMapped (address: string | undefined): string | undefined {
   return address?.startsWith('::ffff:') === true ? address.slice(7) : address
 }
 
-/** Why a Host header is refused, or undefined when it is allowed. */
-function hostRefusal (config: GuardConfig, header: string, localAddress: string | undefined, localPort: number | undefined): string | undefined {
+/** Why a Host header is refused, or undefined when it is allowed (also the dashboard's check, src/server/dashboard/routes.ts). */
+export function hostRefusal (config: GuardConfig, header: string, localAddress: string | undefined, localPort: number | undefined): string | undefined {
   if (config.allowedHosts.includes('*')) return undefined
   const parsed = splitHost(header)
   if (parsed === undefined) return 'malformed Host header'
