@@ -136,7 +136,11 @@ export function registerDashboard (app: FastifyInstance, deps: DashboardDeps): D
         if (why !== undefined) return refuse(request, reply, HTTP_ERRORS.HOST_FORBIDDEN, `${why} (Host ${JSON.stringify(shown(host))})`)
       }
       const origin = request.headers.origin
-      if (origin !== undefined) {
+      // Under `Referrer-Policy: no-referrer` a browser sends `Origin: null` with its own
+      // same-origin form posts (sign-in, sign-out); Sec-Fetch-Site, which pages cannot set,
+      // tells those from a really opaque origin (a sandboxed frame, a data: page: cross-site).
+      const ownFormPost = origin?.trim() === 'null' && request.headers['sec-fetch-site'] === 'same-origin'
+      if (origin !== undefined && !ownFormPost) {
         const own = host === undefined ? undefined : `${https ? 'https' : 'http'}://${host}`.toLowerCase()
         const o = origin.trim().toLowerCase()
         if (o !== own && !origins.has(o)) return refuse(request, reply, HTTP_ERRORS.ORIGIN_FORBIDDEN, `requests from another origin are refused (Origin ${JSON.stringify(shown(origin))})`)
