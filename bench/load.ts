@@ -69,6 +69,8 @@ export interface LoadOptions {
   readonly rate: number
   /** Bearer token of every agent's HELLO (an authenticated server). */
   readonly token?: string
+  /** Called once every agent joined, before the loops start. */
+  readonly beforeRun?: () => Promise<void>
   /** Called when the loops stopped, before the agents disconnect (to measure the server with them connected). */
   readonly beforeClose?: () => Promise<void>
 }
@@ -138,6 +140,7 @@ export async function runLoad (port: number, o: LoadOptions): Promise<LoadResult
       await paced(agent, 'INTENT_WITHDRAW', { intent_id: intentId }, slot)
     }
   }
+  await o.beforeRun?.()
   const started = performance.now()
   const loops = all.map((agent, n) => loop(agent, n))
   await new Promise(resolve => setTimeout(resolve, seconds * 1000))
@@ -190,7 +193,7 @@ interface ProfileNode { id: number, callFrame: { functionName: string, url: stri
 interface Profile { nodes: ProfileNode[], samples: number[], timeDeltas: number[] }
 
 /** Prints the top self-time functions of every `.cpuprofile` in `dir` (as a JSON line each). */
-function summariseProfiles (dir: string): void {
+export function summariseProfiles (dir: string): void {
   for (const name of readdirSync(dir).filter(f => f.endsWith('.cpuprofile'))) {
     const profile = JSON.parse(readFileSync(join(dir, name), 'utf8')) as Profile
     const byId = new Map(profile.nodes.map(n => [n.id, n]))
