@@ -104,13 +104,6 @@ export class DashboardAuth {
     return { kind: 'token', recordId, digest: rec.digest, entry }
   }
 
-  /** Is this token viewer still valid now (the SSE keep-alive and reload check)? */
-  stillValid (table: TokenTable | undefined, viewer: Viewer, now: number): boolean {
-    if (viewer.kind === 'local') return table === undefined
-    const v = this.viewer(table, viewer.recordId, now)
-    return v !== undefined && v.kind === 'token' && (v.entry.anySession || v.entry.allowedSessions.length > 0)
-  }
-
   logout (recordId: string | undefined): void {
     if (recordId !== undefined) this.#records.delete(recordId)
   }

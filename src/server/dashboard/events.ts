@@ -84,9 +84,13 @@ export function eventOf (frame: Frame): Omit<DashEvent, 'seq'> | undefined {
     case 'CONFLICT_ESCALATE': return mk(sender, `${who} escalated conflict ${conflict ?? '?'} to ${str(p.escalate_to) ?? '?'}`, conflict ? { conflict_id: conflict } : {})
     case 'RESOLUTION': return mk(sender, `conflict ${conflict ?? '?'} resolved: ${str(p.decision) ?? '?'}${str(p.rationale) ? ` (${str(p.rationale) as string})` : ''}`, conflict ? { conflict_id: conflict } : {})
     case 'GOODBYE': return mk(sender, `${who} left`)
-    case 'PARTICIPANT_UNAVAILABLE': {
-      const pid = str(p.principal_id) ?? null
-      return mk(pid, `${pid ?? 'a participant'} became unavailable${str(p.reason) ? ` (${str(p.reason) as string})` : ''}`)
+    case 'PROTOCOL_ERROR': {
+      // Broadcast errors only (the runtime passes no sender-only frame): PARTICIPANT_UNAVAILABLE, mostly.
+      if (p.error_code === 'PARTICIPANT_UNAVAILABLE') {
+        const pid = str(p.principal_id) ?? null
+        return mk(pid, `${pid ?? 'a participant'} became unavailable (its intents are suspended)`)
+      }
+      return mk(null, `coordinator: ${str(p.error_code) ?? 'error'}${str(p.description) ? `: ${str(p.description) as string}` : ''}`)
     }
     case 'COORDINATOR_STATUS': {
       const ev = str(p.event)

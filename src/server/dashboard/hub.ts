@@ -306,12 +306,18 @@ export class DashboardHub {
     this.#write(s, `id: ${w.ring.id}.${w.ring.lastSeq}\nevent: snapshot\ndata: ${JSON.stringify({ ...view, events: w.ring.newest(SNAPSHOT_EVENTS), ring: w.ring.id })}\n\n`)
   }
 
+  /**
+   * Writes to a stream, first dropping it when what earlier writes left
+   * unsent is above the bound (a reader that stopped reading; one large
+   * snapshot to a reader that reads is not that).
+   */
   #write (s: Stream, text: string): void {
     if (s.closed) return
     const res = s.res
-    res.write(text)
     const buffered = res.writableLength + (res.socket?.writableLength ?? 0)
-    if (buffered > this.#opts.maxBufferedBytes) {
+    if (buffered <= this.#opts.maxBufferedBytes) {
+      res.write(text)
+    } else {
       this.#opts.logger.info({ sessionId: s.sessionId, buffered, limit: this.#opts.maxBufferedBytes }, 'dashboard stream dropped: the reader is too slow')
       s.closed = true
       res.destroy()
