@@ -58,6 +58,25 @@ t.test('an agent silent past the unavailability timeout shows offline, its inten
   t.same(b.problems, [], 'no console error, page error or CSP violation')
 })
 
+t.test('relative times say "now", never "in 0 s", and age while the page stays open', { skip }, async t => {
+  const sidecar = await startSidecar(t, ['--store', 'memory'], {})
+  const { client: finn } = await joined(`${sidecar.url}/session/${SESSION}`, 'agent:finn')
+  t.teardown(() => finn.close())
+  const b = await openBrowser(t)
+  const page = b.page
+  await page.clock.install()
+  await page.goto(`http://127.0.0.1:${sidecar.port}/dashboard/s/${SESSION}`)
+  await send(finn, 'INTENT_ANNOUNCE', 'agent:finn', { intent_id: 'i-finn', objective: 'Tidy the logs', scope: { kind: 'file_set', resources: ['src/log.ts'] } })
+  const since = page.locator(`${row('intents', 'i-finn')} [data-field="created_at"]`)
+  await since.waitFor({ timeout: 2000 })
+  t.match(await since.innerText(), /^(now|\d+ s ago)$/, `a time just past reads as such (${await since.innerText()})`)
+  const lastSeen = page.locator(`${row('participants', 'agent:finn')} [data-field="last_seen"]`)
+  await page.clock.fastForward('02:00')
+  await page.locator(`${row('participants', 'agent:finn')} [data-field="last_seen"]`, { hasText: '2 min ago' }).waitFor({ timeout: 2000 })
+  t.pass(`two minutes later the page says so without an update (${await lastSeen.innerText()})`)
+  t.same(b.problems, [], 'no console error, page error or CSP violation')
+})
+
 t.test('a coordinator restarted on the same data directory: the open page reconnects to a consistent snapshot', { skip }, async t => {
   const dataDir = join(tempDir(t, 'mpac-dash-restart-'), 'data')
   const args = ['--store', 'sqlite', '--data-dir', dataDir]

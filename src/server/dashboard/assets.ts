@@ -58,7 +58,7 @@ export const DASHBOARD_JS = `(function () {
     var d = Math.round((t - Date.now()) / 1000)
     var a = Math.abs(d)
     var s = a < 60 ? a + ' s' : a < 3600 ? Math.round(a / 60) + ' min' : a < 86400 ? Math.round(a / 3600) + ' h' : Math.round(a / 86400) + ' d'
-    return d < 0 ? s + ' ago' : 'in ' + s
+    return d === 0 ? 'now' : d < 0 ? s + ' ago' : 'in ' + s
   }
   function text (v, format) {
     if (v === null || v === undefined || v === '') return '—'
@@ -204,6 +204,12 @@ export const DASHBOARD_JS = `(function () {
       setStatus(paused ? 'Live updates paused' : 'Live updates resumed')
     })
   }
+  // Relative times ("4 s ago") age while the page stays open; not while paused (WCAG 2.2.2).
+  setInterval(function () {
+    if (paused) return
+    var times = document.querySelectorAll('main time[datetime]')
+    for (var i = 0; i < times.length; i++) times[i].textContent = fmtRel(times[i].getAttribute('datetime'))
+  }, 15000)
   var es = new EventSource('/dashboard/s/' + encodeURIComponent(sid) + '/events')
   es.addEventListener('snapshot', receive('snapshot'))
   es.addEventListener('delta', receive('delta'))
