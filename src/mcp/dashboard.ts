@@ -74,7 +74,7 @@ async function localNote (url: string, config: ShimConfig): Promise<string | und
   try {
     const res = await fetch(url, { redirect: 'manual', signal: AbortSignal.timeout(3000) })
     await res.body?.cancel()
-    if (res.status === 404) return `the coordinator on port ${config.port} does not serve the dashboard (it predates it, or it runs without --dashboard): it picks it up when it restarts`
+    if (res.status === 404) return `the coordinator on port ${config.port} does not serve the dashboard (an older version, or started with --dashboard=false): a restart of the coordinator brings it`
     return undefined
   } catch {
     return `no coordinator is running for this workspace yet (nothing answers on ${config.host}:${config.port}): the first agent's mpac-mcp starts it`

@@ -64,6 +64,9 @@ t.test('the printed URL is the dashboard of the coordinator the workspace\'s shi
   t.equal(after.code, 0)
   t.equal(after.stdout, `http://127.0.0.1:${port}/dashboard/s/${encodeURIComponent(sessionId)}\n`, 'the session and port the shim uses')
   t.notMatch(after.stderr, /no coordinator is running/, 'no note once the coordinator runs')
+  const page = await fetch(after.stdout.trim())
+  t.equal(page.status, 200, 'the URL serves the page, without a sign-in (a loopback coordinator)')
+  t.match(await page.text(), `<h1>Session ${sessionId}</h1>`, 'of this workspace\'s session')
 
   const fromElsewhere = await dashboard(['--workspace', ws], { ...env, MPAC_WORKSPACE_DIR: '' })
   t.equal(fromElsewhere.stdout, after.stdout, '--workspace names the same repository')
