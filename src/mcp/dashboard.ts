@@ -74,7 +74,9 @@ async function localNote (url: string, config: ShimConfig): Promise<string | und
   try {
     const res = await fetch(url, { redirect: 'manual', signal: AbortSignal.timeout(3000) })
     await res.body?.cancel()
-    if (res.status === 404) return `the coordinator on port ${config.port} does not serve the dashboard (an older version, or started with --dashboard=false): a restart of the coordinator brings it`
+    // The dashboard's own answers carry its CSP; a 404 without it is a coordinator without the dashboard.
+    if (res.status === 404 && res.headers.has('content-security-policy')) return `the coordinator on port ${config.port} has no session ${config.sessionId} yet: the first agent's mpac-mcp creates it`
+    if (res.status === 404) return `the coordinator on port ${config.port} does not serve the dashboard (an older version, or started with --dashboard=false)`
     return undefined
   } catch {
     return `no coordinator is running for this workspace yet (nothing answers on ${config.host}:${config.port}): the first agent's mpac-mcp starts it`

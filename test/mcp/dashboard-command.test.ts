@@ -10,7 +10,7 @@ import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
-import { ROOT, TSX, cleanEnv, startShim, stateHome, tempDir, type Env } from './harness.js'
+import { ROOT, TSX, cleanEnv, startCoordinator, startShim, stateHome, tempDir, type Env } from './harness.js'
 
 const SHIM_CLI = join(ROOT, 'src', 'mcp', 'cli.ts')
 
@@ -70,6 +70,20 @@ t.test('the printed URL is the dashboard of the coordinator the workspace\'s shi
 
   const fromElsewhere = await dashboard(['--workspace', ws], { ...env, MPAC_WORKSPACE_DIR: '' })
   t.equal(fromElsewhere.stdout, after.stdout, '--workspace names the same repository')
+})
+
+t.test('the note says when the coordinator there has no such session, or no dashboard', async t => {
+  for (const [flags, note] of [
+    [[], /has no session mpac-local-\S+ yet: the first agent's mpac-mcp creates it/],
+    [['--dashboard=false'], /does not serve the dashboard \(an older version, or started with --dashboard=false\)/]
+  ] as const) {
+    const port = await freePort()
+    const coordinator = await startCoordinator(t, ['--port', String(port), '--store', 'memory', ...flags])
+    const run = await dashboard([], cleanEnv({ XDG_STATE_HOME: stateHome(t), MPAC_WORKSPACE_DIR: tempDir(t, 'mpac-dash-ws-'), MPAC_SIDECAR_PORT: String(port) }))
+    t.equal(run.code, 0)
+    t.match(run.stderr, note, `${flags.join(' ') || 'default'}: ${run.stderr.trim()}`)
+    await coordinator.stop()
+  }
 })
 
 t.test('--open hands the URL to xdg-open (or open), and says so when there is none', async t => {
