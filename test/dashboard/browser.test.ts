@@ -37,6 +37,7 @@ const TOKENS: Record<string, unknown> = {
   'alice-token': { allowed_sessions: [SESSION], roles: ['contributor'], principal: 'agent:alice' },
   'bob-token': { allowed_sessions: [SESSION], roles: ['contributor'], principal: 'agent:bob' },
   'carol-token': { allowed_sessions: [SESSION], roles: ['arbiter'], principal: 'human:carol' },
+  'dave-token': { allowed_sessions: [SESSION], roles: ['contributor'], principal: 'agent:dave' },
   'mallory-token': { allowed_sessions: [SESSION], roles: ['contributor'], principal: 'agent:mallory' }
 }
 
@@ -150,7 +151,7 @@ t.test('sign in, watch two agents collide, acknowledge, escalate and resolve, li
   await send(alice, 'INTENT_ANNOUNCE', 'agent:alice', {
     intent_id: 'i-alice',
     objective: 'Rename the users table to accounts',
-    scope: { kind: 'entity_set', entities: ['db:users', 'src/db/schema.sql'] }
+    scope: { kind: 'resource_path', pattern: 'src/db/**' }
   })
   const replied = Date.now()
   await page.locator(row('intents', 'i-alice')).waitFor({ timeout: 2000 })
@@ -159,12 +160,27 @@ t.test('sign in, watch two agents collide, acknowledge, escalate and resolve, li
   t.ok(shown - replied < 1000, `the intent appears within a second of the coordinator event (${shown - replied} ms)`)
   t.match(await page.locator(row('intents', 'i-alice')).innerText(), /Rename the users table to accounts/)
 
+  // --- live: files held and a commit -----------------------------------------
+  const dave = await agent(sidecar, 'agent:dave', 'dave-token')
+  t.teardown(() => dave.close())
+  await send(dave, 'INTENT_ANNOUNCE', 'agent:dave', { intent_id: 'i-dave', objective: 'Paginate the accounts API', scope: { kind: 'file_set', resources: ['src/api/accounts.ts', 'src/api/pagination.ts'] } })
+  await page.locator(row('files', 'src/api/accounts.ts'), { hasText: 'agent:dave' }).waitFor({ timeout: 2000 })
+  t.pass('the file shows its holder live')
+  const committed = Date.now()
+  await send(dave, 'OP_COMMIT', 'agent:dave', {
+    op_id: 'op-dave-1', intent_id: 'i-dave', target: 'src/api/pagination.ts', op_kind: 'replace',
+    state_ref_before: 'sha256:7d1a54127b222502f5b79b5fb0803061152a44f92b37e23c6527baf665d4da9a',
+    state_ref_after: 'sha256:2f1ec2d8f6a8b5b4b3d7a3a0f7a1c4b9e1d2c3b4a5968778695a4b3c2d1e0f9a'
+  })
+  await page.locator(row('commits', 'op-dave-1'), { hasText: 'src/api/pagination.ts' }).waitFor({ timeout: 2000 })
+  t.ok(Date.now() - committed < 1000, `the commit shows within a second (${Date.now() - committed} ms)`)
+
   // --- live: a conflict through its life ------------------------------------
   const bobWait = bob.next(f => f.message_type === 'CONFLICT_REPORT', 3000)
   await send(bob, 'INTENT_ANNOUNCE', 'agent:bob', {
     intent_id: 'i-bob',
     objective: 'Add an email column to users',
-    scope: { kind: 'entity_set', entities: ['db:users'] }
+    scope: { kind: 'resource_path', pattern: 'src/db/*.sql' }
   })
   const conflictId = String(((await bobWait).payload as Frame).conflict_id)
   const stateCell = page.locator(`${row('conflicts', conflictId)} [data-field="state"]`)
@@ -191,6 +207,8 @@ t.test('sign in, watch two agents collide, acknowledge, escalate and resolve, li
   t.match(await stateCell.innerText(), /CLOSED/)
   t.ok(await page.locator('[data-section="events"] > [data-key]').filter({ hasText: 'human:carol' }).count() > 0, 'the timeline has the resolution')
   t.comment(`screenshot (resolved): ${await b.screenshot(page, 'dashboard-resolved')}`)
+  t.comment(`screenshot (resolved, down to the timeline; the one in docs/images/dashboard.png): ${await b.screenshot(page, 'dashboard-readme', '[data-section="events"]')}`)
+  t.ok(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth'), 'nothing overflows the page width (long state refs wrap)')
 
   // --- the token is nowhere ---------------------------------------------------
   const cdp = await b.context.newCDPSession(page)

@@ -69,8 +69,11 @@ export interface BrowserSession {
   readonly requests: string[]
   /** A new page in the same context (same cookies), with the same recording. */
   newPage (): Promise<Page>
-  /** Saves a full-page screenshot as `<name>.png` under the test output directory; returns its path. */
-  screenshot (page: Page, name: string): Promise<string>
+  /**
+   * Saves a full-page screenshot as `<name>.png` under the test output
+   * directory (down to the bottom of `until` when given); returns its path.
+   */
+  screenshot (page: Page, name: string, until?: string): Promise<string>
   close (): Promise<void>
 }
 
@@ -111,10 +114,12 @@ export async function openBrowser (t: Teardown, options: { viewport?: { width: n
     problems,
     requests,
     newPage: async () => watch(await context.newPage()),
-    async screenshot (p, name) {
+    async screenshot (p, name, until) {
       mkdirSync(SCREENSHOT_DIR, { recursive: true })
       const path = join(SCREENSHOT_DIR, `${name}.png`)
-      await p.screenshot({ path, fullPage: true })
+      const box = until === undefined ? null : await p.locator(until).boundingBox()
+      const width = p.viewportSize()?.width ?? 1280
+      await p.screenshot(box === null ? { path, fullPage: true } : { path, fullPage: true, clip: { x: 0, y: 0, width, height: Math.ceil(box.y + box.height + 16) } })
       return path
     },
     close

@@ -26,6 +26,8 @@ a { color: var(--focus); }
 table { border-collapse: collapse; width: 100%; margin-bottom: 0.5rem; }
 caption { text-align: left; font-weight: 600; padding: 0.3rem 0; }
 th, td { border-bottom: 1px solid var(--line); padding: 0.25rem 0.4rem; text-align: left; vertical-align: top; }
+/* state refs are 71 characters without a break: let them wrap rather than widen the page */
+td[data-field^="state_ref"] { overflow-wrap: anywhere; min-width: 12ch; }
 th { font-weight: 600; }
 .muted, .empty { color: var(--muted); }
 .state { font-weight: 600; white-space: nowrap; }
