@@ -82,6 +82,8 @@ export interface ViewCommit {
 }
 
 export interface ViewFile {
+  /** The path's directory (`.` at the top), for grouping. */
+  readonly directory: string
   readonly path: string
   readonly holders: Array<{ readonly principal_id: string, readonly intent_id: string, readonly state: string }>
 }
@@ -260,7 +262,10 @@ export function dashboardView (st: CoreState, now: number, opts: DashboardViewOp
     }
   }
   const paths = [...byFile.keys()].sort()
-  const files: ViewFile[] = paths.slice(0, cap).map(path => ({ path, holders: byFile.get(path) as ViewFile['holders'] }))
+  const files: ViewFile[] = paths.slice(0, cap).map(path => {
+    const slash = path.lastIndexOf('/')
+    return { directory: slash < 0 ? '.' : path.slice(0, slash), path, holders: byFile.get(path) as ViewFile['holders'] }
+  })
 
   const attention = attentionItems(st, now, live, open, opts.expiringWithinSec ?? EXPIRING_WITHIN_SEC)
 

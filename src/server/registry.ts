@@ -60,10 +60,10 @@ export class SessionRegistry implements SessionDirectory {
   #prehelloTotal = 0
   #workspace: DiskWorkspace | undefined
   #sweepTimer: NodeJS.Timeout | undefined
-  /** Called whenever the number of open connections changes (idle exit). */
-  onConnectionCount: ((count: number) => void) | undefined
   /** Called with every runtime put in memory (created, loaded or recovered): the dashboard subscribes to watched ones. */
   onRuntime: ((runtime: SessionRuntime) => void) | undefined
+  /** Called whenever the number of open connections changes (idle exit). */
+  onConnectionCount: ((count: number) => void) | undefined
 
   constructor (opts: RegistryOptions) {
     this.#opts = opts
@@ -140,7 +140,7 @@ export class SessionRegistry implements SessionDirectory {
       try {
         const recovered = recoverSession(store, id, this.coreConfig(id), this.#now(), config.restartGraceSec)
         if (recovered === undefined) this.#stored.delete(id)
-        else this.#newRuntime(id, recovered.coordinator as unknown as SessionCore, true, this.#now())
+        else this.#newRuntime(id, recovered.coordinator as unknown as SessionCore, true).markRecovered(this.#now())
       } catch (err) {
         // Damaged: quarantined. Any other failure: the state is still stored, so the id stays
         // taken (never recreated empty over it) and loading is retried on the next connection.
@@ -583,7 +583,7 @@ export class SessionRegistry implements SessionDirectory {
     }
   }
 
-  #newRuntime (sessionId: string, core: ReturnType<typeof createCore>, persisted: boolean, recoveredAt?: number): SessionRuntime {
+  #newRuntime (sessionId: string, core: ReturnType<typeof createCore>, persisted: boolean): SessionRuntime {
     const runtime = new SessionRuntime({
       sessionId,
       core,
@@ -598,8 +598,7 @@ export class SessionRegistry implements SessionDirectory {
       now: this.#now,
       scheduleFlush: (rt) => this.#scheduleFlush(rt),
       onDiscard: (rt) => this.#drop(rt),
-      onBroken: (rt) => this.#drop(rt),
-      ...(recoveredAt === undefined ? {} : { recoveredAt })
+      onBroken: (rt) => this.#drop(rt)
     })
     this.#live.set(sessionId, runtime)
     this.#opts.metrics.sessionsLoaded = this.#live.size

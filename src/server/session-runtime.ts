@@ -47,8 +47,6 @@ export interface RuntimeOptions {
   readonly onBroken?: (runtime: SessionRuntime) => void
   /** --max-journal-bytes-per-min (unlimited when absent). */
   readonly maxJournalBytesPerMin?: number
-  /** Set when this runtime holds a session recovered at process start (the `recovered` input, epoch + 1). */
-  readonly recoveredAt?: number
 }
 
 /**
@@ -133,6 +131,7 @@ export class SessionRuntime {
   #bytesSinceSnapshot = 0
   /** Read-only subscribers (subscribe); nothing is computed for them while there are none. */
   readonly #listeners = new Set<RuntimeListener>()
+  #recoveredAt: number | undefined
 
   constructor (opts: RuntimeOptions) {
     this.#opts = opts
@@ -149,8 +148,13 @@ export class SessionRuntime {
   get broken (): boolean { return this.#broken }
   get participantCount (): number { return this.#byPrincipal.size }
   get timerArmed (): boolean { return this.#timer !== undefined }
-  /** When the session was recovered at process start, if it was. */
-  get recoveredAt (): number | undefined { return this.#opts.recoveredAt }
+  /** When the session was recovered at process start, if it was (the `recovered` input, epoch + 1). */
+  get recoveredAt (): number | undefined { return this.#recoveredAt }
+
+  /** The registry marks a runtime it recovered at process start (the dashboard's timeline says so). */
+  markRecovered (at: number): void {
+    this.#recoveredAt = at
+  }
 
   /**
    * Read-only subscription to what the session broadcasts (RuntimeNotice),

@@ -23,8 +23,8 @@ t.test('intents carry created/expires; files map to holders; participants count 
     { intent_id: 'i-b', scope_kind: 'task_set', files: ['db:users'], expires_at: null }
   ])
   t.same(files(h), [
-    { path: 'src/a.ts', holders: [{ principal_id: 'A', intent_id: 'i-a', state: 'ACTIVE' }] },
-    { path: 'src/b.ts', holders: [{ principal_id: 'A', intent_id: 'i-a', state: 'ACTIVE' }] }
+    { directory: 'src', path: 'src/a.ts', holders: [{ principal_id: 'A', intent_id: 'i-a', state: 'ACTIVE' }] },
+    { directory: 'src', path: 'src/b.ts', holders: [{ principal_id: 'A', intent_id: 'i-a', state: 'ACTIVE' }] }
   ], 'file_set scopes only, sorted by path')
   t.match(v.participants, [{ principal_id: 'A', live_intents: 1, is_available: true }, { principal_id: 'B', live_intents: 1 }])
   // Scopes of different kinds overlap conservatively: one open, unacknowledged conflict.

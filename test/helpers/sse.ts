@@ -44,8 +44,10 @@ export class SseClient {
   }
 
   #feed (chunk: string): void {
+    // Scan only what is new (a large message arrives in many chunks).
+    const from = Math.max(0, this.#buf.length - 1)
     this.#buf += chunk
-    for (let end = this.#buf.indexOf('\n\n'); end >= 0; end = this.#buf.indexOf('\n\n')) {
+    for (let end = this.#buf.indexOf('\n\n', from); end >= 0; end = this.#buf.indexOf('\n\n')) {
       const block = this.#buf.slice(0, end)
       this.#buf = this.#buf.slice(end + 2)
       let event = 'message'

@@ -6,6 +6,7 @@
  * program, the sign-in rate limit, and CSRF on sign-out.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs'
+import { get as httpGet } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -226,9 +227,23 @@ t.test('sign-in is rate-limited per address; sign-out needs a same-origin POST',
   t.match(await cross.text(), /MPAC_ERR_ORIGIN_FORBIDDEN/)
   const site = await fetch(`${srv2.httpUrl}/dashboard/logout`, { method: 'POST', redirect: 'manual', headers: { cookie, 'sec-fetch-site': 'cross-site' } })
   t.equal(site.status, 403, 'a cross-site post without Origin is refused')
+  const nullCross = await fetch(`${srv2.httpUrl}/dashboard/logout`, { method: 'POST', redirect: 'manual', headers: { cookie, origin: 'null', 'sec-fetch-site': 'cross-site' } })
+  t.equal(nullCross.status, 403, 'Origin: null from another site is refused')
+  const nullBare = await fetch(`${srv2.httpUrl}/dashboard/logout`, { method: 'POST', redirect: 'manual', headers: { cookie, origin: 'null' } })
+  t.equal(nullBare.status, 403, 'Origin: null without Sec-Fetch-Site is refused')
+  const crossRead = await fetch(`${srv2.httpUrl}/dashboard/api/s/proj-a/view`, { headers: { cookie, 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'cors' } })
+  t.equal(crossRead.status, 403, 'a cross-site read is refused')
+  // (fetch sets Sec-Fetch-Mode itself; a navigation is sent with node:http.)
+  const link = await new Promise<number>((resolve, reject) => {
+    httpGet(`${srv2.httpUrl}/dashboard`, { headers: { cookie, 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate' } }, res => { res.resume(); resolve(res.statusCode ?? 0) }).on('error', reject)
+  })
+  t.equal(link, 200, 'a link from another site to the dashboard opens it')
   const crossLogin = await login(srv2.httpUrl, 'tok-a', { origin: 'https://evil.example' })
   t.equal(crossLogin.status, 403, 'login CSRF: refused too')
   t.equal((await get(`${srv2.httpUrl}/dashboard/s/proj-a`, cookie)).status, 200, 'still signed in')
+  // Our pages send no Referer, so a browser's own form post says `Origin: null` and Sec-Fetch-Site: same-origin.
+  const browserLogin = await login(srv2.httpUrl, 'tok-a', { origin: 'null', 'sec-fetch-site': 'same-origin' })
+  t.equal(browserLogin.status, 303, 'a same-origin form post with Origin: null signs in')
   const out = await fetch(`${srv2.httpUrl}/dashboard/logout`, { method: 'POST', redirect: 'manual', headers: { cookie, origin: srv2.httpUrl } })
   t.equal(out.status, 303)
   t.match(out.headers.get('set-cookie'), /^mpac_dash=; Max-Age=0/)

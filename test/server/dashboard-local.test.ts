@@ -39,7 +39,7 @@ t.test('local mode: no sign-in, pages and JSON, a live delta within a second of 
   const html = await page.text()
   t.match(html, /<h1>Session demo<\/h1>/)
   t.equal((html.match(/<h1>/g) ?? []).length, 1, 'one h1')
-  t.match(html, /<main id="main">/)
+  t.match(html, /<main id="main"[ >]/)
   t.match(html, /<nav aria-label="Sections">/)
   t.equal((html.match(/role="status"/g) ?? []).length, 1, 'one live region')
   t.match(html, /<p id="live-status" role="status" aria-live="polite">/)
@@ -62,6 +62,32 @@ t.test('local mode: no sign-in, pages and JSON, a live delta within a second of 
   const data = JSON.parse(delta.data) as { events: Array<Record<string, unknown>>, patch: Array<Record<string, unknown>> }
   t.equal(data.events[0]?.type, 'INTENT_ANNOUNCE')
   t.ok(data.patch.some(p => p.section === 'intents' && p.op === 'upsert'))
+})
+
+t.test('the session page filters the work and the timeline by agent and by path (no JavaScript needed)', async t => {
+  const srv = await startServer(t)
+  const { client: a } = await joined(`${srv.url}/session/f`, 'alice')
+  const { client: b } = await joined(`${srv.url}/session/f`, 'bob')
+  t.teardown(() => { a.close(); b.close() })
+  t.equal((await fetch(`${srv.httpUrl}/dashboard/s/f`)).status, 200, 'watched from here on')
+  await a.request(announce('alice', 'i-a', ['src/db/users.ts'], 'f'))
+  await b.request(announce('bob', 'i-b', ['docs/readme.md'], 'f'))
+  const all = await (await fetch(`${srv.httpUrl}/dashboard/s/f`)).text()
+  t.match(all, /data-key="i-a"/)
+  t.match(all, /data-key="i-b"/)
+  const byAgent = await (await fetch(`${srv.httpUrl}/dashboard/s/f?agent=bob`)).text()
+  t.notMatch(byAgent, /<tr data-key="i-a"/, 'alice\'s intent filtered out')
+  t.match(byAgent, /<tr data-key="i-b"/)
+  t.notMatch(byAgent, /alice announced/, 'and her timeline entries')
+  t.match(byAgent, /bob announced i-b/)
+  t.match(byAgent, /<main id="main" data-filter-agent="bob" data-filter-file="">/, 'the client keeps the filter for live rows')
+  const byFile = await (await fetch(`${srv.httpUrl}/dashboard/s/f?file=src/db`)).text()
+  t.match(byFile, /<tr data-key="i-a"/)
+  t.notMatch(byFile, /<tr data-key="i-b"/)
+  t.match(byFile, /<input id="filter-file" name="file" value="src\/db"/)
+  t.match(byFile, /<td data-field="directory">src\/db<\/td>/, 'files grouped by directory')
+  const evil = await (await fetch(`${srv.httpUrl}/dashboard/s/f?agent=${encodeURIComponent('"><script>x</script>')}`)).text()
+  t.notMatch(evil, /<script>x/, 'the filter value is escaped')
 })
 
 t.test('local mode: the Host and Origin checks of the WebSocket route apply', async t => {
@@ -176,11 +202,11 @@ t.test('a reader that stops reading is dropped once its unsent bytes pass --max-
   await until('slow stream open', () => srv.app.mpac.dashboard?.hub.streamCount === 1)
   // Its snapshot cannot leave; the next message finds it still queued.
   await client.request(announce('agent:a', 'i-more', ['more.ts'], 'big'))
-  await until('slow reader dropped', () => srv.logs.some(l => l.includes('dashboard stream dropped: the reader is too slow')))
+  await until('slow reader dropped', () => srv.logs.some(l => l.includes('dashboard stream dropped: the reader is too slow')), 15_000)
   t.equal(srv.app.mpac.dashboard?.hub.streamCount, 0)
   const fine = await stream(`${srv.httpUrl}/dashboard/s/big/events`)
   t.teardown(() => fine.close())
-  t.equal((await fine.next(m => m.event === 'snapshot')).event, 'snapshot', 'a reader that reads gets the same large snapshot')
+  t.equal((await fine.next(m => m.event === 'snapshot', 15_000)).event, 'snapshot', 'a reader that reads gets the same large snapshot')
 })
 
 t.test('nothing is computed for a session nobody viewed', async t => {
@@ -242,3 +268,18 @@ function rawStatus (port: number, request: string): Promise<string> {
     socket.on('error', reject)
   })
 }
+
+t.test('a token that expires ends its stream at that moment, not at the next keep-alive', async t => {
+  const env = { MPAC_TOKEN_TABLE: JSON.stringify({ 'tok-soon': { allowed_sessions: ['exp'], expires_at: new Date(Date.now() + 1500).toISOString() }, 'tok-long': { allowed_sessions: ['exp'] } }) }
+  const srv = await startServer(t, { env })
+  const { client } = await joined(`${srv.url}/session/exp`, 'agent:l', { token: 'tok-long' })
+  t.teardown(() => client.close())
+  const r = await fetch(`${srv.httpUrl}/dashboard/login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'token=tok-soon' })
+  const cookie = (r.headers.get('set-cookie') ?? '').split(';')[0] as string
+  const sse = await stream(`${srv.httpUrl}/dashboard/s/exp/events`, { cookie })
+  t.teardown(() => sse.close())
+  await sse.next(m => m.event === 'snapshot')
+  const revoked = await sse.next(m => m.event === 'revoked', 5000)
+  t.ok(revoked, 'revoked when the token expired (keep-alives are 15 s apart)')
+  t.notOk(sse.messages.some(m => m.event === 'comment'), 'no keep-alive was needed')
+})

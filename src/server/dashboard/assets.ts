@@ -34,6 +34,13 @@ th { font-weight: 600; }
 .state[data-state="ESCALATED"], .state[data-state="OPEN"], .state[data-state="SUSPENDED"], .state[data-state="offline"] { color: var(--warn); }
 .state[data-state="REJECTED"], .state[data-state="revoked"] { color: var(--bad); }
 .state[data-state="ACTIVE"], .state[data-state="COMMITTED"], .state[data-state="online"], .state[data-state="CLOSED"] { color: var(--ok); }
+/* An icon besides the state's text (never the colour alone); hidden from assistive technology. */
+.state[data-state]::before { content: "\\25CF\\00A0" / ""; }
+.state[data-state="ESCALATED"]::before, .state[data-state="escalation"]::before { content: "\\25B2\\00A0" / ""; }
+.state[data-state="SUSPENDED"]::before, .state[data-state="offline"]::before, .state[data-state="idle"]::before { content: "\\25CB\\00A0" / ""; }
+.state[data-state="CLOSED"]::before, .state[data-state="COMMITTED"]::before, .state[data-state="DISMISSED"]::before { content: "\\2713\\00A0" / ""; }
+.state[data-state="REJECTED"]::before, .state[data-state="frozen_scope"]::before { content: "\\2715\\00A0" / ""; }
+.state[data-state=""]::before { content: none; }
 #live-status { min-height: 1.4em; color: var(--muted); }
 button { font: inherit; padding: 0.25rem 0.7rem; }
 ol.timeline { padding-left: 1.2rem; }
@@ -52,6 +59,19 @@ export const DASHBOARD_JS = `(function () {
   var paused = false
   var held = []
   var lastSeq = 0
+  var ring = null
+  var main = document.getElementById('main')
+  var onlyAgent = main ? main.getAttribute('data-filter-agent') || '' : ''
+  var onlyFile = main ? main.getAttribute('data-filter-file') || '' : ''
+
+  // The page's filter (a plain GET form; the server filtered the first rendering the same way).
+  function kept (section, item) {
+    if (section !== 'events' && section !== 'intents') return true
+    if (onlyAgent && item.principal_id !== onlyAgent) return false
+    if (!onlyFile) return true
+    var files = section === 'events' ? (item.refs && item.refs.files) || [] : item.files || []
+    return files.some(function (f) { return f.indexOf(onlyFile) >= 0 })
+  }
 
   function setStatus (text) { if (status) status.textContent = text }
   function fmtRel (iso) {
@@ -113,6 +133,10 @@ export const DASHBOARD_JS = `(function () {
     if (!c) return
     var key = keyOf(section, item)
     var row = rowFor(c, key)
+    if (!kept(section, item)) {
+      if (row) remove(section, key)
+      return
+    }
     if (!row) {
       row = newRow(section)
       if (!row) return
@@ -128,9 +152,10 @@ export const DASHBOARD_JS = `(function () {
     if (row) row.parentNode.removeChild(row)
     emptyState(section)
   }
-  function replace (section, items) {
+  function replace (section, all) {
     var c = container(section)
     if (!c) return
+    var items = all.filter(function (it) { return kept(section, it) })
     var keep = {}
     items.forEach(function (it) { keep[keyOf(section, it)] = true })
     Array.prototype.slice.call(c.children).forEach(function (r) { if (!keep[r.getAttribute('data-key')]) c.removeChild(r) })
@@ -166,6 +191,13 @@ export const DASHBOARD_JS = `(function () {
     })
   }
   function applySnapshot (view) {
+    if (view.ring !== ring) {
+      // Another ring (the coordinator restarted): its events are numbered anew.
+      ring = view.ring
+      lastSeq = 0
+      var tl = container('events')
+      while (tl && tl.firstChild) tl.removeChild(tl.firstChild)
+    }
     ['participants', 'intents', 'conflicts', 'commits', 'files', 'attention'].forEach(function (s) { if (view[s]) replace(s, view[s]) })
     ;['health', 'policies', 'totals'].forEach(function (s) { if (view[s]) setValues(s, view[s]) })
     var evs = (view.events || []).slice().reverse()
@@ -225,7 +257,9 @@ export const DASHBOARD_JS = `(function () {
     es.close()
     setStatus('The session was closed.')
   })
-  es.addEventListener('error', function () { if (es.readyState !== 2) setStatus('Connection lost; reconnecting…') })
+  es.addEventListener('error', function () {
+    setStatus(es.readyState === 2 ? 'Live updates stopped; reload the page.' : 'Connection lost; reconnecting…')
+  })
 })()
 `
 

@@ -27,7 +27,7 @@ interface DashRecord { readonly digest: string, readonly expiresAt: number }
 
 export type Viewer =
   | { readonly kind: 'local' }
-  | { readonly kind: 'token', readonly recordId: string, readonly digest: string, readonly entry: TokenEntry }
+  | { readonly kind: 'token', readonly recordId: string, readonly digest: string, readonly entry: TokenEntry, readonly expiresAt: number }
 
 /** May this viewer see that session? (any token valid for it: allowed_sessions or `*`) */
 export function canView (viewer: Viewer, sessionId: string): boolean {
@@ -101,7 +101,8 @@ export class DashboardAuth {
       this.#records.delete(recordId)
       return undefined
     }
-    return { kind: 'token', recordId, digest: rec.digest, entry }
+    // The record ends with the token (login took the earlier of both), or when a reload gave the token an earlier end.
+    return { kind: 'token', recordId, digest: rec.digest, entry, expiresAt: Math.min(rec.expiresAt, entry.expiresAt ?? Infinity) }
   }
 
   logout (recordId: string | undefined): void {

@@ -200,14 +200,30 @@ function definitionList (section: string, obj: Record<string, unknown>, labels: 
   return `<dl>${labels.map(([k, label]) => `<dt>${e(label)}</dt><dd data-set="${e(section)}.${e(k)}">${e(cellText(obj[k], undefined))}</dd>`).join('')}</dl>`
 }
 
-export function sessionPage (view: DashboardView, events: readonly DashEvent[], viewer: PageViewer, now: number, version: string): string {
+/** The session page's filter (query `agent`, `file`): the timeline and the work, by agent and by path. */
+export interface PageFilter { readonly agent: string, readonly file: string }
+
+export function matchesFilter (f: PageFilter, principal: string | null, files: readonly string[] | undefined): boolean {
+  if (f.agent !== '' && principal !== f.agent) return false
+  return f.file === '' || (files ?? []).some(p => p.includes(f.file))
+}
+
+export function sessionPage (view: DashboardView, allEvents: readonly DashEvent[], viewer: PageViewer, now: number, version: string, filter: PageFilter = { agent: '', file: '' }): string {
   const sid = view.session_id
   const base = `/dashboard/s/${encodeURIComponent(sid)}`
+  const events = allEvents.filter(ev => matchesFilter(filter, ev.principal_id, ev.refs.files))
+  const intents = view.intents.filter(i => matchesFilter(filter, i.principal_id, i.files))
+  const filtered = filter.agent !== '' || filter.file !== ''
   const body = `<nav aria-label="Sections"><ul>
 <li><a href="#attention">Attention</a></li><li><a href="#participants">Participants</a></li><li><a href="#work">Work</a></li><li><a href="#files">Files</a></li><li><a href="#conflicts">Conflicts</a></li><li><a href="#commits">Recent commits</a></li><li><a href="#timeline">Timeline</a></li><li><a href="#health">Health</a></li>
 </ul></nav>
-<main id="main">
+<main id="main" data-filter-agent="${e(filter.agent)}" data-filter-file="${e(filter.file)}">
 <h1>Session ${e(sid)}</h1>
+<form method="get" action="${e(base)}" role="search" aria-label="Filter the work and the timeline">
+<label for="filter-agent">Agent</label> <input id="filter-agent" name="agent" value="${e(filter.agent)}" size="16">
+<label for="filter-file">Path contains</label> <input id="filter-file" name="file" value="${e(filter.file)}" size="24">
+<button type="submit">Filter</button>${filtered ? ` <a href="${e(base)}">Clear the filter</a>` : ''}
+</form>
 <p>Captured <span data-set="captured_at">${e(view.captured_at)}</span> · <a href="${e(base)}">Refresh</a>${view.closed ? ' · <strong>this session is closed</strong>' : ''}</p>
 <p id="live-status" role="status" aria-live="polite"></p>
 <section aria-labelledby="attention"><h2 id="attention">Attention</h2>
@@ -239,10 +255,11 @@ ${keyedTable('intents', 'intent_id', 'Live intents', [
     { label: 'Since', field: 'created_at', kind: 'time' },
     { label: 'Expires', field: 'expires_at', kind: 'time' },
     { label: 'Claimed by', field: 'claimed_by' }
-  ], asRows(view.intents), view.totals.intents, now, 'No live intents.')}
+  ], asRows(intents), filtered ? intents.length : view.totals.intents, now, filtered ? 'No live intent matches the filter.' : 'No live intents.')}
 </section>
 <section aria-labelledby="files"><h2 id="files">Files</h2>
 ${keyedTable('files', 'path', 'Who holds which file', [
+    { label: 'Directory', field: 'directory' },
     { label: 'Path', field: 'path', kind: 'header' },
     { label: 'Held by', field: 'holders', format: 'holders' }
   ], asRows(view.files), view.totals.files, now, 'No file is held.')}

@@ -104,6 +104,8 @@ export interface Stream {
   readonly valid: () => boolean
   lastSeq: number
   closed: boolean
+  /** Fires when the sign-in ends (the token's expiry), so the view ends then, not at the next keep-alive. */
+  expiry: NodeJS.Timeout | undefined
 }
 
 interface Watch {
@@ -267,8 +269,13 @@ export class DashboardHub {
    * hijacked the reply and checked `refusal`). `lastEventId` resumes from
    * the ring when it names one of its events.
    */
-  open (res: ServerResponse, sessionId: string, key: string, valid: () => boolean, lastEventId: string | undefined, headers: Record<string, string>): void {
-    const stream: Stream = { res, sessionId, key, valid, lastSeq: 0, closed: false }
+  open (res: ServerResponse, sessionId: string, key: string, valid: () => boolean, lastEventId: string | undefined, headers: Record<string, string>, expiresAt = Infinity): void {
+    const stream: Stream = { res, sessionId, key, valid, lastSeq: 0, closed: false, expiry: undefined }
+    if (Number.isFinite(expiresAt)) {
+      // Node caps delays at 2^31-1 ms; a later end is caught by the keep-alives.
+      stream.expiry = setTimeout(() => { if (!stream.valid()) this.#end(stream, 'event: revoked\ndata: {}\n\n') }, Math.min(Math.max(0, expiresAt - this.#opts.now()), 2_147_483_647))
+      stream.expiry.unref()
+    }
     this.#streamCount++
     this.#perKey.set(key, (this.#perKey.get(key) ?? 0) + 1)
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'x-accel-buffering': 'no', connection: 'keep-alive', ...headers })
@@ -335,6 +342,8 @@ export class DashboardHub {
   }
 
   #closed (s: Stream): void {
+    if (s.expiry !== undefined) clearTimeout(s.expiry)
+    s.expiry = undefined
     const w = this.#watches.get(s.sessionId)
     if (w === undefined || !w.streams.delete(s)) return
     s.closed = true

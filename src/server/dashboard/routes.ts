@@ -5,8 +5,8 @@
  *
  * Every dashboard request passes the WebSocket route's Host check (DNS
  * rebinding) and, when it carries an Origin, must come from this origin (or
- * an --allowed-origin); a POST without Origin is refused when the browser
- * says it is cross-site (Sec-Fetch-Site). With a token table, every request
+ * an --allowed-origin); a POST with `Origin: null` (our no-referrer pages
+ * make browsers send that) or none must be same-origin by Sec-Fetch-Site. With a token table, every request
  * needs a sign-in (pages redirect to the login form, the API and the stream
  * answer 401), re-checked against the current table. Without one (a
  * loopback coordinator: config.ts refuses the dashboard on other binds)
@@ -76,6 +76,29 @@ export function registerDashboard (app: FastifyInstance, deps: DashboardDeps): D
     ...(deps.keepAliveMs === undefined ? {} : { keepAliveMs: deps.keepAliveMs })
   })
 
+  /**
+   * Why a request must be refused as cross-origin, or undefined. A real
+   * Origin must be this server's (or an --allowed-origin). Our pages send
+   * no Referer, so a browser's form post carries `Origin: null`: then the
+   * browser's Sec-Fetch-Site must say same-origin. A POST without Origin is
+   * refused when the browser marks it as not same-origin; any other request
+   * marked cross-site is refused unless it is a top-level navigation (a
+   * link to the dashboard; SameSite=Strict keeps the cookie off it).
+   */
+  const originRefusal = (method: string, origin: string | undefined, site: string | string[] | undefined, mode: string | string[] | undefined, host: string | undefined): string | undefined => {
+    const o = origin?.trim().toLowerCase()
+    if (o !== undefined && o !== 'null') {
+      const own = host === undefined ? undefined : `${https ? 'https' : 'http'}://${host}`.toLowerCase()
+      return o === own || origins.has(o) ? undefined : `requests from another origin are refused (Origin ${JSON.stringify(shown(origin as string))})`
+    }
+    if (method === 'POST') {
+      if (o === 'null' ? site !== 'same-origin' : site !== undefined && site !== 'same-origin') return 'form posts from another site are refused'
+      return undefined
+    }
+    if (site === 'cross-site' && mode !== 'navigate') return 'requests from another site are refused'
+    return undefined
+  }
+
   const recordOf = (request: FastifyRequest): string | undefined => cookieValue(request.headers.cookie, cookieName)
   const viewerOf = (request: FastifyRequest): Viewer | undefined => local ? { kind: 'local' } : signIns.viewer(auth.table, recordOf(request), now())
   const pageViewer = (v: Viewer): PageViewer => v.kind === 'local'
@@ -135,19 +158,8 @@ export function registerDashboard (app: FastifyInstance, deps: DashboardDeps): D
         const why = hostRefusal(config, host, socket.localAddress, socket.localPort)
         if (why !== undefined) return refuse(request, reply, HTTP_ERRORS.HOST_FORBIDDEN, `${why} (Host ${JSON.stringify(shown(host))})`)
       }
-      const origin = request.headers.origin
-      // Under `Referrer-Policy: no-referrer` a browser sends `Origin: null` with its own
-      // same-origin form posts (sign-in, sign-out); Sec-Fetch-Site, which pages cannot set,
-      // tells those from a really opaque origin (a sandboxed frame, a data: page: cross-site).
-      const ownFormPost = origin?.trim() === 'null' && request.headers['sec-fetch-site'] === 'same-origin'
-      if (origin !== undefined && !ownFormPost) {
-        const own = host === undefined ? undefined : `${https ? 'https' : 'http'}://${host}`.toLowerCase()
-        const o = origin.trim().toLowerCase()
-        if (o !== own && !origins.has(o)) return refuse(request, reply, HTTP_ERRORS.ORIGIN_FORBIDDEN, `requests from another origin are refused (Origin ${JSON.stringify(shown(origin))})`)
-      } else if (request.method === 'POST') {
-        const site = request.headers['sec-fetch-site']
-        if (site !== undefined && site !== 'same-origin' && site !== 'none') return refuse(request, reply, HTTP_ERRORS.ORIGIN_FORBIDDEN, 'cross-site form posts are refused')
-      }
+      const why = originRefusal(request.method, request.headers.origin, request.headers['sec-fetch-site'], request.headers['sec-fetch-mode'], host)
+      if (why !== undefined) return refuse(request, reply, HTTP_ERRORS.ORIGIN_FORBIDDEN, why)
       return undefined
     })
 
@@ -222,7 +234,9 @@ export function registerDashboard (app: FastifyInstance, deps: DashboardDeps): D
       const viewer = pageAccess(request, reply, id)
       if (isReply(viewer)) return viewer
       const view = hub.view(id)
-      if (view !== undefined) return html(reply, 200, sessionPage(view, view.events, pageViewer(viewer), now(), VERSION))
+      const q = request.query as Record<string, unknown>
+      const param = (v: unknown): string => typeof v === 'string' ? v.trim().slice(0, 256) : ''
+      if (view !== undefined) return html(reply, 200, sessionPage(view, view.events, pageViewer(viewer), now(), VERSION, { agent: param(q.agent), file: param(q.file) }))
       if (registry.isStored(id)) return html(reply, 200, idlePage(id, pageViewer(viewer)))
       return refuse(request, reply, HTTP_ERRORS.NOT_FOUND, `no session ${shown(id)}`, 404, viewer)
     })
@@ -273,7 +287,7 @@ export function registerDashboard (app: FastifyInstance, deps: DashboardDeps): D
         }
       const last = request.headers['last-event-id']
       reply.hijack()
-      hub.open(reply.raw, id, key, valid, typeof last === 'string' ? last : undefined, { ...SECURITY_HEADERS })
+      hub.open(reply.raw, id, key, valid, typeof last === 'string' ? last : undefined, { ...SECURITY_HEADERS }, viewer.kind === 'token' ? viewer.expiresAt : Infinity)
       return reply
     })
   })
