@@ -49,50 +49,79 @@ export type PatchOp =
   | { readonly section: string, readonly op: 'replace', readonly items: readonly unknown[] }
   | { readonly section: string, readonly op: 'set', readonly item: unknown }
 
-/**
- * The patch from `prev` to `next`: per keyed section, upserts of changed
- * items and removals when the keys keep their order, else the whole list
- * (`replace`); `set` for a changed object section. Everything when `prev`
- * is undefined.
- */
-export function diffViews (prev: DashboardView | undefined, next: DashboardView): PatchOp[] {
-  const out: PatchOp[] = []
+/** What a diff needs of the previous view: each section's keys in order and each item's JSON (computed once per view). */
+export interface ViewDigest {
+  readonly keys: ReadonlyMap<string, readonly string[]>
+  readonly json: ReadonlyMap<string, ReadonlyMap<string, string>>
+  readonly sets: ReadonlyMap<string, string>
+}
+
+export function digestOf (view: DashboardView): ViewDigest {
+  const keys = new Map<string, string[]>()
+  const json = new Map<string, Map<string, string>>()
   for (const [section, keyField] of Object.entries(KEYED_SECTIONS)) {
-    const items = next[section as keyof typeof KEYED_SECTIONS] as unknown as ReadonlyArray<Record<string, unknown>>
-    if (prev === undefined) {
+    const items = view[section as keyof typeof KEYED_SECTIONS] as unknown as ReadonlyArray<Record<string, unknown>>
+    const ks: string[] = []
+    const js = new Map<string, string>()
+    for (const it of items) {
+      const k = String(it[keyField])
+      ks.push(k)
+      js.set(k, JSON.stringify(it))
+    }
+    keys.set(section, ks)
+    json.set(section, js)
+  }
+  const sets = new Map<string, string>()
+  for (const section of SET_SECTIONS) sets.set(section, JSON.stringify(view[section]))
+  return { keys, json, sets }
+}
+
+/**
+ * The patch from the view `prev` digests to `next`: per keyed section,
+ * upserts of changed items and removals when the kept keys keep their
+ * order and new ones come last, else the whole list (`replace`); `set` for
+ * a changed object section. Everything when `prev` is undefined. Returns
+ * `next`'s digest too (the base of the following diff).
+ */
+export function diffDigest (prev: ViewDigest | undefined, next: DashboardView): { readonly patch: PatchOp[], readonly digest: ViewDigest } {
+  const digest = digestOf(next)
+  const out: PatchOp[] = []
+  for (const section of Object.keys(KEYED_SECTIONS)) {
+    const items = next[section as keyof typeof KEYED_SECTIONS] as unknown as readonly unknown[]
+    const beforeKeys = prev?.keys.get(section)
+    const beforeJson = prev?.json.get(section)
+    if (beforeKeys === undefined || beforeJson === undefined) {
       out.push({ section, op: 'replace', items })
       continue
     }
-    const before = prev[section as keyof typeof KEYED_SECTIONS] as unknown as ReadonlyArray<Record<string, unknown>>
-    const key = (it: Record<string, unknown>): string => String(it[keyField])
-    const beforeKeys = before.map(key)
-    const afterKeys = items.map(key)
-    const nextKeys = new Set(afterKeys)
-    const kept = beforeKeys.filter(k => nextKeys.has(k))
-    const beforeSet = new Set(beforeKeys)
-    const added = afterKeys.filter(k => !beforeSet.has(k))
+    const afterKeys = digest.keys.get(section) as readonly string[]
+    const afterJson = digest.json.get(section) as ReadonlyMap<string, string>
+    const kept = beforeKeys.filter(k => afterJson.has(k))
     // New items at the end of an unchanged order can be upserted; anything else is sent whole.
-    const inOrder = kept.every((k, i) => afterKeys[i] === k) && afterKeys.slice(kept.length).every(k => !beforeSet.has(k))
+    const inOrder = kept.every((k, i) => afterKeys[i] === k) && afterKeys.slice(kept.length).every(k => !beforeJson.has(k))
     if (!inOrder) {
       out.push({ section, op: 'replace', items })
       continue
     }
-    const old = new Map(before.map(it => [key(it), JSON.stringify(it)]))
-    for (const k of beforeKeys) if (!nextKeys.has(k)) out.push({ section, op: 'remove', key: k })
-    for (const it of items) {
-      const k = key(it)
-      if (added.includes(k) || old.get(k) !== JSON.stringify(it)) out.push({ section, op: 'upsert', key: k, item: it })
-    }
+    for (const k of beforeKeys) if (!afterJson.has(k)) out.push({ section, op: 'remove', key: k })
+    afterKeys.forEach((k, i) => {
+      if (beforeJson.get(k) !== afterJson.get(k)) out.push({ section, op: 'upsert', key: k, item: items[i] })
+    })
   }
   for (const section of SET_SECTIONS) {
-    if (prev === undefined || JSON.stringify(prev[section]) !== JSON.stringify(next[section])) out.push({ section, op: 'set', item: next[section] })
+    if (prev?.sets.get(section) !== digest.sets.get(section)) out.push({ section, op: 'set', item: next[section] })
   }
-  return out
+  return { patch: out, digest }
+}
+
+/** The patch from `prev` to `next` (diffDigest on prev's digest). */
+export function diffViews (prev: DashboardView | undefined, next: DashboardView): PatchOp[] {
+  return diffDigest(prev === undefined ? undefined : digestOf(prev), next).patch
 }
 
 /** Every section whole (a resumed stream: the timeline continues, the state is replaced). */
 function fullPatch (view: DashboardView): PatchOp[] {
-  return diffViews(undefined, view)
+  return diffDigest(undefined, view).patch
 }
 
 export interface Stream {
@@ -115,7 +144,8 @@ interface Watch {
   unsubscribe: (() => void) | undefined
   readonly streams: Set<Stream>
   pending: DashEvent[]
-  lastView: DashboardView | undefined
+  /** The last view sent to the session's streams, digested (the base of the next delta). */
+  lastDigest: ViewDigest | undefined
   timer: NodeJS.Timeout | undefined
   lastFlushAt: number
   closedSeen: boolean
@@ -163,7 +193,7 @@ export class DashboardHub {
     const runtime = this.#opts.registry.peek(sessionId)
     if (w === undefined) {
       if (runtime === undefined) return undefined
-      w = { sessionId, ring: new EventRing(), runtime: undefined, unsubscribe: undefined, streams: new Set(), pending: [], lastView: undefined, timer: undefined, lastFlushAt: 0, closedSeen: false }
+      w = { sessionId, ring: new EventRing(), runtime: undefined, unsubscribe: undefined, streams: new Set(), pending: [], lastDigest: undefined, timer: undefined, lastFlushAt: 0, closedSeen: false }
       this.#watches.set(sessionId, w)
       if (runtime.recoveredAt !== undefined) {
         w.ring.push({ at: formatTs(runtime.recoveredAt), type: 'RECOVERED', principal_id: null, summary: 'coordinator restarted; session recovered from its journal', refs: {} })
@@ -176,7 +206,7 @@ export class DashboardHub {
   #attach (w: Watch, runtime: SessionRuntime): void {
     w.unsubscribe?.()
     w.runtime = runtime
-    w.lastView = undefined
+    w.lastDigest = undefined
     w.unsubscribe = runtime.subscribe(n => this.#onNotice(w, runtime, n))
   }
 
@@ -193,7 +223,7 @@ export class DashboardHub {
     if (n.kind === 'stopped') {
       w.runtime = undefined
       w.unsubscribe = undefined
-      w.lastView = undefined
+      w.lastDigest = undefined
       if (w.timer !== undefined) clearTimeout(w.timer)
       w.timer = undefined
       w.pending = []
@@ -223,8 +253,8 @@ export class DashboardHub {
     const runtime = w.runtime
     if (runtime === undefined || w.streams.size === 0) return
     const view = runtime.core.dashboardView(this.#opts.now())
-    const patch = diffViews(w.lastView, view)
-    w.lastView = view
+    const { patch, digest } = diffDigest(w.lastDigest, view)
+    w.lastDigest = digest
     const texts = new Map<number, string>()
     for (const s of [...w.streams]) {
       const evs = events.filter(e => e.seq > s.lastSeq)
@@ -284,7 +314,7 @@ export class DashboardHub {
     this.#write(stream, `retry: ${RETRY_MS}\n\n`)
     let w = this.#watch(sessionId)
     if (w === undefined) {
-      w = { sessionId, ring: new EventRing(), runtime: undefined, unsubscribe: undefined, streams: new Set(), pending: [], lastView: undefined, timer: undefined, lastFlushAt: 0, closedSeen: false }
+      w = { sessionId, ring: new EventRing(), runtime: undefined, unsubscribe: undefined, streams: new Set(), pending: [], lastDigest: undefined, timer: undefined, lastFlushAt: 0, closedSeen: false }
       this.#watches.set(sessionId, w)
     }
     w.streams.add(stream)
@@ -296,7 +326,7 @@ export class DashboardHub {
     const seq = m === null ? NaN : Number(m[2])
     if (m !== null && m[1] === w.ring.id && w.ring.canResume(seq)) {
       const view = w.runtime.core.dashboardView(this.#opts.now())
-      w.lastView ??= view
+      w.lastDigest ??= digestOf(view)
       const evs = w.ring.after(seq)
       stream.lastSeq = w.ring.lastSeq
       this.#write(stream, `id: ${w.ring.id}.${w.ring.lastSeq}\nevent: delta\ndata: ${JSON.stringify({ captured_at: view.captured_at, event: evs[evs.length - 1] ?? null, events: evs, patch: fullPatch(view), resumed: true })}\n\n`)
@@ -308,7 +338,7 @@ export class DashboardHub {
   #sendSnapshot (w: Watch, s: Stream): void {
     if (w.runtime === undefined) return
     const view = w.runtime.core.dashboardView(this.#opts.now())
-    w.lastView ??= view
+    w.lastDigest ??= digestOf(view)
     s.lastSeq = w.ring.lastSeq
     this.#write(s, `id: ${w.ring.id}.${w.ring.lastSeq}\nevent: snapshot\ndata: ${JSON.stringify({ ...view, events: w.ring.newest(SNAPSHOT_EVENTS), ring: w.ring.id })}\n\n`)
   }
@@ -352,7 +382,7 @@ export class DashboardHub {
     if (n <= 0) this.#perKey.delete(s.key)
     else this.#perKey.set(s.key, n)
     if (w.streams.size === 0) {
-      w.lastView = undefined
+      w.lastDigest = undefined
       if (w.runtime === undefined) this.#watches.delete(w.sessionId)
     }
   }
