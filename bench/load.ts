@@ -20,13 +20,14 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { performance } from 'node:perf_hooks'
 import { Agent, arg, percentile, type Frame } from './agent.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
-async function startServer (store: string, extra: string[]): Promise<{ child: ChildProcess, port: number }> {
+/** Starts the server (the real CLI) as a child process with the load driver's limits lifted, plus `extra` flags; resolves with its port. */
+export async function startServer (store: string, extra: string[], env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess, port: number }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'mpac-bench-'))
   const nodeFlags = (process.env.MPAC_BENCH_NODE_FLAGS ?? '').split(' ').filter(f => f !== '')
   const profDir = arg('prof', '')
@@ -35,7 +36,7 @@ async function startServer (store: string, extra: string[]): Promise<{ child: Ch
   const entry = process.argv.includes('--dist') ? ['dist/server/cli.js'] : ['--import', './scripts/ts-register.mjs', 'src/server/cli.ts']
   const child = spawn(process.execPath, [...nodeFlags, ...entry,
     '--port', '0', '--store', store, '--data-dir', dataDir, '--max-msgs-per-sec', '100000', '--max-sessions', '100000', '--metrics-public', '--max-prehello-per-address', '100000', '--max-prehello-connections', '100000', ...extra],
-  { cwd: root, env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'inherit'] })
+  { cwd: root, env: { ...process.env, LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
   return new Promise((resolve, reject) => {
     let out = ''
     child.stdout?.on('data', (d: Buffer) => {
@@ -58,17 +59,42 @@ async function serverRss (port: number): Promise<number> {
   return (await serverMemory(port)).rss
 }
 
-async function load (): Promise<void> {
-  const sessions = Number(arg('sessions', '20'))
-  const agents = Number(arg('agents', '5'))
-  const seconds = Number(arg('seconds', '10'))
-  const store = arg('store', 'memory')
-  const files = Number(arg('files', String(agents * 2)))
-  const rate = Number(arg('rate', '0'))
-  const { child, port } = await startServer(store, ['--store-sync', arg('sync', 'full')])
+export interface LoadOptions {
+  readonly sessions: number
+  readonly agents: number
+  readonly seconds: number
+  /** Files in each session's pool (race-lock rejections happen on it). */
+  readonly files: number
+  /** Offered requests/s in total; 0 = closed loop (back to back). */
+  readonly rate: number
+  /** Bearer token of every agent's HELLO (an authenticated server). */
+  readonly token?: string
+  /** Called once every agent joined, before the loops start. */
+  readonly beforeRun?: () => Promise<void>
+  /** Called when the loops stopped, before the agents disconnect (to measure the server with them connected). */
+  readonly beforeClose?: () => Promise<void>
+}
+
+export interface LoadResult {
+  readonly seconds: number
+  readonly requests: number
+  readonly requestsPerSec: number
+  readonly rejectedByProtocol: number
+  readonly errors: number
+  readonly p50ms: number
+  readonly p99ms: number
+}
+
+/**
+ * Joins `sessions` × `agents` agents (sessions `bench-<s>`) to the server on
+ * `port`, runs the announce → commit → withdraw loops for `seconds`, closes
+ * the agents and resolves with the figures.
+ */
+export async function runLoad (port: number, o: LoadOptions): Promise<LoadResult> {
+  const { sessions, agents, seconds, files, rate } = o
   const all: Agent[] = []
   for (let s = 0; s < sessions; s++) {
-    for (let a = 0; a < agents; a++) all.push(await Agent.join(port, `bench-${s}`, `agent:${s}-${a}`))
+    for (let a = 0; a < agents; a++) all.push(await Agent.join(port, `bench-${s}`, `agent:${s}-${a}`, o.token))
   }
   const rtts: number[] = []
   let requests = 0
@@ -114,6 +140,7 @@ async function load (): Promise<void> {
       await paced(agent, 'INTENT_WITHDRAW', { intent_id: intentId }, slot)
     }
   }
+  await o.beforeRun?.()
   const started = performance.now()
   const loops = all.map((agent, n) => loop(agent, n))
   await new Promise(resolve => setTimeout(resolve, seconds * 1000))
@@ -121,24 +148,42 @@ async function load (): Promise<void> {
   await Promise.all(loops)
   const elapsed = (performance.now() - started) / 1000
   rtts.sort((x, y) => x - y)
-  const rss = await serverRss(port)
-  console.log(JSON.stringify({
-    mode: 'load',
-    store,
-    sync: arg('sync', 'full'),
-    sessions,
-    agents,
-    offeredRate: rate > 0 ? rate : 'max',
+  await o.beforeClose?.()
+  for (const a of all) a.close()
+  return {
     seconds: Number(elapsed.toFixed(1)),
     requests,
     requestsPerSec: Math.round(requests / elapsed),
     rejectedByProtocol: rejected,
     errors,
     p50ms: Number(percentile(rtts, 0.5).toFixed(2)),
-    p99ms: Number(percentile(rtts, 0.99).toFixed(2)),
+    p99ms: Number(percentile(rtts, 0.99).toFixed(2))
+  }
+}
+
+async function load (): Promise<void> {
+  const agents = Number(arg('agents', '5'))
+  const options: LoadOptions = {
+    sessions: Number(arg('sessions', '20')),
+    agents,
+    seconds: Number(arg('seconds', '10')),
+    files: Number(arg('files', String(agents * 2))),
+    rate: Number(arg('rate', '0'))
+  }
+  const store = arg('store', 'memory')
+  const { child, port } = await startServer(store, ['--store-sync', arg('sync', 'full')])
+  let rss = NaN
+  const result = await runLoad(port, { ...options, beforeClose: async () => { rss = await serverRss(port) } })
+  console.log(JSON.stringify({
+    mode: 'load',
+    store,
+    sync: arg('sync', 'full'),
+    sessions: options.sessions,
+    agents,
+    offeredRate: options.rate > 0 ? options.rate : 'max',
+    ...result,
     serverRssMiB: Math.round(rss)
   }))
-  for (const a of all) a.close()
   await stopServer(child)
   const profDir = arg('prof', '')
   if (profDir !== '') summariseProfiles(profDir)
@@ -148,7 +193,7 @@ interface ProfileNode { id: number, callFrame: { functionName: string, url: stri
 interface Profile { nodes: ProfileNode[], samples: number[], timeDeltas: number[] }
 
 /** Prints the top self-time functions of every `.cpuprofile` in `dir` (as a JSON line each). */
-function summariseProfiles (dir: string): void {
+export function summariseProfiles (dir: string): void {
   for (const name of readdirSync(dir).filter(f => f.endsWith('.cpuprofile'))) {
     const profile = JSON.parse(readFileSync(join(dir, name), 'utf8')) as Profile
     const byId = new Map(profile.nodes.map(n => [n.id, n]))
@@ -168,7 +213,7 @@ function summariseProfiles (dir: string): void {
 }
 
 /** SIGTERM, then wait for the exit (a `--cpu-prof` profile is written on the way out). */
-async function stopServer (child: ChildProcess): Promise<void> {
+export async function stopServer (child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return
   const exited = new Promise(resolve => child.once('exit', resolve))
   child.kill('SIGTERM')
@@ -204,6 +249,9 @@ async function idle (count: number): Promise<void> {
   child.kill('SIGTERM')
 }
 
-const idleCount = arg('idle', '')
-if (idleCount !== '') await idle(Number(idleCount))
-else await load()
+// Run only as a script: bench/dashboard.ts imports the functions above.
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const idleCount = arg('idle', '')
+  if (idleCount !== '') await idle(Number(idleCount))
+  else await load()
+}

@@ -32,6 +32,8 @@ const USAGE = `Usage:
                                              the git pre-commit/pre-push guard (mpac-mcp guard --help)
   mpac-mcp smoke <${SMOKE_FLOWS.join('|')}|all> --workspace DIR [--file README.md]
                                              run an end-to-end check on a scratch copy of one file
+  mpac-mcp dashboard [--open] [--workspace DIR]
+                                             print (or open) this workspace's dashboard URL
   mpac-mcp --help | --version
 
 Environment: MPAC_WORKSPACE_DIR, MPAC_COORDINATOR_URL, MPAC_SESSION_ID, MPAC_COORDINATOR_TOKEN,
@@ -178,6 +180,10 @@ async function main (argv: string[]): Promise<number> {
     const log = createLogger({ ...process.env, MPAC_LOG_LEVEL: process.env['MPAC_LOG_LEVEL'] ?? 'warn' })
     const ok = await runSmoke(flow, { workspace: values.workspace as string, file: values.file as string, logger: log, out: s => process.stdout.write(s + '\n') })
     return ok ? 0 : 1
+  }
+  if (command === 'dashboard') {
+    const { runDashboardCommand } = await import('./dashboard.js')
+    return await runDashboardCommand(rest, process.env, process.cwd(), { out: s => process.stdout.write(s + '\n'), err: s => process.stderr.write(s + '\n') })
   }
   process.stderr.write(`unknown command ${JSON.stringify(command)}\n${USAGE}\n`)
   return 2

@@ -26,6 +26,8 @@ a { color: var(--focus); }
 table { border-collapse: collapse; width: 100%; margin-bottom: 0.5rem; }
 caption { text-align: left; font-weight: 600; padding: 0.3rem 0; }
 th, td { border-bottom: 1px solid var(--line); padding: 0.25rem 0.4rem; text-align: left; vertical-align: top; }
+/* state refs are 71 characters without a break: let them wrap rather than widen the page */
+td[data-field^="state_ref"] { overflow-wrap: anywhere; min-width: 12ch; }
 th { font-weight: 600; }
 .muted, .empty { color: var(--muted); }
 .state { font-weight: 600; white-space: nowrap; }
@@ -78,7 +80,7 @@ export const DASHBOARD_JS = `(function () {
     var d = Math.round((t - Date.now()) / 1000)
     var a = Math.abs(d)
     var s = a < 60 ? a + ' s' : a < 3600 ? Math.round(a / 60) + ' min' : a < 86400 ? Math.round(a / 3600) + ' h' : Math.round(a / 86400) + ' d'
-    return d < 0 ? s + ' ago' : 'in ' + s
+    return d === 0 ? 'now' : d < 0 ? s + ' ago' : 'in ' + s
   }
   function text (v, format) {
     if (v === null || v === undefined || v === '') return '—'
@@ -236,6 +238,12 @@ export const DASHBOARD_JS = `(function () {
       setStatus(paused ? 'Live updates paused' : 'Live updates resumed')
     })
   }
+  // Relative times ("4 s ago") age while the page stays open; not while paused (WCAG 2.2.2).
+  setInterval(function () {
+    if (paused) return
+    var times = document.querySelectorAll('main time[datetime]')
+    for (var i = 0; i < times.length; i++) times[i].textContent = fmtRel(times[i].getAttribute('datetime'))
+  }, 15000)
   var es = new EventSource('/dashboard/s/' + encodeURIComponent(sid) + '/events')
   es.addEventListener('snapshot', receive('snapshot'))
   es.addEventListener('delta', receive('delta'))

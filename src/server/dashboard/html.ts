@@ -57,6 +57,7 @@ export function layout (title: string, body: string, viewer: PageViewer | undefi
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <title>${e(title)} · mpac dashboard</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="${CSS_ASSET.url}">
 <script src="${JS_ASSET.url}" defer></script>
 </head>
