@@ -459,26 +459,35 @@ export class PostgresStore implements FleetStore {
       c.on('notification', onNotification)
       c.on('error', err => { lost(c, err) })
       c.on('end', () => { lost(c, new Error('the listening connection ended')) })
-      client = c
-      await c.connect()
-      await c.query('LISTEN mpac_handover')
-      await c.query('LISTEN mpac_released')
+      try {
+        await c.connect()
+        await c.query('LISTEN mpac_handover')
+        await c.query('LISTEN mpac_released')
+      } catch (err) {
+        await c.end().catch(() => {})
+        throw err
+      }
+      if (stopped) await c.end().catch(() => {})
+      else client = c
     }
+    const reconnect = (delay: number): void => {
+      retry = setTimeout(() => {
+        retry = undefined
+        if (stopped) return
+        connect().catch((err: unknown) => {
+          listener.error?.(err instanceof Error ? err : new Error(String(err)))
+          reconnect(Math.min(delay * 2, 5000))
+        })
+      }, delay)
+      retry.unref()
+    }
+    // Only the connection in use counts: a failed attempt or an old connection ending is not news.
     const lost = (c: pg.Client, err: Error): void => {
       if (stopped || client !== c) return
       client = undefined
       c.end().catch(() => {})
       listener.error?.(err)
-      const again = (): void => {
-        retry = undefined
-        if (stopped) return
-        connect().catch((e: unknown) => {
-          const failed = client
-          if (failed !== undefined) lost(failed, e instanceof Error ? e : new Error(String(e)))
-          else retry = setTimeout(again, 1000)
-        })
-      }
-      retry = setTimeout(again, 500)
+      reconnect(500)
     }
     await connect()
     const stop = async (): Promise<void> => {
