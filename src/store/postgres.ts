@@ -27,8 +27,9 @@ import { StoreDamagedError, type JournalStats } from './types.js'
  *   flight (a promise chain per lane); snapshots of a session go through its
  *   lane too, so they are ordered with its appends.
  * - Connections: a pool of `lanes` connections for commits, a control pool
- *   (claims, lease renewals: never queued behind a commit) and, for `watch`,
- *   one direct connection for LISTEN. Only unnamed statements are used, so a
+ *   of 2 (claims, loads, releases: never queued behind a commit), one
+ *   connection for the node's lease (never queued behind a claim waiting on
+ *   a row lock) and, for `watch`, one direct connection for LISTEN. Only unnamed statements are used, so a
  *   pooler in transaction mode (PgBouncer, the Fly MPG pooler) works for the
  *   pools; connections are recycled after 600 s and closed after 300 s idle.
  * - A commit whose connection broke is resolved by re-reading the tails on
@@ -257,6 +258,8 @@ export class PostgresStore implements FleetStore {
   readonly lanes: number
   readonly #lanePool: pg.Pool
   readonly #controlPool: pg.Pool
+  /** One connection for the node's lease alone: a renewal never waits behind claims or loads. */
+  readonly #leasePool: pg.Pool
   readonly #listenConfig: pg.ClientConfig
   readonly #log: StoreLogger
   readonly #ambiguousRetryMs: number
@@ -283,7 +286,8 @@ export class PostgresStore implements FleetStore {
     }
     this.#lanePool = new pg.Pool({ ...base, max: this.lanes })
     this.#controlPool = new pg.Pool({ ...base, max: 2 })
-    for (const pool of [this.#lanePool, this.#controlPool]) {
+    this.#leasePool = new pg.Pool({ ...base, max: 1 })
+    for (const pool of [this.#lanePool, this.#controlPool, this.#leasePool]) {
       // An idle connection that breaks (server restart, pooler recycling) is dropped by the pool; without a
       // listener the error event would crash the process.
       pool.on('error', err => { this.#log.warn({ err }, 'postgres: an idle connection failed; it was dropped') })
@@ -328,7 +332,7 @@ export class PostgresStore implements FleetStore {
   // ---- nodes -----------------------------------------------------------------
 
   async registerNode (node: NodeSpec): Promise<NodeRegistration> {
-    const r = await this.#control<{ incarnation: string, lease_until: Date }>(`
+    const r = await this.#lease<{ incarnation: string, lease_until: Date }>(`
       INSERT INTO mpac_nodes (node_id, incarnation, addr, lease_until)
       VALUES ($1, 1, $2, now() + $3::double precision * interval '1 millisecond')
       ON CONFLICT (node_id) DO UPDATE SET incarnation = mpac_nodes.incarnation + 1, addr = excluded.addr,
@@ -340,13 +344,13 @@ export class PostgresStore implements FleetStore {
   }
 
   async renewNode (node: NodeIdentity, ttlMs: number): Promise<boolean> {
-    const r = await this.#control(`UPDATE mpac_nodes SET lease_until = now() + $3::double precision * interval '1 millisecond'
+    const r = await this.#lease(`UPDATE mpac_nodes SET lease_until = now() + $3::double precision * interval '1 millisecond'
       WHERE node_id = $1 AND incarnation = $2`, [node.nodeId, node.incarnation, ttlMs])
     return r.rowCount === 1
   }
 
   async retireNode (node: NodeIdentity): Promise<boolean> {
-    const r = await this.#control('UPDATE mpac_nodes SET lease_until = now(), draining = true WHERE node_id = $1 AND incarnation = $2',
+    const r = await this.#lease('UPDATE mpac_nodes SET lease_until = now(), draining = true WHERE node_id = $1 AND incarnation = $2',
       [node.nodeId, node.incarnation])
     return r.rowCount === 1
   }
@@ -664,7 +668,7 @@ export class PostgresStore implements FleetStore {
     this.#closed = true
     await Promise.all([...this.#watchers].map(async stop => { await stop() }))
     await Promise.allSettled(this.#laneTail)
-    await Promise.all([this.#lanePool.end(), this.#controlPool.end()])
+    await Promise.all([this.#lanePool.end(), this.#controlPool.end(), this.#leasePool.end()])
     this.#counters.clear()
   }
 
@@ -694,13 +698,15 @@ export class PostgresStore implements FleetStore {
         const resend: Prepared[] = []
         for (const p of pending) {
           const t = tails.get(p.batch.sessionId)
-          if (t === undefined || t.epoch !== p.batch.epoch) lost.push(p.batch.sessionId)
+          // A quarantined session's fence never matches: it is lost, not resent.
+          if (t === undefined || t.epoch !== p.batch.epoch || t.quarantined) lost.push(p.batch.sessionId)
           else if (t.lastSeq === p.newSeq) committed.push(p)
           else if (t.lastSeq === p.batch.fromSeq) resend.push(p)
           else lost.push(p.batch.sessionId)
         }
         pending = resend
         if (pending.length === 0) break
+        if (performance.now() >= deadline) throw new StoreUnavailableError('postgres: commit (outcome unknown): could not be resolved in time')
       }
       let rows: string[]
       try {
@@ -751,13 +757,13 @@ export class PostgresStore implements FleetStore {
     }
   }
 
-  async #readTails (ids: readonly string[], deadline: number): Promise<Map<string, { epoch: number, lastSeq: number }>> {
+  async #readTails (ids: readonly string[], deadline: number): Promise<Map<string, { epoch: number, lastSeq: number, quarantined: boolean }>> {
     let delay = 50
     for (;;) {
       try {
-        const r = await this.#controlPool.query<{ session_id: string, epoch: string, last_seq: string }>(
-          'SELECT session_id, epoch, last_seq FROM mpac_sessions WHERE session_id = ANY($1::text[])', [ids])
-        return new Map(r.rows.map(row => [row.session_id, { epoch: num(row.epoch), lastSeq: num(row.last_seq) }]))
+        const r = await this.#controlPool.query<{ session_id: string, epoch: string, last_seq: string, quarantined: boolean }>(
+          'SELECT session_id, epoch, last_seq, quarantined FROM mpac_sessions WHERE session_id = ANY($1::text[])', [ids])
+        return new Map(r.rows.map(row => [row.session_id, { epoch: num(row.epoch), lastSeq: num(row.last_seq), quarantined: row.quarantined }]))
       } catch (err) {
         if (performance.now() >= deadline) throw wrap(err, 'commit (outcome unknown; the journal tails could not be read)')
         await sleep(delay)
@@ -786,6 +792,10 @@ export class PostgresStore implements FleetStore {
       release(err)
     }
     return client
+  }
+
+  async #lease<R extends pg.QueryResultRow = pg.QueryResultRow> (sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    return await this.#query<R>(this.#leasePool, sql, params, 'lease query')
   }
 
   async #control<R extends pg.QueryResultRow = pg.QueryResultRow> (sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
