@@ -198,15 +198,23 @@ WITH u AS (
   RETURNING session_id)
 SELECT pg_notify('mpac_handover', json_build_object('s', u.session_id, 'to', $2::text)::text) FROM u`
 
+// Retention, step 1 (in a transaction): lock the closed candidates, skipping rows another transaction holds.
+const PURGE_LOCK_SQL = `
+SELECT session_id FROM mpac_sessions
+ WHERE closed_at IS NOT NULL AND closed_at < to_timestamp($1::double precision / 1000)
+ FOR UPDATE SKIP LOCKED`
+
+// Step 2, with the locks held (so nothing changes under it): delete those no live node owns. Not one
+// statement with step 1: Read Committed would re-check a row claimed meanwhile against a stale join.
 const PURGE_SQL = `
 WITH victims AS (
-  SELECT s.session_id FROM mpac_sessions s LEFT JOIN mpac_nodes n ON n.node_id = s.owner_node
-   WHERE s.closed_at IS NOT NULL AND s.closed_at < to_timestamp($1::double precision / 1000)
-     AND (s.owner_node IS NULL OR n.node_id IS NULL OR n.incarnation <> s.owner_inc OR n.lease_until <= now())
-   FOR UPDATE OF s SKIP LOCKED),
+  DELETE FROM mpac_sessions s WHERE s.session_id = ANY($1::text[])
+     AND (s.owner_node IS NULL OR NOT EXISTS (SELECT 1 FROM mpac_nodes n WHERE n.node_id = s.owner_node
+          AND n.incarnation = s.owner_inc AND n.lease_until > now()))
+  RETURNING s.session_id),
 dj AS (DELETE FROM mpac_journal j USING victims v WHERE j.session_id = v.session_id),
 ds AS (DELETE FROM mpac_snapshots p USING victims v WHERE p.session_id = v.session_id)
-DELETE FROM mpac_sessions s USING victims v WHERE s.session_id = v.session_id RETURNING s.session_id`
+SELECT session_id FROM victims`
 
 const RESOLVE_SQL = `
 SELECT s.session_id, s.owner_node, s.owner_inc, s.epoch, s.last_seq, s.clean, s.persisted, s.handover_to,
@@ -381,10 +389,16 @@ export class PostgresStore implements FleetStore {
         [sessionId, options.createdBy ?? null])
       await client.query('BEGIN')
       try {
-        // The row lock orders this claim after any append in flight (and any later append after it);
-        // `now()` is the transaction's start, so a lease is judged expired no earlier than it is.
-        const r = await client.query<ResolveRow>(`${RESOLVE_SQL} FOR UPDATE OF s`, [sessionId])
-        const row = r.rows[0]
+        // The row lock orders this claim after any append or claim in flight (and any later one after it).
+        // It is taken alone, and the state read by the next statement: a `FOR UPDATE OF s` on the join
+        // would re-check a row updated meanwhile against the *old* join partner (Read Committed
+        // re-evaluation keeps the NULL-extended node row of a then-unowned session), and two concurrent
+        // claims of a new session would both succeed. The next statement's snapshot is taken after the
+        // lock, so it sees the committed row and its owner's current lease. `now()` is the transaction's
+        // start, so a lease is judged expired no earlier than it is.
+        const locked = await client.query('SELECT 1 FROM mpac_sessions WHERE session_id = $1 FOR UPDATE', [sessionId])
+        const r = locked.rowCount === 1 ? await client.query<ResolveRow>(RESOLVE_SQL, [sessionId]) : undefined
+        const row = r?.rows[0]
         if (row === undefined) {
           // Deleted between the insert and the lock (a provisional session released): try again.
           await client.query('ROLLBACK')
@@ -642,8 +656,26 @@ export class PostgresStore implements FleetStore {
   }
 
   async purgeClosed (olderThan: number): Promise<string[]> {
-    const r = await this.#control<{ session_id: string }>(PURGE_SQL, [olderThan])
-    const ids = r.rows.map(row => row.session_id).sort()
+    const client = await this.#connect(this.#controlPool)
+    let ids: string[]
+    let broken: Error | undefined
+    try {
+      await client.query('BEGIN')
+      try {
+        const locked = await client.query<{ session_id: string }>(PURGE_LOCK_SQL, [olderThan])
+        const r = await client.query<{ session_id: string }>(PURGE_SQL, [locked.rows.map(row => row.session_id)])
+        await client.query('COMMIT')
+        ids = r.rows.map(row => row.session_id).sort()
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {})
+        throw err
+      }
+    } catch (err) {
+      if (!definitelyFailed(err)) broken = err instanceof Error ? err : new Error(String(err))
+      throw wrap(err, 'purge of closed sessions')
+    } finally {
+      client.release(broken)
+    }
     for (const id of ids) {
       this.#counters.delete(id)
       this.#log.info({ sessionId: id }, 'deleted a closed session past its retention')

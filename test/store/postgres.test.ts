@@ -10,8 +10,9 @@ import pg from 'pg'
 import t from 'tap'
 import type { CoreInput } from '../../src/coordinator/types.js'
 import { rowChecksum } from '../../src/store/checksum.js'
-import { FenceLostError, StoreDamagedError, StoreUnavailableError } from '../../src/store/index.js'
+import { FenceLostError, openFleetStore, StoreDamagedError, StoreUnavailableError } from '../../src/store/index.js'
 import { migrate, PostgresStore, SCHEMA_VERSION, type PostgresStoreOptions } from '../../src/store/postgres.js'
+import type { NodeIdentity } from '../../src/store/fleet-types.js'
 import { PG_SKIP, startPostgres, type PgCluster } from '../helpers/postgres.js'
 import { captureLogs } from './fixtures/logs.js'
 
@@ -224,6 +225,59 @@ if (PG_SKIP !== false) {
     t.same(again.committed, [])
     t.same(await journalRows(c, 's2'), [[1, 1], [2, 1]], 'no duplicate row')
     await t.rejects(a.appendBatch([{ sessionId: 's2', epoch: 1, fromSeq: 2, inputs: [] }]), RangeError)
+  })
+
+  t.test('openFleetStore opens the PostgreSQL store from the fleet settings; concurrent claims: exactly one wins', async t => {
+    const url = await freshDb()
+    const stores = await Promise.all([0, 1, 2, 3].map(async () => await openFleetStore({ databaseUrl: url, storeLanes: 2 })))
+    t.teardown(async () => { await Promise.all(stores.map(async s => { await s.close() })) })
+    t.equal(stores[0]?.lanes, 2)
+    const nodes = await Promise.all(stores.map(async (s, i) => await s.registerNode({ nodeId: `c${i}`, addr: `c${i}`, ttlMs: TTL })))
+    for (let round = 0; round < 10; round++) {
+      const sid = `race-${round}`
+      const results = await Promise.all(stores.map(async (s, i) => await s.claim(sid, nodes[i] as NodeIdentity)))
+      t.equal(results.filter(r => r.ok).length, 1, `round ${round}: one claim succeeded`)
+      const owner = await stores[0]?.resolve(sid)
+      const winner = results.findIndex(r => r.ok)
+      t.equal(owner?.owner?.nodeId, `c${winner}`)
+      t.equal(owner?.epoch, 1)
+    }
+  })
+
+  t.test('claim racing append, 30 rounds with real concurrency: the journal agrees with what each side was told', async t => {
+    const url = await freshDb()
+    const { a, b, na, nb } = await twoNodes(t, url)
+    const c = await rawClient(t, url)
+    let appendWon = 0
+    let claimWon = 0
+    for (let round = 0; round < 30; round++) {
+      const sid = `r-${round}`
+      await a.claim(sid, na)
+      await a.appendBatch([{ sessionId: sid, epoch: 1, fromSeq: 0, inputs: [tick(1)], persist: true }])
+      // a's lease is over (on the PG clock), but a does not know yet and appends; b claims at the same moment.
+      await a.renewNode(na, 0)
+      const [append, claim] = await Promise.all([
+        a.appendBatch([{ sessionId: sid, epoch: 1, fromSeq: 1, inputs: [msg(2, `late-${round}`)] }]),
+        b.claim(sid, nb)
+      ])
+      await a.renewNode(na, TTL)
+      t.ok(claim.ok)
+      if (!claim.ok) continue
+      const rows = await journalRows(c, sid)
+      if (append.committed.length === 1) {
+        appendWon++
+        t.equal(claim.lastSeq, 2, 'the claim saw the committed append')
+        t.same(rows, [[1, 1], [2, 1]])
+      } else {
+        claimWon++
+        t.same(append.lost, [sid])
+        t.equal(claim.lastSeq, 1)
+        t.same(rows, [[1, 1]], 'the lost append stored nothing')
+      }
+      t.same((await b.load(sid, claim.epoch))?.journal.length, claim.lastSeq)
+    }
+    t.comment(`append first ${appendWon}, claim first ${claimWon}`)
+    t.equal(appendWon + claimWon, 30)
   })
 
   t.test('interleaving, claim first: a concurrent append waits on the row and then commits 0 rows', async t => {
