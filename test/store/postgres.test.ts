@@ -32,17 +32,8 @@ if (PG_SKIP !== false) {
   t.pass('skipped (no PostgreSQL)')
 } else {
   const cluster = await startPostgres(t)
-  let dbs = 0
-
   /** A fresh database on the cluster; its URL. */
-  const freshDb = async (): Promise<string> => {
-    const name = `t${++dbs}`
-    const c = new pg.Client({ connectionString: cluster.url })
-    await c.connect()
-    await c.query(`CREATE DATABASE ${name}`)
-    await c.end()
-    return cluster.urlFor(name)
-  }
+  const freshDb = async (): Promise<string> => await cluster.createDatabase()
 
   const openStore = async (tt: TestLike, url: string, extra: Partial<PostgresStoreOptions> = {}) => {
     const logs = captureLogs()
