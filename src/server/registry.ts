@@ -7,7 +7,7 @@ import type { ServerConfig } from './config.js'
 import { createCore, type SessionCore } from './core.js'
 import type { Metrics } from './metrics.js'
 import type { SessionDirectory, TrackedConnection } from './session-directory.js'
-import { SessionRuntime } from './session-runtime.js'
+import { SessionRuntime, type RuntimeBatch } from './session-runtime.js'
 import type { TokenTable } from './token-table.js'
 import { DiskWorkspace } from './workspace.js'
 
@@ -606,32 +606,41 @@ export class SessionRegistry implements SessionDirectory {
   #flushAll (): void {
     const list = [...this.#dirty]
     this.#dirty.clear()
+    const taken = list.map(rt => rt.takeBatch())
     const batch = (this.#opts.store as { batch?: (fn: () => void) => void }).batch
     let committed = false
     if (typeof batch === 'function' && list.length > 1) {
       try {
-        batch.call(this.#opts.store, () => { for (const rt of list) rt.appendJournal() })
+        batch.call(this.#opts.store, () => { for (let i = 0; i < list.length; i++) commitSync(list[i] as SessionRuntime, taken[i]) })
         committed = true
       } catch (err) {
         this.#opts.logger.warn({ err }, 'batched journal append failed; retrying per session')
       }
     }
     if (!committed) {
-      for (const rt of list) {
+      for (let i = 0; i < list.length; i++) {
+        const rt = list[i] as SessionRuntime
         try {
-          rt.appendJournal()
+          commitSync(rt, taken[i])
         } catch (err) {
           rt.failStore(err)
         }
       }
     }
-    for (const rt of list) rt.deliver()
+    for (let i = 0; i < list.length; i++) {
+      const b = taken[i]
+      if (b !== undefined) (list[i] as SessionRuntime).settle(b.id, true)
+    }
   }
 
   #drop (runtime: SessionRuntime): void {
     if (this.#live.get(runtime.sessionId) === runtime) this.#live.delete(runtime.sessionId)
     this.#opts.metrics.sessionsLoaded = this.#live.size
   }
+}
+
+function commitSync (runtime: SessionRuntime, batch: RuntimeBatch | undefined): void {
+  if (batch !== undefined) runtime.commitSync(batch)
 }
 
 function sameRoles (a: readonly string[], b: readonly string[]): boolean {
