@@ -11,3 +11,8 @@ export { SnapshotPolicy, DEFAULT_SNAPSHOT_EVERY_BYTES, DEFAULT_SNAPSHOT_EVERY_EN
 export type { SnapshotPolicyOptions } from './snapshot-policy.js'
 export { recoverSession, replaySession } from './recovery.js'
 export type { RecoveredSession } from './recovery.js'
+export type {
+  AppendBatch, AppendResult, ClaimOptions, ClaimReason, ClaimResult, FleetListener, FleetStore, FleetStoredSession,
+  HandoverRequest, NodeIdentity, NodeRegistration, NodeSpec, ReleaseOptions, SessionOwnership
+} from './fleet-types.js'
+export { FenceLostError, StoreUnavailableError } from './fleet-types.js'
