@@ -185,6 +185,8 @@ export class SessionRuntime {
   get broken (): boolean { return this.#broken }
   /** Dropped because this node no longer owns the session (fleet mode). */
   get fenced (): boolean { return this.#fenced }
+  /** Inputs applied since the last batch was taken (not committed yet). */
+  get uncommittedInputs (): number { return this.#journal.length }
   /** Batches taken and not yet settled. */
   get batchesInFlight (): number { return this.#openBatch - 1 - this.#settled - this.#settledAhead.size }
   get participantCount (): number { return this.#byPrincipal.size }
