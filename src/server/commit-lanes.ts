@@ -50,6 +50,9 @@ export class CommitLanes {
   readonly #lanes: Lane[]
   readonly #owned = new Map<SessionRuntime, LaneOwnership>()
   readonly #idleWaiters: Array<() => void> = []
+  /** Sessions whose batch is in a call now. */
+  readonly #inFlight = new Set<SessionRuntime>()
+  readonly #settleWaiters = new Map<SessionRuntime, Array<() => void>>()
 
   constructor (opts: CommitLanesOptions) {
     this.#opts = opts
@@ -87,6 +90,28 @@ export class CommitLanes {
     await new Promise<void>(resolve => this.#idleWaiters.push(resolve))
   }
 
+  /** Resolves once the session has nothing queued or in flight (everything applied so far is committed, delivered or discarded). */
+  async settledFor (runtime: SessionRuntime): Promise<void> {
+    if (this.#quiet(runtime)) return
+    await new Promise<void>(resolve => {
+      const list = this.#settleWaiters.get(runtime)
+      if (list === undefined) this.#settleWaiters.set(runtime, [resolve])
+      else list.push(resolve)
+    })
+  }
+
+  #quiet (rt: SessionRuntime): boolean {
+    return rt.broken || (!this.#laneOf(rt).dirty.has(rt) && !this.#inFlight.has(rt) && rt.uncommittedInputs === 0 && rt.batchesInFlight === 0)
+  }
+
+  #wakeSettled (): void {
+    for (const [rt, list] of [...this.#settleWaiters]) {
+      if (!this.#quiet(rt)) continue
+      this.#settleWaiters.delete(rt)
+      for (const resolve of list) resolve()
+    }
+  }
+
   #isIdle (): boolean {
     return this.#lanes.every(l => !l.busy && !l.scheduled && l.dirty.size === 0)
   }
@@ -105,9 +130,11 @@ export class CommitLanes {
         const list = [...lane.dirty]
         lane.dirty.clear()
         await this.#commit(list)
+        this.#wakeSettled()
       }
     } finally {
       lane.busy = false
+      this.#wakeSettled()
       if (this.#isIdle()) for (const resolve of this.#idleWaiters.splice(0)) resolve()
     }
   }
@@ -136,9 +163,11 @@ export class CommitLanes {
     if (appends.length === 0) return
     const t0 = performance.now()
     let result: AppendResult
+    for (const [rt] of waiting) this.#inFlight.add(rt)
     try {
       result = await store.appendBatch(appends)
     } catch (err) {
+      for (const [rt] of waiting) this.#inFlight.delete(rt)
       // Undecided (PG unreachable past the store's retry budget): deliver nothing, drop the sessions.
       logger.error({ err, sessions: appends.length }, 'fleet store: a group commit failed; its sessions are closed and reloaded on the next connection')
       for (const [rt] of waiting) {
@@ -147,6 +176,7 @@ export class CommitLanes {
       }
       return
     }
+    for (const [rt] of waiting) this.#inFlight.delete(rt)
     const fleet = metrics.fleet
     metrics.journalAppends++
     if (fleet !== undefined) {

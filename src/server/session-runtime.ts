@@ -72,6 +72,8 @@ export interface RuntimeOptions {
   readonly now: () => number
   /** Called after a flush when a provisional session admitted nobody: drop it. */
   readonly onDiscard?: (runtime: SessionRuntime) => void
+  /** Fleet mode: a provisional session is kept while this says so (a connection that claimed it is still open). */
+  readonly holdProvisional?: (runtime: SessionRuntime) => boolean
   /** Group commit across sessions: called once per runtime with pending work; the caller flushes it later in this turn. */
   readonly scheduleFlush?: (runtime: SessionRuntime) => void
   /** Called when the store failed: the session is unloaded and its connections closed. */
@@ -510,7 +512,7 @@ export class SessionRuntime {
 
   /** A provisional session nobody was admitted to is forgotten entirely (no timer keeps it alive). */
   releaseIfProvisional (): void {
-    if (!this.#persisted && !this.#admittedEver && this.#pending.length === 0 && !this.#disposed) {
+    if (!this.#persisted && !this.#admittedEver && this.#pending.length === 0 && !this.#disposed && this.#opts.holdProvisional?.(this) !== true) {
       this.#dispose()
       this.#opts.onDiscard?.(this)
     }
