@@ -22,7 +22,13 @@ export const HTTP_ERRORS = define({
   NOT_FOUND: { code: 'MPAC_ERR_NOT_FOUND', status: 404 },
   UPGRADE_REQUIRED: { code: 'MPAC_ERR_UPGRADE_REQUIRED', status: 426 },
   /** 429 per address or per token; 503 when the server-wide pre-HELLO cap is reached. */
-  TOO_MANY_CONNECTIONS: { code: 'MPAC_ERR_TOO_MANY_CONNECTIONS', status: 429 }
+  TOO_MANY_CONNECTIONS: { code: 'MPAC_ERR_TOO_MANY_CONNECTIONS', status: 429 },
+  /** Fleet mode, --router fly: another node owns the session; the `fly-replay` header sends Fly Proxy there. */
+  SESSION_ELSEWHERE: { code: 'MPAC_ERR_SESSION_ELSEWHERE', status: 503 },
+  /** Fleet mode: ownership of the session could not be obtained in time (or it is quarantined). */
+  SESSION_UNAVAILABLE: { code: 'MPAC_ERR_SESSION_UNAVAILABLE', status: 503 },
+  /** Fleet mode: a session this upgrade would claim is beyond --max-sessions (this node) or --max-sessions-per-token (the fleet). */
+  TOO_MANY_SESSIONS: { code: 'MPAC_ERR_TOO_MANY_SESSIONS', status: 429 }
 })
 
 export function httpErrorBody (spec: HttpErrorSpec, message: string): { code: string, message: string } {

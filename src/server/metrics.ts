@@ -27,7 +27,7 @@ function boundedLabel (value: unknown, known: ReadonlySet<string>): string {
 const COMMIT_BUCKETS_SEC = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
 const BATCH_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
 /** Why a claim succeeded (FleetStore's ClaimReason): the labels of mpac_claims_total. */
-export const CLAIM_REASONS = ['new', 'released', 'expired', 'restart'] as const
+export const CLAIM_REASONS = ['new', 'released', 'expired', 'restart', 'reclaim'] as const
 
 class Histogram {
   readonly #bounds: readonly number[]
