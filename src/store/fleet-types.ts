@@ -203,7 +203,17 @@ export interface ClaimOptions {
 }
 
 /** Why a claim succeeded (the `reason` label of `mpac_claims_total`). */
-export type ClaimReason = 'new' | 'released' | 'expired' | 'restart'
+export type ClaimReason =
+  /** The session had never been owned (epoch 0), or this claim created it. */
+  | 'new'
+  /** Its owner released it. */
+  | 'released'
+  /** Its owner's lease expired on the PG clock. */
+  | 'expired'
+  /** Its owner's node registered again since (a restarted process: new incarnation). */
+  | 'restart'
+  /** We owned it already under this incarnation (after a lease lapse dropped our runtime). */
+  | 'reclaim'
 
 export type ClaimResult =
   | {

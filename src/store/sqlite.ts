@@ -1,8 +1,8 @@
 import Database from 'better-sqlite3'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { crc32 } from 'node:zlib'
 import type { CoreInput } from '../coordinator/types.js'
+import { rowChecksum } from './checksum.js'
 import { DataDirLock } from './lock.js'
 import { silentLogger } from './managed.js'
 import type { ManagedSessionStore, QuarantinedSession, StoreLogger } from './managed.js'
@@ -69,15 +69,6 @@ CREATE TABLE IF NOT EXISTS snapshots (
   crc INTEGER NOT NULL
 );
 `
-
-/**
- * The checksum of one stored row: CRC-32 (IEEE, as zlib computes it) of the
- * UTF-8 text `<session id> NUL <seq> NUL <body>`. Binding the session id and
- * the sequence number into it also catches a row moved to the wrong place.
- */
-export function rowChecksum (sessionId: string, seq: number, body: string): number {
-  return crc32(body, crc32(`${sessionId}\u0000${seq}\u0000`))
-}
 
 /** What the store keeps in memory about a session it has touched. */
 interface SessionState {
