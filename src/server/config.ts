@@ -120,14 +120,10 @@ export interface ServerConfig {
 export interface FleetRouting {
   /** fly: answer non-owned upgrades with fly-replay; hash: HAProxy's consistent hash + cooperative handover; none: one node on PostgreSQL. */
   readonly router: 'fly' | 'hash' | 'none'
-  /** host:port shown to operators (the node row's addr). */
-  readonly nodeAddr: string
   /** How long an upgrade waits for the owner to release (or its lease to expire) before 503. */
   readonly claimWaitSec: number
   /** The `timeout=` of fly-replay: how long Fly Proxy tries the owner. */
   readonly replayTimeoutSec: number
-  /** The direct PostgreSQL URL for LISTEN (a transaction-mode pooler cannot LISTEN); undefined = the database URL. */
-  readonly databaseListenUrl: string | undefined
 }
 
 export interface ConfigError { readonly setting: string, readonly message: string }
@@ -199,10 +195,8 @@ export const SETTINGS: readonly SettingSpec[] = [
   { flag: 'allow-without-secret', env: 'MPAC_ALLOW_WITHOUT_SECRET', kind: 'bool', help: 'with --local-secret-file: also admit clients without the secret, e.g. the Python bridge (the Origin/Host guard still applies; default off)' },
   { flag: 'log-level', env: 'LOG_LEVEL', kind: 'string', help: 'fatal | error | warn | info | debug | trace | silent (default info)' },
   { flag: 'router', env: 'MPAC_ROUTER', kind: 'string', help: 'fleet mode: fly (fly-replay to the owner) | hash (HAProxy consistent hash + handover) | none (one node) (default fly when FLY_MACHINE_ID is set, else hash)' },
-  { flag: 'node-addr', env: 'MPAC_NODE_ADDR', kind: 'string', help: 'fleet mode: this node\'s host:port as shown to operators (default the bind address and port)' },
   { flag: 'claim-wait', env: 'MPAC_CLAIM_WAIT', kind: 'string', help: 'fleet mode: seconds an upgrade waits for the owner to release a session (or its lease to expire) before 503 (default 5)' },
-  { flag: 'replay-timeout', env: 'MPAC_REPLAY_TIMEOUT', kind: 'string', help: 'fleet mode, --router fly: seconds Fly Proxy tries the owner (timeout= of fly-replay) (default 2)' },
-  { flag: 'database-listen-url', env: 'MPAC_DATABASE_LISTEN_URL', kind: 'string', help: 'fleet mode: direct PostgreSQL URL for LISTEN/NOTIFY when the database URL goes through a transaction-mode pooler (default the database URL)' }
+  { flag: 'replay-timeout', env: 'MPAC_REPLAY_TIMEOUT', kind: 'string', help: 'fleet mode, --router fly: seconds Fly Proxy tries the owner (timeout= of fly-replay) (default 2)' }
 ]
 
 const SPEC_BY_FLAG = new Map(SETTINGS.map(s => [s.flag, s]))
@@ -527,16 +521,11 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
   const requestTimeoutSec = r.seconds('request-timeout', 30, { timer: true })
   if (headersTimeoutSec > requestTimeoutSec) fail(r.name('headers-timeout'), `must not exceed the request timeout (${requestTimeoutSec} s), got ${headersTimeoutSec}`)
 
-  const nodeAddr = r.raw('node-addr') ?? (host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`)
-  if (!/^[^\s:]+:\d{1,5}$/.test(nodeAddr) && !/^\[[0-9A-Fa-f:.]+\]:\d{1,5}$/.test(nodeAddr)) fail(r.name('node-addr'), `expected host:port, got ${JSON.stringify(nodeAddr)}`)
-  const databaseListenUrl = r.raw('database-listen-url')
-  if (databaseListenUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseListenUrl)) fail(r.name('database-listen-url'), 'expected a postgres:// or postgresql:// URL')
   const routing: FleetRouting = Object.freeze({
     router: r.oneOf('router', ['fly', 'hash', 'none'] as const, env.FLY_MACHINE_ID !== undefined && env.FLY_MACHINE_ID !== '' ? 'fly' : 'hash'),
     nodeAddr,
     claimWaitSec: r.seconds('claim-wait', 5, { timer: true }),
-    replayTimeoutSec: r.seconds('replay-timeout', 2, { timer: true }),
-    databaseListenUrl
+    replayTimeoutSec: r.seconds('replay-timeout', 2, { timer: true })
   })
 
   const config: ServerConfig = {
