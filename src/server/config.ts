@@ -523,7 +523,6 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
 
   const routing: FleetRouting = Object.freeze({
     router: r.oneOf('router', ['fly', 'hash', 'none'] as const, env.FLY_MACHINE_ID !== undefined && env.FLY_MACHINE_ID !== '' ? 'fly' : 'hash'),
-    nodeAddr,
     claimWaitSec: r.seconds('claim-wait', 5, { timer: true }),
     replayTimeoutSec: r.seconds('replay-timeout', 2, { timer: true })
   })
