@@ -73,6 +73,13 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
     return 2
   }
   const config = loaded.value
+  if (config.fleet !== undefined) {
+    // The PostgreSQL store and the node lease exist (src/store/postgres.ts, ownership.ts); the session runtime
+    // that serves sessions on them (claim on upgrade, output gate, routing) does not yet: refuse rather than
+    // fall back to SQLite.
+    process.stderr.write('mpac-mcp-sidecar: --store postgres (fleet mode) is not served by this build yet: its session runtime is missing (see docs/fleet.md); use --store sqlite\n')
+    return 1
+  }
   const logger = createLogger(config.logLevel)
   let store: ManagedSessionStore
   try {

@@ -1,7 +1,7 @@
 import { createSecureContext } from 'node:tls'
 import { readFileSync, statSync } from 'node:fs'
 import { isIP } from 'node:net'
-import { homedir } from 'node:os'
+import { homedir, hostname } from 'node:os'
 import { isAbsolute, join, resolve } from 'node:path'
 import { z } from 'zod'
 import { CORE_DEFAULTS } from '../coordinator/settings.js'
@@ -10,6 +10,8 @@ import { TokenTable } from './token-table.js'
 import { normalizeOrigin, splitHost } from './upgrade-guard.js'
 import { LocalSecretError, readLocalSecret } from '../local-secret.js'
 import { deriveSessionId } from '../protocol/workspace-id.js'
+import { DEFAULT_LEASE, leaseTimingsProblem } from '../store/ownership.js'
+import { DEFAULT_STORE_LANES } from '../store/fleet-types.js'
 
 /**
  * Configuration of `mpac-mcp-sidecar`: every setting is a flag and an
@@ -79,7 +81,9 @@ export interface ServerConfig {
   /** TLS is terminated by a proxy in front of us (banner shows wss://). */
   readonly tlsByProxy: boolean
   readonly allowOpen: boolean
-  readonly store: 'sqlite' | 'memory'
+  readonly store: 'sqlite' | 'memory' | 'postgres'
+  /** Fleet mode (`--store postgres`): the PostgreSQL store and this node's lease (docs/fleet.md). */
+  readonly fleet: FleetConfig | undefined
   /** SQLite `synchronous`: FULL syncs every group commit; NORMAL (WAL) survives process crashes, not power loss. */
   readonly storeSync: 'full' | 'normal'
   readonly dataDir: string
@@ -126,6 +130,22 @@ export interface FleetRouting {
   readonly replayTimeoutSec: number
 }
 
+export interface FleetConfig {
+  /** `--database-url`, `MPAC_DATABASE_URL`, else `DATABASE_URL` (as Fly sets it on attach). */
+  readonly databaseUrl: string
+  /** `--database-listen-url`: the direct URL for LISTEN (default the database URL). */
+  readonly databaseListenUrl: string
+  /** `--node-id`: the lease identity (default FLY_MACHINE_ID, else hostname:port). */
+  readonly nodeId: string
+  /** `--node-addr`: shown to operators (default host:port). */
+  readonly nodeAddr: string
+  readonly leaseTtlMs: number
+  readonly leaseRenewMs: number
+  readonly leaseMarginMs: number
+  /** `--store-lanes`: PostgreSQL connections for group commits. */
+  readonly storeLanes: number
+}
+
 export interface ConfigError { readonly setting: string, readonly message: string }
 export type Result<T, E> = { readonly ok: true, readonly value: T } | { readonly ok: false, readonly error: E }
 
@@ -151,6 +171,14 @@ export const SETTINGS: readonly SettingSpec[] = [
   { flag: 'data-dir', env: 'MPAC_DATA_DIR', kind: 'string', help: 'where sessions are stored (default $XDG_STATE_HOME/mpac-mcp/server, or …/local in single-session mode; ~/.local/state when XDG_STATE_HOME is unset)' },
   { flag: 'store', env: 'MPAC_STORE', kind: 'string', help: 'sqlite | memory (default sqlite)' },
   { flag: 'store-sync', env: 'MPAC_STORE_SYNC', kind: 'string', help: 'full (fsync every group commit, survives power loss) | normal (survives process crashes) (default full)' },
+  { flag: 'database-url', env: 'MPAC_DATABASE_URL', kind: 'string', help: 'fleet mode (--store postgres): postgres://user@host:port/db (else DATABASE_URL)' },
+  { flag: 'database-listen-url', env: 'MPAC_DATABASE_LISTEN_URL', kind: 'string', help: 'fleet mode: a direct URL for LISTEN when --database-url is a transaction-mode pooler (default the database URL)' },
+  { flag: 'node-id', env: 'MPAC_NODE_ID', kind: 'string', help: 'fleet mode: this node\'s lease identity (default FLY_MACHINE_ID, else hostname:port)' },
+  { flag: 'node-addr', env: 'MPAC_NODE_ADDR', kind: 'string', help: 'fleet mode: this node\'s address as shown to operators (default host:port)' },
+  { flag: 'lease-ttl', env: 'MPAC_LEASE_TTL', kind: 'string', help: `fleet mode: seconds a lease renewal lasts on the PostgreSQL clock, at least 3 × --lease-renew (default ${DEFAULT_LEASE.ttlMs / 1000})` },
+  { flag: 'lease-renew', env: 'MPAC_LEASE_RENEW', kind: 'string', help: `fleet mode: seconds between lease renewals (default ${DEFAULT_LEASE.renewMs / 1000})` },
+  { flag: 'lease-margin', env: 'MPAC_LEASE_MARGIN', kind: 'string', help: `fleet mode: the node stops delivering this many seconds before its lease could expire, below TTL − renew (default ${DEFAULT_LEASE.marginMs / 1000})` },
+  { flag: 'store-lanes', env: 'MPAC_STORE_LANES', kind: 'string', help: `fleet mode: PostgreSQL connections for group commits, one batch in flight each (default ${DEFAULT_STORE_LANES})` },
   { flag: 'trust-proxy', env: 'MPAC_TRUST_PROXY', kind: 'string', help: 'proxy address(es) to trust for X-Forwarded-*, a hop count (1 = the nearest proxy), or true/false (default false)' },
   { flag: 'idle-exit', env: 'MPAC_IDLE_EXIT', kind: 'string', help: 'exit after SEC seconds without any connection (default: never)' },
   { flag: 'compliance-profile', env: 'MPAC_COMPLIANCE_PROFILE', kind: 'string', help: `core | governance (default ${CORE.complianceProfile})` },
@@ -480,7 +508,8 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
   const allowWithoutSecret = r.bool('allow-without-secret')
   if (allowWithoutSecret && localSecret === undefined) fail(r.name('allow-without-secret'), 'only applies with --local-secret-file (without it, no secret is asked for)')
 
-  const store = r.oneOf('store', ['sqlite', 'memory'] as const, 'sqlite')
+  const store = r.oneOf('store', ['sqlite', 'memory', 'postgres'] as const, 'sqlite')
+  const fleet = fleetConfig(r, env, { store, mode, host, port })
   const storeSync = r.oneOf('store-sync', ['full', 'normal'] as const, 'full')
   const dataDirRaw = r.raw('data-dir')
   // Separate default directories: local single-session sidecars never see a multi-session server's sessions.
@@ -543,6 +572,7 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
     tlsByProxy,
     allowOpen,
     store,
+    fleet,
     storeSync,
     dataDir,
     trustProxy,
@@ -591,6 +621,64 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
     routing
   }
   return Object.freeze(config)
+}
+
+const FLEET_FLAGS = ['database-url', 'database-listen-url', 'node-id', 'node-addr', 'lease-ttl', 'lease-renew', 'lease-margin', 'store-lanes'] as const
+
+/** The fleet settings, validated; undefined unless `--store postgres` (and then none of them may be set). */
+function fleetConfig (r: ReturnType<typeof reader>, env: Readonly<Record<string, string | undefined>>,
+  ctx: { store: ServerConfig['store'], mode: ServerConfig['mode'], host: string, port: number }): FleetConfig | undefined {
+  if (ctx.store !== 'postgres') {
+    const stray = FLEET_FLAGS.find(f => r.raw(f) !== undefined)
+    if (stray !== undefined) fail(r.name(stray), 'only applies with --store postgres (fleet mode)')
+    return undefined
+  }
+  if (ctx.mode === 'single') fail(r.name('store'), 'postgres (fleet mode) serves many sessions; it cannot be combined with --workspace or --session-id')
+  const fromEnv = env.DATABASE_URL === undefined || env.DATABASE_URL === '' ? undefined : env.DATABASE_URL
+  const databaseUrl = r.raw('database-url') ?? fromEnv
+  const urlSetting = r.raw('database-url') !== undefined ? r.name('database-url') : fromEnv !== undefined ? 'DATABASE_URL' : '--database-url'
+  if (databaseUrl === undefined) fail(urlSetting, '--store postgres needs a database: --database-url postgres://user@host:port/db, MPAC_DATABASE_URL or DATABASE_URL')
+  checkPostgresUrl(urlSetting, databaseUrl)
+  const listenRaw = r.raw('database-listen-url')
+  if (listenRaw !== undefined) checkPostgresUrl(r.name('database-listen-url'), listenRaw)
+  const fly = env.FLY_MACHINE_ID === undefined || env.FLY_MACHINE_ID === '' ? undefined : env.FLY_MACHINE_ID
+  const nodeId = r.raw('node-id') ?? fly ?? `${hostname()}:${ctx.port}`
+  if (!/^[\x21-\x7e]{1,128}$/.test(nodeId)) fail(r.name('node-id'), `expected 1-128 printable characters without spaces, got ${JSON.stringify(nodeId)}`)
+  const nodeAddr = r.raw('node-addr') ?? `${ctx.host}:${ctx.port}`
+  const ttlMs = r.seconds('lease-ttl', DEFAULT_LEASE.ttlMs / 1000, { timer: true }) * 1000
+  const renewMs = r.seconds('lease-renew', DEFAULT_LEASE.renewMs / 1000, { timer: true }) * 1000
+  const marginMs = r.seconds('lease-margin', DEFAULT_LEASE.marginMs / 1000, { timer: true }) * 1000
+  const problem = leaseTimingsProblem({ ttlMs, renewMs, marginMs })
+  if (problem !== undefined) {
+    const culprit = r.raw('lease-margin') !== undefined && problem.includes('margin') ? 'lease-margin' : r.raw('lease-ttl') !== undefined ? 'lease-ttl' : 'lease-renew'
+    fail(r.name(culprit), problem)
+  }
+  const storeLanes = r.integer('store-lanes', DEFAULT_STORE_LANES)
+  if (storeLanes > 64) fail(r.name('store-lanes'), `must be at most 64, got ${storeLanes}`)
+  return Object.freeze({
+    databaseUrl,
+    databaseListenUrl: listenRaw ?? databaseUrl,
+    nodeId,
+    nodeAddr,
+    leaseTtlMs: ttlMs,
+    leaseRenewMs: renewMs,
+    leaseMarginMs: marginMs,
+    storeLanes
+  })
+}
+
+/** A PostgreSQL connection URL (the message never repeats the URL: it may hold a password). */
+function checkPostgresUrl (setting: string, value: string): void {
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    return fail(setting, 'expected a URL such as postgres://user@host:5432/db (it is not a URL)')
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    fail(setting, `expected a postgres:// or postgresql:// URL, got a ${url.protocol}// URL`)
+  }
+  if (url.hostname === '' && !url.searchParams.has('host')) fail(setting, 'the URL names no host')
 }
 
 /** `--help` text, generated from SETTINGS so it cannot drift. */

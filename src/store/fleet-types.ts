@@ -162,6 +162,9 @@ export interface FleetStore {
   close (): Promise<void>
 }
 
+/** `--store-lanes` default. */
+export const DEFAULT_STORE_LANES = 4
+
 /** Who a node is: its id and the incarnation `registerNode` returned. */
 export interface NodeIdentity {
   readonly nodeId: string

@@ -2,7 +2,7 @@ import pg from 'pg'
 import type { CoreInput } from '../coordinator/types.js'
 import { rowChecksum } from './checksum.js'
 import {
-  FenceLostError, StoreUnavailableError,
+  DEFAULT_STORE_LANES, FenceLostError, StoreUnavailableError,
   type AppendBatch, type AppendResult, type ClaimOptions, type ClaimReason, type ClaimResult, type FleetListener,
   type FleetStore, type FleetStoredSession, type HandoverRequest, type NodeIdentity, type NodeRegistration,
   type NodeSpec, type ReleaseOptions, type SessionOwnership
@@ -51,7 +51,7 @@ export interface PostgresStoreOptions {
   readonly connectTimeoutMs?: number
 }
 
-export const DEFAULT_STORE_LANES = 4
+export { DEFAULT_STORE_LANES }
 
 /** One schema step: `sql` runs inside the migration transaction. */
 export interface Migration {

@@ -114,7 +114,7 @@ t.test('every bad value names its setting', async t => {
     [['--tls'], {}, '--tls', /--tls-cert.*Caddy/],
     [['--port', '70000'], {}, '--port', /0-65535/],
     [['--port', 'abc'], {}, '--port', /whole number/],
-    [['--store', 'postgres'], {}, '--store', /sqlite or memory/],
+    [['--store', 'mongo'], {}, '--store', /sqlite or memory or postgres/],
     [['--host', '0.0.0.0'], {}, '--host', /--allow-open/],
     [['--multi-session', '--session-id', 'x'], {}, '--session-id', /multi-session/],
     [['--session-id', 'bad id!'], {}, '--session-id', /A-Z/],
