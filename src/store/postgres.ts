@@ -27,8 +27,9 @@ import { StoreDamagedError, type JournalStats } from './types.js'
  *   flight (a promise chain per lane); snapshots of a session go through its
  *   lane too, so they are ordered with its appends.
  * - Connections: a pool of `lanes` connections for commits, a control pool
- *   (claims, lease renewals: never queued behind a commit) and, for `watch`,
- *   one direct connection for LISTEN. Only unnamed statements are used, so a
+ *   of 2 (claims, loads, releases: never queued behind a commit), one
+ *   connection for the node's lease (never queued behind a claim waiting on
+ *   a row lock) and, for `watch`, one direct connection for LISTEN. Only unnamed statements are used, so a
  *   pooler in transaction mode (PgBouncer, the Fly MPG pooler) works for the
  *   pools; connections are recycled after 600 s and closed after 300 s idle.
  * - A commit whose connection broke is resolved by re-reading the tails on
@@ -197,15 +198,23 @@ WITH u AS (
   RETURNING session_id)
 SELECT pg_notify('mpac_handover', json_build_object('s', u.session_id, 'to', $2::text)::text) FROM u`
 
+// Retention, step 1 (in a transaction): lock the closed candidates, skipping rows another transaction holds.
+const PURGE_LOCK_SQL = `
+SELECT session_id FROM mpac_sessions
+ WHERE closed_at IS NOT NULL AND closed_at < to_timestamp($1::double precision / 1000)
+ FOR UPDATE SKIP LOCKED`
+
+// Step 2, with the locks held (so nothing changes under it): delete those no live node owns. Not one
+// statement with step 1: Read Committed would re-check a row claimed meanwhile against a stale join.
 const PURGE_SQL = `
 WITH victims AS (
-  SELECT s.session_id FROM mpac_sessions s LEFT JOIN mpac_nodes n ON n.node_id = s.owner_node
-   WHERE s.closed_at IS NOT NULL AND s.closed_at < to_timestamp($1::double precision / 1000)
-     AND (s.owner_node IS NULL OR n.node_id IS NULL OR n.incarnation <> s.owner_inc OR n.lease_until <= now())
-   FOR UPDATE OF s SKIP LOCKED),
+  DELETE FROM mpac_sessions s WHERE s.session_id = ANY($1::text[])
+     AND (s.owner_node IS NULL OR NOT EXISTS (SELECT 1 FROM mpac_nodes n WHERE n.node_id = s.owner_node
+          AND n.incarnation = s.owner_inc AND n.lease_until > now()))
+  RETURNING s.session_id),
 dj AS (DELETE FROM mpac_journal j USING victims v WHERE j.session_id = v.session_id),
 ds AS (DELETE FROM mpac_snapshots p USING victims v WHERE p.session_id = v.session_id)
-DELETE FROM mpac_sessions s USING victims v WHERE s.session_id = v.session_id RETURNING s.session_id`
+SELECT session_id FROM victims`
 
 const RESOLVE_SQL = `
 SELECT s.session_id, s.owner_node, s.owner_inc, s.epoch, s.last_seq, s.clean, s.persisted, s.handover_to,
@@ -257,6 +266,8 @@ export class PostgresStore implements FleetStore {
   readonly lanes: number
   readonly #lanePool: pg.Pool
   readonly #controlPool: pg.Pool
+  /** One connection for the node's lease alone: a renewal never waits behind claims or loads. */
+  readonly #leasePool: pg.Pool
   readonly #listenConfig: pg.ClientConfig
   readonly #log: StoreLogger
   readonly #ambiguousRetryMs: number
@@ -283,7 +294,8 @@ export class PostgresStore implements FleetStore {
     }
     this.#lanePool = new pg.Pool({ ...base, max: this.lanes })
     this.#controlPool = new pg.Pool({ ...base, max: 2 })
-    for (const pool of [this.#lanePool, this.#controlPool]) {
+    this.#leasePool = new pg.Pool({ ...base, max: 1 })
+    for (const pool of [this.#lanePool, this.#controlPool, this.#leasePool]) {
       // An idle connection that breaks (server restart, pooler recycling) is dropped by the pool; without a
       // listener the error event would crash the process.
       pool.on('error', err => { this.#log.warn({ err }, 'postgres: an idle connection failed; it was dropped') })
@@ -328,7 +340,7 @@ export class PostgresStore implements FleetStore {
   // ---- nodes -----------------------------------------------------------------
 
   async registerNode (node: NodeSpec): Promise<NodeRegistration> {
-    const r = await this.#control<{ incarnation: string, lease_until: Date }>(`
+    const r = await this.#lease<{ incarnation: string, lease_until: Date }>(`
       INSERT INTO mpac_nodes (node_id, incarnation, addr, lease_until)
       VALUES ($1, 1, $2, now() + $3::double precision * interval '1 millisecond')
       ON CONFLICT (node_id) DO UPDATE SET incarnation = mpac_nodes.incarnation + 1, addr = excluded.addr,
@@ -340,13 +352,13 @@ export class PostgresStore implements FleetStore {
   }
 
   async renewNode (node: NodeIdentity, ttlMs: number): Promise<boolean> {
-    const r = await this.#control(`UPDATE mpac_nodes SET lease_until = now() + $3::double precision * interval '1 millisecond'
+    const r = await this.#lease(`UPDATE mpac_nodes SET lease_until = now() + $3::double precision * interval '1 millisecond'
       WHERE node_id = $1 AND incarnation = $2`, [node.nodeId, node.incarnation, ttlMs])
     return r.rowCount === 1
   }
 
   async retireNode (node: NodeIdentity): Promise<boolean> {
-    const r = await this.#control('UPDATE mpac_nodes SET lease_until = now(), draining = true WHERE node_id = $1 AND incarnation = $2',
+    const r = await this.#lease('UPDATE mpac_nodes SET lease_until = now(), draining = true WHERE node_id = $1 AND incarnation = $2',
       [node.nodeId, node.incarnation])
     return r.rowCount === 1
   }
@@ -377,10 +389,16 @@ export class PostgresStore implements FleetStore {
         [sessionId, options.createdBy ?? null])
       await client.query('BEGIN')
       try {
-        // The row lock orders this claim after any append in flight (and any later append after it);
-        // `now()` is the transaction's start, so a lease is judged expired no earlier than it is.
-        const r = await client.query<ResolveRow>(`${RESOLVE_SQL} FOR UPDATE OF s`, [sessionId])
-        const row = r.rows[0]
+        // The row lock orders this claim after any append or claim in flight (and any later one after it).
+        // It is taken alone, and the state read by the next statement: a `FOR UPDATE OF s` on the join
+        // would re-check a row updated meanwhile against the *old* join partner (Read Committed
+        // re-evaluation keeps the NULL-extended node row of a then-unowned session), and two concurrent
+        // claims of a new session would both succeed. The next statement's snapshot is taken after the
+        // lock, so it sees the committed row and its owner's current lease. `now()` is the transaction's
+        // start, so a lease is judged expired no earlier than it is.
+        const locked = await client.query('SELECT 1 FROM mpac_sessions WHERE session_id = $1 FOR UPDATE', [sessionId])
+        const r = locked.rowCount === 1 ? await client.query<ResolveRow>(RESOLVE_SQL, [sessionId]) : undefined
+        const row = r?.rows[0]
         if (row === undefined) {
           // Deleted between the insert and the lock (a provisional session released): try again.
           await client.query('ROLLBACK')
@@ -638,8 +656,26 @@ export class PostgresStore implements FleetStore {
   }
 
   async purgeClosed (olderThan: number): Promise<string[]> {
-    const r = await this.#control<{ session_id: string }>(PURGE_SQL, [olderThan])
-    const ids = r.rows.map(row => row.session_id).sort()
+    const client = await this.#connect(this.#controlPool)
+    let ids: string[]
+    let broken: Error | undefined
+    try {
+      await client.query('BEGIN')
+      try {
+        const locked = await client.query<{ session_id: string }>(PURGE_LOCK_SQL, [olderThan])
+        const r = await client.query<{ session_id: string }>(PURGE_SQL, [locked.rows.map(row => row.session_id)])
+        await client.query('COMMIT')
+        ids = r.rows.map(row => row.session_id).sort()
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {})
+        throw err
+      }
+    } catch (err) {
+      if (!definitelyFailed(err)) broken = err instanceof Error ? err : new Error(String(err))
+      throw wrap(err, 'purge of closed sessions')
+    } finally {
+      client.release(broken)
+    }
     for (const id of ids) {
       this.#counters.delete(id)
       this.#log.info({ sessionId: id }, 'deleted a closed session past its retention')
@@ -664,7 +700,7 @@ export class PostgresStore implements FleetStore {
     this.#closed = true
     await Promise.all([...this.#watchers].map(async stop => { await stop() }))
     await Promise.allSettled(this.#laneTail)
-    await Promise.all([this.#lanePool.end(), this.#controlPool.end()])
+    await Promise.all([this.#lanePool.end(), this.#controlPool.end(), this.#leasePool.end()])
     this.#counters.clear()
   }
 
@@ -694,13 +730,15 @@ export class PostgresStore implements FleetStore {
         const resend: Prepared[] = []
         for (const p of pending) {
           const t = tails.get(p.batch.sessionId)
-          if (t === undefined || t.epoch !== p.batch.epoch) lost.push(p.batch.sessionId)
+          // A quarantined session's fence never matches: it is lost, not resent.
+          if (t === undefined || t.epoch !== p.batch.epoch || t.quarantined) lost.push(p.batch.sessionId)
           else if (t.lastSeq === p.newSeq) committed.push(p)
           else if (t.lastSeq === p.batch.fromSeq) resend.push(p)
           else lost.push(p.batch.sessionId)
         }
         pending = resend
         if (pending.length === 0) break
+        if (performance.now() >= deadline) throw new StoreUnavailableError('postgres: commit (outcome unknown): could not be resolved in time')
       }
       let rows: string[]
       try {
@@ -751,13 +789,13 @@ export class PostgresStore implements FleetStore {
     }
   }
 
-  async #readTails (ids: readonly string[], deadline: number): Promise<Map<string, { epoch: number, lastSeq: number }>> {
+  async #readTails (ids: readonly string[], deadline: number): Promise<Map<string, { epoch: number, lastSeq: number, quarantined: boolean }>> {
     let delay = 50
     for (;;) {
       try {
-        const r = await this.#controlPool.query<{ session_id: string, epoch: string, last_seq: string }>(
-          'SELECT session_id, epoch, last_seq FROM mpac_sessions WHERE session_id = ANY($1::text[])', [ids])
-        return new Map(r.rows.map(row => [row.session_id, { epoch: num(row.epoch), lastSeq: num(row.last_seq) }]))
+        const r = await this.#controlPool.query<{ session_id: string, epoch: string, last_seq: string, quarantined: boolean }>(
+          'SELECT session_id, epoch, last_seq, quarantined FROM mpac_sessions WHERE session_id = ANY($1::text[])', [ids])
+        return new Map(r.rows.map(row => [row.session_id, { epoch: num(row.epoch), lastSeq: num(row.last_seq), quarantined: row.quarantined }]))
       } catch (err) {
         if (performance.now() >= deadline) throw wrap(err, 'commit (outcome unknown; the journal tails could not be read)')
         await sleep(delay)
@@ -786,6 +824,10 @@ export class PostgresStore implements FleetStore {
       release(err)
     }
     return client
+  }
+
+  async #lease<R extends pg.QueryResultRow = pg.QueryResultRow> (sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    return await this.#query<R>(this.#leasePool, sql, params, 'lease query')
   }
 
   async #control<R extends pg.QueryResultRow = pg.QueryResultRow> (sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {

@@ -10,8 +10,9 @@ import pg from 'pg'
 import t from 'tap'
 import type { CoreInput } from '../../src/coordinator/types.js'
 import { rowChecksum } from '../../src/store/checksum.js'
-import { FenceLostError, StoreDamagedError, StoreUnavailableError } from '../../src/store/index.js'
+import { FenceLostError, openFleetStore, StoreDamagedError, StoreUnavailableError } from '../../src/store/index.js'
 import { migrate, PostgresStore, SCHEMA_VERSION, type PostgresStoreOptions } from '../../src/store/postgres.js'
+import type { NodeIdentity } from '../../src/store/fleet-types.js'
 import { PG_SKIP, startPostgres, type PgCluster } from '../helpers/postgres.js'
 import { captureLogs } from './fixtures/logs.js'
 
@@ -226,6 +227,59 @@ if (PG_SKIP !== false) {
     await t.rejects(a.appendBatch([{ sessionId: 's2', epoch: 1, fromSeq: 2, inputs: [] }]), RangeError)
   })
 
+  t.test('openFleetStore opens the PostgreSQL store from the fleet settings; concurrent claims: exactly one wins', async t => {
+    const url = await freshDb()
+    const stores = await Promise.all([0, 1, 2, 3].map(async () => await openFleetStore({ databaseUrl: url, storeLanes: 2 })))
+    t.teardown(async () => { await Promise.all(stores.map(async s => { await s.close() })) })
+    t.equal(stores[0]?.lanes, 2)
+    const nodes = await Promise.all(stores.map(async (s, i) => await s.registerNode({ nodeId: `c${i}`, addr: `c${i}`, ttlMs: TTL })))
+    for (let round = 0; round < 10; round++) {
+      const sid = `race-${round}`
+      const results = await Promise.all(stores.map(async (s, i) => await s.claim(sid, nodes[i] as NodeIdentity)))
+      t.equal(results.filter(r => r.ok).length, 1, `round ${round}: one claim succeeded`)
+      const owner = await stores[0]?.resolve(sid)
+      const winner = results.findIndex(r => r.ok)
+      t.equal(owner?.owner?.nodeId, `c${winner}`)
+      t.equal(owner?.epoch, 1)
+    }
+  })
+
+  t.test('claim racing append, 30 rounds with real concurrency: the journal agrees with what each side was told', async t => {
+    const url = await freshDb()
+    const { a, b, na, nb } = await twoNodes(t, url)
+    const c = await rawClient(t, url)
+    let appendWon = 0
+    let claimWon = 0
+    for (let round = 0; round < 30; round++) {
+      const sid = `r-${round}`
+      await a.claim(sid, na)
+      await a.appendBatch([{ sessionId: sid, epoch: 1, fromSeq: 0, inputs: [tick(1)], persist: true }])
+      // a's lease is over (on the PG clock), but a does not know yet and appends; b claims at the same moment.
+      await a.renewNode(na, 0)
+      const [append, claim] = await Promise.all([
+        a.appendBatch([{ sessionId: sid, epoch: 1, fromSeq: 1, inputs: [msg(2, `late-${round}`)] }]),
+        b.claim(sid, nb)
+      ])
+      await a.renewNode(na, TTL)
+      t.ok(claim.ok)
+      if (!claim.ok) continue
+      const rows = await journalRows(c, sid)
+      if (append.committed.length === 1) {
+        appendWon++
+        t.equal(claim.lastSeq, 2, 'the claim saw the committed append')
+        t.same(rows, [[1, 1], [2, 1]])
+      } else {
+        claimWon++
+        t.same(append.lost, [sid])
+        t.equal(claim.lastSeq, 1)
+        t.same(rows, [[1, 1]], 'the lost append stored nothing')
+      }
+      t.same((await b.load(sid, claim.epoch))?.journal.length, claim.lastSeq)
+    }
+    t.comment(`append first ${appendWon}, claim first ${claimWon}`)
+    t.equal(appendWon + claimWon, 30)
+  })
+
   t.test('interleaving, claim first: a concurrent append waits on the row and then commits 0 rows', async t => {
     const url = await freshDb()
     const { a, na } = await twoNodes(t, url)
@@ -309,6 +363,37 @@ if (PG_SKIP !== false) {
     const c = await rawClient(t, url)
     t.same(await journalRows(c, 's'), [[1, 1], [2, 1], [3, 1]])
     t.ok(logs.lines.some(l => l.msg.includes('outcome is unknown')))
+  })
+
+  t.test('transaction-mode pooler safe: only unnamed statements, no session state on pooled connections', async t => {
+    const url = await freshDb()
+    const proxy = await dropProxy(t, cluster)
+    const dbName = new URL(url).pathname.slice(1)
+    // LISTEN needs a direct connection (--database-listen-url); everything else goes through the "pooler".
+    const { store } = await openStore(t, `postgres://postgres@127.0.0.1:${proxy.port}/${dbName}`, { lanes: 2, listenUrl: url })
+    const stop = await store.watch({})
+    const n = await store.registerNode({ nodeId: 'n', addr: 'n', ttlMs: TTL })
+    await store.renewNode(n, TTL)
+    await store.claim('s', n, { createdBy: 'tok' })
+    await store.appendBatch([{ sessionId: 's', epoch: 1, fromSeq: 0, inputs: [tick(1), tick(2)], persist: true }])
+    await store.saveSnapshot('s', 1, 2, { at: 2 })
+    await store.load('s', 1)
+    await store.resolve('s')
+    await store.requestHandover('s', n, 1)
+    await store.handoverRequests(n)
+    await store.ownedSessions(n)
+    await store.markClosed('s', 1, Date.now())
+    await store.release('s', 1, { clean: true })
+    await store.purgeClosed(0)
+    await store.listQuarantined()
+    await store.countSessionsCreatedBy('tok')
+    await store.retireNode(n)
+    await stop()
+    const parsed = proxy.statements.filter(m => m.kind === 'parse')
+    t.ok(parsed.length >= 15, `${parsed.length} statements parsed through the proxy`)
+    t.same(parsed.filter(m => m.name !== '').map(m => m.name), [], 'no named (server-side prepared) statement')
+    const sessionState = proxy.statements.filter(m => /^\s*(SET|LISTEN|PREPARE|DECLARE)\b|pg_advisory_lock\(/i.test(m.sql))
+    t.same(sessionState.map(m => m.sql), [], 'no SET, LISTEN, PREPARE, cursor or session advisory lock')
   })
 
   t.test('outage: commits fail with StoreUnavailableError while PostgreSQL is down, and work after it returns', async t => {
@@ -427,12 +512,15 @@ if (PG_SKIP !== false) {
 async function dropProxy (tt: TestLike, cluster: PgCluster) {
   let armed: RegExp | undefined
   let dropped = 0
+  const statements: FrontendStatement[] = []
   const sockets = new Set<Socket>()
   const server = createServer(client => {
     const upstream = netConnect(cluster.port, '127.0.0.1')
     sockets.add(client); sockets.add(upstream)
     let cutAtAnswer = false
+    const reader = frontendReader(m => { statements.push(m) })
     client.on('data', (chunk: Buffer) => {
+      reader(chunk)
       if (armed !== undefined && armed.test(chunk.toString('latin1'))) {
         armed = undefined
         cutAtAnswer = true
@@ -460,7 +548,51 @@ async function dropProxy (tt: TestLike, cluster: PgCluster) {
   return {
     port: typeof addr === 'object' && addr !== null ? addr.port : 0,
     dropNextAnswer (pattern: RegExp) { armed = pattern },
-    get dropped () { return dropped }
+    get dropped () { return dropped },
+    /** Every Parse and simple Query message clients sent through the proxy. */
+    statements
+  }
+}
+
+interface FrontendStatement { readonly kind: 'parse' | 'query', readonly name: string, readonly sql: string }
+
+/**
+ * Splits a client's byte stream into PostgreSQL frontend messages (protocol
+ * 3: an untyped startup message, then type byte + int32 length + body) and
+ * reports Parse (statement name, SQL) and Query (SQL) messages.
+ */
+function frontendReader (onStatement: (m: FrontendStatement) => void): (chunk: Buffer) => void {
+  let buf = Buffer.alloc(0)
+  let started = false
+  const cstring = (b: Buffer, at: number): [string, number] => {
+    const end = b.indexOf(0, at)
+    return [b.toString('utf8', at, end), end + 1]
+  }
+  return chunk => {
+    buf = Buffer.concat([buf, chunk])
+    for (;;) {
+      if (!started) {
+        if (buf.length < 4) return
+        const len = buf.readInt32BE(0)
+        if (buf.length < len) return
+        buf = buf.subarray(len)
+        started = true
+        continue
+      }
+      if (buf.length < 5) return
+      const type = String.fromCharCode(buf[0] as number)
+      const len = buf.readInt32BE(1)
+      if (buf.length < 1 + len) return
+      const body = buf.subarray(5, 1 + len)
+      if (type === 'P') {
+        const [name, next] = cstring(body, 0)
+        const [sql] = cstring(body, next)
+        onStatement({ kind: 'parse', name, sql })
+      } else if (type === 'Q') {
+        onStatement({ kind: 'query', name: '', sql: cstring(body, 0)[0] })
+      }
+      buf = buf.subarray(1 + len)
+    }
   }
 }
 
