@@ -2,9 +2,8 @@
 import { watch, readFileSync, type FSWatcher } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { dirname } from 'node:path'
-import { DataDirLockedError, MemoryStore, openStore, type ManagedSessionStore } from '../store/index.js'
+import { DataDirLockedError, MemoryStore, openFleetStore, openStore, type FleetStore, type ManagedSessionStore } from '../store/index.js'
 import { HandoverWatcher, NodeLease } from '../store/ownership.js'
-import { PostgresStore } from '../store/postgres.js'
 import { VERSION } from '../version.js'
 import { buildApp } from './app.js'
 import type { FleetOptions } from './registry.js'
@@ -79,12 +78,12 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
   const logger = createLogger(config.logLevel)
   let store: ManagedSessionStore
   // Fleet mode (--store postgres): the fleet store, this node's lease and the handover watcher.
-  let fleet: (FleetOptions & { readonly lease: NodeLease, readonly watcher: HandoverWatcher, readonly store: PostgresStore }) | undefined
+  let fleet: (FleetOptions & { readonly lease: NodeLease, readonly watcher: HandoverWatcher }) | undefined
   if (config.fleet !== undefined) {
     const f = config.fleet
-    let pgStore: PostgresStore
+    let pgStore: FleetStore
     try {
-      pgStore = await PostgresStore.open({ url: f.databaseUrl, listenUrl: f.databaseListenUrl, lanes: f.storeLanes, logger })
+      pgStore = await openFleetStore({ databaseUrl: f.databaseUrl, databaseListenUrl: f.databaseListenUrl, storeLanes: f.storeLanes, logger })
     } catch (err) {
       process.stderr.write(`mpac-mcp-sidecar: cannot open the PostgreSQL store (${settingName(argv, env, 'database-url', 'MPAC_DATABASE_URL')}): ${oneLine((err as Error).message)}\n`)
       return 1
