@@ -85,7 +85,9 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
     try {
       pgStore = await openFleetStore({ databaseUrl: f.databaseUrl, databaseListenUrl: f.databaseListenUrl, storeLanes: f.storeLanes, logger })
     } catch (err) {
-      process.stderr.write(`mpac-mcp-sidecar: cannot open the PostgreSQL store (${settingName(argv, env, 'database-url', 'MPAC_DATABASE_URL')}): ${oneLine((err as Error).message)}\n`)
+      const named = settingName(argv, env, 'database-url', 'MPAC_DATABASE_URL')
+      const source = named === '--database-url' && !argv.some(x => x.startsWith('--database-url')) && (env.DATABASE_URL ?? '') !== '' ? 'DATABASE_URL' : named
+      process.stderr.write(`mpac-mcp-sidecar: cannot open the PostgreSQL store (${source}): ${oneLine((err as Error).message)}\n`)
       return 1
     }
     const lease = new NodeLease({ store: pgStore, nodeId: f.nodeId, addr: f.nodeAddr, ttlMs: f.leaseTtlMs, renewMs: f.leaseRenewMs, marginMs: f.leaseMarginMs, logger })
