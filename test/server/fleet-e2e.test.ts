@@ -97,7 +97,8 @@ if (PG_SKIP !== false) {
     const { client: b, info: info2 } = await joined(`${n2.url}/session/${sid}`, 'agent:a')
     const took = performance.now() - t0
     t.ok(took < 3000, `re-admitted on n2 within 3 s (${Math.round(took)} ms)`)
-    const epochOf = (f: Frame): unknown => (f.payload as Frame).coordinator_epoch
+    const epochOf = (f: Frame): unknown => f.coordinator_epoch
+    t.type(epochOf(info), 'number', 'SESSION_INFO carries coordinator_epoch')
     t.equal(epochOf(info2), epochOf(info), 'a clean release is no restart: same coordinator epoch')
     t.match((await summary(b)).active_intents, [{ intent_id: 'i-a' }])
     const metrics = await (await fetch(`http://127.0.0.1:${n2.port}/metrics`)).text()

@@ -39,7 +39,8 @@ async function join (url: string, agent: Agent): Promise<TestClient> {
   const client = await TestClient.connect(`${url}/session/${agent.sid}`)
   const info = await client.request(hello(agent.pid, { sessionId: agent.sid }), 10_000)
   if (info.message_type !== 'SESSION_INFO') throw new Error(`not admitted: ${JSON.stringify(info)}`)
-  agent.epoch = Number((info.payload as Frame).coordinator_epoch)
+  agent.epoch = Number(info.coordinator_epoch)
+  if (!Number.isSafeInteger(agent.epoch)) throw new Error(`SESSION_INFO without a coordinator_epoch: ${JSON.stringify(info)}`)
   return client
 }
 
@@ -137,5 +138,67 @@ if (PG_SKIP !== false) {
       await c.end()
     }
     for (const r of readmitted) r.client.close()
+  })
+}
+
+// T5: SIGSTOP of an owner for 3 × TTL with a straggler connected straight to
+// it. The straggler's INTENT_ANNOUNCE, sent during the pause, must never be
+// acknowledged nor stored; agents carry on with the new owner; on SIGCONT the
+// old node finds its lease lapsed and closes the straggler (1012) within 1 s.
+if (PG_SKIP === false) {
+  t.test('SIGSTOP of an owner: no split-brain write, no terminal frame to a straggler, closed within 1 s of SIGCONT', async t => {
+    const cluster = await startPostgres(t)
+    const n1 = await startSidecar(t, ['--multi-session', '--store', 'postgres', '--database-url', cluster.url, '--node-id', 'n1', '--router', 'hash',
+      '--lease-ttl', String(TTL_SEC), '--lease-renew', '0.5', '--lease-margin', '0.5', '--claim-wait', String(TTL_SEC + 3), '--metrics-public'], { LOG_LEVEL: 'warn' })
+    const n2 = await node(t, cluster, 'n2')
+    const sid = 'stop-a'
+    const straggler: Agent = { pid: 'agent:straggler', sid, sentAnnounce: new Set(), ackedAnnounce: new Set(), sentWithdraw: new Set(), ackedWithdraw: new Set(), epoch: 0 }
+    const worker: Agent = { pid: 'agent:worker', sid, sentAnnounce: new Set(), ackedAnnounce: new Set(), sentWithdraw: new Set(), ackedWithdraw: new Set(), epoch: 0 }
+    const s = await join(n1.url, straggler)
+    const w1 = await join(n1.url, worker)
+    t.equal((await w1.request(announce(worker.pid, 'i-before', ['before.ts'], sid))).message_type, 'INTENT_ANNOUNCE')
+    w1.close()
+    const oldEpoch = worker.epoch
+    n1.child.kill('SIGSTOP')
+    t.teardown(() => { try { n1.child.kill('SIGCONT') } catch { /* gone */ } })
+    const stoppedAt = performance.now()
+    const late = announce(straggler.pid, 'i-straggler', ['late.ts'], sid)
+    s.send(late)
+    // The worker reconnects to n2, which claims the session once n1's lease expired.
+    let w2: TestClient | undefined
+    while (w2 === undefined) {
+      try {
+        w2 = await join(n2.url, worker)
+      } catch {
+        if (performance.now() - stoppedAt > (TTL_SEC + 5) * 1000) throw new Error('worker not re-admitted on n2')
+        await new Promise(resolve => setTimeout(resolve, 250))
+      }
+    }
+    t.equal(worker.epoch, oldEpoch + 1, `n2 serves the session under a new coordinator epoch (${oldEpoch} → ${worker.epoch})`)
+    t.equal((await w2.request(announce(worker.pid, 'i-after', ['after.ts'], sid))).message_type, 'INTENT_ANNOUNCE', 'work goes on on n2')
+    while (performance.now() - stoppedAt < 3 * TTL_SEC * 1000) await new Promise(resolve => setTimeout(resolve, 100))
+    const closed = s.waitForClose(5000)
+    const contAt = performance.now()
+    n1.child.kill('SIGCONT')
+    const close = await closed
+    const closedAfter = performance.now() - contAt
+    t.equal(close.code, 1012, `the straggler is closed with 1012 (${close.reason})`)
+    t.ok(closedAfter <= 1000, `within 1 s of SIGCONT (${Math.round(closedAfter)} ms)`)
+    const terminal = s.received.filter(f => f.message_id === late.message_id || (f.payload as Frame | undefined)?.refers_to === late.message_id)
+    t.same(terminal, [], 'no terminal frame for the straggler\'s message')
+    const c = new pg.Client({ connectionString: cluster.url })
+    await c.connect()
+    try {
+      const rows = (await c.query<{ seq: string, epoch: string, body: string }>('SELECT seq, epoch, body FROM mpac_journal WHERE session_id = $1 ORDER BY seq', [sid])).rows
+      t.notOk(rows.some(r => r.body.includes(String(late.message_id))), 'the straggler\'s message is in no journal row')
+      t.ok(rows.every((r, i) => i === 0 || Number(r.epoch) >= Number(rows[i - 1]?.epoch)), 'epochs never decrease along seq (no split-brain write)')
+    } finally {
+      await c.end()
+    }
+    const active = ((await w2.request({ type: 'SESSION_SUMMARY' })).session as Frame).active_intents as Frame[]
+    t.same(active.map(i => i.intent_id).sort(), ['i-after', 'i-before'], 'the state has the acknowledged intents and not the straggler\'s')
+    const metrics = await (await fetch(`http://127.0.0.1:${n1.port}/metrics`)).text()
+    t.match(metrics, /^mpac_lease_lapses_total [1-9]/m, 'the old node counted its lease lapse')
+    w2.close()
   })
 }
