@@ -77,7 +77,9 @@ export interface FleetStore {
    * in flight). Claiming a session we already own under our incarnation is
    * also a claim (epoch + 1): the previous runtime's writes are fenced.
    * `{ ok: false }` names the live owner. Throws `StoreDamagedError` for a
-   * quarantined session.
+   * quarantined session, `LeaseExpiredError` when the claimant's own lease
+   * is not live on the PG clock (lapsed, superseded or retired: renew or
+   * register first; a node whose `NodeLease.valid()` holds never meets it).
    */
   claim (sessionId: string, node: NodeIdentity, options?: ClaimOptions): Promise<ClaimResult>
   /**
@@ -301,5 +303,14 @@ export class FenceLostError extends Error {
   constructor (readonly sessionId: string, readonly epoch: number) {
     super(`session ${sessionId}: ownership under epoch ${epoch} was lost`)
     this.name = 'FenceLostError'
+  }
+}
+
+/** The claimant's own node lease is not live (expired, superseded or retired) on the PostgreSQL clock. */
+export class LeaseExpiredError extends Error {
+  readonly code = 'MPAC_ERR_LEASE_EXPIRED'
+  constructor (readonly node: NodeIdentity) {
+    super(`node ${node.nodeId} (incarnation ${node.incarnation}) has no live lease: it may not claim sessions`)
+    this.name = 'LeaseExpiredError'
   }
 }

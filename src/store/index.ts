@@ -15,5 +15,5 @@ export type {
   AppendBatch, AppendResult, ClaimOptions, ClaimReason, ClaimResult, FleetListener, FleetStore, FleetStoredSession,
   HandoverRequest, NodeIdentity, NodeRegistration, NodeSpec, ReleaseOptions, SessionOwnership
 } from './fleet-types.js'
-export { FenceLostError, StoreUnavailableError } from './fleet-types.js'
+export { FenceLostError, LeaseExpiredError, StoreUnavailableError } from './fleet-types.js'
 export { DEFAULT_STORE_LANES } from './fleet-types.js'

@@ -2,7 +2,7 @@ import pg from 'pg'
 import type { CoreInput } from '../coordinator/types.js'
 import { rowChecksum } from './checksum.js'
 import {
-  DEFAULT_STORE_LANES, FenceLostError, StoreUnavailableError,
+  DEFAULT_STORE_LANES, FenceLostError, LeaseExpiredError, StoreUnavailableError,
   type AppendBatch, type AppendResult, type ClaimOptions, type ClaimReason, type ClaimResult, type FleetListener,
   type FleetStore, type FleetStoredSession, type HandoverRequest, type NodeIdentity, type NodeRegistration,
   type NodeSpec, type ReleaseOptions, type SessionOwnership
@@ -385,10 +385,19 @@ export class PostgresStore implements FleetStore {
     const client = await this.#connect(this.#controlPool)
     let broken: unknown
     try {
-      const created = await client.query('INSERT INTO mpac_sessions (session_id, created_by) VALUES ($1, $2) ON CONFLICT DO NOTHING',
-        [sessionId, options.createdBy ?? null])
       await client.query('BEGIN')
       try {
+        // A claimant whose own lease is not live could not keep the session (anyone may take it from an
+        // expired lease at once): refuse, so that a lapsed or superseded node grabs (and creates) nothing.
+        const me = await client.query('SELECT 1 FROM mpac_nodes WHERE node_id = $1 AND incarnation = $2 AND lease_until > now()',
+          [node.nodeId, node.incarnation])
+        if (me.rowCount !== 1) {
+          await client.query('ROLLBACK')
+          throw new LeaseExpiredError(node)
+        }
+        // Created provisional if missing; a concurrent creator of the same id waits here for the first.
+        const created = await client.query('INSERT INTO mpac_sessions (session_id, created_by) VALUES ($1, $2) ON CONFLICT DO NOTHING',
+          [sessionId, options.createdBy ?? null])
         // The row lock orders this claim after any append or claim in flight (and any later one after it).
         // It is taken alone, and the state read by the next statement: a `FOR UPDATE OF s` on the join
         // would re-check a row updated meanwhile against the *old* join partner (Read Committed
@@ -421,11 +430,11 @@ export class PostgresStore implements FleetStore {
         this.#counters.delete(sessionId)
         return { ok: true, reason, epoch, lastSeq: current.lastSeq, clean: current.clean, persisted: current.persisted }
       } catch (err) {
-        if (!(err instanceof StoreDamagedError)) await client.query('ROLLBACK').catch(() => {})
+        if (!(err instanceof StoreDamagedError) && !(err instanceof LeaseExpiredError)) await client.query('ROLLBACK').catch(() => {})
         throw err
       }
     } catch (err) {
-      if (!(err instanceof StoreDamagedError) && !definitelyFailed(err)) broken = err
+      if (!(err instanceof StoreDamagedError) && !(err instanceof LeaseExpiredError) && !definitelyFailed(err)) broken = err
       throw wrap(err, `claim of session ${sessionId}`)
     } finally {
       client.release(broken instanceof Error ? broken : undefined)
@@ -895,7 +904,7 @@ function parseRow (sessionId: string, seq: number, body: unknown, crc: unknown):
 }
 
 function wrap (err: unknown, what: string): Error {
-  if (err instanceof StoreDamagedError || err instanceof FenceLostError || err instanceof StoreUnavailableError) return err
+  if (err instanceof StoreDamagedError || err instanceof FenceLostError || err instanceof StoreUnavailableError || err instanceof LeaseExpiredError) return err
   const detail = err instanceof Error ? err.message : String(err)
   return new StoreUnavailableError(`postgres: ${what} failed: ${detail}`, { cause: err })
 }

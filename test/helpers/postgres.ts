@@ -13,7 +13,8 @@
  *
  * Usage:
  *   const pg = await startPostgres(t)          // t.teardown stops it
- *   new pg.Client({ connectionString: pg.url })
+ *   const url = await pg.createDatabase()      // a fresh database per subtest
+ *   new pg.Client({ connectionString: url })
  *   await pg.stop('fast'); await pg.start()    // an outage
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
@@ -21,6 +22,7 @@ import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import pg from 'pg'
 import type { Teardown } from './process.js'
 
 /** The newest /usr/lib/postgresql/<ver>/bin holding initdb and postgres; undefined when none. */
@@ -64,6 +66,8 @@ export interface PgCluster {
   start (): Promise<void>
   /** A URL for another database name or user on this cluster. */
   urlFor (database: string): string
+  /** Creates a fresh, empty database (named `t1`, `t2`, … unless given) and returns its URL. */
+  createDatabase (name?: string): Promise<string>
 }
 
 export interface StartPostgresOptions {
@@ -174,6 +178,18 @@ export async function startPostgres (t: Teardown, options: StartPostgresOptions 
   await start()
 
   const urlFor = (database: string): string => `postgres://postgres@127.0.0.1:${port}/${database}`
+  let databases = 0
+  const createDatabase = async (name = `t${++databases}`): Promise<string> => {
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new Error(`not a plain database name: ${name}`)
+    const c = new pg.Client({ connectionString: urlFor('postgres') })
+    await c.connect()
+    try {
+      await c.query(`CREATE DATABASE ${name}`)
+    } finally {
+      await c.end()
+    }
+    return urlFor(name)
+  }
   return {
     url: urlFor('postgres'),
     port,
@@ -181,6 +197,7 @@ export async function startPostgres (t: Teardown, options: StartPostgresOptions 
     get running () { return child !== undefined },
     stop,
     start,
-    urlFor
+    urlFor,
+    createDatabase
   }
 }

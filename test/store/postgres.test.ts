@@ -10,7 +10,7 @@ import pg from 'pg'
 import t from 'tap'
 import type { CoreInput } from '../../src/coordinator/types.js'
 import { rowChecksum } from '../../src/store/checksum.js'
-import { FenceLostError, openFleetStore, StoreDamagedError, StoreUnavailableError } from '../../src/store/index.js'
+import { FenceLostError, LeaseExpiredError, openFleetStore, StoreDamagedError, StoreUnavailableError } from '../../src/store/index.js'
 import { migrate, PostgresStore, SCHEMA_VERSION, type PostgresStoreOptions } from '../../src/store/postgres.js'
 import type { NodeIdentity } from '../../src/store/fleet-types.js'
 import { PG_SKIP, startPostgres, type PgCluster } from '../helpers/postgres.js'
@@ -32,17 +32,8 @@ if (PG_SKIP !== false) {
   t.pass('skipped (no PostgreSQL)')
 } else {
   const cluster = await startPostgres(t)
-  let dbs = 0
-
   /** A fresh database on the cluster; its URL. */
-  const freshDb = async (): Promise<string> => {
-    const name = `t${++dbs}`
-    const c = new pg.Client({ connectionString: cluster.url })
-    await c.connect()
-    await c.query(`CREATE DATABASE ${name}`)
-    await c.end()
-    return cluster.urlFor(name)
-  }
+  const freshDb = async (): Promise<string> => await cluster.createDatabase()
 
   const openStore = async (tt: TestLike, url: string, extra: Partial<PostgresStoreOptions> = {}) => {
     const logs = captureLogs()
@@ -161,6 +152,11 @@ if (PG_SKIP !== false) {
     t.match(await a.resolve('s'), { owner: undefined, epoch: 3, clean: true, persisted: true })
     t.match(await b.claim('s', nb2), { ok: true, reason: 'released', epoch: 4, clean: true })
     t.match(await b.claim('s', nb2), { ok: true, reason: 'reclaim', epoch: 5 }, 'a node may claim its own session again (after a lapse)')
+    await b.renewNode(nb2, 0)
+    await t.rejects(b.claim('s', nb2), LeaseExpiredError, 'a node whose own lease expired claims nothing')
+    await t.rejects(a.claim('other', na), LeaseExpiredError, 'nor does a superseded incarnation')
+    t.equal(await a.resolve('other'), undefined, 'the refused claim created nothing')
+    await b.renewNode(nb2, TTL)
     t.same(await b.ownedSessions(nb2), ['s'])
     t.same(await a.ownedSessions(na2), [])
   })
