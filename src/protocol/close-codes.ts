@@ -9,6 +9,12 @@ export const CLOSE = {
   INTERNAL: { code: 1011, reason: 'internal error' },
   /** Graceful shutdown (SIGTERM/SIGINT): reconnect with backoff. */
   RESTART: { code: 1012, reason: 'service restart' },
+  /**
+   * Fleet mode: this node no longer owns the session (another node claimed it,
+   * the node's lease lapsed, or it released the session for a handover or a
+   * drain). Nothing unacknowledged was delivered; reconnect and re-HELLO.
+   */
+  MOVED: { code: 1012, reason: 'session moved' },
   /** Sideband query before HELLO without a bearer header, in the authenticated profile. */
   UNAUTHORIZED: { code: 4401, reason: 'authentication required' },
   /** The connection's token was removed from the token table (or expired). */

@@ -9,18 +9,22 @@ import { CLOSE } from '../protocol/close-codes.js'
 import type { ServerConfig } from './config.js'
 import { Connection, type AuthState, type HeaderAuth, type WebSocketLike } from './connection.js'
 import { Metrics } from './metrics.js'
-import { SessionRegistry } from './registry.js'
+import { SessionRegistry, type FleetOptions } from './registry.js'
+import { Router } from './routing.js'
 import type { TokenTable } from './token-table.js'
 import { registerUpgradeGuard } from './upgrade-guard.js'
 import { HTTP_ERRORS, sendHttpError } from './http-errors.js'
 import { registerDashboard, type DashboardHandle } from './dashboard/routes.js'
 
 export interface AppDeps {
+  /** The synchronous store (SQLite, memory); unused in fleet mode. */
   readonly store: ManagedSessionStore
   readonly logger: Logger
   readonly now?: () => number
   /** The dashboard streams' keep-alive period (tests shorten it; default 15 s). */
   readonly dashboardKeepAliveMs?: number
+  /** Fleet mode (--store postgres): the fleet store, the node lease and the handover watcher. */
+  readonly fleet?: FleetOptions
 }
 
 /** What the app exposes to its owner (CLI, tests) beyond Fastify. */
@@ -72,7 +76,21 @@ export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance 
   }) as unknown as FastifyInstance
 
   const metrics = new Metrics()
-  const registry = new SessionRegistry({ config, store: deps.store, logger, metrics, ...(deps.now === undefined ? {} : { now: deps.now }) })
+  const fleet = deps.fleet
+  const registry = new SessionRegistry({ config, store: deps.store, logger, metrics, ...(deps.now === undefined ? {} : { now: deps.now }), ...(fleet === undefined ? {} : { fleet }) })
+  const router = fleet === undefined
+    ? undefined
+    : new Router({
+      mode: fleet.router,
+      node: () => fleet.lease.identity,
+      store: fleet.store,
+      isServedHere: sid => registry.isServedHere(sid),
+      acquire: async (sid, digest) => await registry.acquire(sid, digest),
+      waitForRelease: async (sid, ms) => { await registry.waitForRelease(sid, ms) },
+      claimWaitMs: config.routing.claimWaitSec * 1000,
+      replayTimeoutMs: config.routing.replayTimeoutSec * 1000,
+      ...(metrics.fleet === undefined ? {} : { metrics: metrics.fleet })
+    })
   const auth: AuthState = { table: config.tokenTable }
   const headerAuth = new WeakMap<IncomingMessage, HeaderAuth>()
   let ready = false
@@ -93,7 +111,8 @@ export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance 
       dashboard?.hub.revalidate()
       return closed
     },
-    isReady: () => ready && !closing,
+    // Fleet mode: also only while the node's lease holds (it is renewed on PostgreSQL, so PG answered within the TTL).
+    isReady: () => ready && !closing && (fleet === undefined || fleet.lease.valid()),
     dashboard
   }
   app.decorate('mpac', handle)
@@ -107,8 +126,16 @@ export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance 
     },
     preClose (done) {
       closing = true
-      registry.shutdown(CLOSE.RESTART)
-      done()
+      if (fleet === undefined) {
+        registry.shutdown(CLOSE.RESTART)
+        done()
+        return
+      }
+      // Fleet mode: every session is released (flushed, snapshotted, 1012) so that peers claim it at once.
+      registry.releaseAll().catch((err: unknown) => { logger.error({ err }, 'fleet: releasing sessions at shutdown failed') }).finally(() => {
+        for (const conn of [...registry.connections()]) conn.close(CLOSE.RESTART)
+        done()
+      })
     }
   })
 
@@ -127,6 +154,42 @@ export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance 
    * upgraded. No header is fine here: the HELLO credential decides.
    */
   const onRequest = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    await checkAccess(request, reply)
+    if (reply.sent || router === undefined || !isUpgrade(request)) return
+    const sessionId = sessionOf(request)
+    if (sessionId === undefined || closing) return
+    await routeUpgrade(router, sessionId, request, reply)
+  }
+  /**
+   * Fleet mode, before the upgrade: serve here, send Fly Proxy to the owner
+   * (fly-replay), or refuse for now (503 + Retry-After). Never upgrades a
+   * request it replays (Fly's rule for WebSockets).
+   */
+  const routeUpgrade = async (r: Router, sessionId: string, request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    let decision
+    try {
+      decision = await r.route(sessionId, request.headers, headerAuth.get(request.raw)?.digest)
+    } catch (err) {
+      request.log.error({ err, sessionId }, 'fleet: routing the upgrade failed')
+      decision = { kind: 'unavailable', reason: 'the store is unavailable', retryAfterSec: 1 } as const
+    }
+    switch (decision.kind) {
+      case 'serve':
+        return
+      case 'replay':
+        request.log.debug({ sessionId, replay: decision.header }, 'fleet: upgrade replayed to the owner')
+        await sendHttpError(reply.header('fly-replay', decision.header).header('retry-after', '1'), HTTP_ERRORS.SESSION_ELSEWHERE, 'another node serves this session; retry (Fly Proxy replays this request to it)')
+        return
+      case 'refused':
+        request.log.info({ sessionId, status: 429, reason: decision.reason }, 'upgrade refused')
+        await sendHttpError(reply.header('retry-after', '1'), HTTP_ERRORS.TOO_MANY_SESSIONS, decision.reason)
+        return
+      case 'unavailable':
+        request.log.info({ sessionId, status: 503, reason: decision.reason }, 'upgrade refused')
+        await sendHttpError(reply.header('retry-after', String(decision.retryAfterSec)), HTTP_ERRORS.SESSION_UNAVAILABLE, decision.reason)
+    }
+  }
+  const checkAccess = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     if (isUpgrade(request)) {
       const refused = registry.prehelloRefusal(request.ip)
       if (refused !== undefined) {

@@ -2,9 +2,11 @@
 import { watch, readFileSync, type FSWatcher } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { dirname } from 'node:path'
-import { DataDirLockedError, openStore, type ManagedSessionStore } from '../store/index.js'
+import { DataDirLockedError, MemoryStore, openFleetStore, openStore, type FleetStore, type ManagedSessionStore } from '../store/index.js'
+import { HandoverWatcher, NodeLease } from '../store/ownership.js'
 import { VERSION } from '../version.js'
 import { buildApp } from './app.js'
+import type { FleetOptions } from './registry.js'
 import { helpText, isLoopback, loadServerConfig, type ServerConfig } from './config.js'
 import { createLogger } from './logger.js'
 import { listenMetrics, type MetricsListener } from './metrics-listener.js'
@@ -32,7 +34,7 @@ function banner (config: ServerConfig, port: number, tokens: number, metricsPort
     ...(config.workspaceDir === undefined ? [] : [`  workspace:        ${config.workspaceDir}`]),
     `  security profile: ${config.securityProfile}${config.tokenTable === undefined ? '' : ` (${tokens} token${tokens === 1 ? '' : 's'}${config.tokenTableFile === undefined ? '' : `, from ${config.tokenTableFile}`})`}`,
     `  policies:         ${config.complianceProfile}, ${config.executionModel}`,
-    `  store:            ${config.store === 'memory' ? 'memory (nothing survives a restart)' : `sqlite in ${config.dataDir} (sync ${config.storeSync})`}`,
+    `  store:            ${config.fleet !== undefined ? `postgres (node ${config.fleet.nodeId}, router ${config.routing.router})` : config.store === 'memory' ? 'memory (nothing survives a restart)' : `sqlite in ${config.dataDir} (sync ${config.storeSync})`}`,
     `  clients connect:  ${url}${config.mode === 'single' ? ` (or ${base}/)` : ''}`,
     `  metrics:          ${metricsPort !== undefined ? `http://127.0.0.1:${metricsPort}/metrics (loopback, no token)` : config.metricsToken !== undefined ? '/metrics with the MPAC_METRICS_TOKEN bearer token' : config.metricsPublic ? '/metrics, open (--metrics-public)' : 'off (set MPAC_METRICS_TOKEN, --metrics-port or --metrics-public)'}`
   ]
@@ -73,17 +75,28 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
     return 2
   }
   const config = loaded.value
-  if (config.fleet !== undefined) {
-    // The PostgreSQL store and the node lease exist (src/store/postgres.ts, ownership.ts); the session runtime
-    // that serves sessions on them (claim on upgrade, output gate, routing) does not yet: refuse rather than
-    // fall back to SQLite.
-    process.stderr.write('mpac-mcp-sidecar: --store postgres (fleet mode) is not served by this build yet: its session runtime is missing (see docs/fleet.md); use --store sqlite\n')
-    return 1
-  }
   const logger = createLogger(config.logLevel)
   let store: ManagedSessionStore
+  // Fleet mode (--store postgres): the fleet store, this node's lease and the handover watcher.
+  let fleet: (FleetOptions & { readonly lease: NodeLease, readonly watcher: HandoverWatcher }) | undefined
+  if (config.fleet !== undefined) {
+    const f = config.fleet
+    let pgStore: FleetStore
+    try {
+      pgStore = await openFleetStore({ databaseUrl: f.databaseUrl, databaseListenUrl: f.databaseListenUrl, storeLanes: f.storeLanes, logger })
+    } catch (err) {
+      const named = settingName(argv, env, 'database-url', 'MPAC_DATABASE_URL')
+      const source = named === '--database-url' && !argv.some(x => x.startsWith('--database-url')) && (env.DATABASE_URL ?? '') !== '' ? 'DATABASE_URL' : named
+      process.stderr.write(`mpac-mcp-sidecar: cannot open the PostgreSQL store (${source}): ${oneLine((err as Error).message)}\n`)
+      return 1
+    }
+    const lease = new NodeLease({ store: pgStore, nodeId: f.nodeId, addr: f.nodeAddr, ttlMs: f.leaseTtlMs, renewMs: f.leaseRenewMs, marginMs: f.leaseMarginMs, logger })
+    const watcher = new HandoverWatcher({ store: pgStore, node: () => lease.identity, pollMs: f.leaseRenewMs, logger })
+    fleet = { store: pgStore, lease, watcher, router: config.routing.router }
+  }
   try {
-    store = openStore({ dataDir: config.store === 'memory' ? ':memory:' : config.dataDir, logger, synchronous: config.storeSync === 'normal' ? 'NORMAL' : 'FULL', sessionId: config.mode === 'single' ? config.sessionId : undefined })
+    // Fleet mode never touches the synchronous store: sessions are claimed, committed and released in PostgreSQL.
+    store = fleet !== undefined ? new MemoryStore() : openStore({ dataDir: config.store === 'memory' ? ':memory:' : config.dataDir, logger, synchronous: config.storeSync === 'normal' ? 'NORMAL' : 'FULL', sessionId: config.mode === 'single' ? config.sessionId : undefined })
   } catch (err) {
     if (err instanceof DataDirLockedError) {
       // Not a bad value: the directory is busy (a runtime failure, exit 1).
@@ -93,11 +106,12 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
     process.stderr.write(`mpac-mcp-sidecar: invalid ${settingName(argv, env, 'data-dir', 'MPAC_DATA_DIR')}: cannot open the store in ${config.dataDir}: ${oneLine((err as Error).message)}\n`)
     return 2
   }
-  const app = buildApp(config, { store, logger })
+  const app = buildApp(config, { store, logger, ...(fleet === undefined ? {} : { fleet }) })
   try {
     await app.listen({ host: config.host, port: config.port })
   } catch (err) {
     store.close()
+    await fleet?.store.close()
     // An address this machine does not have, or a port it may not bind, is a bad value (exit 2);
     // anything else (a port already in use …) is a runtime failure (exit 1).
     const code = (err as NodeJS.ErrnoException).code
@@ -115,6 +129,22 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
     return setting === undefined ? 1 : 2
   }
   const port = (app.server.address() as AddressInfo).port
+  if (fleet !== undefined) {
+    const { lease, watcher } = fleet
+    lease.on('superseded', () => {
+      logger.fatal('fleet: another process registered this node id; exiting')
+      void stop('superseded').finally(() => process.exit(1))
+    })
+    try {
+      await lease.start()
+    } catch (err) {
+      await app.close()
+      await fleet.store.close()
+      process.stderr.write(`mpac-mcp-sidecar: cannot register this node in PostgreSQL: ${oneLine((err as Error).message)}\n`)
+      return 1
+    }
+    await watcher.start()
+  }
   let metricsListener: MetricsListener | undefined
   if (config.metricsPort !== undefined) {
     try {
@@ -136,9 +166,15 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
       if (idleTimer !== undefined) clearTimeout(idleTimer)
       try {
         await metricsListener?.close()
+        // Fleet mode: app.close releases every session first (preClose); then the lease ends, so peers claim at once.
         await app.close()
+        if (fleet !== undefined) {
+          await fleet.watcher.stop()
+          await fleet.lease.retire().catch((err: unknown) => { logger.warn({ err }, 'fleet: ending the lease failed (it expires after its TTL)') })
+        }
       } finally {
         store.close()
+        await fleet?.store.close()
       }
     })()
     return stopping

@@ -124,6 +124,17 @@ export interface ServerConfig {
   readonly dashboard: boolean
   /** Why the dashboard is off by default here (logged at start), when it is. */
   readonly dashboardOffReason: string | undefined
+  /** Fleet mode's routing (--store postgres; docs/fleet.md). Unused on one machine. */
+  readonly routing: FleetRouting
+}
+
+export interface FleetRouting {
+  /** fly: answer non-owned upgrades with fly-replay; hash: HAProxy's consistent hash + cooperative handover; none: one node on PostgreSQL. */
+  readonly router: 'fly' | 'hash' | 'none'
+  /** How long an upgrade waits for the owner to release (or its lease to expire) before 503. */
+  readonly claimWaitSec: number
+  /** The `timeout=` of fly-replay: how long Fly Proxy tries the owner. */
+  readonly replayTimeoutSec: number
 }
 
 export interface FleetConfig {
@@ -220,7 +231,11 @@ export const SETTINGS: readonly SettingSpec[] = [
   { flag: 'dashboard', env: 'MPAC_DASHBOARD', kind: 'bool', help: 'serve the read-only web dashboard at /dashboard (default on, except on a non-loopback bind without a token table; --dashboard=false turns it off)' },
   { flag: 'dashboard-max-streams', env: 'MPAC_DASHBOARD_MAX_STREAMS', kind: 'string', help: 'open dashboard live-update streams in total; more get HTTP 503 (default 500)' },
   { flag: 'dashboard-max-streams-per-token', env: 'MPAC_DASHBOARD_MAX_STREAMS_PER_TOKEN', kind: 'string', help: 'open dashboard live-update streams per token; more get HTTP 429 (default 20)' },
-  { flag: 'log-level', env: 'LOG_LEVEL', kind: 'string', help: 'fatal | error | warn | info | debug | trace | silent (default info)' }
+  { flag: 'log-level', env: 'LOG_LEVEL', kind: 'string', help: 'fatal | error | warn | info | debug | trace | silent (default info)' },
+  { flag: 'log-level', env: 'LOG_LEVEL', kind: 'string', help: 'fatal | error | warn | info | debug | trace | silent (default info)' },
+  { flag: 'router', env: 'MPAC_ROUTER', kind: 'string', help: 'fleet mode: fly (fly-replay to the owner) | hash (HAProxy consistent hash + handover) | none (one node) (default fly when FLY_MACHINE_ID is set, else hash)' },
+  { flag: 'claim-wait', env: 'MPAC_CLAIM_WAIT', kind: 'string', help: 'fleet mode: seconds an upgrade waits for the owner to release a session (or its lease to expire) before 503 (default 5)' },
+  { flag: 'replay-timeout', env: 'MPAC_REPLAY_TIMEOUT', kind: 'string', help: 'fleet mode, --router fly: seconds Fly Proxy tries the owner (timeout= of fly-replay) (default 2)' }
 ]
 
 const SPEC_BY_FLAG = new Map(SETTINGS.map(s => [s.flag, s]))
@@ -554,6 +569,12 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
   const requestTimeoutSec = r.seconds('request-timeout', 30, { timer: true })
   if (headersTimeoutSec > requestTimeoutSec) fail(r.name('headers-timeout'), `must not exceed the request timeout (${requestTimeoutSec} s), got ${headersTimeoutSec}`)
 
+  const routing: FleetRouting = Object.freeze({
+    router: r.oneOf('router', ['fly', 'hash', 'none'] as const, env.FLY_MACHINE_ID !== undefined && env.FLY_MACHINE_ID !== '' ? 'fly' : 'hash'),
+    claimWaitSec: r.seconds('claim-wait', 5, { timer: true }),
+    replayTimeoutSec: r.seconds('replay-timeout', 2, { timer: true })
+  })
+
   const config: ServerConfig = {
     host,
     port,
@@ -619,7 +640,8 @@ function build (argv: readonly string[], env: Readonly<Record<string, string | u
     }),
     logLevel,
     dashboard,
-    dashboardOffReason: dashboardAsked === undefined && dashboardUnsafe ? 'the dashboard is off: the bind address is reachable from other machines and there is no token table to sign in with' : undefined
+    dashboardOffReason: dashboardAsked === undefined && dashboardUnsafe ? 'the dashboard is off: the bind address is reachable from other machines and there is no token table to sign in with' : undefined,
+    routing
   }
   return Object.freeze(config)
 }

@@ -1,5 +1,5 @@
 import { Coordinator } from '../coordinator/index.js'
-import type { ApplyResult, CoordinatorConfig, CoreInput, FileEntry, Verdict } from '../coordinator/types.js'
+import type { ApplyResult, CoordinatorConfig, CoordinatorSnapshot, CoreInput, FileEntry, Verdict } from '../coordinator/types.js'
 import type { ErrorCode } from '../protocol/error-codes.js'
 import type { DashboardView, ViewConflict } from '../coordinator/dashboard-view.js'
 
@@ -25,4 +25,11 @@ export interface SessionCore {
 
 export function createCore (config: CoordinatorConfig): SessionCore {
   return new Coordinator(config) as unknown as SessionCore
+}
+
+/** A core rebuilt from a stored snapshot (or fresh without one) and the journal after it (fleet mode's load). */
+export function restoreCore (config: CoordinatorConfig, snapshot: unknown, journal: readonly CoreInput[]): SessionCore {
+  const c = snapshot === undefined ? new Coordinator(config) : Coordinator.restore(snapshot as CoordinatorSnapshot, config)
+  for (const input of journal) c.apply(input)
+  return c as unknown as SessionCore
 }

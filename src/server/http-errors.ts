@@ -28,7 +28,13 @@ export const HTTP_ERRORS = define({
   /** More than 10 dashboard sign-in attempts per minute from one client address. */
   DASHBOARD_RATE_LIMITED: { code: 'MPAC_ERR_DASHBOARD_RATE_LIMITED', status: 429 },
   /** 429 past the per-token cap of live streams; 503 past the server-wide one. */
-  DASHBOARD_TOO_MANY_STREAMS: { code: 'MPAC_ERR_DASHBOARD_TOO_MANY_STREAMS', status: 429 }
+  DASHBOARD_TOO_MANY_STREAMS: { code: 'MPAC_ERR_DASHBOARD_TOO_MANY_STREAMS', status: 429 },
+  /** Fleet mode, --router fly: another node owns the session; the `fly-replay` header sends Fly Proxy there. */
+  SESSION_ELSEWHERE: { code: 'MPAC_ERR_SESSION_ELSEWHERE', status: 503 },
+  /** Fleet mode: ownership of the session could not be obtained in time (or it is quarantined). */
+  SESSION_UNAVAILABLE: { code: 'MPAC_ERR_SESSION_UNAVAILABLE', status: 503 },
+  /** Fleet mode: a session this upgrade would claim is beyond --max-sessions (this node) or --max-sessions-per-token (the fleet). */
+  TOO_MANY_SESSIONS: { code: 'MPAC_ERR_TOO_MANY_SESSIONS', status: 429 }
 })
 
 export function httpErrorBody (spec: HttpErrorSpec, message: string): { code: string, message: string } {

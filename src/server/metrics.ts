@@ -24,7 +24,85 @@ function boundedLabel (value: unknown, known: ReadonlySet<string>): string {
   return typeof value === 'string' && known.has(value) ? value : 'OTHER'
 }
 
+const COMMIT_BUCKETS_SEC = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
+const BATCH_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
+/** Why a claim succeeded (FleetStore's ClaimReason): the labels of mpac_claims_total. */
+export const CLAIM_REASONS = ['new', 'released', 'expired', 'restart', 'reclaim'] as const
+
+class Histogram {
+  readonly #bounds: readonly number[]
+  readonly #counts: number[]
+  #count = 0
+  #sum = 0
+  constructor (bounds: readonly number[]) {
+    this.#bounds = bounds
+    this.#counts = new Array<number>(bounds.length).fill(0)
+  }
+
+  observe (value: number): void {
+    this.#count++
+    this.#sum += value
+    for (let i = 0; i < this.#bounds.length; i++) if (value <= (this.#bounds[i] as number)) this.#counts[i] = (this.#counts[i] as number) + 1
+  }
+
+  render (out: string[], name: string, help: string): void {
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} histogram`)
+    for (let i = 0; i < this.#bounds.length; i++) out.push(`${name}_bucket{le="${this.#bounds[i] as number}"} ${this.#counts[i] as number}`)
+    out.push(`${name}_bucket{le="+Inf"} ${this.#count}`, `${name}_sum ${this.#sum}`, `${name}_count ${this.#count}`)
+  }
+}
+
+/** Fleet mode's metrics (docs/fleet.md): leases, claims, fencing, routing, group commit. */
+export class FleetMetrics {
+  /** The node's lease lapsed (self-fenced: every session dropped). */
+  leaseLapses = 0
+  /** Group-commit batches refused by the epoch fence (ownership lost). */
+  fenceRejections = 0
+  readonly claims = new Map<string, number>(CLAIM_REASONS.map(r => [r, 0]))
+  /** Handover requests this node sent (routing) and honoured (as owner). */
+  handoversRequested = 0
+  handoversHonoured = 0
+  /** Upgrades answered with fly-replay. */
+  replays = 0
+  /** Commits whose outcome had to be resolved after a broken connection. */
+  ambiguousCommits = 0
+  /** Upgrades refused with 503 because ownership could not be obtained in time. */
+  routeUnavailable = 0
+  ownedSessions = 0
+  readonly #commitSeconds = new Histogram(COMMIT_BUCKETS_SEC)
+  readonly #batchEntries = new Histogram(BATCH_BUCKETS)
+
+  claimed (reason: string): void {
+    if (this.claims.has(reason)) this.claims.set(reason, (this.claims.get(reason) as number) + 1)
+  }
+
+  observeCommit (seconds: number, entries: number): void {
+    this.#commitSeconds.observe(seconds)
+    this.#batchEntries.observe(entries)
+  }
+
+  render (out: string[]): void {
+    const simple = (name: string, type: 'gauge' | 'counter', help: string, value: number): void => {
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name} ${value}`)
+    }
+    simple('mpac_lease_lapses_total', 'counter', 'Times this node\'s lease lapsed (it delivered nothing more and dropped its sessions).', this.leaseLapses)
+    simple('mpac_fence_rejections_total', 'counter', 'Session batches refused by the epoch fence (ownership lost).', this.fenceRejections)
+    out.push('# HELP mpac_claims_total Sessions claimed by this node, by reason.', '# TYPE mpac_claims_total counter')
+    for (const [reason, n] of this.claims) out.push(`mpac_claims_total{reason="${reason}"} ${n}`)
+    out.push('# HELP mpac_handovers_total Cooperative handovers: requested by this node, honoured by it as the owner.', '# TYPE mpac_handovers_total counter')
+    out.push(`mpac_handovers_total{role="requested"} ${this.handoversRequested}`, `mpac_handovers_total{role="honoured"} ${this.handoversHonoured}`)
+    simple('mpac_replays_total', 'counter', 'Upgrades answered with fly-replay (sent to the owner).', this.replays)
+    simple('mpac_route_unavailable_total', 'counter', 'Upgrades refused with 503 because the session could not be claimed in time.', this.routeUnavailable)
+    simple('mpac_ambiguous_commits_total', 'counter', 'Group commits whose outcome was resolved after a broken connection.', this.ambiguousCommits)
+    simple('mpac_owned_sessions', 'gauge', 'Sessions this node owns and serves.', this.ownedSessions)
+    this.#commitSeconds.render(out, 'mpac_commit_seconds', 'Time of one lane\'s fenced group commit.')
+    this.#batchEntries.render(out, 'mpac_commit_batch_entries', 'Journal entries per fenced group commit.')
+  }
+}
+
 export class Metrics {
+  /** Present in fleet mode only (--store postgres). */
+  fleet: FleetMetrics | undefined
   connections = 0
   sessionsLoaded = 0
   /** Session timers armed (one per loaded session at most); a larger number is a leak. */
@@ -90,6 +168,7 @@ export class Metrics {
     out.push(`# HELP ${h} Time from receiving a frame to sending its outputs (journal included).`, `# TYPE ${h} histogram`)
     for (let i = 0; i < BUCKETS_SEC.length; i++) out.push(`${h}_bucket{le="${BUCKETS_SEC[i] as number}"} ${this.#buckets[i] as number}`)
     out.push(`${h}_bucket{le="+Inf"} ${this.#handleCount}`, `${h}_sum ${this.#handleSum}`, `${h}_count ${this.#handleCount}`)
+    this.fleet?.render(out)
     const mem = process.memoryUsage()
     simple('process_resident_memory_bytes', 'gauge', 'Resident memory size in bytes.', mem.rss)
     simple('nodejs_heap_used_bytes', 'gauge', 'V8 heap used in bytes.', mem.heapUsed)

@@ -1,23 +1,56 @@
 import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
 import type { CoordinatorConfig } from '../coordinator/types.js'
-import { recoverSession, replaySession, SnapshotPolicy, StoreDamagedError, type ManagedSessionStore } from '../store/index.js'
+import { FenceLostError, recoverSession, replaySession, SnapshotPolicy, StoreDamagedError, type FleetStore, type HandoverRequest, type ManagedSessionStore, type NodeIdentity } from '../store/index.js'
 import { CLOSE, type CloseSpec } from '../protocol/close-codes.js'
 import type { ServerConfig } from './config.js'
-import { createCore, type SessionCore } from './core.js'
-import type { Metrics } from './metrics.js'
+import { CommitLanes } from './commit-lanes.js'
+import { createCore, restoreCore, type SessionCore } from './core.js'
+import { FleetMetrics, type Metrics } from './metrics.js'
+import type { AcquireResult, RouterMode } from './routing.js'
 import type { SessionDirectory, TrackedConnection } from './session-directory.js'
-import { SessionRuntime } from './session-runtime.js'
+import { SessionRuntime, type DeliveryGate, type RuntimeBatch } from './session-runtime.js'
 import type { TokenTable } from './token-table.js'
 import { DiskWorkspace } from './workspace.js'
 
 export interface RegistryOptions {
   readonly config: ServerConfig
+  /** The synchronous store (SQLite, memory); never touched in fleet mode. */
   readonly store: ManagedSessionStore
   readonly logger: Logger
   readonly metrics: Metrics
   readonly now?: () => number
+  /** Fleet mode (--store postgres): sessions are claimed, committed and released through the fleet store. */
+  readonly fleet?: FleetOptions
 }
+
+/** The node lease as the registry uses it (src/store/ownership.ts NodeLease). */
+export interface FleetLease extends DeliveryGate {
+  readonly identity: NodeIdentity
+  on (event: 'lapsed', listener: (reason: string) => void): unknown
+}
+
+/** Handover requests and release hints (src/store/ownership.ts HandoverWatcher). */
+export interface FleetWatcher {
+  on (event: 'handover', listener: (request: HandoverRequest) => void): unknown
+  forget (sessionId: string): void
+  waitForRelease (sessionId: string, timeoutMs: number): Promise<boolean>
+}
+
+export interface FleetOptions {
+  readonly store: FleetStore
+  readonly lease: FleetLease
+  readonly watcher: FleetWatcher
+  readonly router: RouterMode
+  /**
+   * A session with connections stays at least this long with the node that
+   * claimed it before a handover request is honoured (router flapping must
+   * not make sessions ping-pong). A session without connections is handed
+   * over at once. Default 30 s.
+   */
+  readonly handoverHoldMs?: number
+}
+
 
 /**
  * Every session of the process: loaded ones (in memory, with a runtime),
@@ -64,12 +97,29 @@ export class SessionRegistry implements SessionDirectory {
   onRuntime: ((runtime: SessionRuntime) => void) | undefined
   /** Called whenever the number of open connections changes (idle exit). */
   onConnectionCount: ((count: number) => void) | undefined
+  readonly #fleet: FleetOptions | undefined
+  readonly #lanes: CommitLanes | undefined
+  /** Claims in progress (concurrent upgrades of one session share one). */
+  readonly #acquiring = new Map<string, Promise<AcquireResult>>()
+  /** When each owned runtime was claimed (the handover hold). */
+  readonly #claimedAt = new WeakMap<SessionRuntime, number>()
+  readonly #releasing = new Set<SessionRuntime>()
+  /** Open connections per session id (fleet mode keeps a claimed provisional session while one is open). */
+  readonly #connsBySession = new Map<string, number>()
 
   constructor (opts: RegistryOptions) {
     this.#opts = opts
     this.#now = opts.now ?? Date.now
     this.#table = opts.config.tokenTable
+    this.#fleet = opts.fleet
+    if (opts.fleet !== undefined) {
+      opts.metrics.fleet ??= new FleetMetrics()
+      this.#lanes = new CommitLanes({ store: opts.fleet.store, snapshotPolicy: this.#snapshotPolicy, logger: opts.logger, metrics: opts.metrics, now: this.#now })
+    }
   }
+
+  /** Fleet mode (--store postgres). */
+  get fleetMode (): boolean { return this.#fleet !== undefined }
 
   get connectionCount (): number { return this.#connections.size }
   get loadedCount (): number { return this.#live.size }
@@ -123,6 +173,10 @@ export class SessionRegistry implements SessionDirectory {
    * single-session mode, creates the one session and loads its workspace.
    */
   start (): void {
+    if (this.#fleet !== undefined) {
+      this.#startFleet(this.#fleet)
+      return
+    }
     const { config, store, logger } = this.#opts
     for (const q of store.listQuarantined()) {
       if (config.mode === 'single' && q.sessionId !== config.sessionId) continue
@@ -195,7 +249,8 @@ export class SessionRegistry implements SessionDirectory {
   get (sessionId: string): SessionRuntime | undefined {
     const live = this.#live.get(sessionId)
     if (live !== undefined) return live
-    if (!this.#stored.has(sessionId)) return undefined
+    // Fleet mode: a session is served only once the upgrade's routing claimed and loaded it (acquire).
+    if (this.#fleet !== undefined || !this.#stored.has(sessionId)) return undefined
     return this.#load(sessionId)
   }
 
@@ -220,6 +275,11 @@ export class SessionRegistry implements SessionDirectory {
    * --max-sessions and --max-sessions-per-token.
    */
   provisional (sessionId: string, tokenDigest: string | undefined, conn?: TrackedConnection): SessionRuntime | CloseSpec {
+    if (this.#fleet !== undefined) {
+      // Fleet mode creates sessions only by claiming them before the upgrade; this one was released since.
+      ;(conn?.log ?? this.#opts.logger).info({ sessionId }, 'fleet: the session is no longer held by this node; the client reconnects')
+      return CLOSE.MOVED
+    }
     const limits = this.#opts.config.limits
     if (this.sessionCount >= limits.maxSessions) return this.#refused(conn, CLOSE.TOO_MANY_SESSIONS, limits.maxSessions)
     if (tokenDigest !== undefined && (this.#byToken.get(tokenDigest)?.size ?? 0) >= limits.maxSessionsPerToken) {
@@ -411,6 +471,7 @@ export class SessionRegistry implements SessionDirectory {
   get prehelloCount (): number { return this.#prehelloTotal }
 
   connectionOpened (conn: TrackedConnection): void {
+    this.#connsBySession.set(conn.sessionId, (this.#connsBySession.get(conn.sessionId) ?? 0) + 1)
     this.#prehelloTotal++
     this.#prehello.set(conn.address, (this.#prehello.get(conn.address) ?? 0) + 1)
     this.#connections.add(conn)
@@ -420,6 +481,14 @@ export class SessionRegistry implements SessionDirectory {
   }
 
   connectionClosed (conn: TrackedConnection): void {
+    const left = (this.#connsBySession.get(conn.sessionId) ?? 1) - 1
+    if (left <= 0) this.#connsBySession.delete(conn.sessionId)
+    else this.#connsBySession.set(conn.sessionId, left)
+    if (left <= 0 && this.#fleet !== undefined) {
+      // A session claimed for an upgrade that never admitted anyone is given back (its provisional row deleted).
+      const rt = this.#live.get(conn.sessionId)
+      if (rt !== undefined && !rt.persisted && rt.peerCount === 0) void this.release(rt)
+    }
     this.#connections.delete(conn)
     this.#untrack(conn)
     this.onConnectionCount?.(this.#connections.size)
@@ -495,6 +564,10 @@ export class SessionRegistry implements SessionDirectory {
 
   /** Unloads idle sessions and purges closed ones past retention. */
   sweep (): void {
+    if (this.#fleet !== undefined) {
+      this.#sweepFleet(this.#fleet)
+      return
+    }
     const { config, store, logger } = this.#opts
     const now = this.#now()
     const retentionMs = config.mode === 'single' || config.idleRetentionSec === 0 ? Infinity : config.idleRetentionSec * 1000
@@ -584,10 +657,26 @@ export class SessionRegistry implements SessionDirectory {
   }
 
   #newRuntime (sessionId: string, core: ReturnType<typeof createCore>, persisted: boolean): SessionRuntime {
+    const fleet = this.#fleet
+    const lanes = this.#lanes
     const runtime = new SessionRuntime({
       sessionId,
       core,
-      store: this.#opts.store,
+      ...(fleet === undefined || lanes === undefined
+        ? {
+            store: this.#opts.store,
+            scheduleFlush: (rt: SessionRuntime) => this.#scheduleFlush(rt),
+            onDiscard: (rt: SessionRuntime) => this.#drop(rt),
+            onBroken: (rt: SessionRuntime) => this.#drop(rt)
+          }
+        : {
+            lease: fleet.lease,
+            scheduleFlush: (rt: SessionRuntime) => lanes.schedule(rt),
+            holdProvisional: (rt: SessionRuntime) => (this.#connsBySession.get(rt.sessionId) ?? 0) > 0,
+            onDiscard: (rt: SessionRuntime) => { void this.release(rt) },
+            onBroken: (rt: SessionRuntime) => this.#dropOwned(rt),
+            onFenced: (rt: SessionRuntime) => this.#dropOwned(rt)
+          }),
       snapshotPolicy: this.#snapshotPolicy,
       logger: this.#opts.logger,
       metrics: this.#opts.metrics,
@@ -595,10 +684,7 @@ export class SessionRegistry implements SessionDirectory {
       maxJournalBytesPerMin: this.#opts.config.limits.maxJournalBytesPerMin,
       workspace: this.#workspace,
       persisted,
-      now: this.#now,
-      scheduleFlush: (rt) => this.#scheduleFlush(rt),
-      onDiscard: (rt) => this.#drop(rt),
-      onBroken: (rt) => this.#drop(rt)
+      now: this.#now
     })
     this.#live.set(sessionId, runtime)
     this.#opts.metrics.sessionsLoaded = this.#live.size
@@ -620,32 +706,252 @@ export class SessionRegistry implements SessionDirectory {
   #flushAll (): void {
     const list = [...this.#dirty]
     this.#dirty.clear()
+    const taken = list.map(rt => rt.takeBatch())
     const batch = (this.#opts.store as { batch?: (fn: () => void) => void }).batch
     let committed = false
     if (typeof batch === 'function' && list.length > 1) {
       try {
-        batch.call(this.#opts.store, () => { for (const rt of list) rt.appendJournal() })
+        batch.call(this.#opts.store, () => { for (let i = 0; i < list.length; i++) commitSync(list[i] as SessionRuntime, taken[i]) })
         committed = true
       } catch (err) {
         this.#opts.logger.warn({ err }, 'batched journal append failed; retrying per session')
       }
     }
     if (!committed) {
-      for (const rt of list) {
+      for (let i = 0; i < list.length; i++) {
+        const rt = list[i] as SessionRuntime
         try {
-          rt.appendJournal()
+          commitSync(rt, taken[i])
         } catch (err) {
           rt.failStore(err)
         }
       }
     }
-    for (const rt of list) rt.deliver()
+    for (let i = 0; i < list.length; i++) {
+      const b = taken[i]
+      if (b !== undefined) (list[i] as SessionRuntime).settle(b.id, true)
+    }
   }
 
   #drop (runtime: SessionRuntime): void {
     if (this.#live.get(runtime.sessionId) === runtime) this.#live.delete(runtime.sessionId)
     this.#opts.metrics.sessionsLoaded = this.#live.size
   }
+
+  // ---- fleet mode ---------------------------------------------------------
+
+  #startFleet (fleet: FleetOptions): void {
+    const { logger, config } = this.#opts
+    fleet.lease.on('lapsed', reason => this.#lapsed(reason))
+    fleet.watcher.on('handover', request => this.#onHandover(fleet, request))
+    fleet.store.listQuarantined().then(list => {
+      for (const q of list) this.#quarantined.add(q.sessionId)
+    }, (err: unknown) => { logger.warn({ err }, 'fleet: listing quarantined sessions failed') })
+    const every = Math.max(1000, Math.min(60_000, config.sessionIdleUnloadSec * 1000 / 2))
+    this.#sweepTimer = setInterval(() => this.sweep(), every)
+    this.#sweepTimer.unref()
+  }
+
+  /** Served here now: loaded, owned under a live claim, and the lease valid. */
+  isServedHere (sessionId: string): boolean {
+    const rt = this.#live.get(sessionId)
+    return rt !== undefined && !rt.broken && !this.#releasing.has(rt) && this.#lanes?.ownership(rt) !== undefined && this.#fleet?.lease.valid() === true
+  }
+
+  /**
+   * Fleet mode: claims the session for this node and loads it (snapshot +
+   * journal up to the claim's tail), applying `recovered` first when the
+   * previous owner did not release it cleanly (epoch + 1, restart grace: as
+   * after a restart). Concurrent calls for one session share one claim.
+   * `{ ok: false, owner }` when a live node owns it.
+   */
+  async acquire (sessionId: string, tokenDigest?: string): Promise<AcquireResult> {
+    if (this.isServedHere(sessionId)) return { ok: true }
+    const running = this.#acquiring.get(sessionId)
+    if (running !== undefined) return await running
+    const p = this.#acquireNow(sessionId, tokenDigest).finally(() => this.#acquiring.delete(sessionId))
+    this.#acquiring.set(sessionId, p)
+    return await p
+  }
+
+  async #acquireNow (sessionId: string, tokenDigest: string | undefined): Promise<AcquireResult> {
+    const fleet = this.#fleet
+    const lanes = this.#lanes
+    if (fleet === undefined || lanes === undefined) return { ok: false, owner: undefined, reason: 'not in fleet mode' }
+    const { logger, config, metrics } = this.#opts
+    if (!fleet.lease.valid()) return { ok: false, owner: undefined, reason: 'this node holds no valid lease right now' }
+    if (this.#quarantined.has(sessionId)) return { ok: false, owner: undefined, reason: 'the session is quarantined (its stored state is damaged)' }
+    if (this.#live.size >= config.limits.maxSessions) {
+      logger.info({ sessionId, limit: config.limits.maxSessions }, 'fleet: upgrade refused at --max-sessions (sessions loaded on this node)')
+      return { ok: false, owner: undefined, reason: `session limit of this node reached (at most ${config.limits.maxSessions}, --max-sessions)`, limit: true }
+    }
+    const store = fleet.store
+    const node = fleet.lease.identity
+    let claim
+    try {
+      claim = await store.claim(sessionId, node, tokenDigest === undefined ? {} : { createdBy: tokenDigest })
+    } catch (err) {
+      return this.#acquireFailed(sessionId, err)
+    }
+    if (!claim.ok) return { ok: false, owner: claim.owner }
+    metrics.fleet?.claimed(claim.reason)
+    if (!claim.persisted && tokenDigest !== undefined) {
+      // --max-sessions-per-token counts the whole fleet's sessions of this token (the store's created_by).
+      let count = 0
+      try {
+        count = await store.countSessionsCreatedBy(tokenDigest)
+      } catch (err) {
+        logger.warn({ err }, 'fleet: counting the token\'s sessions failed; the quota is not checked for this session')
+      }
+      if (count >= config.limits.maxSessionsPerToken) {
+        await store.release(sessionId, claim.epoch, { clean: true }).catch(() => {})
+        logger.info({ sessionId, limit: config.limits.maxSessionsPerToken }, 'fleet: upgrade refused at --max-sessions-per-token (counted across the fleet)')
+        return { ok: false, owner: undefined, reason: `session limit for this token reached (at most ${config.limits.maxSessionsPerToken} across the fleet, --max-sessions-per-token)`, limit: true }
+      }
+    }
+    let loaded
+    try {
+      loaded = await store.load(sessionId, claim.epoch)
+    } catch (err) {
+      return this.#acquireFailed(sessionId, err)
+    }
+    if (!fleet.lease.valid()) return { ok: false, owner: undefined, reason: 'the lease lapsed while the session was being claimed' }
+    const stale = this.#live.get(sessionId)
+    if (stale !== undefined) this.#dropOwned(stale, true)
+    const cfg = this.coreConfig(sessionId)
+    const core = loaded !== undefined && (loaded.snapshot !== undefined || loaded.journal.length > 0)
+      ? restoreCore(cfg, loaded.snapshot, loaded.journal)
+      : createCore(cfg)
+    const persisted = claim.persisted || (loaded?.persisted ?? false)
+    const rt = this.#newRuntime(sessionId, core, persisted)
+    lanes.own(rt, claim.epoch, loaded?.lastSeq ?? claim.lastSeq, persisted)
+    this.#claimedAt.set(rt, performance.now())
+    if (persisted) this.#stored.add(sessionId)
+    if (metrics.fleet !== undefined) metrics.fleet.ownedSessions = lanes.owned
+    rt.log.info({ epoch: claim.epoch, reason: claim.reason, clean: claim.clean, entries: loaded?.journal.length ?? 0 }, 'fleet: session claimed')
+    // Not released cleanly by its previous owner: a new coordinator epoch, as after a restart.
+    if (persisted && !claim.clean) rt.applyInput({ kind: 'recovered', now: this.#now(), graceSec: config.restartGraceSec })
+    return { ok: true }
+  }
+
+  #acquireFailed (sessionId: string, err: unknown): AcquireResult {
+    const { logger } = this.#opts
+    if (err instanceof StoreDamagedError) {
+      this.#quarantined.add(sessionId)
+      logDamage(logger, err)
+      return { ok: false, owner: undefined, reason: 'the session is quarantined (its stored state is damaged)' }
+    }
+    if (err instanceof FenceLostError) return { ok: false, owner: undefined, reason: 'another node claimed the session meanwhile' }
+    logger.error({ sessionId, err }, 'fleet: claiming or loading the session failed')
+    return { ok: false, owner: undefined, reason: 'the store is unavailable' }
+  }
+
+  /** Resolves when the session was released (hint or poll), or after `ms`. */
+  async waitForRelease (sessionId: string, ms: number): Promise<void> {
+    await this.#fleet?.watcher.waitForRelease(sessionId, ms)
+  }
+
+  /**
+   * Gives a session up (idle unload, handover, drain): lets its last batch
+   * commit and its outputs leave, closes its connections with 1012 "session
+   * moved", stores a fenced snapshot, and releases it (clean when the
+   * snapshot was stored, so the next owner applies no `recovered`).
+   * A provisional session's row is deleted by the store instead.
+   */
+  async release (rt: SessionRuntime): Promise<void> {
+    const fleet = this.#fleet
+    const lanes = this.#lanes
+    if (fleet === undefined || lanes === undefined || this.#releasing.has(rt)) return
+    this.#releasing.add(rt)
+    try {
+      await lanes.settledFor(rt)
+      rt.closeAll(CLOSE.MOVED)
+      await lanes.settledFor(rt)
+      const own = lanes.ownership(rt)
+      rt.discard()
+      this.#dropOwned(rt)
+      if (own === undefined || rt.broken) return
+      let clean = false
+      if (rt.persisted) {
+        try {
+          clean = await fleet.store.saveSnapshot(rt.sessionId, own.epoch, own.seq, rt.core.snapshot())
+        } catch (err) {
+          rt.log.warn({ err }, 'fleet: snapshot before release failed (the next owner replays the journal and starts a new epoch)')
+        }
+      }
+      await fleet.store.release(rt.sessionId, own.epoch, { clean: clean || !rt.persisted })
+      fleet.watcher.forget(rt.sessionId)
+      rt.log.info({ epoch: own.epoch, clean }, 'fleet: session released')
+    } catch (err) {
+      rt.log.error({ err }, 'fleet: releasing the session failed (it becomes claimable when this node\'s lease expires)')
+    } finally {
+      this.#releasing.delete(rt)
+    }
+  }
+
+  /** Shutdown in fleet mode (SIGTERM): every session released in parallel, so peers claim them at once. */
+  async releaseAll (): Promise<void> {
+    if (this.#sweepTimer !== undefined) clearInterval(this.#sweepTimer)
+    this.#setExpiryTimer(Infinity)
+    await Promise.all([...this.#live.values()].map(rt => this.release(rt)))
+  }
+
+  /** Drops a runtime this node may no longer serve; with `fence`, closes it first (1012). */
+  #dropOwned (rt: SessionRuntime, fence = false): void {
+    if (fence) rt.fence(CLOSE.MOVED)
+    this.#lanes?.disown(rt)
+    this.#drop(rt)
+    const fleet = this.#opts.metrics.fleet
+    if (fleet !== undefined && this.#lanes !== undefined) fleet.ownedSessions = this.#lanes.owned
+  }
+
+  /** The lease lapsed: nothing more is delivered; every session is dropped (claimed again on demand, epoch + 1). */
+  #lapsed (reason: string): void {
+    const fleet = this.#opts.metrics.fleet
+    if (fleet !== undefined) fleet.leaseLapses++
+    this.#opts.logger.error({ reason, sessions: this.#live.size }, 'fleet: lease lapsed; closing every session (1012)')
+    for (const rt of [...this.#live.values()]) this.#dropOwned(rt, true)
+  }
+
+  /**
+   * Another node asks for a session we own. HAProxy's ring (or Fly Proxy's
+   * failed replay) decides where clients land, so the request is honoured;
+   * a session with connections only after the hold, against flapping.
+   */
+  #onHandover (fleet: FleetOptions, request: HandoverRequest): void {
+    if (fleet.router === 'none') return
+    const rt = this.#live.get(request.sessionId)
+    const own = rt === undefined ? undefined : this.#lanes?.ownership(rt)
+    if (rt === undefined || own === undefined || own.epoch !== request.epoch) return
+    const held = performance.now() - (this.#claimedAt.get(rt) ?? 0)
+    if (rt.peerCount > 0 && held < (fleet.handoverHoldMs ?? 30_000)) {
+      rt.log.info({ to: request.to, heldMs: Math.round(held) }, 'fleet: handover request deferred (minimum hold)')
+      fleet.watcher.forget(request.sessionId)
+      return
+    }
+    const m = this.#opts.metrics.fleet
+    if (m !== undefined) m.handoversHonoured++
+    rt.log.info({ to: request.to }, 'fleet: handing the session over')
+    void this.release(rt)
+  }
+
+  #sweepFleet (fleet: FleetOptions): void {
+    const { config, logger } = this.#opts
+    const now = this.#now()
+    for (const rt of [...this.#live.values()]) {
+      if (rt.peerCount > 0) continue
+      const idle = now - rt.idleSince
+      if (rt.persisted && idle >= config.sessionIdleUnloadSec * 1000) void this.release(rt)
+      else if (!rt.persisted && (this.#connsBySession.get(rt.sessionId) ?? 0) === 0) void this.release(rt)
+    }
+    fleet.store.purgeClosed(now - config.closedRetentionSec * 1000).then(ids => {
+      for (const id of ids) logger.info({ sessionId: id }, 'closed session purged')
+    }, (err: unknown) => { logger.error({ err }, 'purging closed sessions failed') })
+  }
+}
+
+function commitSync (runtime: SessionRuntime, batch: RuntimeBatch | undefined): void {
+  if (batch !== undefined) runtime.commitSync(batch)
 }
 
 function sameRoles (a: readonly string[], b: readonly string[]): boolean {

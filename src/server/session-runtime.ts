@@ -27,10 +27,41 @@ export interface Peer {
   close (spec: CloseSpec): void
 }
 
+/**
+ * What every delivery checks first (fleet mode: the node lease, valid until
+ * its local deadline). When it says no, nothing more is delivered and the
+ * session is fenced (closed with 1012 and dropped).
+ */
+export interface DeliveryGate {
+  valid (): boolean
+}
+
+/**
+ * The inputs of one commit: everything applied since the previous batch was
+ * taken (empty when only replies that write nothing are waiting). The outputs
+ * queued up to `takeBatch` wait for `settle(id, …)`; outputs queued later wait
+ * for a later batch.
+ */
+export interface RuntimeBatch {
+  readonly id: number
+  readonly inputs: readonly CoreInput[]
+  /** The core's snapshot right after these inputs, when `takeBatch` was asked for one. */
+  readonly snapshot?: unknown
+}
+
 export interface RuntimeOptions {
   readonly sessionId: string
   readonly core: SessionCore
-  readonly store: ManagedSessionStore
+  /**
+   * The synchronous store `flush` commits to (SQLite, memory). Absent in fleet
+   * mode: the registry commits each `takeBatch()` to the asynchronous store
+   * and reports the outcome with `settle`.
+   */
+  readonly store?: ManagedSessionStore
+  /** Checked before every delivery (fleet mode); absent = always valid (one machine). */
+  readonly lease?: DeliveryGate
+  /** Called once when the session was fenced (ownership lost): drop it. */
+  readonly onFenced?: (runtime: SessionRuntime) => void
   readonly snapshotPolicy: SnapshotPolicy
   readonly logger: Logger
   readonly metrics: Metrics
@@ -41,6 +72,8 @@ export interface RuntimeOptions {
   readonly now: () => number
   /** Called after a flush when a provisional session admitted nobody: drop it. */
   readonly onDiscard?: (runtime: SessionRuntime) => void
+  /** Fleet mode: a provisional session is kept while this says so (a connection that claimed it is still open). */
+  readonly holdProvisional?: (runtime: SessionRuntime) => boolean
   /** Group commit across sessions: called once per runtime with pending work; the caller flushes it later in this turn. */
   readonly scheduleFlush?: (runtime: SessionRuntime) => void
   /** Called when the store failed: the session is unloaded and its connections closed. */
@@ -80,7 +113,11 @@ interface Pending {
   readonly writes: ApplyResult['fileWrites']
   readonly after: (() => void) | undefined
   readonly receivedAt: number | undefined
+  /** The batch whose commit these sends wait for. */
+  readonly batch: number
 }
+
+type Queued = Omit<Pending, 'batch'>
 
 const MIN_TIMER_MS = 50
 
@@ -99,6 +136,16 @@ const NO_PEERS: readonly Peer[] = Object.freeze([])
  * in one `store.append`), and only then sends their outputs, in order, to the
  * connections their audiences name. Drives the core's timers with a single
  * timer armed at `core.nextDeadline()`.
+ *
+ * The output gate: a commit is a batch, `takeBatch()` then `settle(id, ok)`.
+ * Every output waits for the batch that was open when it was queued, so no
+ * output leaves before the inputs applied up to it are durable, and outputs
+ * leave in the order they were queued. `flush()` does both steps on the
+ * synchronous store at once (one machine); in fleet mode the registry commits
+ * batches to PostgreSQL and settles them later. Every delivery first asks the
+ * lease gate; a lost batch (`settle(id, false)`) or a lapsed lease fences the
+ * session: that batch and every later one are discarded, its connections
+ * closed with 1012 "session moved", and it is dropped.
  */
 export class SessionRuntime {
   readonly sessionId: string
@@ -108,12 +155,19 @@ export class SessionRuntime {
   #admittedEver = false
   #markedClosed = false
   #broken = false
+  #fenced = false
   readonly #opts: RuntimeOptions
   readonly #peers = new Set<Peer>()
   readonly #byPrincipal = new Map<string, Peer>()
   #journal: CoreInput[] = []
   #pending: Pending[] = []
   #flushScheduled = false
+  /** The batch collecting inputs and outputs now (taken by the next `takeBatch`). */
+  #openBatch = 1
+  /** Every batch up to this one committed: its outputs may leave. */
+  #settled = 0
+  /** Batches settled out of order, above `#settled` (rare: one batch in flight per session). */
+  readonly #settledAhead = new Set<number>()
   /** Workspace files written by applied inputs but not yet flushed to disk. */
   readonly #overlay = new Map<string, string>()
   #timer: NodeJS.Timeout | undefined
@@ -146,6 +200,12 @@ export class SessionRuntime {
   get peerCount (): number { return this.#peers.size }
   get idleSince (): number { return this.#idleSince }
   get broken (): boolean { return this.#broken }
+  /** Dropped because this node no longer owns the session (fleet mode). */
+  get fenced (): boolean { return this.#fenced }
+  /** Inputs applied since the last batch was taken (not committed yet). */
+  get uncommittedInputs (): number { return this.#journal.length }
+  /** Batches taken and not yet settled. */
+  get batchesInFlight (): number { return this.#openBatch - 1 - this.#settled - this.#settledAhead.size }
   get participantCount (): number { return this.#byPrincipal.size }
   get timerArmed (): boolean { return this.#timer !== undefined }
   /** When the session was recovered at process start, if it was (the `recovered` input, epoch + 1). */
@@ -348,33 +408,52 @@ export class SessionRuntime {
     this.#queue({ sends: [], writes: [], after: fn, receivedAt: undefined })
   }
 
-  /** Writes everything pending now: journal, then disk, then sockets. */
+  /** Writes everything pending now on the synchronous store: journal, then disk, then sockets. */
   flush (): void {
+    if (this.#opts.store === undefined) return // fleet mode: the registry's lanes commit
+    const batch = this.takeBatch()
+    if (batch === undefined) return
     try {
-      this.appendJournal()
+      this.commitSync(batch)
     } catch (err) {
       this.#fail(err)
       return
     }
-    this.deliver()
+    this.settle(batch.id, true)
   }
 
   /**
-   * Phase 1 of a flush: appends the inputs applied since the last flush to
-   * the store (and snapshots when due). Throws when the store fails; the
-   * caller then fails the session (`failStore`). The registry calls this for
-   * every session with pending work inside one store batch when the store
-   * offers one, so several sessions share one durable commit.
+   * Closes the open batch: returns the inputs applied since the previous one
+   * (none for a provisional session nobody was admitted to: it stores
+   * nothing), and makes every output queued so far wait for this batch's
+   * `settle`. Undefined once the session failed or was fenced. With
+   * `withSnapshot`, the batch carries the core's snapshot taken after its
+   * inputs (the state a fenced snapshot at its last seq must hold).
    */
-  appendJournal (): void {
-    if (this.#broken) return
+  takeBatch (withSnapshot = false): RuntimeBatch | undefined {
+    if (this.#broken) return undefined
+    this.#flushScheduled = false
     if (!this.#persisted && this.#admittedEver) this.#persisted = true
-    if (!this.#persisted || this.#journal.length === 0) return
+    const id = this.#openBatch++
+    const inputs = this.#persisted ? this.#journal : []
+    this.#journal = []
+    return withSnapshot && inputs.length > 0 ? { id, inputs, snapshot: this.core.snapshot() } : { id, inputs }
+  }
+
+  /**
+   * Appends a batch to the synchronous store (and snapshots when due). Throws
+   * when the store fails; the caller then fails the session (`failStore`).
+   * The registry calls this for every session with pending work inside one
+   * store batch, so several sessions share one durable commit.
+   */
+  commitSync (batch: RuntimeBatch): void {
+    const store = this.#opts.store
+    if (this.#broken || store === undefined || batch.inputs.length === 0) return
     const ws = this.#opts.workspace
     if (ws !== undefined) {
       // Write-ahead: name the files about to be written before the commit is journaled,
       // so a crash from here on makes the next start write them from the journal.
-      const paths = this.#pending.flatMap(p => p.writes.map(w => w.path))
+      const paths = this.#pending.flatMap(p => p.batch === batch.id ? p.writes.map(w => w.path) : [])
       if (paths.length > 0) {
         try {
           ws.beginCommit(paths)
@@ -384,21 +463,59 @@ export class SessionRuntime {
         }
       }
     }
-    const stats = this.#opts.store.append(this.sessionId, this.#journal)
+    const stats = store.append(this.sessionId, batch.inputs)
     this.#opts.metrics.journalAppends++
     if (!this.#ownerStored && this.owner !== undefined) {
-      this.#opts.store.setOwner(this.sessionId, this.owner)
+      store.setOwner(this.sessionId, this.owner)
       this.#ownerStored = true
     }
     this.#countJournal(stats.bytesSinceSnapshot)
     if (this.#opts.snapshotPolicy.due(stats)) {
-      this.#opts.store.saveSnapshot(this.sessionId, this.core.snapshot())
+      store.saveSnapshot(this.sessionId, this.core.snapshot())
       this.#bytesSinceSnapshot = 0
     }
     if (this.core.closed && !this.#markedClosed) {
       this.#markedClosed = true
-      this.#opts.store.markClosed(this.sessionId, this.#opts.now())
+      store.markClosed(this.sessionId, this.#opts.now())
     }
+  }
+
+  /**
+   * The outcome of a batch's commit. `true`: it is durable; every output that
+   * waited for it (and for no later batch) is delivered now, in order.
+   * `false`: ownership was lost (the fence refused the append): this batch
+   * and every later one are discarded and the session is fenced.
+   */
+  settle (batchId: number, ok: boolean): void {
+    if (this.#broken) return
+    if (!ok) {
+      this.fence()
+      return
+    }
+    if (batchId === this.#settled + 1) {
+      this.#settled = batchId
+      while (this.#settledAhead.delete(this.#settled + 1)) this.#settled++
+    } else if (batchId > this.#settled && batchId < this.#openBatch) {
+      this.#settledAhead.add(batchId)
+    }
+    this.deliver()
+  }
+
+  /**
+   * Ownership lost (fleet mode): discards every output and input not yet
+   * delivered, closes every connection with `spec` (1012 "session moved") and
+   * tells the registry to drop the session. Idempotent.
+   */
+  fence (spec: CloseSpec = CLOSE.MOVED): void {
+    if (this.#broken) return
+    this.#broken = true
+    this.#fenced = true
+    this.#pending = []
+    this.#journal = []
+    this.#dispose()
+    this.log.warn({ code: spec.code, reason: spec.reason }, 'ownership of the session lost; its undelivered outputs are discarded and its connections closed')
+    this.closeAll(spec)
+    this.#opts.onFenced?.(this)
   }
 
   /** The store failed for this session: close its connections and drop it from memory. */
@@ -406,13 +523,26 @@ export class SessionRuntime {
     if (!this.#broken) this.#fail(err)
   }
 
-  /** Phase 2 of a flush, once the journal is durable: disk writes, then frames, in order. */
+  /** Delivers, in order, every pending output whose batch is settled: disk writes, then frames. */
   deliver (): void {
-    this.#flushScheduled = false
     if (this.#broken) return
-    const pending = this.#pending
-    this.#pending = []
-    this.#journal = []
+    const all = this.#pending
+    let n = all.length
+    if (n > 0 && (all[n - 1] as Pending).batch > this.#settled) {
+      n = 0
+      while ((all[n] as Pending).batch <= this.#settled) n++
+    }
+    if (n === 0) {
+      this.releaseIfProvisional()
+      return
+    }
+    const gate = this.#opts.lease
+    if (gate !== undefined && !gate.valid()) {
+      this.fence()
+      return
+    }
+    const pending = n === all.length ? all : all.slice(0, n)
+    this.#pending = n === all.length ? [] : all.slice(n)
     const metrics = this.#opts.metrics
     // Cork every socket written in this flush: its frames leave in one write.
     const corked = new Set<Peer>()
@@ -445,19 +575,20 @@ export class SessionRuntime {
 
   /** A provisional session nobody was admitted to is forgotten entirely (no timer keeps it alive). */
   releaseIfProvisional (): void {
-    if (!this.#persisted && !this.#admittedEver && this.#pending.length === 0 && !this.#disposed) {
+    if (!this.#persisted && !this.#admittedEver && this.#pending.length === 0 && !this.#disposed && this.#opts.holdProvisional?.(this) !== true) {
       this.#dispose()
       this.#opts.onDiscard?.(this)
     }
   }
 
-  /** Flushes, stores a snapshot and stops the timer (unload or shutdown). */
+  /** Flushes, stores a snapshot and stops the timer (unload or shutdown; fleet mode: the registry releases). */
   unload (): void {
     this.flush()
     this.#dispose()
-    if (this.#persisted && !this.#broken) {
+    const store = this.#opts.store
+    if (store !== undefined && this.#persisted && !this.#broken) {
       try {
-        this.#opts.store.saveSnapshot(this.sessionId, this.core.snapshot())
+        store.saveSnapshot(this.sessionId, this.core.snapshot())
       } catch (err) {
         this.log.error({ err }, 'snapshot at unload failed')
       }
@@ -691,7 +822,8 @@ export class SessionRuntime {
     }
   }
 
-  #queue (p: Pending): void {
+  #queue (q: Queued): void {
+    const p: Pending = { sends: q.sends, writes: q.writes, after: q.after, receivedAt: q.receivedAt, batch: this.#openBatch }
     this.#pending.push(p)
     if (!this.#flushScheduled) {
       this.#flushScheduled = true

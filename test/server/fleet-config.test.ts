@@ -88,7 +88,7 @@ t.test('--help lists the fleet settings', async t => {
   }
 })
 
-t.test('the sidecar with --store postgres refuses to start (its runtime is not in this build) instead of using SQLite', async t => {
+t.test('the sidecar with --store postgres and an unreachable database exits 1 with one line, never falling back to SQLite', async t => {
   const root = fileURLToPath(new URL('../..', import.meta.url))
   const home = mkdtempSync(join(tmpdir(), 'mpac-home-'))
   const child = spawn(process.execPath, ['--import', './scripts/ts-register.mjs', 'src/server/cli.ts', '--store', 'postgres', '--port', '0'],
@@ -97,6 +97,6 @@ t.test('the sidecar with --store postgres refuses to start (its runtime is not i
   child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
   const code = await new Promise<number | null>(resolve => child.on('close', resolve))
   t.equal(code, 1)
-  t.match(stderr, /^mpac-mcp-sidecar: --store postgres \(fleet mode\) is not served by this build yet/)
+  t.match(stderr, /^mpac-mcp-sidecar: cannot open the PostgreSQL store \(DATABASE_URL\): /)
   t.equal(stderr.trim().split('\n').length, 1, 'one line')
 })
