@@ -4,8 +4,8 @@
  *
  * Contract:
  * - Owns: the socket, its connect timeout, and JSON framing both ways.
- * - Promises: `open()` resolves with an open connection or rejects with a
- *   `ShimError` saying why it could not open (diagnosis.ts; the handshake is
+ * - Promises: `open()` resolves with an open connection or rejects with an
+ *   `MpacError` saying why it could not open (diagnosis.ts; the handshake is
  *   re-asked over HTTP to learn it). Inbound frames that are JSON objects
  *   reach the attached handlers in arrival order; anything else is dropped
  *   (an unparsable one with a warning). `onClose` runs once, only for a
