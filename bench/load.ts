@@ -16,35 +16,17 @@
  * requests/s in total (latency at a given load). `--idle N` instead opens N admitted idle
  * connections and reports the server's memory.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { performance } from 'node:perf_hooks'
 import { Agent, arg, percentile, type Frame } from './agent.js'
+import { benchDataDir, startServer, stopServer, type BenchServer } from './server.js'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
-
-async function startServer (store: string, extra: string[]): Promise<{ child: ChildProcess, port: number }> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'mpac-bench-'))
+function startLoadServer (store: string, extra: string[]): Promise<BenchServer> {
   const nodeFlags = (process.env.MPAC_BENCH_NODE_FLAGS ?? '').split(' ').filter(f => f !== '')
   const profDir = arg('prof', '')
   if (profDir !== '') nodeFlags.push('--cpu-prof', '--cpu-prof-dir', profDir)
-  // --dist runs the built server (npm run build first): no TypeScript loader in the measured process.
-  const entry = process.argv.includes('--dist') ? ['dist/server/cli.js'] : ['--import', './scripts/ts-register.mjs', 'src/server/cli.ts']
-  const child = spawn(process.execPath, [...nodeFlags, ...entry,
-    '--port', '0', '--store', store, '--data-dir', dataDir, '--max-msgs-per-sec', '100000', '--max-sessions', '100000', '--metrics-public', '--max-prehello-per-address', '100000', '--max-prehello-connections', '100000', ...extra],
-  { cwd: root, env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'inherit'] })
-  return new Promise((resolve, reject) => {
-    let out = ''
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString()
-      const m = /listening: +[^\s]+:(\d+)/.exec(out)
-      if (m !== null && out.includes('clients connect:')) resolve({ child, port: Number(m[1]) })
-    })
-    child.on('exit', (code) => reject(new Error(`server exited with ${String(code)}: ${out}`)))
-  })
+  return startServer(['--store', store, '--data-dir', benchDataDir('mpac-bench-'), '--max-msgs-per-sec', '100000', '--max-sessions', '100000', '--metrics-public', '--max-prehello-per-address', '100000', '--max-prehello-connections', '100000', ...extra], { nodeFlags })
 }
 
 async function serverMemory (port: number): Promise<{ rss: number, heap: number }> {
@@ -65,7 +47,7 @@ async function load (): Promise<void> {
   const store = arg('store', 'memory')
   const files = Number(arg('files', String(agents * 2)))
   const rate = Number(arg('rate', '0'))
-  const { child, port } = await startServer(store, ['--store-sync', arg('sync', 'full')])
+  const { child, port } = await startLoadServer(store, ['--store-sync', arg('sync', 'full')])
   const all: Agent[] = []
   for (let s = 0; s < sessions; s++) {
     for (let a = 0; a < agents; a++) all.push(await Agent.join(port, `bench-${s}`, `agent:${s}-${a}`))
@@ -167,16 +149,8 @@ function summariseProfiles (dir: string): void {
   }
 }
 
-/** SIGTERM, then wait for the exit (a `--cpu-prof` profile is written on the way out). */
-async function stopServer (child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return
-  const exited = new Promise(resolve => child.once('exit', resolve))
-  child.kill('SIGTERM')
-  await exited
-}
-
 async function idle (count: number): Promise<void> {
-  const { child, port } = await startServer(arg('store', 'memory'), [])
+  const { child, port } = await startLoadServer(arg('store', 'memory'), [])
   const before = await serverMemory(port)
   const perSession = 10
   const all: Agent[] = []
