@@ -13,9 +13,9 @@ import { fileURLToPath } from 'node:url'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
-import { cleanEnv, tempDir, type Env, type Teardown } from '../helpers/process.js'
+import { cleanEnv, freePort, tempDir, type Env, type Teardown } from '../helpers/process.js'
 
-export { cleanEnv, tempDir, type Env, type Teardown }
+export { cleanEnv, freePort, tempDir, type Env, type Teardown }
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const SERVER_CLI = join(ROOT, 'src', 'server', 'cli.ts')
