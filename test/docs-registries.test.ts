@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { CLOSE } from '../src/protocol/close-codes.js'
+import { CLOSE, PEER_CLOSE } from '../src/protocol/close-codes.js'
 import { SETTINGS } from '../src/server/config.js'
 import { MPAC_ERRORS, type MpacErrorKind } from '../src/errors.js'
 import { HTTP_ERRORS } from '../src/server/http-errors.js'
@@ -57,6 +57,10 @@ t.test('close codes: CLOSE and the close-code table agree', async t => {
   const used = new Set(Object.values(CLOSE).map(c => `${c.code} ${c.reason}`))
   for (const c of used) t.ok(documented.has(c), `close ${c} is documented`)
   for (const d of documented) t.ok(used.has(d), `documented close ${d} is used`)
+  // The codes only the shim meets or sends are named in the paragraph on how it treats closes.
+  const doc = read('docs/coordinator.md')
+  const shimParagraph = doc.slice(doc.indexOf('How `mpac-mcp` treats them'), doc.indexOf('A close code is used only where'))
+  for (const c of Object.values(PEER_CLOSE)) t.ok(shimParagraph.includes(String(c.code)) && !documented.has(`${c.code} ${c.reason}`), `peer close ${c.code} is documented for the shim, not as a code of this coordinator`)
 })
 
 const codesOf = (kind: MpacErrorKind): Set<string> => new Set([...MPAC_ERRORS.values()].filter(e => e.kind === kind).map(e => e.code))

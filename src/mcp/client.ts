@@ -38,6 +38,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
+import { PEER_CLOSE } from '../protocol/close-codes.js'
 import { clampLamport } from '../protocol/watermark.js'
 import type { ParticipantMessageType } from '../protocol/message-types.js'
 import type { Payload } from '../protocol/schemas.js'
@@ -329,7 +330,7 @@ export class CoordinatorClient {
     const transport = this.#transport
     if (transport === undefined || transport !== link || this.#state !== 'open') return
     this.#log.warn({ why }, 'coordinator connection unresponsive; reconnecting')
-    transport.close(4000, 'unresponsive')
+    transport.close(PEER_CLOSE.UNRESPONSIVE.code, PEER_CLOSE.UNRESPONSIVE.reason)
     this.#onClose(transport, 1006, why)
   }
 

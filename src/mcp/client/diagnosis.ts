@@ -14,7 +14,7 @@
  * - Never: holds state, logs, retries, or touches a WebSocket.
  */
 import { fetch } from 'undici'
-import { CLOSE } from '../../protocol/close-codes.js'
+import { CLOSE, PEER_CLOSE } from '../../protocol/close-codes.js'
 import { AuthRejected, ConfigInvalid, RemoteClosed, RemoteSessionMismatch, RemoteUnavailable, Replaced, TlsUntrusted, type MpacError } from '../../errors.js'
 import type { ErrorPayload } from './types.js'
 
@@ -59,9 +59,6 @@ export function otherSessionServed (url: string, served: string, wanted: string)
   })
 }
 
-/** 4403: our coordinator never sends it (it refuses a forbidden token with HTTP 403 before the upgrade), other coordinators do. */
-const CLOSE_FORBIDDEN = 4403
-
 /**
  * What a close of an admitted connection means (close codes of
  * src/protocol/close-codes.ts): `failWith` for every call in flight,
@@ -101,7 +98,7 @@ export function closeVerdict (code: number, reason: string, ctx: { url: string, 
     retryable: true,
     hint: 'check the session state with who_is_working, then retry'
   })
-  if (code === CLOSE.UNAUTHORIZED.code || code === CLOSE_FORBIDDEN) {
+  if (code === CLOSE.UNAUTHORIZED.code || code === PEER_CLOSE.FORBIDDEN.code) {
     // Token revoked or not allowed any more: reconnecting in the background cannot help.
     // The calls in flight still learn that the connection dropped under them.
     return {
