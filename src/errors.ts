@@ -95,7 +95,7 @@ export function defineError<const C extends MpacErrorCode> (code: C, template: s
   // still matched as a class (`t.throws(fn, Class)` in tap), not as a pattern.
   // Named like its instances (`MpacError`, as Fastify's are `FastifyError`).
   const statics: PropertyDescriptorMap = { name: { value: 'MpacError' } }
-  for (const [key, value] of Object.entries(spec)) statics[key] = { value, enumerable: false }
+  for (const key of ['code', 'retryable', 'template', 'kind'] as const) statics[key] = { value: spec[key], enumerable: false }
   return Object.defineProperties(defined, statics) as unknown as MpacErrorClass<C>
 }
 

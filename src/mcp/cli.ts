@@ -100,10 +100,10 @@ async function main (argv: string[]): Promise<number> {
       return 2
     }
     const out = setupClaude(process.env, {
-      scope: values.scope as string,
-      format: values.format as string,
+      scope: values.scope,
+      format: values.format,
       workspace: values.workspace,
-      name: values.name as string,
+      name: values.name,
       cwd: process.cwd()
     })
     if (!out.ok) {
@@ -129,7 +129,7 @@ async function main (argv: string[]): Promise<number> {
       return 2
     }
     const log = createLogger({ ...process.env, MPAC_LOG_LEVEL: process.env['MPAC_LOG_LEVEL'] ?? 'warn' })
-    const ok = await runSmoke(flow, { workspace: values.workspace as string, file: values.file as string, logger: log, out: s => process.stdout.write(s + '\n') })
+    const ok = await runSmoke(flow, { workspace: values.workspace, file: values.file, logger: log, out: s => process.stdout.write(s + '\n') })
     return ok ? 0 : 1
   }
   process.stderr.write(`unknown command ${JSON.stringify(command)}\n${USAGE}\n`)

@@ -395,7 +395,7 @@ export class CoordinatorClient {
     if (wm !== undefined && wm.kind === 'lamport_clock' && Number.isSafeInteger(wm.value) && (wm.value as number) >= 0) {
       this.#lamport = clampLamport(Math.max(this.#lamport, wm.value as number) + 1)
     }
-    const payload = (env.payload ?? {}) as Frame
+    const payload = env.payload ?? {}
 
     if (env.message_type === 'INTENT_CLAIM_STATUS' && typeof payload['claim_id'] === 'string') {
       this.#claims.record(payload['claim_id'], payload)

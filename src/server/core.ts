@@ -20,5 +20,5 @@ export interface SessionCore {
 }
 
 export function createCore (config: CoordinatorConfig): SessionCore {
-  return new Coordinator(config) as unknown as SessionCore
+  return new Coordinator(config)
 }

@@ -4,7 +4,7 @@ import type { CoordinatorConfig } from '../coordinator/types.js'
 import { recoverSession, replaySession, SnapshotPolicy, StoreDamagedError, type ManagedSessionStore } from '../store/index.js'
 import { CLOSE, type CloseSpec } from '../protocol/close-codes.js'
 import type { ServerConfig } from './config.js'
-import { createCore, type SessionCore } from './core.js'
+import { createCore } from './core.js'
 import type { Metrics } from './metrics.js'
 import type { SessionDirectory, TrackedConnection } from './session-directory.js'
 import { SessionRuntime } from './session-runtime.js'
@@ -127,7 +127,7 @@ export class SessionRegistry implements SessionDirectory {
       try {
         const recovered = recoverSession(store, id, this.coreConfig(id), this.#now(), config.restartGraceSec)
         if (recovered === undefined) this.#stored.delete(id)
-        else this.#newRuntime(id, recovered.coordinator as unknown as SessionCore, true)
+        else this.#newRuntime(id, recovered.coordinator, true)
       } catch (err) {
         // Damaged: quarantined. Any other failure: the state is still stored, so the id stays
         // taken (never recreated empty over it) and loading is retried on the next connection.
@@ -556,7 +556,7 @@ export class SessionRegistry implements SessionDirectory {
         this.#stored.delete(sessionId)
         return undefined
       }
-      return this.#newRuntime(sessionId, core as unknown as SessionCore, true)
+      return this.#newRuntime(sessionId, core, true)
     } catch (err) {
       if (err instanceof StoreDamagedError) {
         this.#quarantined.add(sessionId)

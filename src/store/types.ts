@@ -37,7 +37,7 @@ export interface JournalStats {
 }
 
 export interface StoredSession {
-  readonly snapshot: unknown | undefined
+  readonly snapshot: unknown
   readonly journal: readonly CoreInput[]
 }
 

@@ -212,7 +212,7 @@ class Gen {
           original_principal_id: rec !== undefined && r.chance(0.85) ? rec.principal_id : r.pick(PRINCIPALS),
           new_intent_id: this.freshOr('i', INTENTS, 0.8),
           objective: 'take over',
-          scope: rec !== undefined && r.chance(0.8) ? structuredClone(rec.scope) as Json : this.scope()
+          scope: rec !== undefined && r.chance(0.8) ? structuredClone(rec.scope) : this.scope()
         }
       }
       case 'OP_PROPOSE': {

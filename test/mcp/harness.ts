@@ -102,7 +102,7 @@ export async function startShim (t: Teardown, env: Env, cwd: string = ROOT): Pro
     },
     async call (tool, args = {}) {
       const res = await shim.raw(tool, args)
-      return (res.structuredContent ?? {}) as Record<string, unknown>
+      return (res.structuredContent ?? {})
     },
     async close () {
       if (closed) return

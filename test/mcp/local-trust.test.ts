@@ -88,7 +88,9 @@ t.test('a port held by an impostor that mimics a coordinator: MPAC_ERR_SIDECAR_F
   // A plain WebSocket server that answers every frame like our coordinator's SESSION_SUMMARY (the old probe would have trusted it).
   const impostor = Fastify()
   await impostor.register(fastifyWebsocket)
-  impostor.get('/*', { websocket: true }, socket => {
+  impostor.get('/*', { websocket: true }, (raw: unknown) => {
+    // The socket's type (ws) has no declarations here: only what this impostor uses.
+    const socket = raw as { on (event: 'message', fn: () => void): void, send (data: string): void }
     socket.on('message', () => socket.send(JSON.stringify({ type: 'SESSION_SUMMARY_RESPONSE', session: { session_id: l.sessionId, participants: [] } })))
   })
   await impostor.listen({ host: '127.0.0.1', port: l.port })

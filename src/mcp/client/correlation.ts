@@ -187,7 +187,7 @@ export class Correlator {
    * nothing of ours, and for every other envelope.
    */
   onEnvelope (env: Envelope): boolean {
-    const payload = (env.payload ?? {}) as Frame
+    const payload = env.payload ?? {}
     for (const p of this.#pending.values()) {
       if (p.seen.length < MAX_SEEN && p.messageId !== env.message_id) p.seen.push(env)
     }
@@ -243,7 +243,7 @@ export class Correlator {
     if (i >= 0) queue.splice(i, 1)
     this.#timers.clearTimeout(first.q.timer)
     if (!first.q.abandoned) {
-      first.q.reject(new RemoteUnavailable(`the coordinator refused the query (${String(error['error_code'])}: ${String(error['description'] ?? '')})`, { hint: 'retry in a second' }))
+      first.q.reject(new RemoteUnavailable(`the coordinator refused the query (${String(error['error_code'])}: ${typeof error['description'] === 'string' ? error['description'] : ''})`, { hint: 'retry in a second' }))
     }
   }
 

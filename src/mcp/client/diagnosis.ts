@@ -188,7 +188,8 @@ function rootCause (err: unknown): { code: string | undefined, message: string }
   let found: { code: string | undefined, message: string } | undefined
   for (let e: unknown = err, depth = 0; e !== null && typeof e === 'object' && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
     const code = (e as { code?: unknown }).code
-    const message = String((e as { message?: unknown }).message ?? '').trim().split('\n')[0] ?? ''
+    const raw = (e as { message?: unknown }).message
+    const message = (typeof raw === 'string' ? raw : '').trim().split('\n')[0] ?? ''
     if (typeof code === 'string' || (message !== '' && message !== 'fetch failed')) found = { code: typeof code === 'string' ? code : undefined, message }
   }
   return found

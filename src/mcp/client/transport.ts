@@ -62,7 +62,7 @@ export class CoordinatorTransport {
         opts.timers.clearTimeout(timer)
         if (error !== undefined) {
           try { ws.close() } catch { /* not open */ }
-          handshakeFailure(opts.url, opts.token, error).then(reject)
+          void handshakeFailure(opts.url, opts.token, error).then(reject)
           return
         }
         resolve(transport)
