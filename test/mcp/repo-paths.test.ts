@@ -1,8 +1,9 @@
 /**
  * Issue 12 item 6: the file tools refuse paths outside the repository
  * (`../x`, `/etc/passwd`) and VCS metadata before anything is announced,
- * with MPAC_ERR_PATH_OUTSIDE_REPO — no intent is ever held on them. The real
- * shim in local mode (its own sidecar), driven by the MCP SDK client.
+ * with MPAC_ERR_PATH_OUTSIDE_REPO — no intent is ever held on them. The shim's
+ * real MCP server in process, in local mode (its own sidecar process),
+ * driven by the MCP SDK client.
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
