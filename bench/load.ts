@@ -16,36 +16,20 @@
  * requests/s in total (latency at a given load). `--idle N` instead opens N admitted idle
  * connections and reports the server's memory.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { pathToFileURL } from 'node:url'
 import { performance } from 'node:perf_hooks'
 import { Agent, arg, percentile, type Frame } from './agent.js'
+import { benchDataDir, startServer as startBenchServer, stopServer, type BenchServer } from './server.js'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
 
 /** Starts the server (the real CLI) as a child process with the load driver's limits lifted, plus `extra` flags; resolves with its port. */
-export async function startServer (store: string, extra: string[], env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess, port: number }> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'mpac-bench-'))
+export function startServer (store: string, extra: string[], env: NodeJS.ProcessEnv = {}): Promise<BenchServer> {
   const nodeFlags = (process.env.MPAC_BENCH_NODE_FLAGS ?? '').split(' ').filter(f => f !== '')
   const profDir = arg('prof', '')
   if (profDir !== '') nodeFlags.push('--cpu-prof', '--cpu-prof-dir', profDir)
-  // --dist runs the built server (npm run build first): no TypeScript loader in the measured process.
-  const entry = process.argv.includes('--dist') ? ['dist/server/cli.js'] : ['--import', './scripts/ts-register.mjs', 'src/server/cli.ts']
-  const child = spawn(process.execPath, [...nodeFlags, ...entry,
-    '--port', '0', '--store', store, '--data-dir', dataDir, '--max-msgs-per-sec', '100000', '--max-sessions', '100000', '--metrics-public', '--max-prehello-per-address', '100000', '--max-prehello-connections', '100000', ...extra],
-  { cwd: root, env: { ...process.env, LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
-  return new Promise((resolve, reject) => {
-    let out = ''
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString()
-      const m = /listening: +[^\s]+:(\d+)/.exec(out)
-      if (m !== null && out.includes('clients connect:')) resolve({ child, port: Number(m[1]) })
-    })
-    child.on('exit', (code) => reject(new Error(`server exited with ${String(code)}: ${out}`)))
-  })
+  return startBenchServer(['--store', store, '--data-dir', benchDataDir('mpac-bench-'), '--max-msgs-per-sec', '100000', '--max-sessions', '100000', '--metrics-public', '--max-prehello-per-address', '100000', '--max-prehello-connections', '100000', ...extra], { env, nodeFlags })
 }
 
 async function serverMemory (port: number): Promise<{ rss: number, heap: number }> {
@@ -212,13 +196,7 @@ export function summariseProfiles (dir: string): void {
   }
 }
 
-/** SIGTERM, then wait for the exit (a `--cpu-prof` profile is written on the way out). */
-export async function stopServer (child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return
-  const exited = new Promise(resolve => child.once('exit', resolve))
-  child.kill('SIGTERM')
-  await exited
-}
+export { stopServer }
 
 async function idle (count: number): Promise<void> {
   const { child, port } = await startServer(arg('store', 'memory'), [])

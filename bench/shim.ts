@@ -12,7 +12,7 @@
  * --store-sync full and normal and against the in-memory store, the whole
  * path against the in-memory store, and a bare write+fsync on this disk.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { closeSync, fsyncSync, mkdtempSync, openSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -21,8 +21,12 @@ import { parseArgs } from 'node:util'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { pino } from 'pino'
+import { readLocalSecret } from '../src/local-secret.js'
 import { CoordinatorClient } from '../src/mcp/client.js'
+import { stateDirFor } from '../src/mcp/config.js'
+import { sidecarPaths } from '../src/mcp/sidecar.js'
 import { stateRef } from '../src/protocol/state-ref.js'
+import { startServer, type BenchServer } from './server.js'
 
 const { values } = parseArgs({ options: { calls: { type: 'string', default: '200' }, warmup: { type: 'string', default: '20' }, breakdown: { type: 'boolean', default: false } } })
 const CALLS = Number(values.calls)
@@ -107,8 +111,8 @@ async function toolLoop (call: Call, dir: string, file: string): Promise<{ begin
 }
 
 /** The coordinator round trip alone: INTENT_ANNOUNCE and OP_COMMIT from an in-process client (no MCP, no stdio). */
-async function wireLoop (url: string, sessionId: string, dir: string, file: string): Promise<{ begin: number[], commit: number[] }> {
-  const c = new CoordinatorClient({ url, sessionId, sessionIdPinned: true, identity: { principalId: `agent:wire-${file}`, displayName: 'wire', roles: ['contributor'], capabilities: [] }, logger: pino({ level: 'silent' }) })
+async function wireLoop (url: string, sessionId: string, dir: string, file: string, secret?: string): Promise<{ begin: number[], commit: number[] }> {
+  const c = new CoordinatorClient({ url, sessionId, sessionIdPinned: true, identity: { principalId: `agent:wire-${file}`, displayName: 'wire', roles: ['contributor'], capabilities: [] }, logger: pino({ level: 'silent' }), ...(secret !== undefined ? { helloSecret: () => secret } : {}) })
   try {
     await c.ensureConnected()
     let last = 0
@@ -138,19 +142,9 @@ async function wireLoop (url: string, sessionId: string, dir: string, file: stri
   }
 }
 
-/** A single-session coordinator on a free port serving `dir`, with extra flags; resolves with its port. */
-async function startSidecar (dir: string, sessionId: string, dataDir: string, flags: string[]): Promise<{ port: number, child: ChildProcess }> {
-  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(ROOT, 'src', 'server', 'cli.ts'), '--host', '127.0.0.1', '--port', '0', '--workspace', dir, '--session-id', sessionId, '--data-dir', dataDir, '--log-level', 'warn', ...flags], { env, stdio: ['ignore', 'pipe', 'inherit'] })
-  let out = ''
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stdout.on('data', (c: Buffer) => {
-      out += c.toString('utf8')
-      const m = /listening:\s+\S+:(\d+)/.exec(out)
-      if (m !== null) resolve(Number(m[1]))
-    })
-    child.once('exit', code => reject(new Error(`sidecar exited (${code}): ${out}`)))
-  })
-  return { port, child }
+/** A single-session coordinator on a free port serving `dir`, with extra flags. */
+function startSidecar (dir: string, sessionId: string, dataDir: string, flags: string[]): Promise<BenchServer> {
+  return startServer(['--host', '127.0.0.1', '--workspace', dir, '--session-id', sessionId, '--data-dir', dataDir, '--log-level', 'warn', ...flags], { baseEnv: env })
 }
 
 function fsyncLoop (dir: string): number[] {
@@ -192,7 +186,9 @@ try {
 
     const who = await shim.call('who_is_working', {})
     writeFileSync(join(workspace, 'wire.txt'), 'w0\n')
-    const wireFull = await wireLoop(String(who['sidecar_uri']), String(who['session_id']), workspace, 'wire.txt')
+    // The shim's own sidecar admits only clients presenting the user's local secret (src/local-secret.ts).
+    const secret = readLocalSecret(join(sidecarPaths(stateDirFor(env), String(who['session_id'])).dir, 'local-secret'))
+    const wireFull = await wireLoop(String(who['sidecar_uri']), String(who['session_id']), workspace, 'wire.txt', secret)
     report('ws only, sqlite sync=full: INTENT_ANNOUNCE', wireFull.begin)
     report('ws only, sqlite sync=full: OP_COMMIT', wireFull.commit)
 

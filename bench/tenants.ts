@@ -19,33 +19,19 @@
  * share: `--server-args "--max-msgs-per-sec-per-token 100000" --token-share 100000`.
  * Prints one JSON line per phase and the p99 ratio.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { performance } from 'node:perf_hooks'
 import { Agent, arg, percentile, type Frame } from './agent.js'
+import { benchDataDir, startServer, type BenchServer } from './server.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const TOKENS = { 'tok-flood': { allowed_sessions: ['*'] }, 'tok-victim': { allowed_sessions: ['*'] } }
 
-async function startServer (): Promise<{ child: ChildProcess, port: number }> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'mpac-bench-tenants-'))
-  const entry = process.argv.includes('--dist') ? ['dist/server/cli.js'] : ['--import', './scripts/ts-register.mjs', 'src/server/cli.ts']
+function startTenantServer (): Promise<BenchServer> {
   const extra = arg('server-args', '').split(' ').filter(a => a !== '')
-  const child = spawn(process.execPath, [...entry, '--port', '0', '--store', arg('store', 'sqlite'), '--store-sync', arg('sync', 'normal'),
-    '--data-dir', dataDir, ...extra],
-  { cwd: root, env: { ...process.env, LOG_LEVEL: 'warn', MPAC_TOKEN_TABLE: JSON.stringify(TOKENS) }, stdio: ['ignore', 'pipe', 'inherit'] })
-  return new Promise((resolve, reject) => {
-    let out = ''
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString()
-      const m = /listening: +[^\s]+:(\d+)/.exec(out)
-      if (m !== null && out.includes('clients connect:')) resolve({ child, port: Number(m[1]) })
-    })
-    child.on('exit', (code) => reject(new Error(`server exited with ${String(code)}: ${out}`)))
-  })
+  return startServer(['--store', arg('store', 'sqlite'), '--store-sync', arg('sync', 'normal'), '--data-dir', benchDataDir('mpac-bench-tenants-'), ...extra],
+    { env: { MPAC_TOKEN_TABLE: JSON.stringify(TOKENS) } })
 }
 
 /**
@@ -144,7 +130,7 @@ async function flood (): Promise<void> {
 
 async function main (): Promise<void> {
   const seconds = Number(arg('seconds', '10'))
-  const { child, port } = await startServer()
+  const { child, port } = await startTenantServer()
   try {
     const victim = await Agent.join(port, 'victim', 'agent:victim', 'tok-victim')
     await measure(victim, 1) // warm-up

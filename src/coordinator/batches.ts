@@ -28,7 +28,7 @@ function entryChanges (st: CoreState, entries: readonly Entry[], sender: string)
   for (const e of entries) {
     if (e.file_changes === undefined) continue
     const changes = parseFileChanges(st, e.file_changes, sender, new Map([[normalizePath(e.target), e.state_ref_before ?? null]]), layout)
-    if (!Array.isArray(changes)) return changes as Terminal
+    if (!Array.isArray(changes)) return changes
     for (const c of changes) {
       if (paths.has(c.path)) return fail('MALFORMED_MESSAGE', `file_changes: ${c.path} appears in more than one batch entry`)
       paths.add(c.path)

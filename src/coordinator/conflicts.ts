@@ -30,7 +30,7 @@ function lengthOf (v: unknown): number {
 function symbolSizes (scope: Scope): SymbolSizes {
   let s = sizes.get(scope)
   if (s === undefined) {
-    const ext = (scope.extensions ?? {}) as Record<string, unknown>
+    const ext = scope.extensions ?? {}
     let used = 0
     const imp = ext.impact_symbols
     if (typeof imp === 'object' && imp !== null && !Array.isArray(imp)) for (const k of Object.keys(imp)) used += lengthOf((imp as Record<string, unknown>)[k])

@@ -154,7 +154,7 @@ function withoutFiles (payload: RawPayload): RawPayload {
   const ops = payload.operations
   if (Array.isArray(ops) && ops.some(o => typeof o === 'object' && o !== null && 'file_changes' in o)) {
     copy ??= { ...payload }
-    copy.operations = ops.map(o => {
+    copy.operations = ops.map((o: unknown) => {
       if (typeof o !== 'object' || o === null || !('file_changes' in o)) return o
       const c = { ...(o as RawPayload) }
       delete c.file_changes

@@ -144,7 +144,7 @@ export function handleCommit (st: CoreState, ctx: Ctx, p: Payload<'OP_COMMIT'>, 
     // SPEC §7.8: an initial OP_COMMIT for an unknown op id is the proposal. Its file_changes are validated
     // (a hostile path is an error) but written only by the completing OP_COMMIT, after authorization.
     const checked = parseFileChanges(st, p.file_changes, sender, new Map([[normalizePath(p.target), p.state_ref_before ?? null]]))
-    if (!Array.isArray(checked)) return checked as Terminal
+    if (!Array.isArray(checked)) return checked
     registerProposal(st, ctx, p, sender, null, true)
     settle(st, ctx)
     return RELAY
@@ -153,7 +153,7 @@ export function handleCommit (st: CoreState, ctx: Ctx, p: Payload<'OP_COMMIT'>, 
   if (stale !== undefined) return stale
   const target = normalizePath(p.target)
   const changes = parseFileChanges(st, p.file_changes, sender, new Map([[target, p.state_ref_before ?? null]]))
-  if (!Array.isArray(changes)) return changes as Terminal
+  if (!Array.isArray(changes)) return changes
   const frozen = frozenFiles(st, changes, sender)
   if (frozen !== undefined) return frozen
   const fstale = staleFile(st, changes)

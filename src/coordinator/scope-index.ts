@@ -29,7 +29,7 @@ function removeFrom (map: Map<string, Set<string>>, key: string, id: string): vo
 export function impactFiles (scope: Scope): string[] {
   if (scope.kind !== 'file_set') return []
   const ext = scope.extensions
-  const impact = ext !== undefined && ext !== null ? (ext as Record<string, unknown>).impact : undefined
+  const impact = ext !== undefined && ext !== null ? ext.impact : undefined
   if (!Array.isArray(impact)) return []
   const out: string[] = []
   for (const f of impact) if (typeof f === 'string') out.push(normalizePath(f))

@@ -442,7 +442,7 @@ export class CoreState {
 export function copyJson<T> (v: T): T {
   if (typeof v !== 'object' || v === null) return v
   if (Array.isArray(v)) {
-    const out = new Array(v.length)
+    const out: unknown[] = new Array<unknown>(v.length)
     for (let i = 0; i < v.length; i++) out[i] = copyJson(v[i])
     return out as T
   }

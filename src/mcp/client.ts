@@ -11,7 +11,7 @@
  * - client/transport.ts   the WebSocket: open, send, close, inbound frames
  * - client/correlation.ts requests and sideband queries in flight, timeouts
  * - client/claims.ts      INTENT_CLAIM_STATUS by claim id
- * - client/diagnosis.ts   why a connection failed, as a ShimError with a hint
+ * - client/diagnosis.ts   why a connection failed, as an MpacError with a hint
  * - client/probe.ts       is a coordinator listening at a URL (one-shot)
  * - client/types.ts       wire shapes and the timer source
  * This module re-exports their public names; importers use this one.
@@ -20,7 +20,7 @@
  * - `request()` resolves when the coordinator's terminal frame for that
  *   message arrives: the relay/echo of the same `message_id` (accepted) or the
  *   PROTOCOL_ERROR whose `refers_to` is it (rejected). The timeout is a safety
- *   net only. It rejects with a `ShimError`: `MPAC_ERR_REMOTE_UNAVAILABLE`
+ *   net only. It rejects with an `MpacError`: `MPAC_ERR_REMOTE_UNAVAILABLE`
  *   when there is no connection, `MPAC_ERR_REMOTE_CLOSED` when the connection
  *   drops while the request is in flight, `MPAC_ERR_REMOTE_TIMEOUT`.
  * - `query()` sends a sideband frame and resolves with its single reply.
@@ -38,6 +38,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
+import { PEER_CLOSE } from '../protocol/close-codes.js'
 import { clampLamport } from '../protocol/watermark.js'
 import type { ParticipantMessageType } from '../protocol/message-types.js'
 import type { Payload } from '../protocol/schemas.js'
@@ -47,7 +48,7 @@ import { closeVerdict, helloRefusal, otherSessionServed } from './client/diagnos
 import { CoordinatorTransport } from './client/transport.js'
 import { PROTOCOL_VERSION, systemTimers, type Envelope, type Frame, type Reply, type SessionInfo, type SidebandRequest, type Timers } from './client/types.js'
 import type { Identity } from './config.js'
-import { SHIM_ERROR_CODES, ShimError } from './errors.js'
+import { MpacError, RemoteClosed, RemoteUnavailable, Replaced } from '../errors.js'
 
 export { diagnoseHandshake, helloHint, unreachableError } from './client/diagnosis.js'
 export { probeCoordinator, type ProbeResult } from './client/probe.js'
@@ -102,7 +103,7 @@ export class CoordinatorClient {
   #connecting: Promise<void> | undefined
   #sessionId: string
   #sessionInfo: SessionInfo | undefined
-  #rejection: ShimError | undefined
+  #rejection: MpacError | undefined
   #lamport = 0
   #attempt = 0
   #reconnectTimer: unknown
@@ -137,11 +138,11 @@ export class CoordinatorClient {
    * delay) and throws a retryable `MPAC_ERR_REMOTE_UNAVAILABLE` if it fails.
    */
   async ensureConnected (): Promise<void> {
-    if (this.#closing) throw new ShimError(SHIM_ERROR_CODES.REMOTE_CLOSED, 'the shim is shutting down')
+    if (this.#closing) throw new RemoteClosed('the shim is shutting down', { retryable: false })
     if (this.#state === 'open') return
     // Replaced by another connection of the same principal: reconnecting would
     // close that one in turn (4409 ping-pong), so every call reports it instead.
-    if (this.#rejection?.code === SHIM_ERROR_CODES.REPLACED) throw this.#rejection
+    if (this.#rejection instanceof Replaced) throw this.#rejection
     if (this.#connecting === undefined) {
       this.#cancelReconnect()
       this.#connecting = this.#connectOnce().finally(() => { this.#connecting = undefined })
@@ -192,7 +193,7 @@ export class CoordinatorClient {
     }
     const transport = this.#release()
     this.#state = 'closed'
-    this.#calls.rejectAll(new ShimError(SHIM_ERROR_CODES.REMOTE_CLOSED, 'the shim is shutting down'))
+    this.#calls.rejectAll(new RemoteClosed('the shim is shutting down', { retryable: false }))
     transport?.close(1000)
   }
 
@@ -211,7 +212,7 @@ export class CoordinatorClient {
       })
       if (this.#closing) {
         transport.close(1000)
-        throw new ShimError(SHIM_ERROR_CODES.REMOTE_CLOSED, 'the shim is shutting down')
+        throw new RemoteClosed('the shim is shutting down', { retryable: false })
       }
       this.#transport = transport
       transport.attach({
@@ -240,9 +241,9 @@ export class CoordinatorClient {
       this.#stopHeartbeat()
       this.#state = this.#closing ? 'closed' : 'disconnected'
       transport?.close(1000)
-      const error = err instanceof ShimError
+      const error = err instanceof MpacError
         ? err
-        : new ShimError(SHIM_ERROR_CODES.REMOTE_UNAVAILABLE, `cannot reach the coordinator at ${this.#opts.url}: ${(err as Error).message}`, { retryable: true, cause: err })
+        : new RemoteUnavailable(`cannot reach the coordinator at ${this.#opts.url}: ${(err as Error).message}`, { cause: err })
       // Retry policy: a failure that cannot heal by itself (refused HELLO, untrusted certificate,
       // wrong URL path, unknown host, …: retryable=false) is not retried in the background; the
       // next call tries once more and reports it again. Anything else reconnects with backoff.
@@ -331,7 +332,7 @@ export class CoordinatorClient {
     const transport = this.#transport
     if (transport === undefined || transport !== link || this.#state !== 'open') return
     this.#log.warn({ why }, 'coordinator connection unresponsive; reconnecting')
-    transport.close(4000, 'unresponsive')
+    transport.close(PEER_CLOSE.UNRESPONSIVE.code, PEER_CLOSE.UNRESPONSIVE.reason)
     this.#onClose(transport, 1006, why)
   }
 
@@ -397,7 +398,7 @@ export class CoordinatorClient {
     if (wm !== undefined && wm.kind === 'lamport_clock' && Number.isSafeInteger(wm.value) && (wm.value as number) >= 0) {
       this.#lamport = clampLamport(Math.max(this.#lamport, wm.value as number) + 1)
     }
-    const payload = (env.payload ?? {}) as Frame
+    const payload = env.payload ?? {}
 
     if (env.message_type === 'INTENT_CLAIM_STATUS' && typeof payload['claim_id'] === 'string') {
       this.#claims.record(payload['claim_id'], payload)

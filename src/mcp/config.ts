@@ -9,6 +9,7 @@ import { existsSync, statSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { homedir, userInfo } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
+import { ConfigInvalid } from '../errors.js'
 import { SCHEMA_LIMITS } from '../protocol/schemas.js'
 import { derivePort, deriveSessionId } from '../protocol/workspace-id.js'
 
@@ -55,9 +56,11 @@ export const SHIM_VARIABLES = {
   MPAC_HOOKS: 'both'
 } as const satisfies Record<string, 'both' | 'local' | 'remote'>
 
-/** A configuration value that cannot be used. Thrown before anything connects. */
-export class ConfigError extends Error {
-  readonly code = 'MPAC_ERR_CONFIG_INVALID'
+/**
+ * A configuration value that cannot be used (MPAC_ERR_CONFIG_INVALID), found
+ * before anything connects: the CLI reports it with exit code 2.
+ */
+export class ConfigError extends ConfigInvalid {
   constructor (message: string) {
     super(message)
     this.name = 'ConfigError'

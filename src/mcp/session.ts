@@ -12,7 +12,7 @@ import { CoordinatorClient, type Envelope, type Frame, type SessionInfo } from '
 import { claimAgentSlot } from './agent-slot.js'
 import { assertWorkspace, loadShimConfig, type Env, type ShimConfig } from './config.js'
 import { ensureLocalSidecar, localSecretOf, verifyLocalConnection } from './sidecar.js'
-import { SHIM_ERROR_CODES, ShimError } from './errors.js'
+import { PathOutsideRepo, type MpacError } from '../errors.js'
 import { SessionView } from './hooks/view.js'
 
 export interface IntentRecord {
@@ -98,7 +98,7 @@ export function normalisePath (workspaceDir: string, path: string): string {
 }
 
 /**
- * A file argument as a repository path (normalisePath), or a ShimError
+ * A file argument as a repository path (normalisePath), or an MpacError
  * (MPAC_ERR_PATH_OUTSIDE_REPO) naming the rule when it leaves the
  * repository (`..` segments, an absolute path elsewhere) or names VCS
  * metadata (`.git`, `.hg`, `.svn` at any depth). Such a path is never a
@@ -106,8 +106,7 @@ export function normalisePath (workspaceDir: string, path: string): string {
  */
 export function toRepoPath (workspaceDir: string, path: string): string {
   const p = normalisePath(workspaceDir, path)
-  const outside = (why: string): ShimError => new ShimError(SHIM_ERROR_CODES.PATH_OUTSIDE_REPO,
-    `${JSON.stringify(path)} ${why}`, { hint: `name files relative to the repository root ${workspaceDir}` })
+  const outside = (why: string): MpacError => new PathOutsideRepo(JSON.stringify(path), why, { hint: `name files relative to the repository root ${workspaceDir}` })
   if (isAbsolute(p) || p.startsWith('/') || /^[A-Za-z]:/.test(p)) throw outside('is outside the repository (an absolute path elsewhere)')
   const segments = p.split('/')
   if (segments.includes('..')) throw outside('leaves the repository (a ".." segment)')

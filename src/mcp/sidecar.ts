@@ -16,7 +16,7 @@ import type { Logger } from 'pino'
 import { WebSocket } from 'undici'
 import { ensureLocalSecret, LocalSecretError, localProof, newNonce, sameHex } from '../local-secret.js'
 import type { ShimConfig } from './config.js'
-import { SHIM_ERROR_CODES, ShimError } from './errors.js'
+import { SidecarFailed, type MpacError } from '../errors.js'
 import { isProcessAlive } from '../process-alive.js'
 
 export interface SidecarPaths {
@@ -64,7 +64,7 @@ export function sidecarCommand (): { command: string, args: string[] } {
     }
   }
   if (existsSync(built)) return { command: process.execPath, args: [built] }
-  throw new ShimError(SHIM_ERROR_CODES.SIDECAR_FAILED, `cannot find the coordinator program (${built})`, {
+  throw new SidecarFailed(`cannot find the coordinator program (${built})`, {
     hint: 'build the package (npm run build) or reinstall mpac-mcp'
   })
 }
@@ -101,7 +101,7 @@ export async function ensureLocalSidecar (config: ShimConfig, log: Logger, optio
     // Another shim is starting it: wait for it to answer.
     if ((await probe(config, secret)) === 'ours') return
     if (Date.now() > deadline) {
-      throw new ShimError(SHIM_ERROR_CODES.SIDECAR_FAILED, `another process holds ${paths.lockFile} and no coordinator came up at ${config.url}`, {
+      throw new SidecarFailed(`another process holds ${paths.lockFile} and no coordinator came up at ${config.url}`, {
         retryable: true,
         hint: `remove ${paths.lockFile} if no mpac-mcp is starting a sidecar`
       })
@@ -153,13 +153,13 @@ export async function ensureLocalSidecar (config: ShimConfig, log: Logger, optio
       if (state === 'ours') return
       if (spawnError !== undefined) throw spawnFailed(spawnError, command, config.workspaceDir)
       if (exited !== undefined) {
-        throw new ShimError(SHIM_ERROR_CODES.SIDECAR_FAILED, `the local coordinator exited early (code ${exited.code ?? exited.signal}); log ${paths.logFile}:\n${tail(paths.logFile)}`, {
+        throw new SidecarFailed(`the local coordinator exited early (code ${exited.code ?? exited.signal}); log ${paths.logFile}:\n${tail(paths.logFile)}`, {
           retryable: true,
           hint: `if port ${config.port} is used by another program, set MPAC_SIDECAR_PORT`
         })
       }
       if (Date.now() > deadline) {
-        throw new ShimError(SHIM_ERROR_CODES.SIDECAR_FAILED, `the local coordinator did not answer within ${startTimeoutMs} ms; log ${paths.logFile}:\n${tail(paths.logFile)}`, { retryable: true })
+        throw new SidecarFailed(`the local coordinator did not answer within ${startTimeoutMs} ms; log ${paths.logFile}:\n${tail(paths.logFile)}`, { retryable: true })
       }
       await delay(100)
     }
@@ -169,12 +169,12 @@ export async function ensureLocalSidecar (config: ShimConfig, log: Logger, optio
 }
 
 /** The local coordinator process could not be started at all (no log: it never ran). */
-function spawnFailed (err: Error, command: string, cwd: string): ShimError {
+function spawnFailed (err: Error, command: string, cwd: string): MpacError {
   const code = (err as NodeJS.ErrnoException).code
   const hint = code === 'ENOENT' && !existsSync(cwd)
     ? `the workspace directory ${cwd} does not exist: check MPAC_WORKSPACE_DIR or repo_path`
     : `check that ${command} can be run from ${cwd}`
-  return new ShimError(SHIM_ERROR_CODES.SIDECAR_FAILED, `cannot start the local coordinator: ${err.message}`, { hint, cause: err, ...(code !== undefined ? { detail: { errno: code } } : {}) })
+  return new SidecarFailed(`cannot start the local coordinator: ${err.message}`, { hint, cause: err, ...(code !== undefined ? { detail: { errno: code } } : {}) })
 }
 
 /** The user's local secret (made on first use); a file that may not be used → MPAC_ERR_SIDECAR_FAILED. */
@@ -184,7 +184,7 @@ export function localSecretOf (config: ShimConfig): { file: string, secret: stri
     return ensureLocalSecret(dir)
   } catch (err) {
     if (!(err instanceof LocalSecretError)) throw err
-    throw new ShimError(SHIM_ERROR_CODES.SIDECAR_FAILED, `the local secret cannot be used: ${err.message}`, {
+    throw new SidecarFailed(`the local secret cannot be used: ${err.message}`, {
       hint: `only your user may read ${dir} and the files in it`
     })
   }
@@ -204,16 +204,16 @@ async function probe (config: ShimConfig, secret: string, strict = true): Promis
   const where = `port ${config.port} on ${config.host}`
   const holder = portHolder(config.port)
   if (result.kind === 'other-session') {
-    throw new ShimError(SHIM_ERROR_CODES.SIDECAR_FAILED, `${where} is used by another MPAC coordinator (session ${JSON.stringify(result.sessionId)}, held by ${holder}), probably another workspace's sidecar`, {
+    throw new SidecarFailed(`${where} is used by another MPAC coordinator (session ${JSON.stringify(result.sessionId)}, held by ${holder}), probably another workspace's sidecar`, {
       hint: 'set MPAC_SIDECAR_PORT to a free port for this workspace'
     })
   }
   if (result.kind === 'unproven') {
-    throw new ShimError(SHIM_ERROR_CODES.SIDECAR_FAILED, `${where} is held by ${holder}, which answers like an MPAC coordinator but cannot prove it knows your local secret (${result.detail}): it is not a coordinator that mpac-mcp started for you; refusing to use it`, {
+    throw new SidecarFailed(`${where} is held by ${holder}, which answers like an MPAC coordinator but cannot prove it knows your local secret (${result.detail}): it is not a coordinator that mpac-mcp started for you; refusing to use it`, {
       hint: 'stop that process (if it is an older mpac-mcp-sidecar of yours, kill it; a new one is started) or set MPAC_SIDECAR_PORT to a free port for this workspace'
     })
   }
-  throw new ShimError(SHIM_ERROR_CODES.SIDECAR_FAILED, `${where} is used by ${holder}, a program that is not an MPAC coordinator (${result.detail})`, {
+  throw new SidecarFailed(`${where} is used by ${holder}, a program that is not an MPAC coordinator (${result.detail})`, {
     hint: 'stop that program or set MPAC_SIDECAR_PORT to a free port for this workspace'
   })
 }
@@ -286,7 +286,7 @@ export async function verifyLocalConnection (config: ShimConfig, query: (request
   const hostPort = `${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`
   const reply = await query({ type: 'LOCAL_PROOF', nonce })
   if (typeof reply['proof'] !== 'string' || !sameHex(reply['proof'], localProof(secret, nonce, config.sessionId, hostPort))) {
-    throw new ShimError(SHIM_ERROR_CODES.SIDECAR_FAILED, `port ${config.port} on ${config.host} is held by ${portHolder(config.port)}, which cannot prove it knows your local secret; refusing to use it`, {
+    throw new SidecarFailed(`port ${config.port} on ${config.host} is held by ${portHolder(config.port)}, which cannot prove it knows your local secret; refusing to use it`, {
       retryable: true,
       hint: 'stop that process or set MPAC_SIDECAR_PORT to a free port for this workspace'
     })

@@ -251,7 +251,7 @@ const FLOWS: Record<SmokeFlow, FlowFn> = {
     check(checks, 'get_file_state finds the file', state['status'] === 'ok', state)
     const begin = await bridge.call('begin_task', { objective: 'smoke commit', files: [h.file] })
     check(checks, 'begin_task ok', begin['status'] === 'ok', begin)
-    const content = `${String(state['content'] ?? '')}\n<!-- mpac-mcp smoke commit -->\n`
+    const content = `${typeof state['content'] === 'string' ? state['content'] : ''}\n<!-- mpac-mcp smoke commit -->\n`
     const commit = await bridge.call('submit_change', { intent_id: begin['intent_id'], target: h.file, content, state_ref_before: state['state_ref'] })
     check(checks, 'submit_change success', commit['status'] === 'success', commit)
     const again = await bridge.call('get_file_state', { path: h.file, include_content: false })
@@ -275,7 +275,7 @@ const FLOWS: Record<SmokeFlow, FlowFn> = {
     const conflicts = (begin['conflicts'] ?? []) as Array<Record<string, unknown>>
     const conflict = conflicts[0]
     check(checks, 'a dependency_breakage conflict is reported', conflict !== undefined && conflict['category'] === 'dependency_breakage', conflicts)
-    const conflictId = String(conflict?.['conflict_id'] ?? '')
+    const conflictId = typeof conflict?.['conflict_id'] === 'string' ? conflict['conflict_id'] : ''
     const ack = await worker.call('ack_conflict', { conflict_id: conflictId, ack_type: 'seen' })
     check(checks, 'ack_conflict ok', ack['status'] === 'ok', ack)
     await h.dev('Arbiter', 'arbiter')

@@ -47,4 +47,15 @@ export const CLOSE = {
   SESSION_UNAVAILABLE: { code: 4503, reason: 'session unavailable' }
 } as const
 
+/**
+ * Close codes the shim meets or sends that this coordinator never sends
+ * (docs/coordinator.md, Close codes: how `mpac-mcp` treats them).
+ */
+export const PEER_CLOSE = {
+  /** Other MPAC coordinators close with 4403 for a token not allowed any more (ours refuses it with HTTP 403 before the upgrade). */
+  FORBIDDEN: { code: 4403, reason: 'forbidden' },
+  /** The shim drops a connection that stopped answering (a request or heartbeat got no reply in time), then reconnects. */
+  UNRESPONSIVE: { code: 4000, reason: 'unresponsive' }
+} as const
+
 export type CloseSpec = { readonly code: number, readonly reason: string }

@@ -122,7 +122,8 @@ export function buildApp (config: ServerConfig, deps: AppDeps): FastifyInstance 
     errorHandler (error, socket) {
       logger.debug({ err: error }, 'websocket error')
       // ws has already started the close handshake for protocol errors (1009 …); cut only open sockets.
-      if ((socket as unknown as WebSocketLike).readyState === 1) socket.terminate()
+      const ws = socket as unknown as WebSocketLike
+      if (ws.readyState === 1) ws.terminate()
     },
     preClose (done) {
       closing = true

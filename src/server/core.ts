@@ -24,7 +24,7 @@ export interface SessionCore {
 }
 
 export function createCore (config: CoordinatorConfig): SessionCore {
-  return new Coordinator(config) as unknown as SessionCore
+  return new Coordinator(config)
 }
 
 /** A core rebuilt from a stored snapshot (or fresh without one) and the journal after it (fleet mode's load). */

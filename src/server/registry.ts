@@ -5,7 +5,7 @@ import { FenceLostError, recoverSession, replaySession, SnapshotPolicy, StoreDam
 import { CLOSE, type CloseSpec } from '../protocol/close-codes.js'
 import type { ServerConfig } from './config.js'
 import { CommitLanes } from './commit-lanes.js'
-import { createCore, restoreCore, type SessionCore } from './core.js'
+import { createCore, restoreCore } from './core.js'
 import { FleetMetrics, type Metrics } from './metrics.js'
 import type { AcquireResult, RouterMode } from './routing.js'
 import type { SessionDirectory, TrackedConnection } from './session-directory.js'
@@ -194,7 +194,7 @@ export class SessionRegistry implements SessionDirectory {
       try {
         const recovered = recoverSession(store, id, this.coreConfig(id), this.#now(), config.restartGraceSec)
         if (recovered === undefined) this.#stored.delete(id)
-        else this.#newRuntime(id, recovered.coordinator as unknown as SessionCore, true).markRecovered(this.#now())
+        else this.#newRuntime(id, recovered.coordinator, true).markRecovered(this.#now())
       } catch (err) {
         // Damaged: quarantined. Any other failure: the state is still stored, so the id stays
         // taken (never recreated empty over it) and loading is retried on the next connection.
@@ -642,7 +642,7 @@ export class SessionRegistry implements SessionDirectory {
         this.#stored.delete(sessionId)
         return undefined
       }
-      return this.#newRuntime(sessionId, core as unknown as SessionCore, true)
+      return this.#newRuntime(sessionId, core, true)
     } catch (err) {
       if (err instanceof StoreDamagedError) {
         this.#quarantined.add(sessionId)

@@ -125,8 +125,8 @@ export class TokenTable {
       entries.set(digest, Object.freeze({
         allowedSessions: Object.freeze([...v.allowed_sessions]),
         anySession: v.allowed_sessions.includes('*'),
-        roles: v.roles === undefined ? DEFAULT_ROLES : Object.freeze([...(v.roles as string[])]),
-        principal: v.principal as string | undefined,
+        roles: v.roles === undefined ? DEFAULT_ROLES : Object.freeze([...(v.roles)]),
+        principal: v.principal,
         expiresAt,
         position,
         digest: Buffer.from(digest, 'hex')

@@ -2,6 +2,7 @@ import Database from 'better-sqlite3'
 import { createHash } from 'node:crypto'
 import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { DataDirLocked } from '../errors.js'
 import { isProcessAlive } from '../process-alive.js'
 
 /** The file whose lock marks a data directory as in use (an SQLite database used only for its lock). */
@@ -15,8 +16,7 @@ const SESSION_LOCKS = 'locks'
 const SETTLE_MS = 1000
 
 /** Another live process holds the data directory (or, for a single-session coordinator, its session). */
-export class DataDirLockedError extends Error {
-  readonly code = 'MPAC_ERR_DATA_DIR_LOCKED'
+export class DataDirLockedError extends DataDirLocked {
   /** The first holder's pid, when it could be read. */
   readonly holderPid: number | undefined
   constructor (readonly dir: string, readonly holderPids: readonly number[], readonly sessionId?: string) {

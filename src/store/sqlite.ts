@@ -224,7 +224,7 @@ export class SqliteStore implements ManagedSessionStore {
       if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) {
         this.#quarantine(sessionId, 'snapshot row has an invalid sequence number', undefined)
       }
-      base = seq as number
+      base = seq
       const parsed = parseRow(sessionId, base, snap.body, snap.crc)
       if (!parsed.ok) this.#quarantine(sessionId, `snapshot at seq ${base}: ${parsed.problem}`, base)
       snapshot = parsed.value
@@ -242,7 +242,7 @@ export class SqliteStore implements ManagedSessionStore {
     let expected = base + 1
     let bytes = 0
     let fatal: string | undefined
-    for (const [seq, body, crc] of this.#stmt.journal.iterate(sessionId) as IterableIterator<JournalRow>) {
+    for (const [seq, body, crc] of this.#stmt.journal.iterate(sessionId)) {
       if (seq !== expected) {
         fatal = `journal entry ${expected} is missing (found ${String(seq)})`
         break
@@ -282,6 +282,8 @@ export class SqliteStore implements ManagedSessionStore {
     try {
       return this.#transaction(() => {
         const result = fn()
+        // Rethrows exactly what the failed append threw (caught, so of unknown type).
+        // eslint-disable-next-line @typescript-eslint/only-throw-error
         if (this.#failedInBatch !== undefined) throw this.#failedInBatch
         return result
       })

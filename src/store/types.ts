@@ -1,4 +1,5 @@
 import type { CoreInput } from '../coordinator/types.js'
+import { StoreDamaged } from '../errors.js'
 
 /**
  * Durable state of sessions: per session, the latest snapshot and the journal
@@ -36,12 +37,11 @@ export interface JournalStats {
 }
 
 export interface StoredSession {
-  readonly snapshot: unknown | undefined
+  readonly snapshot: unknown
   readonly journal: readonly CoreInput[]
 }
 
-export class StoreDamagedError extends Error {
-  readonly code = 'MPAC_ERR_STORE_DAMAGED'
+export class StoreDamagedError extends StoreDamaged {
   /** What is wrong, e.g. `journal entry 812: checksum mismatch`. */
   readonly reason: string
   /** The sequence number of the damaged (or missing) row, when one row is to blame. */
@@ -49,7 +49,7 @@ export class StoreDamagedError extends Error {
   /** True when the store already logged the damage (the caller need not log it again). */
   readonly logged: boolean
   constructor (readonly sessionId: string, detail: string, info: { readonly seq?: number, readonly logged?: boolean } = {}) {
-    super(`session ${sessionId}: stored state is damaged (${detail})`)
+    super(sessionId, detail)
     this.name = 'StoreDamagedError'
     this.reason = detail
     this.seq = info.seq

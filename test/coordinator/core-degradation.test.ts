@@ -137,7 +137,7 @@ t.test('snapshot and restore mid-phase continue identically', async t => {
   h.apply({ kind: 'tick', now: P2 })
   t.equal(h.propose('A', 'pa', 'a.py', 'ia').accepted, true)
   const text = JSON.stringify(h.c.snapshot(P2))
-  const restored = Coordinator.restore(JSON.parse(text), h.config)
+  const restored = Coordinator.restore(JSON.parse(text) as Parameters<typeof Coordinator.restore>[0], h.config)
   t.equal(JSON.stringify(restored.snapshot(P2)), text, 'restore(snapshot) snapshots identically')
   t.equal(restored.nextDeadline(), h.c.nextDeadline())
   t.equal(restored.nextDeadline(), P3)

@@ -6,7 +6,7 @@
  * load, best of three, so machine speed cancels out.
  */
 import t from 'tap'
-import { Harness, assertRelayed, type Json } from '../helpers/mpac.js'
+import { Harness, assertRelayed } from '../helpers/mpac.js'
 
 const LOAD = 20_000
 const ROUNDS = 300
@@ -33,7 +33,7 @@ function loop (h: Harness): number {
     const n = seq++
     h.announce('A', `i${n}`, [`f${n}.py`])
     h.c.nextDeadline()
-    h.commit('A', `o${n}`, `f${n}.py`, 'r0', 'r1', `i${n}`, { file_changes: { [`f${n}.py`]: { content: `v${n}` } } as Json })
+    h.commit('A', `o${n}`, `f${n}.py`, 'r0', 'r1', `i${n}`, { file_changes: { [`f${n}.py`]: { content: `v${n}` } } })
     h.c.nextDeadline()
     h.withdraw('A', `i${n}`)
     h.c.nextDeadline()

@@ -132,7 +132,7 @@ t.test('coordinator-only and unknown types are echoed; participant resolution-fo
     }
     const epoch = (COORDINATOR_AUTHORED_TYPES as readonly string[]).includes(type) ? { extra: { coordinator_epoch: 1 } } : {}
     t.ok(payloads[type], `a payload for ${type}`)
-    assertEchoed(t, h.send(type, 'A', payloads[type] as Json, epoch), type)
+    assertEchoed(t, h.send(type, 'A', payloads[type], epoch), type)
   }
   const d = h.send('INTENT_DEFERRED', 'A', { deferral_id: 'd', principal_id: 'A', status: 'resolved' })
   assertEchoed(t, d)

@@ -8,7 +8,7 @@ import t from 'tap'
 import { GLOB_MATCH_BUDGET, GLOB_PRODUCT_BUDGET, overlaps } from '../../src/coordinator/overlap.js'
 import * as protocol from '../../src/protocol/scope.js'
 import { normalizePath, normalizeScope, scopesOverlap, type Scope } from '../../src/protocol/scope.js'
-import { Harness, assertRejected, type Json } from '../helpers/mpac.js'
+import { Harness, assertRejected } from '../helpers/mpac.js'
 
 function rng (seed: number): () => number {
   let s = seed >>> 0
@@ -161,10 +161,10 @@ t.test('a file write is not granted by a glob that does not match it, however ho
   h.announce('A', 'g', { kind: 'resource_path', pattern: 'a' + '**a'.repeat(300) + '**b**' })
   h.announce('A', 'ok', { kind: 'resource_path', pattern: 'docs/**' })
   const path = Array(4).fill('a'.repeat(250)).join('/')
-  const r = h.commit('A', 'o1', 'other.txt', 'r0', 'r1', 'g', { file_changes: { [path]: { content: 'x' } } as Json })
+  const r = h.commit('A', 'o1', 'other.txt', 'r0', 'r1', 'g', { file_changes: { [path]: { content: 'x' } } })
   assertRejected(t, r, 'AUTHORIZATION_FAILED')
-  const hit = h.commit('A', 'o2', 'other.txt', 'r0', 'r1', 'g', { file_changes: { [path + '/b']: { content: 'x' } } as Json })
+  const hit = h.commit('A', 'o2', 'other.txt', 'r0', 'r1', 'g', { file_changes: { [path + '/b']: { content: 'x' } } })
   t.equal(hit.accepted, true, 'the same glob grants a path it matches')
-  const ok = h.commit('A', 'o3', 'other2.txt', 'r0', 'r1', 'ok', { file_changes: { 'docs/a/b.md': { content: 'x' } } as Json })
+  const ok = h.commit('A', 'o3', 'other2.txt', 'r0', 'r1', 'ok', { file_changes: { 'docs/a/b.md': { content: 'x' } } })
   t.equal(ok.accepted, true, 'an ordinary glob grants')
 })

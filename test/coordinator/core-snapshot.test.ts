@@ -59,7 +59,7 @@ for (const profile of ['open', 'authenticated'] as const) {
     t.ok(snap.conflicts.some(c => c.scope_frozen), 'a frozen conflict is held')
     t.same(Object.keys(snap.files), ['c.py'])
     const config = h.config
-    const restored = Coordinator.restore(JSON.parse(text), config)
+    const restored = Coordinator.restore(JSON.parse(text) as Parameters<typeof Coordinator.restore>[0], config)
     t.equal(JSON.stringify(restored.snapshot(h.clock.now)), text, 'restore(snapshot) snapshots identically')
     t.equal(restored.epoch, h.c.epoch)
     t.equal(restored.lamport, h.c.lamport)

@@ -31,19 +31,9 @@ import type { ApplyResult, CoordinatorConfig, CoordinatorSnapshot, CoreInput } f
 import { canTransition } from '../../src/protocol/state-machines.js'
 import { Envelopes, TestClock, coordinatorIdOf, isSenderVisible, refOf, senderOf, show } from '../helpers/mpac.js'
 import type { Json } from '../helpers/mpac.js'
+import { mulberry32 } from '../helpers/prng.js'
 
 // ---- PRNG --------------------------------------------------------------------
-
-function mulberry32 (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 class Rng {
   readonly next: () => number
@@ -222,7 +212,7 @@ class Gen {
           original_principal_id: rec !== undefined && r.chance(0.85) ? rec.principal_id : r.pick(PRINCIPALS),
           new_intent_id: this.freshOr('i', INTENTS, 0.8),
           objective: 'take over',
-          scope: rec !== undefined && r.chance(0.8) ? structuredClone(rec.scope) as Json : this.scope()
+          scope: rec !== undefined && r.chance(0.8) ? structuredClone(rec.scope) : this.scope()
         }
       }
       case 'OP_PROPOSE': {

@@ -5,31 +5,18 @@
  */
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import { cleanEnv, tempDir, type Env, type Teardown } from '../helpers/process.js'
+import { cleanEnv, freePort, tempDir, type Env, type Teardown } from '../helpers/process.js'
 
-export { cleanEnv, tempDir, type Env, type Teardown }
+export { cleanEnv, freePort, tempDir, type Env, type Teardown }
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 export const SERVER_CLI = join(ROOT, 'src', 'server', 'cli.ts')
 export const SHIM_CLI = join(ROOT, 'src', 'mcp', 'cli.ts')
 /** `node --import <this>` runs a .ts entry from any working directory (the project's TypeScript loader). */
 export const TS_LOADER = pathToFileURL(join(ROOT, 'scripts', 'ts-register.mjs')).href
-
-/** A TCP port that was free on 127.0.0.1 a moment ago (for programs that cannot listen on port 0 and report it). */
-export function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const address = srv.address()
-      srv.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0))
-    })
-  })
-}
 
 export interface Child {
   readonly child: ChildProcess

@@ -342,7 +342,8 @@ export class Harness {
   }
 
   deferral (id: string): Json | undefined {
-    return this.snap().deferrals.find(d => d.deferral_id === id) as Json | undefined
+    const found: Json | undefined = this.snap().deferrals.find(d => d.deferral_id === id)
+    return found
   }
 
   /** Replaces the coordinator by one restored from a JSON round trip of its snapshot. */

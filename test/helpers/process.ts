@@ -1,5 +1,6 @@
 /** Helpers for tests that run our programs as child processes. */
 import { mkdtempSync, realpathSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -24,4 +25,16 @@ export function tempDir (t: Teardown, prefix: string): string {
   const dir = realpathSync(mkdtempSync(join(tmpdir(), prefix)))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   return dir
+}
+
+/** A TCP port that was free on 127.0.0.1 a moment ago (for programs that cannot listen on port 0 and report it, or for a port where nothing listens). */
+export function freePort (): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const address = srv.address()
+      srv.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0))
+    })
+  })
 }

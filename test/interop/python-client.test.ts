@@ -1,9 +1,10 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
+import { tempDir } from '../helpers/process.js'
+import { startSidecar as startRealSidecar, type SidecarProcess } from '../helpers/sidecar.js'
 
 /**
  * Wire compatibility with existing Python clients (DESIGN.md §2): the real
@@ -17,8 +18,6 @@ import t, { type Test } from 'tap'
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const PYTHON = '/usr/bin/python3'
 const SCRIPT = join(ROOT, 'test', 'interop', 'py', 'run_flows.py')
-const TS_LOADER = pathToFileURL(join(ROOT, 'scripts', 'ts-register.mjs')).href
-const SERVER_CLI = join(ROOT, 'src', 'server', 'cli.ts')
 const INSTALL_HINT = `${PYTHON} cannot import websockets. Install Debian's python3-websockets: ` +
   '`apt-get update && apt-get install -y python3-websockets` (CI installs it in .ci/run)'
 
@@ -38,46 +37,14 @@ const TOKEN_TABLE = {
 }
 
 interface Teardown { teardown (fn: () => unknown): void }
-interface Sidecar { readonly child: ChildProcess, readonly port: number, readonly exited: Promise<number | null> }
+type Sidecar = SidecarProcess
 interface CheckLine { readonly check: string, readonly ok: boolean, readonly detail: unknown }
 interface PyRun { readonly code: number | null, readonly lines: CheckLine[], readonly other: string[], readonly stderr: string }
 
-function tempDir (t: Teardown, prefix: string): string {
-  const dir = realpathSync(mkdtempSync(join(tmpdir(), prefix)))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
 
-/** Starts `mpac-mcp-sidecar` and resolves once its banner names the real port. */
+/** Starts `mpac-mcp-sidecar` (test/helpers/sidecar.ts) with a fresh HOME; resolves once its banner names the real port. */
 function startSidecar (t: Teardown, args: string[], env: Record<string, string>): Promise<Sidecar> {
-  const home = tempDir(t, 'mpac-interop-home-')
-  const child = spawn(process.execPath, ['--import', TS_LOADER, SERVER_CLI, '--host', '127.0.0.1', '--port', '0', ...args], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  const exited = new Promise<number | null>(resolve => child.on('exit', resolve))
-  t.teardown(async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return
-    child.kill('SIGTERM')
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
-    await exited
-    clearTimeout(timer)
-  })
-  return new Promise((resolve, reject) => {
-    let out = ''
-    const timer = setTimeout(() => reject(new Error(`no banner within 20 s:\n${out}`)), 20_000)
-    child.stderr.on('data', (d: Buffer) => { out += d.toString() })
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString()
-      const m = /listening: +[^\s]+:(\d+)/.exec(out)
-      if (m !== null && out.includes('clients connect:')) {
-        clearTimeout(timer)
-        resolve({ child, port: Number(m[1]), exited })
-      }
-    })
-    void exited.then(code => { clearTimeout(timer); reject(new Error(`the sidecar exited with ${String(code)}:\n${out}`)) })
-  })
+  return startRealSidecar(t, ['--host', '127.0.0.1', ...args], { HOME: tempDir(t, 'mpac-interop-home-'), LOG_LEVEL: 'warn', ...env })
 }
 
 function runPython (args: string[], env: Record<string, string>): Promise<PyRun> {

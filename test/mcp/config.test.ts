@@ -157,7 +157,7 @@ t.test('identity slots: lowest free slot; a dead holder frees it, a live one doe
   const dir = realpathSync(mkdtempSync(join(tmpdir(), 'mpac-slots-')))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const id = loadShimConfig({ ...base, MPAC_WORKSPACE_DIR: '/srv/w', MPAC_AGENT_NAME: 'claude' }).identity
-  const dead = spawnSync(process.execPath, ['-e', '0']).pid as number
+  const dead = spawnSync(process.execPath, ['-e', '0']).pid
   const live = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' })
   t.teardown(() => { live.kill('SIGKILL') })
 

@@ -5,17 +5,8 @@
  * an unknown host and wss:// to a plain server each report their cause and a
  * hint that fits it.
  */
-import { createServer } from 'node:net'
 import t from 'tap'
-import { cleanEnv, eventually, startCoordinator, startShim, stateHome, tempDir, type Shim } from './harness.js'
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as { port: number }).port
-  await new Promise<void>(resolve => server.close(() => resolve()))
-  return port
-}
+import { cleanEnv, eventually, freePort, startCoordinator, startShim, stateHome, tempDir, type Shim } from './harness.js'
 
 const count = (text: string, needle: string): number => text.split(needle).length - 1
 

@@ -9,7 +9,7 @@ import pino from 'pino'
 import t from 'tap'
 import { Correlator, type Link } from '../../src/mcp/client/correlation.js'
 import type { Envelope, Frame, Timers } from '../../src/mcp/client/types.js'
-import { SHIM_ERROR_CODES, ShimError } from '../../src/mcp/errors.js'
+import { RemoteClosed } from '../../src/errors.js'
 
 /** A clock that moves only when told to. */
 function manualTimers (): Timers & { advance (ms: number): void } {
@@ -103,7 +103,7 @@ t.test('with no open connection a call fails at once and stamps no envelope; rej
   const { correlator } = setup()
   const request = correlator.request(() => envelope('HEARTBEAT'), 1000)
   const query = correlator.query({ type: 'SESSION_SUMMARY' }, 1000)
-  const gone = new ShimError(SHIM_ERROR_CODES.REMOTE_CLOSED, 'gone')
+  const gone = new RemoteClosed('gone')
   correlator.rejectAll(gone)
   await t.rejects(request, gone)
   await t.rejects(query, gone)

@@ -3,14 +3,14 @@
  * (the coordinator is killed while the request is on the wire) gets a clear,
  * retryable error and the next call just works after the restart; a shim the
  * coordinator declared unavailable (missed heartbeats) comes back at once.
- * Real `mpac-mcp` processes and real coordinator child processes; a TCP proxy
+ * The shim in process (harness startInProcessShim) and real coordinator child processes; a TCP proxy
  * in between tells the test when the request has left the shim.
  */
 import { join } from 'node:path'
 import pino from 'pino'
 import t from 'tap'
 import { CoordinatorClient, type Envelope } from '../../src/mcp/client.js'
-import { cleanEnv, eventually, startCoordinator, startProxy, startShim, stateHome, tempDir } from './harness.js'
+import { cleanEnv, eventually, startCoordinator, startProxy, startInProcessShim, stateHome, tempDir } from './harness.js'
 
 type R = Record<string, unknown>
 const list = (v: unknown): R[] => (Array.isArray(v) ? v : []) as R[]
@@ -22,7 +22,7 @@ t.test('a call in flight when the connection drops gets a retryable error; after
   const first = await startCoordinator(t, ['--port', '0', '--data-dir', dataDir])
   const proxy = await startProxy(t, first.port)
   const url = `ws://127.0.0.1:${proxy.port}/session/drop-room`
-  const shim = await startShim(t, cleanEnv({ XDG_STATE_HOME: state, MPAC_WORKSPACE_DIR: ws, MPAC_COORDINATOR_URL: url, MPAC_AGENT_NAME: 'Dropper' }))
+  const shim = await startInProcessShim(t, cleanEnv({ XDG_STATE_HOME: state, MPAC_WORKSPACE_DIR: ws, MPAC_COORDINATOR_URL: url, MPAC_AGENT_NAME: 'Dropper' }))
   const kept = await shim.call('begin_task', { objective: 'survive', files: ['kept.txt'] })
   t.equal(kept['status'], 'ok')
 
@@ -61,7 +61,7 @@ t.test('a connection that stops answering without closing (half-open) is dropped
   const coordinator = await startCoordinator(t, ['--port', '0', '--data-dir', join(state, 'data')])
   const proxy = await startProxy(t, coordinator.port)
   const url = `ws://127.0.0.1:${proxy.port}/session/halfopen`
-  const shim = await startShim(t, cleanEnv({ XDG_STATE_HOME: state, MPAC_WORKSPACE_DIR: ws, MPAC_COORDINATOR_URL: url, MPAC_AGENT_NAME: 'Wanderer', MPAC_REQUEST_TIMEOUT_MS: '1000' }))
+  const shim = await startInProcessShim(t, cleanEnv({ XDG_STATE_HOME: state, MPAC_WORKSPACE_DIR: ws, MPAC_COORDINATOR_URL: url, MPAC_AGENT_NAME: 'Wanderer', MPAC_REQUEST_TIMEOUT_MS: '1000' }))
   const begin = await shim.call('begin_task', { objective: 'travel', files: ['bag.txt'] })
   t.equal(begin['status'], 'ok')
 
@@ -94,7 +94,7 @@ t.test('a shim declared unavailable (missed heartbeats) is available again at on
   t.teardown(() => observer.close())
   await observer.ensureConnected()
 
-  const shim = await startShim(t, cleanEnv({ XDG_STATE_HOME: state, MPAC_WORKSPACE_DIR: ws, MPAC_COORDINATOR_URL: url, MPAC_AGENT_NAME: 'Sleeper' }))
+  const shim = await startInProcessShim(t, cleanEnv({ XDG_STATE_HOME: state, MPAC_WORKSPACE_DIR: ws, MPAC_COORDINATOR_URL: url, MPAC_AGENT_NAME: 'Sleeper' }))
   const begin = await shim.call('begin_task', { objective: 'doze', files: ['nap.txt'] })
   t.equal(begin['status'], 'ok')
   const me = begin['principal_id'] as string

@@ -2,8 +2,8 @@
  * Frames per tool call: each tool sends the fewest frames its result needs
  * (the coordinator's rate limit, 200 frames/s per connection, is never
  * approached by tool use). Counted from the coordinator's own
- * `mpac_messages_in_total` metric around each call of one real `mpac-mcp`
- * process (heartbeats excluded).
+ * `mpac_messages_in_total` metric around each call of the shim (in process, over
+ * the SDK's InMemoryTransport; heartbeats excluded).
  */
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -11,7 +11,7 @@ import pino from 'pino'
 import t from 'tap'
 import { CoordinatorClient } from '../../src/mcp/client.js'
 import { stateRef } from '../../src/protocol/state-ref.js'
-import { cleanEnv, startCoordinator, startShim, stateHome, tempDir } from './harness.js'
+import { cleanEnv, startCoordinator, startInProcessShim, stateHome, tempDir } from './harness.js'
 
 const state = stateHome(t)
 const workspace = tempDir(t, 'mpac-frames-ws-')
@@ -27,7 +27,7 @@ async function framesIn (): Promise<Map<string, number>> {
 }
 
 t.test('each tool sends only the frames its result needs', async t => {
-  const shim = await startShim(t, cleanEnv({ MPAC_COORDINATOR_URL: url, MPAC_WORKSPACE_DIR: workspace, XDG_STATE_HOME: state, MPAC_AGENT_NAME: 'Counter', MPAC_AGENT_ROLES: 'owner' }))
+  const shim = await startInProcessShim(t, cleanEnv({ MPAC_COORDINATOR_URL: url, MPAC_WORKSPACE_DIR: workspace, XDG_STATE_HOME: state, MPAC_AGENT_NAME: 'Counter', MPAC_AGENT_ROLES: 'owner' }))
   await shim.call('who_is_working')
   const sent = async (tool: string, args: Record<string, unknown>): Promise<[Record<string, unknown>, Record<string, number>]> => {
     const before = await framesIn()

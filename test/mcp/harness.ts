@@ -1,7 +1,11 @@
 /**
- * Test harness for the shim: real child processes only. A coordinator is
- * `src/server/cli.ts` on 127.0.0.1 port 0 (the port read from its banner); a
- * shim is `src/mcp/cli.ts` driven by the MCP SDK `Client` over stdio.
+ * Test harness for the shim. A coordinator is `src/server/cli.ts` on
+ * 127.0.0.1 port 0 (the port read from its banner), a child process; a shim
+ * is either `src/mcp/cli.ts` driven by the MCP SDK `Client` over stdio
+ * (`startShim`, for what the process itself does: stdio, environment checks,
+ * exit) or the same MCP server in this process over the SDK's
+ * `InMemoryTransport` (`startInProcessShim`: the real `createMcpServer`,
+ * session pool and coordinator client, for tests that only call tools).
  * Teardown kills every child, including sidecars the shims auto-started
  * (found through their pid files).
  */
@@ -11,11 +15,15 @@ import { createServer as createNetServer, connect as netConnect, type AddressInf
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js'
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
-import { cleanEnv, tempDir, type Env, type Teardown } from '../helpers/process.js'
+import pino from 'pino'
+import { createMcpServer } from '../../src/mcp/server.js'
+import { SessionPool } from '../../src/mcp/session.js'
+import { cleanEnv, freePort, tempDir, type Env, type Teardown } from '../helpers/process.js'
 
-export { cleanEnv, tempDir, type Env, type Teardown }
+export { cleanEnv, freePort, tempDir, type Env, type Teardown }
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const SERVER_CLI = join(ROOT, 'src', 'server', 'cli.ts')
@@ -70,13 +78,51 @@ export async function startCoordinator (t: Teardown, args: string[], env: Env = 
   return { port, child, output: () => out, stop: () => killChild(child) }
 }
 
-export interface Shim {
+/** An MCP client connected to a shim, wherever the shim runs. */
+export interface ToolClient {
   readonly client: Client
-  readonly transport: StdioClientTransport
-  stderr (): string
   call (tool: string, args?: Record<string, unknown>): Promise<Record<string, unknown>>
   raw (tool: string, args?: Record<string, unknown>): Promise<CallToolResult>
   close (): Promise<void>
+}
+
+export interface Shim extends ToolClient {
+  readonly transport: StdioClientTransport
+  stderr (): string
+}
+
+/**
+ * The shim's MCP server in this process (what `mpac-mcp` runs, minus stdio):
+ * `env` and `cwd` as the process would have them. Closed at teardown.
+ */
+export async function startInProcessShim (t: Teardown, env: Env, cwd: string = ROOT): Promise<ToolClient> {
+  const pool = new SessionPool(env, cwd, { logger: pino({ level: 'silent' }), env })
+  const server = createMcpServer(pool)
+  const client = new Client({ name: 'mpac-mcp-test', version: '0.0.0' })
+  const [serverSide, clientSide] = InMemoryTransport.createLinkedPair()
+  await server.connect(serverSide)
+  await client.connect(clientSide)
+  let closed = false
+  const shim: ToolClient = {
+    client,
+    async raw (tool, args = {}) {
+      return await client.callTool({ name: tool, arguments: args }) as CallToolResult
+    },
+    async call (tool, args = {}) {
+      const res = await shim.raw(tool, args)
+      return (res.structuredContent ?? {})
+    },
+    async close () {
+      if (closed) return
+      closed = true
+      // As the CLI on stdin's end: leave the session (GOODBYE), then stop serving.
+      await pool.closeAll()
+      await client.close()
+      await server.close()
+    }
+  }
+  t.teardown(() => shim.close())
+  return shim
 }
 
 /** Runs the real `mpac-mcp` process and connects the SDK client to it. */
@@ -102,7 +148,7 @@ export async function startShim (t: Teardown, env: Env, cwd: string = ROOT): Pro
     },
     async call (tool, args = {}) {
       const res = await shim.raw(tool, args)
-      return (res.structuredContent ?? {}) as Record<string, unknown>
+      return (res.structuredContent ?? {})
     },
     async close () {
       if (closed) return

@@ -6,7 +6,6 @@
  * knows the secret. Real `mpac-mcp` and `mpac-mcp-sidecar` processes.
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
-import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import fastifyWebsocket from '@fastify/websocket'
 import Fastify from 'fastify'
@@ -17,18 +16,7 @@ import { loadShimConfig } from '../../src/mcp/config.js'
 import { localSecretOf, sidecarPaths, verifyLocalConnection } from '../../src/mcp/sidecar.js'
 import { deriveSessionId } from '../../src/protocol/workspace-id.js'
 import { hello, isType, TestClient, type Frame } from '../helpers/ws.js'
-import { cleanEnv, startCoordinator, startShim, stateHome, tempDir, type Teardown } from './harness.js'
-
-async function freePort (): Promise<number> {
-  const { createServer } = await import('node:net')
-  return await new Promise(resolve => {
-    const srv = createServer()
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as AddressInfo).port
-      srv.close(() => resolve(port))
-    })
-  })
-}
+import { cleanEnv, freePort, startCoordinator, startShim, stateHome, tempDir, type Teardown } from './harness.js'
 
 /** A workspace, a state dir and a fixed port for a shim in local mode. */
 async function local (t: Teardown, extra: Record<string, string> = {}): Promise<{ ws: string, state: string, port: number, sessionId: string, env: Record<string, string>, url: string }> {
@@ -100,7 +88,9 @@ t.test('a port held by an impostor that mimics a coordinator: MPAC_ERR_SIDECAR_F
   // A plain WebSocket server that answers every frame like our coordinator's SESSION_SUMMARY (the old probe would have trusted it).
   const impostor = Fastify()
   await impostor.register(fastifyWebsocket)
-  impostor.get('/*', { websocket: true }, socket => {
+  impostor.get('/*', { websocket: true }, (raw: unknown) => {
+    // The socket's type (ws) has no declarations here: only what this impostor uses.
+    const socket = raw as { on (event: 'message', fn: () => void): void, send (data: string): void }
     socket.on('message', () => socket.send(JSON.stringify({ type: 'SESSION_SUMMARY_RESPONSE', session: { session_id: l.sessionId, participants: [] } })))
   })
   await impostor.listen({ host: '127.0.0.1', port: l.port })

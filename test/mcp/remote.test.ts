@@ -105,7 +105,7 @@ t.test('the client sends HEARTBEAT at the interval SESSION_INFO advertises', asy
   const observer = make('observer')
   await beater.ensureConnected()
   await observer.ensureConnected()
-  t.equal((beater.sessionInfo?.['liveness_policy'] as { heartbeat_interval_sec?: number } | undefined)?.heartbeat_interval_sec, 1)
+  t.equal((beater.sessionInfo?.['liveness_policy'])?.heartbeat_interval_sec, 1)
   const lastSeen = async (): Promise<unknown> => {
     const s = await observer.query({ type: 'SESSION_SUMMARY' })
     return list((s['session'] as R)['participants']).find(p => p['principal_id'] === 'agent:beater')?.['last_seen']

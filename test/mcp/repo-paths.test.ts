@@ -1,19 +1,20 @@
 /**
  * Issue 12 item 6: the file tools refuse paths outside the repository
  * (`../x`, `/etc/passwd`) and VCS metadata before anything is announced,
- * with MPAC_ERR_PATH_OUTSIDE_REPO — no intent is ever held on them. The real
- * shim in local mode (its own sidecar), driven by the MCP SDK client.
+ * with MPAC_ERR_PATH_OUTSIDE_REPO — no intent is ever held on them. The shim's
+ * real MCP server in process, in local mode (its own sidecar process),
+ * driven by the MCP SDK client.
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { cleanEnv, startShim, stateHome, tempDir } from './harness.js'
+import { cleanEnv, startInProcessShim, stateHome, tempDir } from './harness.js'
 
 t.test('begin_task, check_overlap, get_file_state and submit_change refuse paths outside the repository', async t => {
   const ws = tempDir(t, 'mpac-paths-ws-')
   mkdirSync(join(ws, '.git'))
   writeFileSync(join(ws, 'ok.txt'), 'ok\n')
-  const shim = await startShim(t, cleanEnv({ XDG_STATE_HOME: stateHome(t), MPAC_AGENT_NAME: 'Paths' }), ws)
+  const shim = await startInProcessShim(t, cleanEnv({ XDG_STATE_HOME: stateHome(t), MPAC_AGENT_NAME: 'Paths' }), ws)
 
   for (const [bad, rule] of [
     ['../x', /leaves the repository/],

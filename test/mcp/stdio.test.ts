@@ -8,20 +8,11 @@
  * startup.test.ts.)
  */
 import { spawn } from 'node:child_process'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { ROOT, TSX, cleanEnv, stateHome, tempDir } from './harness.js'
+import { ROOT, TSX, cleanEnv, freePort, stateHome, tempDir } from './harness.js'
 
 type R = Record<string, unknown>
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as { port: number }).port
-  await new Promise<void>(resolve => server.close(() => resolve()))
-  return port
-}
 
 interface Run { readonly code: number | null, readonly stdout: string, readonly stderr: string, readonly replies: Map<number, R> }
 

@@ -1,7 +1,9 @@
 /**
- * Every tool's success and failure paths: real `mpac-mcp` processes driven by
- * the MCP SDK client over stdio, against a real single-session coordinator
- * serving a temp workspace directory.
+ * Every tool's success and failure paths: the shim's real MCP server (in this
+ * process, over the SDK's InMemoryTransport: what `mpac-mcp` serves on stdio,
+ * which stdio.test.ts and the local/remote tests drive as a process) and the
+ * MCP SDK client, against a real single-session coordinator process serving
+ * a temp workspace directory.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -11,7 +13,7 @@ import { CoordinatorClient } from '../../src/mcp/client.js'
 import { loadShimConfig } from '../../src/mcp/config.js'
 import { TOOL_NAMES } from '../../src/mcp/tools/index.js'
 import { stateRef } from '../../src/protocol/state-ref.js'
-import { cleanEnv, startCoordinator, startShim, tempDir } from './harness.js'
+import { cleanEnv, startCoordinator, startInProcessShim, tempDir } from './harness.js'
 
 const workspace = tempDir(t, 'mpac-tools-ws-')
 mkdirSync(join(workspace, 'src'))
@@ -24,8 +26,8 @@ const url = `ws://127.0.0.1:${coordinator.port}/session/tools-room`
 const env = (name: string, extra: Record<string, string> = {}): Record<string, string> =>
   cleanEnv({ MPAC_COORDINATOR_URL: url, MPAC_WORKSPACE_DIR: workspace, MPAC_AGENT_NAME: name, XDG_STATE_HOME: state, ...extra })
 
-const alice = await startShim(t, env('Alice'))
-const bob = await startShim(t, env('Bob'))
+const alice = await startInProcessShim(t, env('Alice'))
+const bob = await startInProcessShim(t, env('Bob'))
 
 type R = Record<string, unknown>
 const list = (v: unknown): R[] => (Array.isArray(v) ? v : []) as R[]
@@ -157,7 +159,7 @@ t.test('conflicts: report, ack, escalate, resolve, with their failure paths', as
   const noTarget = await bob.call('escalate_conflict', { conflict_id: conflictId, reason: 'x' })
   t.equal(noTarget['status'], 'error', 'no arbiter connected yet')
   t.match(noTarget['message'], /arbiter/)
-  const arbiter = await startShim(t, env('Judge', { MPAC_AGENT_ROLES: 'arbiter' }))
+  const arbiter = await startInProcessShim(t, env('Judge', { MPAC_AGENT_ROLES: 'arbiter' }))
   const judge = (await arbiter.call('who_is_working'))['principal_id']
   const esc = await bob.call('escalate_conflict', { conflict_id: conflictId, reason: 'needs a decision', context: 'lib api' })
   t.match(esc, { status: 'ok', escalate_to: judge, conflict: { state: 'ESCALATED' } })

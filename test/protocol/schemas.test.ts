@@ -64,7 +64,7 @@ function ignores (t: Test, r: ParseResult, ignored: string[], msg = ''): Record<
   ok(t, r, msg || `ignores ${ignored.join(', ')}`)
   if (!r.ok) return undefined
   t.same(r.ignored, ignored, `${msg} ignored`)
-  return r.envelope as unknown as Record<string, unknown>
+  return r.envelope
 }
 
 const SCOPE = { kind: 'file_set', resources: ['src/db.py', 'src/models.py'] }

@@ -1,39 +1,18 @@
-import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, renameSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import type { Env, Teardown } from '../helpers/process.js'
+import { startSidecar, type SidecarProcess } from '../helpers/sidecar.js'
 import { announce, envelope, isType, joined, TestClient, type Frame } from '../helpers/ws.js'
 
-const root = fileURLToPath(new URL('../..', import.meta.url))
-const CLI = ['--import', './scripts/ts-register.mjs', 'src/server/cli.ts']
-const cleanEnv = (): NodeJS.ProcessEnv => {
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: mkdtempSync(join(tmpdir(), 'mpac-home-')), LOG_LEVEL: 'warn' }
-  return env
-}
+/** A fresh HOME, so the sidecar's default data directory is never the user's. */
+const freshHome = (): Env => ({ HOME: mkdtempSync(join(tmpdir(), 'mpac-home-')), LOG_LEVEL: 'warn' })
 
-interface Sidecar { readonly child: ChildProcess, readonly port: number, readonly banner: string, exited: Promise<number | null> }
-
-/** Starts the CLI and resolves once its banner names the port it listens on. */
-function start (t: { teardown (fn: () => void): void }, args: string[], env: NodeJS.ProcessEnv = cleanEnv()): Promise<Sidecar> {
-  const child = spawn(process.execPath, [...CLI, '--port', '0', ...args], { cwd: root, env })
-  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
-  const exited = new Promise<number | null>(resolve => child.on('exit', resolve))
-  return new Promise((resolve, reject) => {
-    let out = ''
-    const timer = setTimeout(() => reject(new Error(`no banner within 15 s: ${out}`)), 15000)
-    child.stderr.on('data', (d: Buffer) => { out += d.toString() })
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString()
-      const m = /listening: +[^\s]+:(\d+)/.exec(out)
-      if (m !== null && out.includes('clients connect:')) {
-        clearTimeout(timer)
-        resolve({ child, port: Number(m[1]), banner: out, exited })
-      }
-    })
-    void exited.then((code) => { clearTimeout(timer); reject(new Error(`exited with ${String(code)}: ${out}`)) })
-  })
+/** Starts the CLI (test/helpers/sidecar.ts) and resolves once its banner names the port it listens on. */
+async function start (t: Teardown, args: string[], env: Env = freshHome()): Promise<SidecarProcess & { readonly banner: string }> {
+  const sidecar = await startSidecar(t, args, env)
+  return { ...sidecar, banner: sidecar.lines.join('\n') }
 }
 
 t.test('the CLI serves a full flow with two clients and a conflict, survives a restart, and stops on SIGTERM', async t => {
@@ -79,7 +58,7 @@ t.test('token table file: an edit revokes a token, SIGHUP reloads too', async t 
   const dir = mkdtempSync(join(tmpdir(), 'mpac-cli-tokens-'))
   const file = join(dir, 'tokens.json')
   writeFileSync(file, JSON.stringify({ 'tok-a': { allowed_sessions: ['s'] }, 'tok-b': { allowed_sessions: ['s'] } }))
-  const sidecar = await start(t, ['--store', 'memory'], { ...cleanEnv(), MPAC_TOKEN_TABLE_FILE: file })
+  const sidecar = await start(t, ['--store', 'memory'], { ...freshHome(), MPAC_TOKEN_TABLE_FILE: file })
   t.match(sidecar.banner, /authenticated \(2 tokens/)
   t.notOk(sidecar.banner.includes('tok-a'), 'the banner never shows tokens')
   const url = `ws://127.0.0.1:${sidecar.port}/session/s`

@@ -12,18 +12,16 @@
  * Reproduce a run with CRASH_SEED=<seed printed in the output>.
  * CRASH_RESTART_STORE=memory restarts on the in-memory store (the test must fail then).
  */
-import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { WebSocket } from 'undici'
 import { stateRef } from '../../src/protocol/state-ref.js'
+import { mulberry32 } from '../helpers/prng.js'
+import { startSidecar, type SidecarProcess } from '../helpers/sidecar.js'
 import { envelope, hello, announce, type Frame } from '../helpers/ws.js'
 
-const root = fileURLToPath(new URL('../..', import.meta.url))
-const CLI = ['--import', './scripts/ts-register.mjs', 'src/server/cli.ts']
 const ROUNDS = 3
 const SESSIONS: ReadonlyArray<{ id: string, agents: readonly string[] }> = [
   { id: 'crash-a', agents: ['agent:a1', 'agent:a2', 'agent:a3'] },
@@ -34,43 +32,15 @@ const FILES = ['f0.txt', 'f1.txt', 'src/f2.ts', 'src/f3.ts']
 const seed = process.env.CRASH_SEED !== undefined ? Number(process.env.CRASH_SEED) : Math.floor(Math.random() * 2 ** 31)
 const restartStore = process.env.CRASH_RESTART_STORE ?? 'sqlite'
 
-/** mulberry32: a small seeded PRNG, so a failing run's choices can be replayed. */
-function prng (s: number): () => number {
-  let a = s >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
-const rng = prng(seed)
+const rng = mulberry32(seed)
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)] as T
 
 // ---------------------------------------------------------------- the server
 
-interface Server { readonly child: ChildProcess, readonly port: number, readonly exited: Promise<number | null> }
+type Server = SidecarProcess
 
 function startServer (dataDir: string, store: string): Promise<Server> {
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: mkdtempSync(join(tmpdir(), 'mpac-crash-home-')), LOG_LEVEL: 'warn' }
-  const child = spawn(process.execPath, [...CLI, '--port', '0', '--data-dir', dataDir, '--store', store], { cwd: root, env })
-  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
-  const exited = new Promise<number | null>(resolve => child.on('exit', resolve))
-  return new Promise((resolve, reject) => {
-    let out = ''
-    const timer = setTimeout(() => reject(new Error(`no banner within 20 s: ${out}`)), 20000)
-    child.stderr?.on('data', (d: Buffer) => { out += d.toString() })
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString()
-      const m = /listening: +[^\s]+:(\d+)/.exec(out)
-      if (m !== null && out.includes('clients connect:')) {
-        clearTimeout(timer)
-        resolve({ child, port: Number(m[1]), exited })
-      }
-    })
-    void exited.then((code) => { clearTimeout(timer); reject(new Error(`server exited with ${String(code)}: ${out}`)) })
-  })
+  return startSidecar(t, ['--data-dir', dataDir, '--store', store], { HOME: mkdtempSync(join(tmpdir(), 'mpac-crash-home-')), LOG_LEVEL: 'warn' })
 }
 
 // ---------------------------------------------------------------- a client

@@ -64,7 +64,7 @@ t.test('frame order: each of three participants gets the relay and what it cause
     t.same(seen(a, m[0]!), ['OP_REJECT', 'INTENT_WITHDRAW'], 'withdrawer: the OP_REJECT, then its terminal relay')
     t.same(seen(b, m[1]!), ['INTENT_WITHDRAW', 'OP_REJECT'], 'agent:b: the relay, then the OP_REJECT')
     t.same(seen(c, m[2]!), ['INTENT_WITHDRAW', 'OP_REJECT'], 'agent:c: the relay, then the OP_REJECT')
-    const reject = c.received.slice(m[2]!).find(f => f.message_type === 'OP_REJECT')
+    const reject = c.received.slice(m[2]).find(f => f.message_type === 'OP_REJECT')
     t.match(payload(reject ?? {}), { op_id: 'op-w', reason: 'intent_terminated' })
   })
 
@@ -85,7 +85,7 @@ t.test('frame order: each of three participants gets the relay and what it cause
     for (const [name, x, i] of [['committer', a, 0], ['agent:b', b, 1], ['agent:c', c, 2]] as const) {
       t.same(seen(x, m[i]!), ['OP_COMMIT', 'FILE_UPDATED'], `${name}: the relay, then FILE_UPDATED`)
     }
-    t.match(a.received.slice(m[0]!).find(f => f.type === 'FILE_UPDATED'), { path: 'f.py', state_ref: stateRef(content), updated_by: 'agent:a' })
+    t.match(a.received.slice(m[0]).find(f => f.type === 'FILE_UPDATED'), { path: 'f.py', state_ref: stateRef(content), updated_by: 'agent:a' })
   })
 })
 

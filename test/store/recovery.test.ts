@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import t from 'tap'
-import type { CoordinatorConfig, CoordinatorSnapshot, CoreInput, Output } from '../../src/coordinator/index.js'
+import type { CoordinatorConfig, CoreInput, Output } from '../../src/coordinator/index.js'
 import { Coordinator } from '../../src/coordinator/index.js'
 import type { ManagedSessionStore, SessionStore } from '../../src/store/index.js'
 import { MemoryStore, recoverSession, replaySession, SqliteStore } from '../../src/store/index.js'
@@ -22,7 +22,7 @@ function feed (coordinator: Coordinator, store: ManagedSessionStore, inputs: rea
 function terminal (outputs: readonly Output[]): Record<string, unknown> {
   const frame = outputs.find(o => o.terminal === true)?.frame
   if (frame === undefined) throw new Error('no terminal frame')
-  return frame as Record<string, unknown>
+  return frame
 }
 
 function errorCode (frame: Record<string, unknown>): unknown {
@@ -87,7 +87,7 @@ for (const [kind, makeStore] of stores) {
         audience: { kind: 'all' },
         frame: { message_type: 'COORDINATOR_STATUS', coordinator_epoch: 2, payload: { event: 'recovered' } }
       })
-      const snap = coordinator.snapshot(now) as CoordinatorSnapshot
+      const snap = coordinator.snapshot(now)
       t.ok(snap.participants.every(p => p.last_seen >= now + GRACE_SEC * 1000), 'every participant gets the reconnect grace')
 
       const stored = store.load(SID)

@@ -8,7 +8,7 @@
  * - Promises: a request settles exactly once — with the coordinator's
  *   terminal frame for it (the relay/echo of its `message_id`, SESSION_INFO
  *   for a HELLO, or the PROTOCOL_ERROR whose `refers_to` is it), or rejected
- *   with a `ShimError`: `MPAC_ERR_REMOTE_UNAVAILABLE` when no connection is
+ *   with an `MpacError`: `MPAC_ERR_REMOTE_UNAVAILABLE` when no connection is
  *   open or the send fails, `MPAC_ERR_REMOTE_TIMEOUT` after its timeout, the
  *   error given to `rejectAll()` when the connection goes. A query settles
  *   the same way with its single reply; replies of one kind arrive in request
@@ -20,7 +20,7 @@
  *   answer nothing of ours.
  */
 import type { Logger } from 'pino'
-import { SHIM_ERROR_CODES, ShimError } from '../errors.js'
+import { RemoteTimeout, RemoteUnavailable, type MpacError } from '../../errors.js'
 import type { Envelope, ErrorPayload, Frame, Reply, SidebandRequest, Timers } from './types.js'
 
 /** Where requests go out: the connection in use (transport.ts). */
@@ -104,7 +104,7 @@ export class Correlator {
   request (build: () => Envelope, timeoutMs: number): Promise<Reply> {
     const link = this.#opts.link()
     if (link === undefined || !link.isOpen) {
-      return Promise.reject(new ShimError(SHIM_ERROR_CODES.REMOTE_UNAVAILABLE, 'not connected to the coordinator', { retryable: true }))
+      return Promise.reject(new RemoteUnavailable('not connected to the coordinator'))
     }
     const envelope = build()
     const messageType = envelope.message_type
@@ -121,7 +121,7 @@ export class Correlator {
       }
       pending.timer = this.#timers.setTimeout(() => {
         this.#pending.delete(envelope.message_id)
-        reject(new ShimError(SHIM_ERROR_CODES.REMOTE_TIMEOUT, `no reply from the coordinator to ${messageType} within ${timeoutMs} ms`, { retryable: true }))
+        reject(new RemoteTimeout(messageType, timeoutMs))
         this.#opts.onUnresponsive(link, `no reply to ${messageType} within ${timeoutMs} ms`)
       }, timeoutMs)
       this.#pending.set(envelope.message_id, pending)
@@ -130,7 +130,7 @@ export class Correlator {
       } catch (err) {
         this.#timers.clearTimeout(pending.timer)
         this.#pending.delete(envelope.message_id)
-        reject(new ShimError(SHIM_ERROR_CODES.REMOTE_UNAVAILABLE, `cannot send to the coordinator: ${(err as Error).message}`, { retryable: true }))
+        reject(new RemoteUnavailable(`cannot send to the coordinator: ${(err as Error).message}`))
       }
     })
   }
@@ -139,14 +139,14 @@ export class Correlator {
   query (request: SidebandRequest, timeoutMs: number): Promise<Frame> {
     const link = this.#opts.link()
     if (link === undefined || !link.isOpen) {
-      return Promise.reject(new ShimError(SHIM_ERROR_CODES.REMOTE_UNAVAILABLE, 'not connected to the coordinator', { retryable: true }))
+      return Promise.reject(new RemoteUnavailable('not connected to the coordinator'))
     }
     const kind = REQUEST_KIND[request.type]
     return new Promise<Frame>((resolve, reject) => {
       const q: PendingQuery = { resolve, reject, timer: undefined, abandoned: false }
       q.timer = this.#timers.setTimeout(() => {
         q.abandoned = true
-        reject(new ShimError(SHIM_ERROR_CODES.REMOTE_TIMEOUT, `no reply from the coordinator to ${request.type} within ${timeoutMs} ms`, { retryable: true }))
+        reject(new RemoteTimeout(request.type, timeoutMs))
         this.#opts.onUnresponsive(link, `no reply to ${request.type} within ${timeoutMs} ms`)
       }, timeoutMs)
       this.#queries[kind].push(q)
@@ -157,13 +157,13 @@ export class Correlator {
         this.#timers.clearTimeout(q.timer)
         this.#queries[kind].pop()
         this.#queryOrder.pop()
-        reject(new ShimError(SHIM_ERROR_CODES.REMOTE_UNAVAILABLE, `cannot send to the coordinator: ${(err as Error).message}`, { retryable: true }))
+        reject(new RemoteUnavailable(`cannot send to the coordinator: ${(err as Error).message}`))
       }
     })
   }
 
   /** Rejects every request and query in flight with `error` (the connection is gone). */
-  rejectAll (error: ShimError): void {
+  rejectAll (error: MpacError): void {
     for (const p of this.#pending.values()) {
       this.#timers.clearTimeout(p.timer)
       p.reject(error)
@@ -187,7 +187,7 @@ export class Correlator {
    * nothing of ours, and for every other envelope.
    */
   onEnvelope (env: Envelope): boolean {
-    const payload = (env.payload ?? {}) as Frame
+    const payload = env.payload ?? {}
     for (const p of this.#pending.values()) {
       if (p.seen.length < MAX_SEEN && p.messageId !== env.message_id) p.seen.push(env)
     }
@@ -243,7 +243,7 @@ export class Correlator {
     if (i >= 0) queue.splice(i, 1)
     this.#timers.clearTimeout(first.q.timer)
     if (!first.q.abandoned) {
-      first.q.reject(new ShimError(SHIM_ERROR_CODES.REMOTE_UNAVAILABLE, `the coordinator refused the query (${String(error['error_code'])}: ${String(error['description'] ?? '')})`, { retryable: true, hint: 'retry in a second' }))
+      first.q.reject(new RemoteUnavailable(`the coordinator refused the query (${String(error['error_code'])}: ${typeof error['description'] === 'string' ? error['description'] : ''})`, { hint: 'retry in a second' }))
     }
   }
 

@@ -4,8 +4,9 @@
  * close code it ended a connection with.
  *
  * Contract:
- * - Owns: turning failures into `ShimError`s (code, message, hint, whether it
- *   is worth retrying) — every connection-failure message of the shim.
+ * - Owns: turning failures into `MpacError`s (code, message, hint, whether it
+ *   is worth retrying; src/errors.ts) — every connection-failure message of
+ *   the shim.
  * - Promises: every function here is pure except `diagnoseHandshake` (and
  *   `handshakeFailure`, which uses it): one HTTP request to the same URL,
  *   2 s at most, and no other I/O. The `retryable` flag is the client's retry policy: false means the
@@ -13,8 +14,8 @@
  * - Never: holds state, logs, retries, or touches a WebSocket.
  */
 import { fetch } from 'undici'
-import { CLOSE } from '../../protocol/close-codes.js'
-import { SHIM_ERROR_CODES, ShimError } from '../errors.js'
+import { CLOSE, PEER_CLOSE } from '../../protocol/close-codes.js'
+import { AuthRejected, ConfigInvalid, RemoteClosed, RemoteSessionMismatch, RemoteUnavailable, Replaced, TlsUntrusted, type MpacError } from '../../errors.js'
 import type { ErrorPayload } from './types.js'
 
 /** What the user can do about a rejected HELLO. */
@@ -36,15 +37,15 @@ export function helloHint (code: string, hasToken: boolean): string {
 }
 
 /** The error for a HELLO the coordinator answered with a PROTOCOL_ERROR (`err`). */
-export function helloRefusal (err: ErrorPayload | undefined, ctx: { url: string, sessionId: string, hasToken: boolean }): ShimError {
+export function helloRefusal (err: ErrorPayload | undefined, ctx: { url: string, sessionId: string, hasToken: boolean }): MpacError {
   const code = err?.error_code ?? 'UNKNOWN'
   if (code === 'INVALID_REFERENCE') {
-    return new ShimError(SHIM_ERROR_CODES.REMOTE_SESSION_MISMATCH, `the coordinator at ${ctx.url} refused session ${JSON.stringify(ctx.sessionId)} (${err?.description ?? 'invalid reference'})`, {
+    return new RemoteSessionMismatch(`the coordinator at ${ctx.url} refused session ${JSON.stringify(ctx.sessionId)} (${err?.description ?? 'invalid reference'})`, {
       hint: 'MPAC_SESSION_ID must match the /session/<id> of MPAC_COORDINATOR_URL (or leave MPAC_SESSION_ID unset)',
       detail: err !== undefined ? { ...err } : {}
     })
   }
-  return new ShimError(SHIM_ERROR_CODES.AUTH_REJECTED, `the coordinator refused to admit this agent (${code}: ${err?.description ?? 'no description'})`, {
+  return new AuthRejected(`the coordinator refused to admit this agent (${code}: ${err?.description ?? 'no description'})`, {
     retryable: false,
     hint: helloHint(code, ctx.hasToken),
     detail: err !== undefined ? { ...err } : {}
@@ -52,14 +53,11 @@ export function helloRefusal (err: ErrorPayload | undefined, ctx: { url: string,
 }
 
 /** The error for a SESSION_INFO naming another session than the one pinned by the URL. */
-export function otherSessionServed (url: string, served: string, wanted: string): ShimError {
-  return new ShimError(SHIM_ERROR_CODES.REMOTE_SESSION_MISMATCH, `the coordinator at ${url} serves session ${JSON.stringify(served)}, not ${JSON.stringify(wanted)}`, {
+export function otherSessionServed (url: string, served: string, wanted: string): MpacError {
+  return new RemoteSessionMismatch(`the coordinator at ${url} serves session ${JSON.stringify(served)}, not ${JSON.stringify(wanted)}`, {
     hint: 'check MPAC_COORDINATOR_URL (/session/<id>) and MPAC_SESSION_ID; in local mode another workspace\'s sidecar may hold the port: set MPAC_SIDECAR_PORT'
   })
 }
-
-/** 4403: our coordinator never sends it (it refuses a forbidden token with HTTP 403 before the upgrade), other coordinators do. */
-const CLOSE_FORBIDDEN = 4403
 
 /**
  * What a close of an admitted connection means (close codes of
@@ -73,14 +71,14 @@ const CLOSE_FORBIDDEN = 4403
  * 4408 (no HELLO in time), 4429 (rate and session limits, slow consumer),
  * 4503 (session unavailable).
  */
-export function closeVerdict (code: number, reason: string, ctx: { url: string, principalId: string, hasToken: boolean }): { failWith: ShimError, rejection: ShimError | undefined, reconnect: boolean } {
+export function closeVerdict (code: number, reason: string, ctx: { url: string, principalId: string, hasToken: boolean }): { failWith: MpacError, rejection: MpacError | undefined, reconnect: boolean } {
   if (code === CLOSE.NOT_FOUND.code) {
     const notFound = notFoundError(ctx.url, reason)
     return { failWith: notFound, rejection: notFound, reconnect: false }
   }
   if (code === CLOSE.TOO_BIG.code) {
     return {
-      failWith: new ShimError(SHIM_ERROR_CODES.REMOTE_CLOSED, `the coordinator closed the connection (1009 ${reason}): the message was larger than it accepts`, {
+      failWith: new RemoteClosed(`the coordinator closed the connection (1009 ${reason}): the message was larger than it accepts`, {
         retryable: false,
         hint: 'the same call will fail again: send a smaller change (split the file or the change)'
       }),
@@ -90,22 +88,22 @@ export function closeVerdict (code: number, reason: string, ctx: { url: string, 
   }
   if (code === CLOSE.REPLACED.code) {
     // Another connection of the same principal took over; fighting back would loop forever.
-    const replaced = new ShimError(SHIM_ERROR_CODES.REPLACED, `another connection with principal id ${ctx.principalId} replaced this one (close 4409): this agent is no longer connected`, {
+    const replaced = new Replaced(ctx.principalId, {
       retryable: false,
       hint: 'two agents use the same principal id (the same MPAC_PRINCIPAL_ID, or the same MPAC_AGENT_NAME and workspace path on two machines): give each its own, then restart this one'
     })
     return { failWith: replaced, rejection: replaced, reconnect: false }
   }
-  const dropped = new ShimError(SHIM_ERROR_CODES.REMOTE_CLOSED, `the connection to the coordinator dropped (${code}) while the call was in flight; it may or may not have taken effect`, {
+  const dropped = new RemoteClosed(`the connection to the coordinator dropped (${code}) while the call was in flight; it may or may not have taken effect`, {
     retryable: true,
     hint: 'check the session state with who_is_working, then retry'
   })
-  if (code === CLOSE.UNAUTHORIZED.code || code === CLOSE_FORBIDDEN) {
+  if (code === CLOSE.UNAUTHORIZED.code || code === PEER_CLOSE.FORBIDDEN.code) {
     // Token revoked or not allowed any more: reconnecting in the background cannot help.
     // The calls in flight still learn that the connection dropped under them.
     return {
       failWith: dropped,
-      rejection: new ShimError(SHIM_ERROR_CODES.AUTH_REJECTED, `the coordinator closed the connection (${code} ${reason})`, { hint: helloHint('CREDENTIAL_REJECTED', ctx.hasToken) }),
+      rejection: new AuthRejected(`the coordinator closed the connection (${code} ${reason})`, { hint: helloHint('CREDENTIAL_REJECTED', ctx.hasToken) }),
       reconnect: false
     }
   }
@@ -117,7 +115,7 @@ export function closeVerdict (code: number, reason: string, ctx: { url: string, 
  * diagnosis of `diagnoseHandshake` when it learnt something, else
  * `unreachableError`.
  */
-export function handshakeFailure (url: string, token: string | undefined, handshake: Error): Promise<ShimError> {
+export function handshakeFailure (url: string, token: string | undefined, handshake: Error): Promise<MpacError> {
   return diagnoseHandshake(url, token).then(error => error, (why: unknown) => unreachableError(url, handshake, why))
 }
 
@@ -127,7 +125,7 @@ export function handshakeFailure (url: string, token: string | undefined, handsh
  * or a session the token may not use, which the WebSocket API hides.
  * Resolves with the error to report; rejects when nothing useful was learnt.
  */
-export async function diagnoseHandshake (url: string, token: string | undefined): Promise<ShimError> {
+export async function diagnoseHandshake (url: string, token: string | undefined): Promise<MpacError> {
   const httpUrl = url.replace(/^ws/i, 'http')
   const headers: Record<string, string> = {}
   if (token !== undefined) headers['authorization'] = `Bearer ${token}`
@@ -137,7 +135,7 @@ export async function diagnoseHandshake (url: string, token: string | undefined)
   } catch (err) {
     const tls = tlsErrorCode(err)
     if (tls === undefined) throw err
-    return new ShimError(SHIM_ERROR_CODES.TLS_UNTRUSTED, `the coordinator's TLS certificate is not trusted (${tls}) at ${url}`, {
+    return new TlsUntrusted(tls, url, {
       hint: tls === 'ERR_TLS_CERT_ALTNAME_INVALID'
         ? 'the certificate does not name this host: check the host in MPAC_COORDINATOR_URL'
         : 'for a coordinator whose certificate comes from a private CA, set NODE_EXTRA_CA_CERTS=/path/to/ca.pem in the environment of mpac-mcp',
@@ -152,7 +150,7 @@ export async function diagnoseHandshake (url: string, token: string | undefined)
     // not JSON
   }
   if (res.status === 401 || res.status === 403) {
-    return new ShimError(SHIM_ERROR_CODES.AUTH_REJECTED, `the coordinator refused the connection (HTTP ${res.status}${message !== '' ? ': ' + message : ''})`, {
+    return new AuthRejected(`the coordinator refused the connection (HTTP ${res.status}${message !== '' ? ': ' + message : ''})`, {
       hint: res.status === 401
         ? (token === undefined ? 'this coordinator requires a token: set MPAC_COORDINATOR_TOKEN' : 'MPAC_COORDINATOR_TOKEN is not valid for this coordinator')
         : 'MPAC_COORDINATOR_TOKEN may not use this session: check the session id in MPAC_COORDINATOR_URL and the token\'s allowed_sessions',
@@ -164,7 +162,7 @@ export async function diagnoseHandshake (url: string, token: string | undefined)
 }
 
 /** The URL to use instead of one the coordinator answered 4004 (or HTTP 404) for. */
-function notFoundError (url: string, reason: string): ShimError {
+function notFoundError (url: string, reason: string): MpacError {
   let origin = url
   let session: string | undefined
   try {
@@ -176,7 +174,7 @@ function notFoundError (url: string, reason: string): ShimError {
   const message = session === undefined
     ? `the coordinator at ${origin} has no endpoint at ${url} (${reason}): connect to ${origin}/session/<session id>`
     : `the coordinator at ${origin} does not serve session ${JSON.stringify(session)} (${reason}): a single-session coordinator serves only its own id`
-  return new ShimError(SHIM_ERROR_CODES.CONFIG_INVALID, message, {
+  return new ConfigInvalid(message, {
     retryable: false,
     hint: session === undefined
       ? `set MPAC_COORDINATOR_URL to ${origin}/session/<session id> (the id is any name your team agrees on)`
@@ -190,7 +188,8 @@ function rootCause (err: unknown): { code: string | undefined, message: string }
   let found: { code: string | undefined, message: string } | undefined
   for (let e: unknown = err, depth = 0; e !== null && typeof e === 'object' && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
     const code = (e as { code?: unknown }).code
-    const message = String((e as { message?: unknown }).message ?? '').trim().split('\n')[0] ?? ''
+    const raw = (e as { message?: unknown }).message
+    const message = (typeof raw === 'string' ? raw : '').trim().split('\n')[0] ?? ''
     if (typeof code === 'string' || (message !== '' && message !== 'fetch failed')) found = { code: typeof code === 'string' ? code : undefined, message }
   }
   return found
@@ -201,7 +200,7 @@ function rootCause (err: unknown): { code: string | undefined, message: string }
  * the cause comes from the HTTP probe of the same URL (diagnoseHandshake),
  * with a hint that fits it.
  */
-export function unreachableError (url: string, handshake: Error, probe: unknown): ShimError {
+export function unreachableError (url: string, handshake: Error, probe: unknown): MpacError {
   const cause = rootCause(probe)
   let host = url
   try { host = new URL(url).host } catch { /* validated at start */ }
@@ -230,7 +229,7 @@ export function unreachableError (url: string, handshake: Error, probe: unknown)
         return { retryable: true, hint: 'the coordinator may be restarting; retry in a few seconds' }
     }
   })()
-  return new ShimError(SHIM_ERROR_CODES.REMOTE_UNAVAILABLE, message, { ...options, cause: probe, ...(code !== undefined ? { detail: { errno: code } } : {}) })
+  return new RemoteUnavailable(message, { ...options, cause: probe, ...(code !== undefined ? { detail: { errno: code } } : {}) })
 }
 
 const TLS_ERRORS = new Set([

@@ -4,8 +4,8 @@
  *
  * Contract:
  * - Owns: the socket, its connect timeout, and JSON framing both ways.
- * - Promises: `open()` resolves with an open connection or rejects with a
- *   `ShimError` saying why it could not open (diagnosis.ts; the handshake is
+ * - Promises: `open()` resolves with an open connection or rejects with an
+ *   `MpacError` saying why it could not open (diagnosis.ts; the handshake is
  *   re-asked over HTTP to learn it). Inbound frames that are JSON objects
  *   reach the attached handlers in arrival order; anything else is dropped
  *   (an unparsable one with a warning). `onClose` runs once, only for a
@@ -62,7 +62,7 @@ export class CoordinatorTransport {
         opts.timers.clearTimeout(timer)
         if (error !== undefined) {
           try { ws.close() } catch { /* not open */ }
-          handshakeFailure(opts.url, opts.token, error).then(reject)
+          void handshakeFailure(opts.url, opts.token, error).then(reject)
           return
         }
         resolve(transport)

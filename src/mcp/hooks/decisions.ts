@@ -25,7 +25,7 @@ import {
   WARN_USER_INTERVAL_MS, emptyReply, quoteText, sanitizeText,
   type CoordinatorHealth, type EditMode, type HookDecisionRecord, type HookErrorCode, type HookEvent, type HookFrozen, type HookHolder, type HookOp, type HookReply
 } from '../../hooks/protocol.js'
-import { ShimError } from '../errors.js'
+import { MpacError } from '../../errors.js'
 import { normalisePath, toRepoPath, type ShimSession } from '../session.js'
 import { buildDigest } from './digest.js'
 import type { ViewIntent } from './view.js'
@@ -278,7 +278,7 @@ export class HookService {
         const rel = toRepoPath(ws, normalisePath(ws, p))
         if (rel !== '' && rel !== '.') out.add(rel)
       } catch (err) {
-        if (!(err instanceof ShimError)) throw err
+        if (!(err instanceof MpacError)) throw err
       }
     }
     return [...out].sort()
@@ -492,7 +492,7 @@ export class HookService {
         reply = await session.client.request('INTENT_ANNOUNCE', { intent_id: intentId, objective: this.#objective(key, clientName, agentId), scope, ttl_sec: AUTO_INTENT_TTL_SEC })
       }
     } catch (err) {
-      return { kind: 'failed', why: err instanceof ShimError ? `${err.code}: ${err.message}` : (err as Error).message }
+      return { kind: 'failed', why: err instanceof MpacError ? `${err.code}: ${err.message}` : (err as Error).message }
     }
     if (reply === undefined) return { kind: 'failed', why: 'no reply' }
     if (!reply.accepted) {

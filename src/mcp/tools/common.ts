@@ -6,8 +6,7 @@
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 import { z } from 'zod'
 import type { ErrorPayload, Reply } from '../client.js'
-import { ConfigError } from '../config.js'
-import { ShimError } from '../errors.js'
+import { MpacError, ToolFailed } from '../../errors.js'
 import type { SessionPool, ShimSession, Summary } from '../session.js'
 
 export interface ToolDeps {
@@ -72,7 +71,7 @@ export async function runTool (
 
 export function errorResult (session: ShimSession | undefined, err: unknown): CallToolResult {
   const context = session !== undefined ? session.context() : {}
-  if (err instanceof ShimError) {
+  if (err instanceof MpacError) {
     const structured: Structured = {
       status: 'error',
       ...context,
@@ -87,11 +86,8 @@ export function errorResult (session: ShimSession | undefined, err: unknown): Ca
     }
     return result(structured, `error ${err.code}: ${err.message}${err.hint !== undefined ? ` (${err.hint})` : ''}`, true)
   }
-  if (err instanceof ConfigError) {
-    return result({ status: 'error', ...context, code: err.code, retryable: false, message: err.message }, `error ${err.code}: ${err.message}`, true)
-  }
   const message = err instanceof Error ? err.message : String(err)
-  return result({ status: 'error', ...context, code: 'MPAC_ERR_TOOL_FAILED', retryable: false, message }, `error: ${message}`, true)
+  return result({ status: 'error', ...context, code: ToolFailed.code, retryable: ToolFailed.retryable, message }, `error: ${message}`, true)
 }
 
 export function openConflicts (summary: Summary): Array<Record<string, unknown>> {
