@@ -90,7 +90,7 @@ class Committer {
 
   constructor (store: PostgresStore) {
     this.#store = store
-    this.#pending = Array.from({ length: store.lanes }, () => new Map())
+    this.#pending = Array.from({ length: store.lanes }, () => new Map<string, Pending[]>())
     this.#busy = Array.from({ length: store.lanes }, () => false)
   }
 

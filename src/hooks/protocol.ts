@@ -357,6 +357,14 @@ export function ensurePrivateDir (dir: string): void {
 // eslint-disable-next-line no-control-regex
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200b-\u200f\ufeff]+/g
 
+/** Text of a value from the wire: strings as they are, other scalars printed, objects as JSON, nothing for null/undefined. */
+function scalarText (s: unknown): string {
+  if (typeof s === 'string') return s
+  if (typeof s === 'number' || typeof s === 'boolean' || typeof s === 'bigint') return String(s)
+  if (s === undefined || s === null || typeof s === 'function' || typeof s === 'symbol') return ''
+  return JSON.stringify(s)
+}
+
 /**
  * Other agents' text made safe to quote: control characters (newlines
  * included), bidi overrides and zero-width characters become one space,
@@ -364,7 +372,7 @@ const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u206
  * characters (code points) is cut to `max - 1` and ends with `…`.
  */
 export function sanitizeText (s: unknown, max: number = QUOTE_MAX_CHARS): string {
-  const text = (typeof s === 'string' ? s : String(s ?? '')).replace(UNSAFE, ' ').replace(/\s+/g, ' ').trim()
+  const text = scalarText(s).replace(UNSAFE, ' ').replace(/\s+/g, ' ').trim()
   const points = Array.from(text)
   if (points.length <= max) return text
   return `${points.slice(0, Math.max(0, max - 1)).join('').trimEnd()}…`

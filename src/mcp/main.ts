@@ -131,7 +131,7 @@ async function main (argv: string[]): Promise<number> {
       return 2
     }
     if (values.remove === true) {
-      const removed = setupClaudeHooks(process.env, { scope: values.scope as string, remove: true, workspace: values.workspace, cwd: process.cwd() })
+      const removed = setupClaudeHooks(process.env, { scope: values.scope, remove: true, workspace: values.workspace, cwd: process.cwd() })
       if (!removed.ok) {
         process.stderr.write(removed.error + '\n')
         return 2
@@ -140,10 +140,10 @@ async function main (argv: string[]): Promise<number> {
       return 0
     }
     const out = setupClaude(process.env, {
-      scope: values.scope as string,
-      format: values.format as string,
+      scope: values.scope,
+      format: values.format,
       workspace: values.workspace,
-      name: values.name as string,
+      name: values.name,
       cwd: process.cwd()
     })
     if (!out.ok) {
@@ -152,7 +152,7 @@ async function main (argv: string[]): Promise<number> {
     }
     const notes = [...out.notes]
     if (values.hooks === true) {
-      const hooks = setupClaudeHooks(process.env, { scope: values.scope as string, remove: false, workspace: values.workspace, cwd: process.cwd() })
+      const hooks = setupClaudeHooks(process.env, { scope: values.scope, remove: false, workspace: values.workspace, cwd: process.cwd() })
       if (!hooks.ok) {
         process.stderr.write(hooks.error + '\n')
         return 2
@@ -178,7 +178,7 @@ async function main (argv: string[]): Promise<number> {
       return 2
     }
     const log = createLogger({ ...process.env, MPAC_LOG_LEVEL: process.env['MPAC_LOG_LEVEL'] ?? 'warn' })
-    const ok = await runSmoke(flow, { workspace: values.workspace as string, file: values.file as string, logger: log, out: s => process.stdout.write(s + '\n') })
+    const ok = await runSmoke(flow, { workspace: values.workspace, file: values.file, logger: log, out: s => process.stdout.write(s + '\n') })
     return ok ? 0 : 1
   }
   if (command === 'dashboard') {

@@ -65,7 +65,7 @@ export function isOwnHandler (handler: unknown): boolean {
   const args = handler['args']
   if (Array.isArray(args)) {
     for (let i = 1; i + 1 < args.length; i++) {
-      const before = args[i - 1]
+      const before: unknown = args[i - 1]
       if (args[i] === 'hook' && typeof before === 'string' && /(?:^|[\\/])mcp[\\/]cli\.[cm]?[jt]s$/.test(before) && HOOK_EVENT_ARGS.includes(args[i + 1] as string)) return true
     }
     return false

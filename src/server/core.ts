@@ -31,5 +31,5 @@ export function createCore (config: CoordinatorConfig): SessionCore {
 export function restoreCore (config: CoordinatorConfig, snapshot: unknown, journal: readonly CoreInput[]): SessionCore {
   const c = snapshot === undefined ? new Coordinator(config) : Coordinator.restore(snapshot as CoordinatorSnapshot, config)
   for (const input of journal) c.apply(input)
-  return c as unknown as SessionCore
+  return c
 }

@@ -98,7 +98,7 @@ export class Router {
       owner = got.owner
       if (!liveElsewhere(owner, o.node())) return unavailable(got.reason ?? 'the session could not be claimed', 1)
     }
-    const live = owner as SessionOwnership & { owner: NodeIdentity }
+    const live = owner
     const replayed = headers[FLY_REPLAY_SRC] !== undefined || headers[FLY_REPLAY_FAILED] !== undefined
     if (o.mode === 'fly' && !replayed) {
       if (o.metrics !== undefined) o.metrics.replays++

@@ -256,7 +256,7 @@ export interface FleetListener {
 }
 
 export interface FleetStoredSession {
-  readonly snapshot: unknown | undefined
+  readonly snapshot: unknown
   /** Sequence number the snapshot covers (0 when none). */
   readonly snapshotSeq: number
   readonly journal: readonly CoreInput[]

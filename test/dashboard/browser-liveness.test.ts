@@ -29,7 +29,7 @@ async function send (client: TestClient, type: string, principal: string, payloa
 
 /** The keys of the rows a section of the page shows now. */
 async function keys (page: Page, section: string): Promise<string[]> {
-  return await page.evaluate(`[...document.querySelectorAll('[data-section="${section}"] > [data-key]')].map(r => r.getAttribute('data-key')).sort()`) as string[]
+  return await page.evaluate<string[]>(`[...document.querySelectorAll('[data-section="${section}"] > [data-key]')].map(r => r.getAttribute('data-key')).sort()`)
 }
 
 t.test('an agent silent past the unavailability timeout shows offline, its intent SUSPENDED, with an attention item', { skip }, async t => {

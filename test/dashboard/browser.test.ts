@@ -288,16 +288,16 @@ t.test('sign in, watch two agents collide, acknowledge, escalate and resolve, li
 /** Presses Tab until the focus cycles; returns the controls it never reached (by index and text). */
 async function tabWalk (page: Page, selector: string): Promise<{ total: number, presses: number, missed: string[] }> {
   const listExpr = `[...document.querySelectorAll(${JSON.stringify(selector)})].filter(el => !el.hidden && el.getClientRects().length > 0)`
-  const total = await page.evaluate(`${listExpr}.length`) as number
+  const total = await page.evaluate<number>(`${listExpr}.length`)
   await page.evaluate('document.activeElement && document.activeElement.blur()')
   const reached = new Set<number>()
   let presses = 0
   for (; presses < total + 10; presses++) {
     await page.keyboard.press('Tab')
-    const i = await page.evaluate(`${listExpr}.indexOf(document.activeElement)`) as number
+    const i = await page.evaluate<number>(`${listExpr}.indexOf(document.activeElement)`)
     if (i >= 0) reached.add(i)
     if (reached.size === total) break
   }
-  const labels = await page.evaluate(`${listExpr}.map(el => el.tagName + ' ' + (el.textContent || el.getAttribute('aria-label') || el.id).trim().slice(0, 40))`) as string[]
+  const labels = await page.evaluate<string[]>(`${listExpr}.map(el => el.tagName + ' ' + (el.textContent || el.getAttribute('aria-label') || el.id).trim().slice(0, 40))`)
   return { total, presses: presses + 1, missed: labels.filter((_, i) => !reached.has(i)) }
 }

@@ -143,5 +143,5 @@ export async function runAxe (page: Page): Promise<AxeViolation[]> {
   await page.evaluate(axeSource)
   const run = "axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa'] } })" +
     '.then(r => r.violations.map(v => ({ id: v.id, impact: v.impact, help: v.help, targets: v.nodes.map(n => n.target.map(String).join(" ")) })))'
-  return await page.evaluate(run) as AxeViolation[]
+  return await page.evaluate<AxeViolation[]>(run)
 }

@@ -25,7 +25,7 @@ function write (dir: string, e: HookRegistryEntry): void {
 /** A pid that existed and is gone now. */
 function deadPid (): number {
   const r = spawnSync(process.execPath, ['-e', ''])
-  return r.pid as number
+  return r.pid
 }
 
 /** Live processes to stand in for shims (each registry entry needs a live pid). */

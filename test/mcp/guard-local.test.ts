@@ -55,7 +55,7 @@ t.test('local mode: the guard asks the local coordinator with the local secret',
 
   // MPAC_HOOKS=false: no hook endpoint, so no shim can answer and the guard must ask the coordinator.
   const alice = await shimUnderSh(t, sb.env({ MPAC_AGENT_NAME: 'Alice', MPAC_HOOKS: 'false' }), repo)
-  const call = alice.call
+  const call = alice.call.bind(alice)
   const begun = await call('begin_task', { objective: 'rename the users table', files: ['src/db.py'] })
   t.equal(begun['status'], 'ok', alice.stderr())
 

@@ -203,7 +203,7 @@ export async function fetchSummary (target: Target, deadlineMs: number): Promise
     const admitted = await ex.next('SESSION_INFO', f => f['message_type'] === 'SESSION_INFO' || (f['message_type'] === 'PROTOCOL_ERROR' && (f['payload'] as Frame | undefined)?.['refers_to'] === hello['message_id']))
     if (admitted['message_type'] !== 'SESSION_INFO') {
       const p = (admitted['payload'] ?? {}) as Frame
-      return { kind: 'unreachable', detail: `the coordinator refused the guard: ${String(p['error_code'])} ${String(p['description'] ?? '')}`.trim(), where }
+      return { kind: 'unreachable', detail: `the coordinator refused the guard: ${String(p['error_code'])} ${typeof p['description'] === 'string' ? p['description'] : ''}`.trim(), where }
     }
     ex.send({ type: 'SESSION_SUMMARY' })
     const reply = await ex.next('SESSION_SUMMARY_RESPONSE', isSummary)

@@ -420,7 +420,7 @@ export class HookService {
       const note = [events[0]?.text, suspendedNote].filter(s => s !== undefined && s !== '').join(' ')
       return { ...emptyReply('check_edit', 'ok', age()), suspended: suspendedHolders, events, ...(note !== '' ? { note: `mpac: ${note}` } : {}) }
     }
-    const outcome = await this.#serial(client, () => this.#announce(key, client, free, agentId ?? null, String(req['client'] ?? 'other')))
+    const outcome = await this.#serial(client, () => this.#announce(key, client, free, agentId ?? null, typeof req['client'] === 'string' ? req['client'] : 'other'))
     if (outcome.kind === 'lost') {
       const reason = outcome.holders.map(h => this.#holdReason(h)).join(' ') || `mpac: ${outcome.why}. This edit was not made.`
       this.#log.info({ tool, agentId, paths, why: outcome.why }, 'hook: lost the race for an edit')

@@ -200,7 +200,7 @@ export class SessionView {
   /** One inbound envelope. True when the caller should re-base soon (effects not in the relay). */
   apply (env: Envelope): boolean {
     this.#confirmedAt = this.#now()
-    const p = (env.payload ?? {}) as Frame
+    const p = (env.payload ?? {})
     const sender = env.sender?.principal_id ?? ''
     switch (env.message_type) {
       case 'INTENT_ANNOUNCE': {

@@ -148,7 +148,9 @@ function cellText (v: unknown, format: Column['format']): string {
     return acks.length === 0 ? '—' : acks.map(a => `${a.principal_id}: ${a.ack_type}`).join('; ')
   }
   if (Array.isArray(v)) return v.length === 0 ? '—' : v.join(', ')
-  return String(v)
+  if (typeof v === 'string') return v
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v)
+  return JSON.stringify(v) ?? ''
 }
 
 function cell (c: Column, item: Record<string, unknown> | undefined, now: number): string {
