@@ -131,9 +131,10 @@ t.test('every folder keeps to its import rules (DESIGN.md §3)', async t => {
     { folder: ROOT_FILES, name: 'src/*.ts', mayImport: [], packages: [NODE] },
     { folder: /^protocol\//, name: 'src/protocol/', mayImport: ['protocol/'], packages: CORE_PACKAGES },
     { folder: /^coordinator\//, name: 'src/coordinator/', mayImport: ['coordinator/', 'protocol/'], packages: CORE_PACKAGES },
-    { folder: /^store\//, name: 'src/store/', mayImport: ['store/', 'coordinator/', 'protocol/', ROOT_FILES], packages: [NODE, 'better-sqlite3', 'pino'] },
+    { folder: /^store\//, name: 'src/store/', mayImport: ['store/', 'coordinator/', 'protocol/', ROOT_FILES], packages: [NODE, 'better-sqlite3', 'pg', 'pino'] },
     // The shim talks to the coordinator over the wire only: the protocol, never the server, store or core.
-    { folder: /^mcp\//, name: 'src/mcp/', mayImport: ['mcp/', 'protocol/', ROOT_FILES], packages: [NODE, 'zod', 'pino', 'undici', /^@modelcontextprotocol\/sdk\//] }
+    // …and the hook protocol it shares with the hook processes (src/hooks/).
+    { folder: /^mcp\//, name: 'src/mcp/', mayImport: ['mcp/', 'protocol/', 'hooks/', ROOT_FILES], packages: [NODE, 'zod', 'pino', 'undici', /^@modelcontextprotocol\/sdk\//] }
   ]
   const matches = (value: string, allowed: Array<string | RegExp>): boolean =>
     allowed.some(a => typeof a === 'string' ? (a.endsWith('/') ? value.startsWith(a) : value === a) : a.test(value))
