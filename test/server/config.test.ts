@@ -55,7 +55,9 @@ t.test('no flags: multi-session on 127.0.0.1:8766, open, sqlite under ~/.local/s
     maxConnectionsPerAddress: 512,
     maxSessionsPerAddress: 100,
     maxMsgsPerSecPerToken: 500,
-    maxJournalBytesPerMin: 32 * 1024 * 1024
+    maxJournalBytesPerMin: 32 * 1024 * 1024,
+    maxDashboardStreams: 500,
+    maxDashboardStreamsPerToken: 20
   })
   t.equal(c.metricsPort, undefined)
   t.equal(c.metricsPublic, false)
