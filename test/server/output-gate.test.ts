@@ -24,18 +24,7 @@ import { SessionRuntime, type Peer } from '../../src/server/session-runtime.js'
 import { SnapshotPolicy, StoreUnavailableError, type AppendBatch, type AppendResult, type JournalStats } from '../../src/store/index.js'
 import type { CloseSpec } from '../../src/protocol/close-codes.js'
 import { Envelopes, TestClock, entitySet, type Json } from '../helpers/mpac.js'
-
-/** mulberry32: a small seeded PRNG, so a failing seed can be replayed. */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { mulberry32 } from '../helpers/prng.js'
 
 interface SessionModel {
   /** Message ids of journaled inputs, in the order they were applied. */
@@ -162,7 +151,7 @@ class FakeFleetStore implements LaneStore {
 const logger = pino({ level: 'silent' })
 
 async function run (seed: number): Promise<{ violations: string[], delivered: number, lost: number, failed: number, lapsed: boolean }> {
-  const rnd = prng(seed)
+  const rnd = mulberry32(seed)
   const clock = new TestClock()
   const violations: string[] = []
   const models = new Map<string, SessionModel>()
